@@ -1,0 +1,174 @@
+// Materialised attention: one task per (batch, head); each task computes its
+// (T, S) logits with one GEMM, a masked row softmax, and the context with a
+// second GEMM. Tasks write disjoint blocks, so any thread count gives the same
+// bits.
+#include "attention.h"
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attention_mask.h"
+#include "dropout_rng.h"
+#include "parallel.h"
+
+namespace mh {
+
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using HeadMap = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ConstHeadMap = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
+
+// Turns the raw logits of row t into probabilities in place.
+template <class T>
+void softmax_row(T* row, idx S, T scale, const MaskRow* mrow) {
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  T mx = neg_inf;
+  if (mrow) {
+    if (!mrow->query_ok()) {
+      for (idx s = 0; s < S; ++s) row[s] = T(0);
+      return;
+    }
+    for (idx s = 0; s < S; ++s) {
+      row[s] = mrow->allowed(s) ? row[s] * scale : neg_inf;
+      if (row[s] > mx) mx = row[s];
+    }
+    if (mx == neg_inf) {  // every key masked: all-zero probabilities
+      for (idx s = 0; s < S; ++s) row[s] = T(0);
+      return;
+    }
+  } else {
+    for (idx s = 0; s < S; ++s) {
+      row[s] *= scale;
+      if (row[s] > mx) mx = row[s];
+    }
+  }
+  T sum = T(0);
+  for (idx s = 0; s < S; ++s) {
+    const T e = std::exp(row[s] - mx);  // exp(-inf) == 0 for masked keys
+    row[s] = e;
+    sum += e;
+  }
+  const T inv = T(1) / sum;
+  for (idx s = 0; s < S; ++s) row[s] *= inv;
+}
+
+// Applies inverted dropout to the probabilities P (T, S) of head (b, n) into
+// out: out = P * keep / (1 - rate).
+template <class T>
+void dropout_probs(const MhaDims& d, const DropoutSpec& drop, idx b, idx n, const T* P, T* out) {
+  const idx TS = d.T * d.S;
+  const uint64_t base = static_cast<uint64_t>((b * d.N + n) * TS);
+  if (drop.rate >= 1.0) {
+    for (idx i = 0; i < TS; ++i) out[i] = T(0);
+    return;
+  }
+  const T inv_keep = T(1.0 / (1.0 - drop.rate));
+  for (idx i = 0; i < TS; ++i) {
+    out[i] = dropout_keep(drop.key, base + static_cast<uint64_t>(i), drop.rate) ? P[i] * inv_keep
+                                                                                 : T(0);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
+                       const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
+                       T* probs, int threads) {
+  const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  const bool masked = mask.any();
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
+    const idx b = task / d.N, n = task % d.N;
+    ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+    ConstHeadMap<T> K(k + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
+    ConstHeadMap<T> V(v + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
+    HeadMap<T> C(ctx + b * d.T * vs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(vs));
+
+    std::vector<T> scratch;
+    T* pbuf = probs ? probs + task * TS : nullptr;
+    if (!pbuf) {
+      scratch.resize(static_cast<size_t>(TS));
+      pbuf = scratch.data();
+    }
+    Eigen::Map<RowMat<T>> P(pbuf, d.T, d.S);
+    P.noalias() = Q * K.transpose();
+    for (idx t = 0; t < d.T; ++t) {
+      if (masked) {
+        MaskRow mrow(mask, d, b, n, t);
+        softmax_row(pbuf + t * d.S, d.S, scale, &mrow);
+      } else {
+        softmax_row<T>(pbuf + t * d.S, d.S, scale, nullptr);
+      }
+    }
+    if (drop.active()) {
+      std::vector<T> dropped(static_cast<size_t>(TS));
+      dropout_probs(d, drop, b, n, pbuf, dropped.data());
+      Eigen::Map<const RowMat<T>> Pd(dropped.data(), d.T, d.S);
+      C.noalias() = Pd * V;
+    } else {
+      C.noalias() = P * V;
+    }
+  });
+}
+
+template <class T>
+void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, const T* probs,
+                        const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk, T* dv,
+                        int threads) {
+  const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
+    const idx b = task / d.N, n = task % d.N;
+    ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+    ConstHeadMap<T> K(k + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
+    ConstHeadMap<T> V(v + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
+    ConstHeadMap<T> dC(dctx + b * d.T * vs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(vs));
+    HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+    HeadMap<T> dK(dk + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
+    HeadMap<T> dV(dv + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
+    Eigen::Map<const RowMat<T>> P(probs + task * TS, d.T, d.S);
+
+    // dP (T, S) = dC V^T; with dropout the context used P_drop, so
+    // dV = P_drop^T dC and dP = (dC V^T) * keep / (1 - rate).
+    RowMat<T> dP(d.T, d.S);
+    dP.noalias() = dC * V.transpose();
+    if (drop.active()) {
+      RowMat<T> Pd(d.T, d.S);
+      dropout_probs(d, drop, b, n, P.data(), Pd.data());
+      dV.noalias() = Pd.transpose() * dC;
+      // The keep mask scaled by 1/(1-rate) is Pd / P where P > 0; recompute it
+      // directly to avoid dividing.
+      RowMat<T> ones = RowMat<T>::Ones(d.T, d.S);
+      RowMat<T> scale_mask(d.T, d.S);
+      dropout_probs(d, drop, b, n, ones.data(), scale_mask.data());
+      dP.array() *= scale_mask.array();
+    } else {
+      dV.noalias() = P.transpose() * dC;
+    }
+    // Softmax backward: dS = P * (dP - rowsum(P * dP)).
+    for (idx t = 0; t < d.T; ++t) {
+      T dot = T(0);
+      for (idx s = 0; s < d.S; ++s) dot += P(t, s) * dP(t, s);
+      for (idx s = 0; s < d.S; ++s) dP(t, s) = P(t, s) * (dP(t, s) - dot);
+    }
+    // logits = scale * q k^T
+    dQ.noalias() = scale * (dP * K);
+    dK.noalias() = scale * (dP.transpose() * Q);
+  });
+}
+
+#define MH_INSTANTIATE_ATTENTION(T)                                                          \
+  template void attention_forward<T>(const MhaDims&, const T*, const T*, const T*,           \
+                                     const AttentionMask&, const DropoutSpec&, T, T*, T*, int); \
+  template void attention_backward<T>(const MhaDims&, const T*, const T*, const T*, const T*,  \
+                                      const DropoutSpec&, T, const T*, T*, T*, T*, int);
+
+MH_INSTANTIATE_ATTENTION(float)
+MH_INSTANTIATE_ATTENTION(double)
+
+}  // namespace mh

@@ -1,0 +1,87 @@
+// Dense projections: see dense.h. Row blocks of fixed size are the unit of
+// parallel work, so results do not depend on the thread count.
+#include "dense.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+
+#include "parallel.h"
+
+namespace mh {
+
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using RowVec = Eigen::Matrix<T, 1, Eigen::Dynamic>;
+
+// Rows per parallel task: large enough for an efficient GEMM, fixed so the
+// split never depends on the number of threads.
+constexpr idx kRowBlock = 256;
+// Kernel rows (input features) per task in the weight gradient.
+constexpr idx kFeatureBlock = 64;
+
+long n_blocks(idx n, idx block) { return static_cast<long>((n + block - 1) / block); }
+
+}  // namespace
+
+template <class T>
+void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out, T* y,
+                   int threads) {
+  Eigen::Map<const RowMat<T>> W(w, in, out);
+  const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
+  parallel_for(n_blocks(rows, kRowBlock), used, [&](long blk) {
+    const idx r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+    Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
+    Eigen::Map<RowMat<T>> Y(y + r0 * out, nr, out);
+    Y.noalias() = X * W;
+    if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
+  });
+}
+
+template <class T>
+void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
+                          bool accumulate, int threads) {
+  Eigen::Map<const RowMat<T>> W(w, in, out);
+  const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
+  parallel_for(n_blocks(rows, kRowBlock), used, [&](long blk) {
+    const idx r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+    Eigen::Map<const RowMat<T>> dY(dy + r0 * out, nr, out);
+    Eigen::Map<RowMat<T>> dX(dx + r0 * in, nr, in);
+    if (accumulate) {
+      dX.noalias() += dY * W.transpose();
+    } else {
+      dX.noalias() = dY * W.transpose();
+    }
+  });
+}
+
+template <class T>
+void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, T* dw, T* db,
+                            int threads) {
+  Eigen::Map<const RowMat<T>> X(x, rows, in);
+  Eigen::Map<const RowMat<T>> dY(dy, rows, out);
+  Eigen::Map<RowMat<T>> dW(dw, in, out);
+  const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
+  // Each task owns a band of kernel rows: dW[f0:f1, ] = X[, f0:f1]^T dY.
+  parallel_for(n_blocks(in, kFeatureBlock), used, [&](long blk) {
+    const idx f0 = blk * kFeatureBlock, nf = std::min(kFeatureBlock, in - f0);
+    dW.middleRows(f0, nf).noalias() = X.middleCols(f0, nf).transpose() * dY;
+  });
+  if (db) {
+    Eigen::Map<RowVec<T>> dB(db, out);
+    dB.setZero();
+    for (idx r = 0; r < rows; ++r) dB += dY.row(r);
+  }
+}
+
+#define MH_INSTANTIATE_DENSE(T)                                                              \
+  template void dense_forward<T>(const T*, idx, idx, const T*, const T*, idx, T*, int);      \
+  template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \
+  template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);
+
+MH_INSTANTIATE_DENSE(float)
+MH_INSTANTIATE_DENSE(double)
+
+}  // namespace mh

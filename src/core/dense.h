@@ -1,0 +1,26 @@
+// Dense projection along the last axis, forward and backward:
+//   y (rows, out) = x (rows, in) . w (in, out) + b (out)
+// All matrices row-major. These are the q/k/v/gate/output projections of the
+// attention layer (Keras's EinsumDense with one contracted axis group).
+#pragma once
+
+#include "layout.h"
+
+namespace mh {
+
+// y = x w (+ b). `b` may be null.
+template <class T>
+void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out, T* y,
+                   int threads);
+
+// dx = dy w^T, or dx += dy w^T when `accumulate`.
+template <class T>
+void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
+                          bool accumulate, int threads);
+
+// dw = x^T dy (in, out); db = column sums of dy (out), skipped if db is null.
+template <class T>
+void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, T* dw, T* db,
+                            int threads);
+
+}  // namespace mh

@@ -1,0 +1,75 @@
+// multihead core: data layout and shared types.
+//
+// The core is plain C++17 + Eigen. It never includes R headers, keeps no
+// state between calls, and reports errors by throwing std::exception.
+//
+// LAYOUT. Every tensor the core sees is dense and ROW-MAJOR ("C order"): the
+// last index varies fastest. The R glue converts once at the boundary (R
+// arrays are column-major) and permutes the axes so that:
+//
+//   query   xq   (B, T, E)     B = batch-like positions (batch axis and any
+//   key     xk   (B, S, Dk)        axes that are not attention axes, flattened)
+//   value   xv   (B, S, Dv)    T, S = query / key attention positions (all
+//                                  attention axes flattened, row-major)
+//   projected q  (B, T, N, H)   = one GEMM (B*T, E) x (E, N*H)
+//   projected k  (B, S, N, H)
+//   projected v  (B, S, N, Hv)
+//   context  c   (B, T, N, Hv)  the attention output before the output dense
+//   output       (B, T, O)      O = product of the output_shape
+//   probs    P   (B, N, T, S)   softmax probabilities (the returned scores)
+//
+// Weights keep Keras's shapes, row-major, which makes each kernel a plain
+// matrix with the input features as rows:
+//   Wq (E, N, H) == (E, N*H);  Wk (Dk, N*H);  Wv (Dv, N*Hv);  Wg (E, N*Hv)
+//   Wo (N, Hv, O...) == (N*Hv, O);  biases (N*H), (N*Hv), (O)
+// So a head's block of q for batch b is the (T, H) matrix starting at
+// q + b*T*N*H + n*H with row stride N*H: no copies are needed to attend.
+//
+// MASKS are int32 (nonzero = may attend), the same bytes as an R logical:
+//   mask   (Bm, Nm, T, S)  Bm in {1, B}, Nm in {1, N}; broadcast over the rest
+//   qmask  (B, T)          query positions that exist (0 = padding)
+//   kmask  (B, S)          key/value positions that exist
+// plus a causal flag (key s allowed iff s <= t, top-left aligned) and a
+// sliding window w (allowed iff |t - s| < w). All are AND-ed. A query row with
+// no allowed key gets all-zero probabilities (its context is zero).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mh {
+
+using idx = std::ptrdiff_t;
+
+// Shapes of one multi-head attention call (see the layout above).
+struct MhaDims {
+  idx B = 0, T = 0, S = 0;   // batch-like, query positions, key positions
+  idx E = 0, Dk = 0, Dv = 0; // feature sizes of query, key, value
+  idx N = 0, H = 0, Hv = 0;  // heads, key_dim, value_dim
+  idx O = 0;                 // output features (product of output_shape)
+};
+
+// Which keys each query may attend to.
+struct AttentionMask {
+  const int32_t* mask = nullptr;  // (Bm, Nm, T, S) or null
+  idx mask_b = 1, mask_n = 1;     // Bm, Nm
+  const int32_t* qmask = nullptr; // (B, T) or null
+  const int32_t* kmask = nullptr; // (B, S) or null
+  bool causal = false;
+  idx window = 0;                 // 0 = no sliding window
+
+  bool any() const {
+    return mask || qmask || kmask || causal || window > 0;
+  }
+};
+
+// Dropout on the attention probabilities. Masks are never stored: each
+// element's keep/drop decision is a pure function of (key, position), so the
+// backward pass regenerates it and thread count cannot change it.
+struct DropoutSpec {
+  double rate = 0.0;    // in [0, 1]
+  uint64_t key = 0;     // derived from the layer seed and its call counter
+  bool active() const { return rate > 0.0; }
+};
+
+}  // namespace mh

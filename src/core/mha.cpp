@@ -1,0 +1,131 @@
+// Multi-head attention layer: see mha.h.
+#include "mha.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "attention.h"
+#include "dense.h"
+
+namespace mh {
+
+namespace {
+
+template <class T>
+T inverse_sqrt_key_dim(idx H) {
+  return static_cast<T>(1.0 / std::sqrt(static_cast<double>(H)));
+}
+
+void check_dims(const MhaDims& d) {
+  if (d.B < 0 || d.T < 0 || d.S < 0 || d.E <= 0 || d.Dk <= 0 || d.Dv <= 0 || d.N <= 0 ||
+      d.H <= 0 || d.Hv <= 0 || d.O <= 0) {
+    throw std::invalid_argument("multihead core: invalid dimensions");
+  }
+}
+
+template <class T>
+void sigmoid_inplace(std::vector<T>& x) {
+  for (T& z : x) z = T(1) / (T(1) + std::exp(-z));
+}
+
+}  // namespace
+
+template <class T>
+void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
+                 const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
+                 int threads, T* out, T* scores, MhaCache<T>* cache) {
+  check_dims(d);
+  const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
+  MhaCache<T> local;
+  MhaCache<T>& c = cache ? *cache : local;
+  c.q.resize(static_cast<size_t>(BT * NH));
+  c.k.resize(static_cast<size_t>(BS * NH));
+  c.v.resize(static_cast<size_t>(BS * NHv));
+  c.ctx.resize(static_cast<size_t>(BT * NHv));
+  dense_forward(xq, BT, d.E, w.wq, w.bq, NH, c.q.data(), threads);
+  dense_forward(xk, BS, d.Dk, w.wk, w.bk, NH, c.k.data(), threads);
+  dense_forward(xv, BS, d.Dv, w.wv, w.bv, NHv, c.v.data(), threads);
+
+  T* probs = scores;
+  if (cache) {
+    c.probs.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
+    probs = c.probs.data();
+  }
+  attention_forward(d, c.q.data(), c.k.data(), c.v.data(), mask, drop,
+                    inverse_sqrt_key_dim<T>(d.H), c.ctx.data(), probs, threads);
+  if (cache && scores && scores != probs) {
+    std::copy(c.probs.begin(), c.probs.end(), scores);
+  }
+
+  const T* h = c.ctx.data();
+  std::vector<T> gated;
+  if (w.wg) {
+    c.gate.resize(static_cast<size_t>(BT * NHv));
+    dense_forward(xq, BT, d.E, w.wg, w.bg, NHv, c.gate.data(), threads);
+    sigmoid_inplace(c.gate);
+    gated.resize(c.ctx.size());
+    for (size_t i = 0; i < gated.size(); ++i) gated[i] = c.ctx[i] * c.gate[i];
+    h = gated.data();
+  }
+  dense_forward(h, BT, NHv, w.wo, w.bo, d.O, out, threads);
+}
+
+template <class T>
+void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
+                  const MhaWeights<T>& w, const DropoutSpec& drop, const MhaCache<T>& c,
+                  const T* dout, const MhaGrads<T>& g, int threads) {
+  check_dims(d);
+  const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
+  if (c.probs.size() != static_cast<size_t>(d.B * d.N * d.T * d.S)) {
+    throw std::invalid_argument("multihead core: backward needs the forward cache");
+  }
+
+  // Output projection: out = h Wo + bo.
+  std::vector<T> dh(static_cast<size_t>(BT * NHv));
+  dense_backward_input(dout, BT, d.O, w.wo, NHv, dh.data(), false, threads);
+  std::vector<T> dctx;
+  if (w.wg) {
+    std::vector<T> h(c.ctx.size()), dz(c.ctx.size());
+    dctx.resize(c.ctx.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      const T gi = c.gate[i];
+      h[i] = c.ctx[i] * gi;
+      dctx[i] = dh[i] * gi;
+      dz[i] = dh[i] * c.ctx[i] * gi * (T(1) - gi);  // through the sigmoid
+    }
+    dense_backward_weights(h.data(), dout, BT, NHv, d.O, g.dwo, g.dbo, threads);
+    dense_backward_weights(xq, dz.data(), BT, d.E, NHv, g.dwg, g.dbg, threads);
+    dense_backward_input(dz.data(), BT, NHv, w.wg, d.E, g.dxq, false, threads);
+  } else {
+    dense_backward_weights(c.ctx.data(), dout, BT, NHv, d.O, g.dwo, g.dbo, threads);
+    dctx.swap(dh);
+  }
+
+  // Attention.
+  std::vector<T> dq(c.q.size()), dk(c.k.size()), dv(c.v.size());
+  attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.probs.data(), drop,
+                     inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(), dk.data(), dv.data(),
+                     threads);
+
+  // Input projections.
+  dense_backward_weights(xq, dq.data(), BT, d.E, NH, g.dwq, g.dbq, threads);
+  dense_backward_input(dq.data(), BT, NH, w.wq, d.E, g.dxq, w.wg != nullptr, threads);
+  dense_backward_weights(xk, dk.data(), BS, d.Dk, NH, g.dwk, g.dbk, threads);
+  dense_backward_input(dk.data(), BS, NH, w.wk, d.Dk, g.dxk, false, threads);
+  dense_backward_weights(xv, dv.data(), BS, d.Dv, NHv, g.dwv, g.dbv, threads);
+  dense_backward_input(dv.data(), BS, NHv, w.wv, d.Dv, g.dxv, false, threads);
+}
+
+#define MH_INSTANTIATE_MHA(T)                                                               \
+  template void mha_forward<T>(const MhaDims&, const T*, const T*, const T*,                \
+                               const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
+                               int, T*, T*, MhaCache<T>*);                                   \
+  template void mha_backward<T>(const MhaDims&, const T*, const T*, const T*,               \
+                                const MhaWeights<T>&, const DropoutSpec&, const MhaCache<T>&, \
+                                const T*, const MhaGrads<T>&, int);
+
+MH_INSTANTIATE_MHA(float)
+MH_INSTANTIATE_MHA(double)
+
+}  // namespace mh

@@ -1,0 +1,62 @@
+// The multi-head attention layer, forward and backward, composed from the
+// dense projections (dense.h) and the attention kernel (attention.h).
+// Layouts in layout.h. Keras semantics:
+//   q = xq Wq + bq;  k = xk Wk + bk;  v = xv Wv + bv
+//   ctx = attention(q, k, v) with scale 1/sqrt(H)
+//   gate (optional) = sigmoid(xq Wg + bg);  h = ctx * gate  (else h = ctx)
+//   out = h Wo + bo
+#pragma once
+
+#include <vector>
+
+#include "layout.h"
+
+namespace mh {
+
+// Weights in Keras's shapes, row-major. Bias pointers are null when the layer
+// has no biases; gate pointers are null without use_gate.
+template <class T>
+struct MhaWeights {
+  const T* wq = nullptr; const T* bq = nullptr;  // (E, N*H), (N*H)
+  const T* wk = nullptr; const T* bk = nullptr;  // (Dk, N*H), (N*H)
+  const T* wg = nullptr; const T* bg = nullptr;  // (E, N*Hv), (N*Hv)
+  const T* wv = nullptr; const T* bv = nullptr;  // (Dv, N*Hv), (N*Hv)
+  const T* wo = nullptr; const T* bo = nullptr;  // (N*Hv, O), (O)
+};
+
+// Gradient outputs, same shapes as the inputs and weights. Every pointer whose
+// weight exists must be non-null; all are overwritten.
+template <class T>
+struct MhaGrads {
+  T* dxq = nullptr; T* dxk = nullptr; T* dxv = nullptr;
+  T* dwq = nullptr; T* dbq = nullptr;
+  T* dwk = nullptr; T* dbk = nullptr;
+  T* dwg = nullptr; T* dbg = nullptr;
+  T* dwv = nullptr; T* dbv = nullptr;
+  T* dwo = nullptr; T* dbo = nullptr;
+};
+
+// What the backward pass needs from the forward pass.
+template <class T>
+struct MhaCache {
+  std::vector<T> q, k, v;  // projections (B,T,N,H), (B,S,N,H), (B,S,N,Hv)
+  std::vector<T> gate;     // (B,T,N*Hv), empty without gate
+  std::vector<T> ctx;      // (B,T,N*Hv) attention context (before the gate)
+  std::vector<T> probs;    // (B,N,T,S)
+};
+
+// Computes out (B, T, O). If `scores` is non-null the probabilities
+// (B, N, T, S) are written there. If `cache` is non-null it is filled for
+// mha_backward (and `scores` may then point into cache->probs).
+template <class T>
+void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
+                 const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
+                 int threads, T* out, T* scores, MhaCache<T>* cache);
+
+// Given dout (B, T, O), writes the gradients of every input and weight.
+template <class T>
+void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
+                  const MhaWeights<T>& w, const DropoutSpec& drop, const MhaCache<T>& cache,
+                  const T* dout, const MhaGrads<T>& g, int threads);
+
+}  // namespace mh

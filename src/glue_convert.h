@@ -1,0 +1,92 @@
+// R <-> core conversions for the Rcpp glue. The core's tensors are row-major
+// in a chosen axis order (see core/layout.h); R arrays are column-major.
+#pragma once
+
+#include <Rcpp.h>
+
+#include <vector>
+
+#include "core/layout.h"
+#include "core/permute.h"
+
+namespace mhglue {
+
+using mh::idx;
+
+inline std::vector<idx> r_dims(SEXP x) {
+  SEXP d = Rf_getAttrib(x, R_DimSymbol);
+  std::vector<idx> out;
+  if (Rf_isNull(d)) {
+    out.push_back(Rf_xlength(x));
+  } else {
+    for (R_xlen_t i = 0; i < Rf_xlength(d); ++i) out.push_back(INTEGER(d)[i]);
+  }
+  return out;
+}
+
+// Row-major copy of the R array `x` with its (0-based) axes taken in the
+// order `order` (order[0] varies slowest), converted to T.
+template <class T>
+std::vector<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
+  const std::vector<idx> dims = r_dims(x);
+  const int r = static_cast<int>(dims.size());
+  if (order.size() != r) Rcpp::stop("internal: axis order does not match the array rank");
+  // Row-major in `order` == column-major with the axes reversed.
+  std::vector<int> perm(r);
+  for (int k = 0; k < r; ++k) perm[k] = order[r - 1 - k];
+  idx n = 1;
+  for (idx v : dims) n *= v;
+  std::vector<T> out(static_cast<size_t>(n));
+  if (TYPEOF(x) == REALSXP) {
+    mh::permute_copy(REAL(x), dims, perm, out.data());
+  } else if (TYPEOF(x) == INTSXP || TYPEOF(x) == LGLSXP) {
+    mh::permute_copy(INTEGER(x), dims, perm, out.data());
+  } else {
+    Rcpp::stop("internal: expected a numeric array");
+  }
+  return out;
+}
+
+// Inverse of to_core: `buf` is row-major over the axes of an array with
+// Keras dims `dims` taken in the order `order`; returns the R array.
+template <class T>
+Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
+                              const Rcpp::IntegerVector& order) {
+  const int r = dims.size();
+  // buf is column-major with dims sdim[k] = dims[order[r-1-k]].
+  std::vector<idx> sdim(r);
+  std::vector<int> where(r);  // where[j] = src axis holding Keras axis j
+  for (int k = 0; k < r; ++k) {
+    sdim[k] = dims[order[r - 1 - k]];
+    where[order[r - 1 - k]] = k;
+  }
+  idx n = 1;
+  for (idx v : sdim) n *= v;
+  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(n)));
+  if (n > 0) mh::permute_copy(buf, sdim, where, REAL(out));
+  out.attr("dim") = dims;
+  return out;
+}
+
+// Keras-shaped weight (R array) -> row-major copy.
+template <class T>
+std::vector<T> weight_to_core(SEXP w) {
+  const int r = static_cast<int>(r_dims(w).size());
+  Rcpp::IntegerVector order(r);
+  for (int k = 0; k < r; ++k) order[k] = k;
+  return to_core<T>(w, order);
+}
+
+// Row-major weight gradient -> R array with Keras dims.
+template <class T>
+Rcpp::NumericVector weight_from_core(const T* buf, SEXP like) {
+  std::vector<idx> d = r_dims(like);
+  Rcpp::IntegerVector dims(d.size()), order(d.size());
+  for (size_t k = 0; k < d.size(); ++k) {
+    dims[k] = static_cast<int>(d[k]);
+    order[k] = static_cast<int>(k);
+  }
+  return from_core(buf, dims, order);
+}
+
+}  // namespace mhglue

@@ -1,0 +1,160 @@
+// Rcpp glue for the multi-head attention layer: convert R arrays to the
+// core's layout (one copy each), call mh::mha_forward / mh::mha_backward,
+// convert the results back. All validation happens in R before this.
+#include <Rcpp.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/dropout_rng.h"
+#include "core/mha.h"
+#include "glue_convert.h"
+
+using mhglue::from_core;
+using mhglue::to_core;
+using mhglue::weight_from_core;
+using mhglue::weight_to_core;
+
+namespace {
+
+bool same_order(const Rcpp::IntegerVector& a, const Rcpp::IntegerVector& b) {
+  if (a.size() != b.size()) return false;
+  for (R_xlen_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+// Weight slots in the order of `weights` below (Keras's order, gate in place).
+enum Slot { WQ, BQ, WK, BK, WG, BG, WV, BV, WO, BO, N_SLOTS };
+
+template <class T>
+Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& q_order,
+                   const Rcpp::IntegerVector& kv_order, const Rcpp::IntegerVector& dims,
+                   const Rcpp::List& weights, SEXP mask, const Rcpp::IntegerVector& mask_bn,
+                   SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate,
+                   double dropout_seed, double dropout_counter, bool return_scores, int threads,
+                   const Rcpp::IntegerVector& out_dims, const Rcpp::IntegerVector& out_order,
+                   const Rcpp::IntegerVector& scores_dims, SEXP grad_output) {
+  mh::MhaDims d;
+  d.B = dims[0]; d.T = dims[1]; d.S = dims[2]; d.E = dims[3]; d.Dk = dims[4]; d.Dv = dims[5];
+  d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
+
+  // Inputs: shared arrays (self-attention, key = value) are converted once.
+  std::vector<T> xq = to_core<T>(query, q_order);
+  std::vector<T> xv_own, xk_own;
+  const T* xv;
+  const T* xk;
+  if (value == query && same_order(kv_order, q_order)) {
+    xv = xq.data();
+  } else {
+    xv_own = to_core<T>(value, kv_order);
+    xv = xv_own.data();
+  }
+  if (key == value) {
+    xk = xv;
+  } else if (key == query && same_order(kv_order, q_order)) {
+    xk = xq.data();
+  } else {
+    xk_own = to_core<T>(key, kv_order);
+    xk = xk_own.data();
+  }
+
+  std::vector<std::vector<T>> wbuf(N_SLOTS);
+  const T* wp[N_SLOTS] = {nullptr};
+  for (int i = 0; i < N_SLOTS; ++i) {
+    if (!Rf_isNull(weights[i])) {
+      wbuf[i] = weight_to_core<T>(weights[i]);
+      wp[i] = wbuf[i].data();
+    }
+  }
+  mh::MhaWeights<T> w;
+  w.wq = wp[WQ]; w.bq = wp[BQ]; w.wk = wp[WK]; w.bk = wp[BK]; w.wg = wp[WG]; w.bg = wp[BG];
+  w.wv = wp[WV]; w.bv = wp[BV]; w.wo = wp[WO]; w.bo = wp[BO];
+
+  mh::AttentionMask m;
+  if (!Rf_isNull(mask)) {
+    m.mask = INTEGER(mask);
+    m.mask_b = mask_bn[0];
+    m.mask_n = mask_bn[1];
+  }
+  if (!Rf_isNull(qmask)) m.qmask = INTEGER(qmask);
+  if (!Rf_isNull(kmask)) m.kmask = INTEGER(kmask);
+  m.causal = causal;
+  m.window = window;
+
+  mh::DropoutSpec drop;
+  drop.rate = dropout_rate;
+  drop.key = mh::dropout_key(static_cast<uint64_t>(dropout_seed),
+                             static_cast<uint64_t>(dropout_counter));
+
+  const bool backward = !Rf_isNull(grad_output);
+  std::vector<T> out(static_cast<size_t>(d.B * d.T * d.O));
+  std::vector<T> scores_own;
+  mh::MhaCache<T> cache;
+  if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
+  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, threads, out.data(),
+                  scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
+
+  Rcpp::List result = Rcpp::List::create(
+      Rcpp::Named("output") = from_core(out.data(), out_dims, out_order),
+      Rcpp::Named("scores") = R_NilValue, Rcpp::Named("grads") = R_NilValue);
+  if (return_scores) {
+    Rcpp::IntegerVector natural(scores_dims.size());
+    for (int k = 0; k < natural.size(); ++k) natural[k] = k;
+    const T* p = backward ? cache.probs.data() : scores_own.data();
+    result["scores"] = from_core(p, scores_dims, natural);
+  }
+  if (!backward) return result;
+
+  std::vector<T> dout = to_core<T>(grad_output, out_order);
+  std::vector<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
+      dxv(static_cast<size_t>(d.B * d.S * d.Dv));
+  std::vector<std::vector<T>> dw(N_SLOTS);
+  for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
+  auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
+  mh::MhaGrads<T> g;
+  g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
+  g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
+  g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
+  mh::mha_backward(d, xq.data(), xk, xv, w, drop, cache, dout.data(), g, threads);
+
+  Rcpp::List wgrads(N_SLOTS);
+  for (int i = 0; i < N_SLOTS; ++i) {
+    if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), weights[i]);
+  }
+  Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
+  Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
+  Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
+  result["grads"] = Rcpp::List::create(
+      Rcpp::Named("query") = from_core(dxq.data(), qd, q_order),
+      Rcpp::Named("key") = from_core(dxk.data(), kd, kv_order),
+      Rcpp::Named("value") = from_core(dxv.data(), vd, kv_order),
+      Rcpp::Named("weights") = wgrads);
+  return result;
+}
+
+}  // namespace
+
+// Forward (and, when grad_output is not NULL, backward) of one attention call.
+// dims = (B, T, S, E, Dk, Dv, N, H, Hv, O) in the core's flattened sense;
+// q_order / kv_order / out_order: 0-based Keras axes in core order;
+// weights: 10 slots (Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo), NULL if absent.
+// [[Rcpp::export]]
+Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
+                        Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,
+                        Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask,
+                        SEXP kmask, bool causal, int window, double dropout_rate,
+                        double dropout_seed, double dropout_counter, bool return_scores,
+                        bool float64, int threads, Rcpp::IntegerVector out_dims,
+                        Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
+                        SEXP grad_output) {
+  if (float64) {
+    return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
+                           qmask, kmask, causal, window, dropout_rate, dropout_seed,
+                           dropout_counter, return_scores, threads, out_dims, out_order,
+                           scores_dims, grad_output);
+  }
+  return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
+                        kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
+                        return_scores, threads, out_dims, out_order, scores_dims, grad_output);
+}

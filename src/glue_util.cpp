@@ -1,0 +1,69 @@
+// Small Rcpp helpers used by the R layer: finiteness checks and build info.
+#include <Rcpp.h>
+
+#include <cmath>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <Eigen/Core>
+
+// TRUE when every element of a numeric/integer/logical vector is finite
+// (no NA, NaN or Inf). One pass, no allocation.
+// [[Rcpp::export]]
+bool cpp_all_finite(SEXP x) {
+  const R_xlen_t n = Rf_xlength(x);
+  switch (TYPEOF(x)) {
+    case REALSXP: {
+      const double* p = REAL(x);
+      for (R_xlen_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) return false;
+      return true;
+    }
+    case INTSXP:
+    case LGLSXP: {
+      const int* p = INTEGER(x);
+      for (R_xlen_t i = 0; i < n; ++i)
+        if (p[i] == NA_INTEGER) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// [[Rcpp::export]]
+int cpp_max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// [[Rcpp::export]]
+Rcpp::List cpp_build_info() {
+  std::string simd = "portable (SSE2)";
+#if defined(__AVX512F__)
+  simd = "AVX-512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  simd = "AVX2+FMA";
+#elif defined(__AVX2__)
+  simd = "AVX2";
+#elif defined(__AVX__)
+  simd = "AVX";
+#endif
+#ifdef _OPENMP
+  const bool openmp = true;
+#else
+  const bool openmp = false;
+#endif
+  return Rcpp::List::create(
+      Rcpp::Named("simd") = simd,
+      Rcpp::Named("eigen_simd") = std::string(Eigen::SimdInstructionSetsInUse()),
+      Rcpp::Named("openmp") = openmp,
+      Rcpp::Named("eigen_version") =
+          std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+          std::to_string(EIGEN_MINOR_VERSION));
+}
