@@ -5,6 +5,10 @@ cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, ma
     .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, float64, threads, out_dims, out_order, scores_dims, grad_output)
 }
 
+cpp_dense_call <- function(x, n_contract, kernel, bias, float64, threads) {
+    .Call(`_multihead_cpp_dense_call`, x, n_contract, kernel, bias, float64, threads)
+}
+
 cpp_all_finite <- function(x) {
     .Call(`_multihead_cpp_all_finite`, x)
 }
@@ -15,5 +19,9 @@ cpp_max_threads <- function() {
 
 cpp_build_info <- function() {
     .Call(`_multihead_cpp_build_info`)
+}
+
+cpp_round_float32 <- function(x) {
+    .Call(`_multihead_cpp_round_float32`, x)
 }
 

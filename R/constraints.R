@@ -156,8 +156,13 @@ constraint_aliases <- function() {
 as_constraint <- function(x, arg) {
   if (is.null(x)) return(NULL)
   if (is.function(x)) return(constraint_from_function(x))
+  if (identical(x, "RFunction")) {   # only meaningful with a function in its config
+    abort_arg(arg, spec_expectation("constraint", constraint_aliases(), "a function(w)"),
+              describe_value(x))
+  }
   as_spec(x, arg, kind = "constraint", cls = "multihead_constraint",
-          ctors = constraint_constructors(), aliases = constraint_aliases())
+          ctors = constraint_constructors(), aliases = constraint_aliases(),
+          also = "a function(w)")
 }
 
 # list(class_name =, config =) of a constraint (NULL for NULL); as_constraint()

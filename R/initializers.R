@@ -522,13 +522,15 @@ format_config_value <- function(v) {
 # a hand-edited object is validated again); a string is looked up; a config
 # list is rebuilt with its constructor.
 #' @noRd
-as_spec <- function(x, arg, kind, cls, ctors, aliases) {
-  if (inherits(x, cls) || is_config_list(x)) return(spec_from_config(x, arg, kind, ctors, aliases))
+as_spec <- function(x, arg, kind, cls, ctors, aliases, also = NULL) {
+  if (inherits(x, cls) || is_config_list(x)) {
+    return(spec_from_config(x, arg, kind, ctors, aliases))
+  }
   if (is.character(x) && length(x) == 1L && !is.na(x)) {
     name <- lookup_spec_name(x, ctors, aliases)
     if (!is.null(name)) return(ctors[[name]]())
   }
-  abort_arg(arg, spec_expectation(kind, aliases), describe_value(x))
+  abort_arg(arg, spec_expectation(kind, aliases, also), describe_value(x))
 }
 
 #' @noRd
@@ -545,16 +547,18 @@ lookup_spec_name <- function(x, ctors, aliases) {
 }
 
 # What a `*_initializer` / `*_regularizer` / `*_constraint` argument accepts.
+# `also` names further accepted forms (e.g. "a function(w)").
 #' @noRd
-spec_expectation <- function(kind, aliases) {
+spec_expectation <- function(kind, aliases, also = NULL) {
   listed <- names(aliases)[!duplicated(aliases)]
-  sprintf("a %s object, a list(class_name =, config =) or one of %s", kind,
-          paste0("\"", listed, "\"", collapse = ", "))
+  article <- if (grepl("^[aeiou]", kind)) "an" else "a"
+  forms <- paste(c(sprintf("%s %s object", article, kind), also,
+                   "a list(class_name =, config =)"), collapse = ", ")
+  sprintf("%s or one of %s", forms, paste0("\"", listed, "\"", collapse = ", "))
 }
 
 # Rebuilds a spec from list(class_name =, config =); Keras's extra top-level
-# keys "module" and "registered_name" are ignored. JSON's empty object `{}`
-# (read back as an empty list) stands for NULL in config values.
+# keys "module" and "registered_name" are ignored.
 #' @noRd
 spec_from_config <- function(x, arg, kind, ctors, aliases) {
   extra <- setdiff(names(x), c("class_name", "config", "module", "registered_name"))
@@ -563,22 +567,36 @@ spec_from_config <- function(x, arg, kind, ctors, aliases) {
               sprintf("entries %s", paste0("`", extra, "`", collapse = ", ")))
   }
   cn <- x$class_name
-  name <- if (is.character(cn) && length(cn) == 1L && !is.na(cn)) lookup_spec_name(cn, ctors, aliases)
-  if (is.null(name)) abort_arg(paste0(arg, "$class_name"), spec_expectation(kind, aliases), describe_value(cn))
-  cfg <- x$config
-  if (is.null(cfg)) cfg <- list()
-  if (!is.list(cfg) || (length(cfg) > 0L && (is.null(names(cfg)) || any(!nzchar(names(cfg)))))) {
-    abort_arg(paste0(arg, "$config"), "a named list", describe_value(cfg))
+  name <- if (is.character(cn) && length(cn) == 1L && !is.na(cn)) {
+    lookup_spec_name(cn, ctors, aliases)
   }
-  unknown <- setdiff(names(cfg), names(formals(ctors[[name]])))
-  if (length(unknown) > 0L) {
-    abort_arg(paste0(arg, "$config"), sprintf("a list of %s's arguments (%s)", name,
-              paste(names(formals(ctors[[name]])), collapse = ", ")),
-              sprintf("unknown %s", paste0("`", unknown, "`", collapse = ", ")))
+  if (is.null(name)) {
+    abort_arg(paste0(arg, "$class_name"),
+              sprintf("one of %s", paste0("\"", names(ctors), "\"", collapse = ", ")),
+              describe_value(cn))
   }
-  cfg <- lapply(cfg, function(v) if (is.list(v) && length(v) == 0L) NULL else v)
+  cfg <- spec_config_args(x$config, arg, name, ctors[[name]])
   tryCatch(do.call(ctors[[name]], cfg), multihead_error_argument = function(e) {
     abort_msg(sprintf("Invalid `%s` (%s): %s", arg, name, conditionMessage(e)),
               class = "multihead_error_argument")
   })
+}
+
+# The checked argument list of a config: NULL means no arguments, names must
+# be `ctor`'s, and JSON's empty object `{}` (read back as an empty list)
+# stands for NULL.
+#' @noRd
+spec_config_args <- function(cfg, arg, name, ctor) {
+  if (is.null(cfg)) return(list())
+  named <- is.list(cfg) && !is.object(cfg) &&
+    (length(cfg) == 0L || (!is.null(names(cfg)) && all(nzchar(names(cfg)))))
+  if (!named) abort_arg(paste0(arg, "$config"), "a named list", describe_value(cfg))
+  allowed <- names(formals(ctor))
+  unknown <- setdiff(names(cfg), allowed)
+  if (length(unknown) > 0L) {
+    abort_arg(paste0(arg, "$config"),
+              sprintf("a list of %s's arguments (%s)", name, paste(allowed, collapse = ", ")),
+              sprintf("unknown %s", paste0("`", unknown, "`", collapse = ", ")))
+  }
+  lapply(cfg, function(v) if (is.list(v) && length(v) == 0L) NULL else v)
 }

@@ -44,6 +44,22 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_dense_call
+Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bias, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_dense_call(SEXP xSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP biasSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type n_contract(n_contractSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_dense_call(x, n_contract, kernel, bias, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_all_finite
 bool cpp_all_finite(SEXP x);
 RcppExport SEXP _multihead_cpp_all_finite(SEXP xSEXP) {
@@ -75,12 +91,25 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_round_float32
+Rcpp::NumericVector cpp_round_float32(Rcpp::NumericVector x);
+RcppExport SEXP _multihead_cpp_round_float32(SEXP xSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_round_float32(x));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 23},
+    {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 1},
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},
+    {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},
     {NULL, NULL, 0}
 };
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dropout_rng.h"
+#include "core/dense.h"
 #include "core/mha.h"
 #include "glue_convert.h"
 
@@ -157,4 +158,33 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
   return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
                         kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
                         return_scores, threads, out_dims, out_order, scores_dims, grad_output);
+}
+
+// Dense-like einsum: contracts the last `n_contract` axes of x with the
+// leading axes of kernel; output dims = (x's leading axes, kernel's rest).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bias, bool float64,
+                                   int threads) {
+  const std::vector<mh::idx> xd = mhglue::r_dims(x), kd = mhglue::r_dims(kernel);
+  const int xr = static_cast<int>(xd.size()), kr = static_cast<int>(kd.size());
+  mh::idx rows = 1, in = 1, out = 1;
+  for (int i = 0; i < xr - n_contract; ++i) rows *= xd[i];
+  for (int i = 0; i < n_contract; ++i) in *= kd[i];
+  for (int i = n_contract; i < kr; ++i) out *= kd[i];
+  Rcpp::IntegerVector od(xr - n_contract + kr - n_contract), order(od.size());
+  for (int i = 0; i < xr - n_contract; ++i) od[i] = static_cast<int>(xd[i]);
+  for (int i = n_contract; i < kr; ++i) od[xr - n_contract + i - n_contract] = static_cast<int>(kd[i]);
+  for (int i = 0; i < od.size(); ++i) order[i] = i;
+  Rcpp::IntegerVector xorder(xr);
+  for (int i = 0; i < xr; ++i) xorder[i] = i;
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    std::vector<T> xc = to_core<T>(x, xorder), kc = weight_to_core<T>(kernel), bc;
+    if (!Rf_isNull(bias)) bc = weight_to_core<T>(bias);
+    std::vector<T> y(static_cast<size_t>(rows * out));
+    mh::dense_forward(xc.data(), rows, in, kc.data(), bc.empty() ? nullptr : bc.data(), out,
+                      y.data(), threads);
+    return from_core(y.data(), od, order);
+  };
+  return float64 ? run(0.0) : run(0.0f);
 }

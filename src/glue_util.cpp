@@ -67,3 +67,11 @@ Rcpp::List cpp_build_info() {
           std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
           std::to_string(EIGEN_MINOR_VERSION));
 }
+
+// Rounds doubles to the nearest float32 value (weights of float32 layers).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_round_float32(Rcpp::NumericVector x) {
+  Rcpp::NumericVector out(Rcpp::no_init(x.size()));
+  for (R_xlen_t i = 0; i < x.size(); ++i) out[i] = static_cast<double>(static_cast<float>(x[i]));
+  return out;
+}

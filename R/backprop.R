@@ -1,0 +1,48 @@
+#' Gradients of a layer call
+#'
+#' Runs the layer forward on the same arguments as a call of it and then
+#' backward from `grad_output`, the gradient of a scalar loss with respect to
+#' the layer's output. The backward pass is computed in C++, in the layer's
+#' dtype (use `dtype = "float64"` for gradient checks).
+#'
+#' With `training = TRUE` the dropout mask of the forward pass is used in the
+#' backward pass (it is regenerated from the layer's seed, never stored).
+#'
+#' @param object A layer.
+#' @param ... The arguments of a call of `object`, e.g. `query`, `value`,
+#'   `key`, `attention_mask`, `use_causal_mask`, `training`.
+#' @param grad_output Array of the output's shape: dLoss/dOutput.
+#' @returns `list(output = , grads = list(query = , value = , key = ,
+#'   weights = list(...)))`: the gradient with respect to each input array
+#'   and each weight (named by weight path, in [get_weights()] order). When
+#'   `key` is not passed, `grads$key` is `NULL` and `grads$value` includes the
+#'   value's use as key. With `return_attention_scores = TRUE` the result also
+#'   has `scores`.
+#' @export
+#' @examples
+#' mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4, dtype = "float64")
+#' x <- array(rnorm(2 * 5 * 8), c(2, 5, 8))
+#' g <- backprop(mha, x, x, grad_output = array(1, c(2, 5, 8)))
+#' dim(g$grads$query)
+#' names(g$grads$weights)
+backprop <- function(object, ..., grad_output) {
+  UseMethod("backprop")
+}
+
+#' @export
+backprop.default <- function(object, ..., grad_output) {
+  abort_arg("object", "a layer", describe_value(object))
+}
+
+#' @export
+backprop.MultiHeadAttention <- function(object, query, value, key = NULL, attention_mask = NULL,
+                                        return_attention_scores = FALSE, training = NULL,
+                                        use_causal_mask = FALSE, ..., query_mask = NULL,
+                                        value_mask = NULL, key_mask = NULL, grad_output) {
+  if (...length()) reject_call_dots(list(...))
+  if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
+  if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
+  if (missing(value)) abort_arg("value", "supplied")
+  mha_run(layer_self(object), query, value, key, attention_mask, return_attention_scores, training,
+          use_causal_mask, query_mask, value_mask, key_mask, grad_output = grad_output)
+}

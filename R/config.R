@@ -1,0 +1,64 @@
+# Package-wide switches: the flash-attention default and the thread count.
+
+.mh_state <- new.env(parent = emptyenv())
+.mh_state$flash <- TRUE
+.mh_state$threads <- NULL
+
+#' Global switch for flash attention
+#'
+#' The flash path computes attention tile by tile with an online softmax and
+#' never stores the (T, S) attention matrix. A layer uses it when its
+#' `flash_attention` is `TRUE`, or `NULL` while this switch is on (the
+#' default), and the call does not ask for attention scores. Unlike Keras,
+#' the switch is read at call time and `config_is_flash_attention_enabled()`
+#' returns `TRUE` or `FALSE`.
+#'
+#' @returns `config_enable_flash_attention()` and
+#'   `config_disable_flash_attention()` return the previous setting
+#'   invisibly; `config_is_flash_attention_enabled()` returns `TRUE` or
+#'   `FALSE`.
+#' @export
+#' @examples
+#' config_is_flash_attention_enabled()
+#' old <- config_disable_flash_attention()
+#' config_is_flash_attention_enabled()
+#' config_enable_flash_attention()
+config_enable_flash_attention <- function() {
+  old <- .mh_state$flash
+  .mh_state$flash <- TRUE
+  invisible(old)
+}
+
+#' @rdname config_enable_flash_attention
+#' @export
+config_disable_flash_attention <- function() {
+  old <- .mh_state$flash
+  .mh_state$flash <- FALSE
+  invisible(old)
+}
+
+#' @rdname config_enable_flash_attention
+#' @export
+config_is_flash_attention_enabled <- function() isTRUE(.mh_state$flash)
+
+# Threads used by the C++ core.
+#' @noRd
+mh_threads <- function() {
+  n <- .mh_state$threads
+  if (is.null(n)) {
+    n <- default_threads()
+    .mh_state$threads <- n
+  }
+  n
+}
+
+# All cores, capped by OMP_THREAD_LIMIT and OMP_NUM_THREADS when set.
+#' @noRd
+default_threads <- function() {
+  n <- cpp_max_threads()
+  for (v in c("OMP_THREAD_LIMIT", "OMP_NUM_THREADS")) {
+    lim <- suppressWarnings(as.integer(strsplit(Sys.getenv(v), ",")[[1]][1]))
+    if (length(lim) == 1L && !is.na(lim) && lim >= 1L) n <- min(n, lim)
+  }
+  max(1L, as.integer(n))
+}

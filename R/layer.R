@@ -1,0 +1,285 @@
+# Layer objects.
+#
+# A layer is an R function (calling it runs the layer) with a class vector
+# c(<Keras class name>, "multihead_layer", "function"). Its environment holds
+# one binding, `self`: an environment with the layer's whole state as plain R
+# data (config, weights as arrays, sub-layers, RNG seed and call counter), so
+# saveRDS() / readRDS() round-trips a layer exactly.
+#
+# `layer$prop` reads a property or returns a bound method. Properties and
+# methods are looked up in a per-class table registered with
+# register_layer_class(); every property is read-only.
+
+.layer_classes <- new.env(parent = emptyenv())
+.layer_name_counts <- new.env(parent = emptyenv())
+
+# properties: named list of function(self) -> value
+# methods:    named list of function(self, ...) -> value (bound on access)
+# describe:   function(self) -> one-line configuration summary
+# get_config: function(self) -> named list (the constructor's arguments)
+# from_config: function(config) -> a new layer
+#' @noRd
+register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config) {
+  assign(class_name, list(properties = properties, methods = methods, describe = describe,
+                          get_config = get_config, from_config = from_config),
+         envir = .layer_classes)
+}
+
+#' @noRd
+layer_class_def <- function(class_name) {
+  def <- .layer_classes[[class_name]]
+  if (is.null(def)) abort_msg(sprintf("Unknown layer class \"%s\".", class_name))
+  def
+}
+
+# Keras's default names: snake_case of the class, made unique per session
+# ("multi_head_attention", "multi_head_attention_1", ...).
+#' @noRd
+unique_layer_name <- function(prefix) {
+  n <- .layer_name_counts[[prefix]]
+  n <- if (is.null(n)) 0L else n + 1L
+  assign(prefix, n, envir = .layer_name_counts)
+  if (n == 0L) prefix else paste0(prefix, "_", n)
+}
+
+# Wraps `fun` (whose body refers to `self`) into a layer object.
+#' @noRd
+new_layer_object <- function(self, fun) {
+  env <- new.env(parent = asNamespace("multihead"))
+  env$self <- self
+  environment(fun) <- env
+  structure(fun, class = c(self$class_name, "multihead_layer", "function"))
+}
+
+#' @noRd
+layer_self <- function(x) get("self", envir = environment(unclass(x)), inherits = FALSE)
+
+#' @noRd
+is_layer <- function(x) inherits(x, "multihead_layer")
+
+# Properties every layer has.
+#' @noRd
+common_layer_properties <- list(
+  name = function(self) self$name,
+  built = function(self) self$built,
+  dtype = function(self) self$dtype,
+  trainable = function(self) self$trainable,
+  weights = function(self) layer_variables(self),
+  trainable_weights = function(self) if (isTRUE(self$trainable)) layer_variables(self) else list(),
+  non_trainable_weights = function(self) if (isTRUE(self$trainable)) list() else layer_variables(self),
+  losses = function(self) layer_losses(self),
+  supports_masking = function(self) TRUE
+)
+
+# Methods every layer has.
+#' @noRd
+common_layer_methods <- list(
+  get_weights = function(self) unname(layer_variables(self)),
+  set_weights = function(self, weights) layer_set_weights(self, weights),
+  count_params = function(self) layer_count_params(self),
+  get_config = function(self) layer_get_config(self),
+  apply_constraints = function(self) layer_apply_constraints(self)
+)
+
+#' @export
+`$.multihead_layer` <- function(x, name) {
+  self <- layer_self(x)
+  def <- layer_class_def(self$class_name)
+  getter <- def$properties[[name]]
+  if (!is.null(getter)) return(getter(self))
+  method <- def$methods[[name]]
+  if (!is.null(method)) {
+    return(function(...) method(self, ...))
+  }
+  abort_msg(sprintf("%s layer has no property or method `%s`. Available: %s.",
+                    self$class_name, name,
+                    paste(sort(c(names(def$properties), names(def$methods))), collapse = ", ")))
+}
+
+#' @export
+`[[.multihead_layer` <- function(x, i, ...) `$.multihead_layer`(x, i)
+
+#' @export
+`$<-.multihead_layer` <- function(x, name, value) {
+  abort_msg(sprintf(paste0("`%s` of a layer is read-only. Create a new layer to change its ",
+                           "configuration, or use set_weights() to change its weights."), name),
+            class = "multihead_error_readonly")
+}
+
+#' @export
+`[[<-.multihead_layer` <- function(x, i, value) `$<-.multihead_layer`(x, i, value)
+
+#' @importFrom utils .DollarNames
+#' @export
+.DollarNames.multihead_layer <- function(x, pattern = "") {
+  def <- layer_class_def(layer_self(x)$class_name)
+  nms <- sort(c(names(def$properties), names(def$methods)))
+  grep(pattern, nms, value = TRUE)
+}
+
+#' @export
+names.multihead_layer <- function(x) {
+  def <- layer_class_def(layer_self(x)$class_name)
+  sort(c(names(def$properties), names(def$methods)))
+}
+
+#' @export
+print.multihead_layer <- function(x, ...) {
+  self <- layer_self(x)
+  cat(layer_summary_line(self), "\n", sep = "")
+  invisible(x)
+}
+
+#' @noRd
+layer_summary_line <- function(self) {
+  desc <- layer_describe(self)
+  params <- if (isTRUE(self$built)) sprintf(", %s params", format(layer_count_params(self), big.mark = ","))
+    else ", not built"
+  sprintf("<%s \"%s\"%s%s>", self$class_name, self$name,
+          if (nzchar(desc)) paste0(": ", desc) else "", params)
+}
+
+# One-line description of a layer's configuration, per class.
+#' @noRd
+layer_describe <- function(self) {
+  layer_class_def(self$class_name)$describe(self)
+}
+
+# ---- weights ---------------------------------------------------------------
+
+# A layer's variables: a named list of arrays, names are Keras paths
+# ("<layer>/<sub-layer>/kernel"), in Keras's order. Own variables come first,
+# then each sub-layer's.
+#' @noRd
+layer_variables <- function(self) {
+  out <- list()
+  for (v in self$variable_names) out[[paste0(self$name, "/", v)]] <- self$variables[[v]]
+  for (sub in self$sublayers) {
+    sv <- layer_variables(layer_self(sub))
+    if (length(sv)) names(sv) <- paste0(self$name, "/", names(sv))
+    out <- c(out, sv)
+  }
+  out
+}
+
+# Variable records (self, name) in weight order, for setting values.
+#' @noRd
+layer_variable_slots <- function(self) {
+  slots <- lapply(self$variable_names, function(v) list(self = self, name = v))
+  for (sub in self$sublayers) slots <- c(slots, layer_variable_slots(layer_self(sub)))
+  slots
+}
+
+#' @noRd
+layer_count_params <- function(self) {
+  if (!isTRUE(self$built)) {
+    abort_msg(sprintf(paste0("Layer \"%s\" is not built yet, so it has no weights to count. ",
+                             "Call it on data or call $build() first."), self$name))
+  }
+  sum(vapply(layer_variables(self), length, numeric(1)))
+}
+
+#' @noRd
+layer_set_weights <- function(self, weights) {
+  if (!isTRUE(self$built)) {
+    abort_msg(sprintf("Layer \"%s\" is not built yet: call it on data or call $build() before set_weights().",
+                      self$name))
+  }
+  slots <- layer_variable_slots(self)
+  if (!is.list(weights) || is.object(weights)) {
+    abort_arg("weights", sprintf("a list of %d arrays", length(slots)), describe_value(weights))
+  }
+  if (length(weights) != length(slots)) {
+    abort_arg("weights", sprintf("a list of %d arrays (the layer \"%s\" has %d weights)",
+                                 length(slots), self$name, length(slots)),
+              sprintf("a list of length %d", length(weights)))
+  }
+  # Check everything before changing anything.
+  new_values <- vector("list", length(slots))
+  for (i in seq_along(slots)) {
+    s <- slots[[i]]
+    path <- paste0(s$self$name, "/", s$name)
+    current <- s$self$variables[[s$name]]
+    w <- weights[[i]]
+    expected <- dim(current)
+    got <- if (is.null(dim(w))) length(w) else dim(w)
+    if (!is.numeric(w) || !identical(as.integer(got), as.integer(expected))) {
+      abort_arg(sprintf("weights[[%d]]", i),
+                sprintf("a numeric array of shape (%s) for weight \"%s\"",
+                        paste(expected, collapse = ", "), path),
+                if (is.numeric(w)) sprintf("shape (%s)", paste(got, collapse = ", ")) else describe_value(w))
+    }
+    if (!cpp_all_finite(w)) {
+      abort_arg(sprintf("weights[[%d]]", i),
+                sprintf("finite (weight \"%s\" contains NA, NaN or Inf)", path))
+    }
+    new_values[[i]] <- store_weight(w, expected, s$self$dtype)
+  }
+  for (i in seq_along(slots)) {
+    s <- slots[[i]]
+    s$self$variables[[s$name]] <- new_values[[i]]
+  }
+  layer_weights_changed(self)
+  invisible(NULL)
+}
+
+# Weights are stored as double arrays holding values representable in the
+# layer's dtype (float32 layers round on the way in), so get_weights() returns
+# exactly what the computation uses.
+#' @noRd
+store_weight <- function(w, dims, dtype) {
+  w <- array(as.double(w), dim = dims)
+  if (identical(dtype, "float32")) w <- round_float32(w)
+  w
+}
+
+#' @noRd
+round_float32 <- function(x) {
+  y <- cpp_round_float32(as.double(x))
+  attributes(y) <- attributes(x)
+  y
+}
+
+# Invalidates caches derived from the weights (after set_weights()).
+#' @noRd
+layer_weights_changed <- function(self) {
+  self$weight_cache <- NULL
+  for (sub in self$sublayers) layer_weights_changed(layer_self(sub))
+}
+
+#' @noRd
+layer_apply_constraints <- function(self) {
+  for (v in self$variable_names) {
+    con <- self$constraints[[v]]
+    if (!is.null(con)) {
+      self$variables[[v]] <- store_weight(apply_constraint(con, self$variables[[v]]),
+                                          dim(self$variables[[v]]), self$dtype)
+    }
+  }
+  for (sub in self$sublayers) layer_apply_constraints(layer_self(sub))
+  self$weight_cache <- NULL
+  invisible(NULL)
+}
+
+# Regularisation losses of the current weights (in weight order), then the
+# activity losses of the last call.
+#' @noRd
+layer_losses <- function(self) {
+  out <- list()
+  for (v in self$variable_names) {
+    reg <- self$regularizers[[v]]
+    if (!is.null(reg)) out[[length(out) + 1L]] <- regularizer_loss(reg, self$variables[[v]])
+  }
+  for (sub in self$sublayers) out <- c(out, layer_losses(layer_self(sub)))
+  c(out, self$activity_losses)
+}
+
+#' @noRd
+layer_get_config <- function(self) {
+  cfg <- layer_class_def(self$class_name)$get_config(self)
+  attr(cfg, "class_name") <- self$class_name
+  cfg
+}
+
+#' @noRd
+config_or_null <- function(x, fun) if (is.null(x)) NULL else fun(x)

@@ -1,0 +1,4 @@
+.onLoad <- function(libname, pkgname) {
+  register_einsum_dense()
+  register_multi_head_attention()
+}
