@@ -62,3 +62,22 @@ default_threads <- function() {
   }
   max(1L, as.integer(n))
 }
+
+#' Build information
+#'
+#' Reports how the C++ core was compiled and how it runs: the SIMD
+#' instruction set the build targets (chosen by `configure`; set the
+#' environment variable `MULTIHEAD_PORTABLE=1` when installing to force a
+#' portable build), whether OpenMP is available, the number of threads used,
+#' and the Eigen version.
+#'
+#' @returns A named list: `simd`, `eigen_simd`, `openmp`, `threads`,
+#'   `eigen_version`.
+#' @export
+#' @examples
+#' multihead_build_info()
+multihead_build_info <- function() {
+  info <- cpp_build_info()
+  list(simd = info$simd, eigen_simd = info$eigen_simd, openmp = info$openmp,
+       threads = mh_threads(), eigen_version = info$eigen_version)
+}
