@@ -27,7 +27,7 @@ inline std::vector<idx> r_dims(SEXP x) {
 // Row-major copy of the R array `x` with its (0-based) axes taken in the
 // order `order` (order[0] varies slowest), converted to T.
 template <class T>
-std::vector<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
+mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
   const std::vector<idx> dims = r_dims(x);
   const int r = static_cast<int>(dims.size());
   if (order.size() != r) Rcpp::stop("internal: axis order does not match the array rank");
@@ -36,7 +36,7 @@ std::vector<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
   for (int k = 0; k < r; ++k) perm[k] = order[r - 1 - k];
   idx n = 1;
   for (idx v : dims) n *= v;
-  std::vector<T> out(static_cast<size_t>(n));
+  mh::Buffer<T> out(static_cast<size_t>(n));
   if (TYPEOF(x) == REALSXP) {
     mh::permute_copy(REAL(x), dims, perm, out.data());
   } else if (TYPEOF(x) == INTSXP || TYPEOF(x) == LGLSXP) {
@@ -70,7 +70,7 @@ Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
 
 // Keras-shaped weight (R array) -> row-major copy.
 template <class T>
-std::vector<T> weight_to_core(SEXP w) {
+mh::Buffer<T> weight_to_core(SEXP w) {
   const int r = static_cast<int>(r_dims(w).size());
   Rcpp::IntegerVector order(r);
   for (int k = 0; k < r; ++k) order[k] = k;

@@ -41,8 +41,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
 
   // Inputs: shared arrays (self-attention, key = value) are converted once.
-  std::vector<T> xq = to_core<T>(query, q_order);
-  std::vector<T> xv_own, xk_own;
+  mh::Buffer<T> xq = to_core<T>(query, q_order);
+  mh::Buffer<T> xv_own, xk_own;
   const T* xv;
   const T* xk;
   if (value == query && same_order(kv_order, q_order)) {
@@ -60,7 +60,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
     xk = xk_own.data();
   }
 
-  std::vector<std::vector<T>> wbuf(N_SLOTS);
+  std::vector<mh::Buffer<T>> wbuf(N_SLOTS);
   const T* wp[N_SLOTS] = {nullptr};
   for (int i = 0; i < N_SLOTS; ++i) {
     if (!Rf_isNull(weights[i])) {
@@ -89,8 +89,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                              static_cast<uint64_t>(dropout_counter));
 
   const bool backward = !Rf_isNull(grad_output);
-  std::vector<T> out(static_cast<size_t>(d.B * d.T * d.O));
-  std::vector<T> scores_own;
+  mh::Buffer<T> out(static_cast<size_t>(d.B * d.T * d.O));
+  mh::Buffer<T> scores_own;
   mh::MhaCache<T> cache;
   if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
   mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, threads, out.data(),
@@ -107,10 +107,10 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   }
   if (!backward) return result;
 
-  std::vector<T> dout = to_core<T>(grad_output, out_order);
-  std::vector<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
+  mh::Buffer<T> dout = to_core<T>(grad_output, out_order);
+  mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
       dxv(static_cast<size_t>(d.B * d.S * d.Dv));
-  std::vector<std::vector<T>> dw(N_SLOTS);
+  std::vector<mh::Buffer<T>> dw(N_SLOTS);
   for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
   auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
   mh::MhaGrads<T> g;
@@ -179,9 +179,9 @@ Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bia
   for (int i = 0; i < xr; ++i) xorder[i] = i;
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    std::vector<T> xc = to_core<T>(x, xorder), kc = weight_to_core<T>(kernel), bc;
+    mh::Buffer<T> xc = to_core<T>(x, xorder), kc = weight_to_core<T>(kernel), bc;
     if (!Rf_isNull(bias)) bc = weight_to_core<T>(bias);
-    std::vector<T> y(static_cast<size_t>(rows * out));
+    mh::Buffer<T> y(static_cast<size_t>(rows * out));
     mh::dense_forward(xc.data(), rows, in, kc.data(), bc.empty() ? nullptr : bc.data(), out,
                       y.data(), threads);
     return from_core(y.data(), od, order);

@@ -5,6 +5,7 @@
 #include "attention.h"
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -90,14 +91,12 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
     ConstHeadMap<T> V(v + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
     HeadMap<T> C(ctx + b * d.T * vs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(vs));
 
-    std::vector<T> scratch;
-    T* pbuf = probs ? probs + task * TS : nullptr;
-    if (!pbuf) {
-      scratch.resize(static_cast<size_t>(TS));
-      pbuf = scratch.data();
-    }
-    Eigen::Map<RowMat<T>> P(pbuf, d.T, d.S);
+    // Always work in an aligned task-local buffer: Eigen's vectorised
+    // products round differently for differently aligned operands, and the
+    // output must not depend on whether scores were requested.
+    RowMat<T> P(d.T, d.S);
     P.noalias() = Q * K.transpose();
+    T* pbuf = P.data();
     for (idx t = 0; t < d.T; ++t) {
       if (masked) {
         MaskRow mrow(mask, d, b, n, t);
@@ -106,10 +105,10 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
         softmax_row<T>(pbuf + t * d.S, d.S, scale, nullptr);
       }
     }
+    if (probs) std::copy(pbuf, pbuf + TS, probs + task * TS);
     if (drop.active()) {
-      std::vector<T> dropped(static_cast<size_t>(TS));
-      dropout_probs(d, drop, b, n, pbuf, dropped.data());
-      Eigen::Map<const RowMat<T>> Pd(dropped.data(), d.T, d.S);
+      RowMat<T> Pd(d.T, d.S);
+      dropout_probs(d, drop, b, n, pbuf, Pd.data());
       C.noalias() = Pd * V;
     } else {
       C.noalias() = P * V;
@@ -131,7 +130,7 @@ void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, co
     HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
     HeadMap<T> dK(dk + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
     HeadMap<T> dV(dv + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
-    Eigen::Map<const RowMat<T>> P(probs + task * TS, d.T, d.S);
+    const RowMat<T> P = Eigen::Map<const RowMat<T>>(probs + task * TS, d.T, d.S);
 
     // dP (T, S) = dC V^T; with dropout the context used P_drop, so
     // dV = P_drop^T dC and dP = (dC V^T) * keep / (1 - rate).

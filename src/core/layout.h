@@ -34,12 +34,20 @@
 // no allowed key gets all-zero probabilities (its context is zero).
 #pragma once
 
+#include <Eigen/Core>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace mh {
 
 using idx = std::ptrdiff_t;
+
+// Every buffer the core allocates is aligned to Eigen's packet size: Eigen's
+// vectorised loops peel differently for differently aligned data, and the
+// bits of a result must not depend on where the heap put a buffer.
+template <class T>
+using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
 
 // Shapes of one multi-head attention call (see the layout above).
 struct MhaDims {

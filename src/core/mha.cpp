@@ -25,7 +25,7 @@ void check_dims(const MhaDims& d) {
 }
 
 template <class T>
-void sigmoid_inplace(std::vector<T>& x) {
+void sigmoid_inplace(Buffer<T>& x) {
   for (T& z : x) z = T(1) / (T(1) + std::exp(-z));
 }
 
@@ -59,7 +59,7 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   }
 
   const T* h = c.ctx.data();
-  std::vector<T> gated;
+  Buffer<T> gated;
   if (w.wg) {
     c.gate.resize(static_cast<size_t>(BT * NHv));
     dense_forward(xq, BT, d.E, w.wg, w.bg, NHv, c.gate.data(), threads);
@@ -82,11 +82,11 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   }
 
   // Output projection: out = h Wo + bo.
-  std::vector<T> dh(static_cast<size_t>(BT * NHv));
+  Buffer<T> dh(static_cast<size_t>(BT * NHv));
   dense_backward_input(dout, BT, d.O, w.wo, NHv, dh.data(), false, threads);
-  std::vector<T> dctx;
+  Buffer<T> dctx;
   if (w.wg) {
-    std::vector<T> h(c.ctx.size()), dz(c.ctx.size());
+    Buffer<T> h(c.ctx.size()), dz(c.ctx.size());
     dctx.resize(c.ctx.size());
     for (size_t i = 0; i < h.size(); ++i) {
       const T gi = c.gate[i];
@@ -103,7 +103,7 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   }
 
   // Attention.
-  std::vector<T> dq(c.q.size()), dk(c.k.size()), dv(c.v.size());
+  Buffer<T> dq(c.q.size()), dk(c.k.size()), dv(c.v.size());
   attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.probs.data(), drop,
                      inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(), dk.data(), dv.data(),
                      threads);

@@ -39,10 +39,10 @@ struct MhaGrads {
 // What the backward pass needs from the forward pass.
 template <class T>
 struct MhaCache {
-  std::vector<T> q, k, v;  // projections (B,T,N,H), (B,S,N,H), (B,S,N,Hv)
-  std::vector<T> gate;     // (B,T,N*Hv), empty without gate
-  std::vector<T> ctx;      // (B,T,N*Hv) attention context (before the gate)
-  std::vector<T> probs;    // (B,N,T,S)
+  Buffer<T> q, k, v;       // projections (B,T,N,H), (B,S,N,H), (B,S,N,Hv)
+  Buffer<T> gate;          // (B,T,N*Hv), empty without gate
+  Buffer<T> ctx;           // (B,T,N*Hv) attention context (before the gate)
+  Buffer<T> probs;         // (B,N,T,S)
 };
 
 // Computes out (B, T, O). If `scores` is non-null the probabilities
