@@ -81,3 +81,29 @@ multihead_build_info <- function() {
   list(simd = info$simd, eigen_simd = info$eigen_simd, openmp = info$openmp,
        threads = mh_threads(), eigen_version = info$eigen_version)
 }
+
+#' Threads used by the C++ core
+#'
+#' The core parallelises over (batch, head) pairs in attention and over row
+#' blocks in the projections with OpenMP. Work is split the same way whatever
+#' the thread count, so results are bitwise identical for any number of
+#' threads. The default is all cores, capped by the environment variables
+#' `OMP_THREAD_LIMIT` and `OMP_NUM_THREADS` when they are set.
+#'
+#' @param n A positive whole number, or `NULL` to restore the default.
+#' @returns `get_num_threads()`: the number in use. `set_num_threads()`:
+#'   the previous number, invisibly.
+#' @export
+#' @examples
+#' old <- set_num_threads(1)
+#' get_num_threads()
+#' set_num_threads(old)
+set_num_threads <- function(n) {
+  old <- mh_threads()
+  .mh_state$threads <- if (is.null(n)) default_threads() else check_whole(n, "n")
+  invisible(old)
+}
+
+#' @rdname set_num_threads
+#' @export
+get_num_threads <- function() mh_threads()
