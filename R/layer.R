@@ -18,10 +18,41 @@
 # describe:   function(self) -> one-line configuration summary
 # get_config: function(self) -> named list (the constructor's arguments)
 # from_config: function(config) -> a new layer
+#
+# The graph protocol (what models use to run a layer; NULL for classes that
+# only live inside another layer, such as the attention's EinsumDense parts).
+# "shape" means an integer vector, batch first, NA for an unknown size; a
+# layer with several inputs (add, multi-head attention) takes a list of them.
+#   build(self, input_shape)               creates the weights; sets
+#                                          self$built and self$build_shapes
+#   compute_output_shape(self, input_shape, args = list())
+#                                          -> shape (or a list of shapes for
+#                                          several outputs); computes nothing
+#   forward(self, inputs, args = list(), training = FALSE, masks = NULL)
+#                                          inputs: an array or a list of arrays
+#                                          (as input_shape); args: the call's
+#                                          other arguments recorded on the node
+#                                          (e.g. use_causal_mask); masks: NULL
+#                                          or logical (B, T...) per input.
+#                                          Builds if needed. Returns
+#                                          list(output = , cache = , mask = ):
+#                                          cache is whatever backward needs,
+#                                          mask the output's mask or NULL.
+#   backward(self, cache, grad_output)     -> list(inputs = , weights = ):
+#                                          dLoss/dinput (an array, or a list
+#                                          matching `inputs`; NULL for inputs
+#                                          that are not differentiable, such as
+#                                          integer ids) and the weight
+#                                          gradients as a named list in
+#                                          get_weights() order.
 #' @noRd
-register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config) {
+register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
+                                 build = NULL, compute_output_shape = NULL, forward = NULL,
+                                 backward = NULL) {
   assign(class_name, list(properties = properties, methods = methods, describe = describe,
-                          get_config = get_config, from_config = from_config),
+                          get_config = get_config, from_config = from_config, build = build,
+                          compute_output_shape = compute_output_shape, forward = forward,
+                          backward = backward),
          envir = .layer_classes)
 }
 
