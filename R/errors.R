@@ -25,6 +25,8 @@ abort_arg <- function(arg, expected, got = NULL, call = NULL) {
 #' @noRd
 describe_value <- function(x) {
   if (is.null(x)) return("NULL")
+  if (inherits(x, "multihead_tensor")) return(sprintf("a symbolic tensor %s", format(x)))
+  if (inherits(x, "multihead_layer")) return(sprintf("a %s layer", class(x)[1L]))
   if (is.function(x)) return("a function")
   if (is.atomic(x) && length(x) == 1L && is.null(dim(x))) {
     if (is.na(x)) return("NA")

@@ -29,6 +29,7 @@ get_weights <- function(object, trainable = NA) {
     abort_arg("trainable", "NA, TRUE or FALSE", describe_value(trainable))
   }
   self <- layer_self(object)
+  if (inherits(object, "multihead_model")) return(model_get_weights(self, trainable))
   if (!isTRUE(self$built)) return(list())
   if (!is.na(trainable) && trainable != isTRUE(self$trainable)) return(list())
   unname(layer_variables(self))

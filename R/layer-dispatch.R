@@ -2,7 +2,8 @@
 # (`inputs` for layer_multi_head_attention(), `object` for the others):
 #   missing / NULL       -> the layer object
 #   a sequential model   -> the layer is added to it in place; the model is
-#                           returned invisibly
+#                           returned invisibly. `call_layer` is how the model
+#                           applies the layer to the previous layer's output.
 #   a symbolic tensor    -> the layer is called on it (a graph node is
 #                           recorded) and the symbolic output is returned
 #   an array (or list)   -> the layer is called on it and the result returned
@@ -10,12 +11,14 @@
 # defaults to layer(object).
 
 #' @noRd
-compose_layer <- function(object, layer, call_layer = function(layer, x) layer(x)) {
+compose_layer <- function(object, layer, call_layer = default_call_layer) {
   if (missing(object) || is.null(object)) return(layer)
   if (inherits(object, "multihead_sequential")) {
-    abort_msg(sprintf("Adding a %s layer to a sequential model is not supported yet.",
-                      layer_self(layer)$class_name),
-              class = "multihead_error_unsupported")
+    sequential_add(object, layer, call_layer)
+    return(invisible(object))
   }
   call_layer(layer, object)
 }
+
+#' @noRd
+default_call_layer <- function(layer, x) layer(x)

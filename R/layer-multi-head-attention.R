@@ -175,17 +175,17 @@ check_layer_dots <- function(dots, allowed, fun) {
   dots
 }
 
-# keras3's dispatch on `inputs` (see ?layer_multi_head_attention).
+# keras3's dispatch on `inputs` (see ?layer_multi_head_attention), extended
+# as GUIDE.md decides: a sequential model gets the layer added (it then does
+# self-attention on the previous layer's output), a single tensor (symbolic
+# or array) means self-attention.
 #' @noRd
 apply_attention_to_inputs <- function(layer, inputs) {
-  if (inherits(inputs, c("multihead_model", "multihead_sequential"))) {
-    abort_msg(paste0("Adding layer_multi_head_attention() to a sequential model is not supported yet ",
-                     "(it comes with keras_model_sequential())."), class = "multihead_error_unsupported")
+  if (inherits(inputs, "multihead_sequential")) {
+    compose_layer(inputs, layer, call_layer = attention_self_call)
+    return(invisible(inputs))
   }
-  if (inherits(inputs, "multihead_tensor")) {
-    abort_msg("Symbolic tensors are not supported yet (they come with keras_input()).",
-              class = "multihead_error_unsupported")
-  }
+  if (is_symbolic(inputs)) return(layer(inputs, inputs))
   if (is.list(inputs) && !is.object(inputs)) {
     nms <- names(inputs)
     if (length(inputs) == 0L || (is.null(nms) && length(inputs) < 2L)) {
@@ -198,10 +198,15 @@ apply_attention_to_inputs <- function(layer, inputs) {
     }
     return(do.call(layer, inputs))
   }
-  if (is.numeric(inputs) && !is.null(dim(inputs))) return(layer(inputs, inputs))
-  abort_arg("inputs", paste0("NULL, a numeric array (self-attention), an unnamed list(query, value[, key]) ",
-                             "or a named list of call arguments"), describe_value(inputs))
+  if (is.numeric(inputs) && !is.null(dim(inputs)) && !is.object(inputs)) return(layer(inputs, inputs))
+  abort_arg("inputs", paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
+                             "an unnamed list(query, value[, key]) or a named list of call arguments"),
+            describe_value(inputs))
 }
+
+# How a sequential model applies the layer to the previous output.
+#' @noRd
+attention_self_call <- function(layer, x) layer(x, x)
 
 # ---- constructor -------------------------------------------------------------
 
@@ -659,6 +664,10 @@ register_multi_head_attention <- function() {
       s
     },
     get_config = mha_get_config,
-    from_config = mha_from_config
+    from_config = mha_from_config,
+    build = mha_graph_build,                       # graph protocol:
+    compute_output_shape = mha_graph_output_shape, # layer-multi-head-attention-graph.R
+    forward = mha_graph_forward,
+    backward = mha_graph_backward
   )
 }

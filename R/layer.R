@@ -78,6 +78,7 @@ unique_layer_name <- function(prefix) {
 new_layer_object <- function(self, fun) {
   env <- new.env(parent = asNamespace("multihead"))
   env$self <- self
+  fun <- add_symbolic_guard(fun)  # calls on symbolic tensors record a graph node
   environment(fun) <- env
   structure(fun, class = c(self$class_name, "multihead_layer", "function"))
 }

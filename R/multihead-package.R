@@ -8,4 +8,6 @@
 #' @keywords internal
 #' @useDynLib multihead, .registration = TRUE
 #' @importFrom Rcpp sourceCpp
+#' @importFrom stats predict
+#' @importFrom utils str
 "_PACKAGE"

@@ -1,4 +1,6 @@
 .onLoad <- function(libname, pkgname) {
   register_einsum_dense()
   register_multi_head_attention()
+  register_input_layer()
+  register_models()
 }

@@ -1,0 +1,155 @@
+# The graph protocol of MultiHeadAttention (see register_layer_class() in
+# layer.R): what models use to build, shape, run and differentiate the layer.
+# Inputs are a list (query, value[, key]), named as recorded by a symbolic
+# call; the implicit masks of those inputs (e.g. from an embedding with
+# mask_zero = TRUE) become query_mask, value_mask and key_mask unless the
+# call passed them explicitly, and the output carries the query's mask, as in
+# Keras. With return_attention_scores = TRUE the layer has two outputs,
+# `output` and `scores` (B, N, T, S); gradients do not flow into the scores.
+
+#' @noRd
+mha_call_args <- c("attention_mask", "return_attention_scores", "training", "use_causal_mask",
+                   "query_mask", "value_mask", "key_mask")
+
+# (query, value, key) of a protocol input list, by name or position.
+#' @noRd
+mha_input_parts <- function(x, what = "input_shape") {
+  if (!is.list(x) || is.object(x) || length(x) < 2L || length(x) > 3L) {
+    abort_arg(what, "a list (query, value[, key])", describe_value(x))
+  }
+  nms <- names(x)
+  if (is.null(nms)) return(list(query = x[[1L]], value = x[[2L]], key = if (length(x) == 3L) x[[3L]]))
+  bad <- setdiff(nms, c("query", "value", "key"))
+  if (length(bad)) abort_arg(what, "a list with elements query, value and (optionally) key",
+                             paste("names", paste(bad, collapse = ", ")))
+  list(query = x$query, value = x$value, key = x$key)
+}
+
+#' @noRd
+mha_graph_build <- function(self, input_shape) {
+  p <- mha_input_parts(input_shape)
+  mha_build(self, p$query, p$value, p$key)
+}
+
+#' @noRd
+mha_check_call_args <- function(self, args) {
+  unknown <- setdiff(names(args), mha_call_args)
+  if (length(unknown)) reject_call_dots(args[unknown])
+}
+
+# The output shape(s) of a call; checks what can be checked without values.
+#' @noRd
+mha_graph_output_shape <- function(self, input_shape, args = list()) {
+  mha_check_call_args(self, args)
+  p <- mha_input_parts(input_shape)
+  q <- check_shape_arg(p$query, "query")
+  v <- check_shape_arg(p$value, "value")
+  k <- if (is.null(p$key)) NULL else check_shape_arg(p$key, "key")
+  ras <- if (is.null(args$return_attention_scores)) FALSE else
+    check_flag(args$return_attention_scores, "return_attention_scores")
+  if (!is.null(args$use_causal_mask)) check_flag(args$use_causal_mask, "use_causal_mask")
+  cfg <- self$config
+  if (ras && isTRUE(cfg$flash_attention)) {
+    abort_msg(paste0("Returning attention scores is not supported when flash attention is enabled. ",
+                     "Please disable flash attention to access attention scores."),
+              class = "multihead_error_argument")
+  }
+  r <- length(q)
+  if (length(v) != r) {
+    abort_msg(sprintf(paste0("`query` and `value` must have the same rank; got query shape %s and value ",
+                             "shape %s."), fmt_shape(q), fmt_shape(v)), class = "multihead_error_shape")
+  }
+  if (isTRUE(self$built)) {
+    bs <- self$build_shapes
+    mha_check_built_shape(self, q, "query", bs$query)
+    mha_check_built_shape(self, v, "value", bs$value)
+    mha_check_built_shape(self, if (is.null(k)) v else k, "key", bs$key)
+  }
+  out <- mha_compute_output_shape(self, q, v, k)
+  axes <- if (isTRUE(self$built)) self$axes else resolve_attention_axes(cfg$attention_axes, r)
+  batch_axes <- setdiff(seq_len(r - 1L) - 1L, axes)
+  bq <- q[batch_axes + 1L]; bv <- v[batch_axes + 1L]
+  if (any(!is.na(bq) & !is.na(bv) & bq != bv)) {
+    abort_msg(sprintf(paste0("`query` and `value` must agree on the batch axis and every axis that is not ",
+                             "an attention axis (axes %s in Keras's numbering); got query shape %s and ",
+                             "value shape %s."),
+                      paste(batch_axes, collapse = ", "), fmt_shape(q), fmt_shape(v)),
+              class = "multihead_error_shape")
+  }
+  if (!ras) return(out)
+  batch_dims <- ifelse(is.na(bq), bv, bq)
+  list(output = out, scores = as.integer(c(batch_dims, cfg$num_heads, q[axes + 1L], v[axes + 1L])))
+}
+
+# A symbolic input against the shape the layer was built for: same rank and
+# feature size.
+#' @noRd
+mha_check_built_shape <- function(self, shape, arg, built_shape) {
+  r <- length(shape); rb <- length(built_shape)
+  if (r != rb) {
+    abort_arg(arg, sprintf("a tensor of rank %d, as when layer \"%s\" was built (shape %s)",
+                           rb, self$name, fmt_shape(built_shape)),
+              sprintf("rank %d (shape %s)", r, fmt_shape(shape)))
+  }
+  if (!identical(shape[r], built_shape[rb])) {
+    abort_arg(arg, sprintf("a tensor with %d features on its last axis, as when layer \"%s\" was built",
+                           built_shape[rb], self$name),
+              sprintf("%s (shape %s)", shape[r], fmt_shape(shape)))
+  }
+}
+
+#' @noRd
+mha_position_mask <- function(explicit, implicit) {
+  m <- if (is.null(explicit)) implicit else explicit
+  if (is.null(m)) NULL else m
+}
+
+#' @noRd
+mha_graph_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
+  mha_check_call_args(self, args)
+  p <- mha_input_parts(inputs, "inputs")
+  implicit <- if (is.null(masks)) list() else mha_input_parts(masks, "masks")
+  qm <- mha_position_mask(args$query_mask, implicit$query)
+  vm <- mha_position_mask(args$value_mask, implicit$value)
+  km <- mha_position_mask(args$key_mask, if (is.null(p$key)) NULL else implicit$key)
+  ras <- isTRUE(args$return_attention_scores)
+  causal <- isTRUE(args$use_causal_mask)
+  counter <- self$call_counter
+  res <- mha_run(self, query = p$query, value = p$value, key = p$key,
+                 attention_mask = args$attention_mask, return_attention_scores = ras,
+                 training = training, use_causal_mask = causal, query_mask = qm, value_mask = vm,
+                 key_mask = km, grad_output = NULL)
+  out_mask <- if (is.null(qm)) NULL else array(as.logical(qm), dim(qm))
+  cache <- list(query = p$query, value = p$value, key = p$key, attention_mask = args$attention_mask,
+                use_causal_mask = causal, training = training, query_mask = qm, value_mask = vm,
+                key_mask = km, counter = counter, several = ras)
+  if (!ras) return(list(output = res, cache = cache, mask = out_mask))
+  list(output = list(output = res$output, scores = res$scores), cache = cache,
+       mask = list(output = out_mask, scores = NULL))
+}
+
+# Re-runs the fused C++ forward + backward with the dropout call counter of
+# the forward pass, so that the same dropout mask is used.
+#' @noRd
+mha_graph_backward <- function(self, cache, grad_output) {
+  g <- grad_output
+  if (cache$several) {
+    if (!is.null(g$scores) && any(g$scores != 0)) {
+      abort_msg(paste0("Gradients with respect to attention scores are not supported: give a zero ",
+                       "gradient for the scores output."), class = "multihead_error_unsupported")
+    }
+    g <- g$output
+  }
+  saved <- self$call_counter
+  self$call_counter <- cache$counter
+  on.exit(self$call_counter <- saved, add = TRUE)
+  res <- mha_run(self, query = cache$query, value = cache$value, key = cache$key,
+                 attention_mask = cache$attention_mask, return_attention_scores = FALSE,
+                 training = cache$training, use_causal_mask = cache$use_causal_mask,
+                 query_mask = cache$query_mask, value_mask = cache$value_mask, key_mask = cache$key_mask,
+                 grad_output = g)
+  gr <- res$grads
+  inputs <- list(query = gr$query, value = gr$value)
+  if (!is.null(cache$key)) inputs$key <- gr$key
+  list(inputs = inputs, weights = gr$weights)
+}

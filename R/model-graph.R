@@ -1,0 +1,172 @@
+# The graph runner behind models.
+#
+# A graph is list(inputs = <tensors>, outputs = <tensors>, nodes = <nodes in
+# topological order>): the nodes needed to compute the outputs from the
+# inputs (see tensor-symbolic.R for tensors and nodes). Forward runs each
+# node's forward (the layer's graph protocol, or an elementwise op), passing
+# the implicit masks of its inputs along; backward runs the nodes in reverse
+# and sums gradients where a tensor feeds several nodes (residual
+# connections) and where a layer is called several times (shared weights).
+
+# Collects the nodes between `inputs` and `outputs` (lists of tensors), in an
+# order where every node comes after the nodes producing its inputs.
+#' @noRd
+build_graph <- function(inputs, outputs, model_name = "model") {
+  input_ids <- vapply(inputs, function(t) t$id, character(1))
+  seen <- new.env(hash = TRUE, parent = emptyenv())
+  order <- list()
+  visit_tensor <- function(t, consumer) {
+    if (t$id %in% input_ids) return(invisible())
+    node <- t$node
+    if (identical(node$kind, "input")) {
+      abort_msg(sprintf(paste0("Graph disconnected: model \"%s\" cannot compute tensor %s (needed by %s) from ",
+                               "its inputs. Add it to `inputs`, or build the outputs from the given inputs ",
+                               "(%s)."),
+                        model_name, format(t), consumer,
+                        paste(vapply(inputs, format, character(1)), collapse = ", ")),
+                class = "multihead_error_graph")
+    }
+    visit_node(node)
+  }
+  visit_node <- function(node) {
+    if (!is.null(seen[[node$id]])) return(invisible())
+    assign(node$id, TRUE, envir = seen)
+    consumer <- sprintf("%s \"%s\"", if (identical(node$kind, "op")) "operation" else "layer",
+                        callee_name(node$callee))
+    for (t in c(node$inputs, node$arg_tensors)) visit_tensor(t, consumer)
+    order[[length(order) + 1L]] <<- node
+  }
+  for (t in outputs) visit_tensor(t, "the model's outputs")
+  list(inputs = inputs, outputs = outputs, nodes = order)
+}
+
+#' @noRd
+node_output_ids <- function(node) paste0(node$id, ":", seq_along(node$output_shapes))
+
+#' @noRd
+node_has_several_outputs <- function(node) {
+  length(node$output_shapes) > 1L || !is.null(node$output_names)
+}
+
+# Runs the graph. `input_values` / `input_masks`: lists aligned with
+# graph$inputs (NULL entries allowed). `keep`: keep each node's cache for
+# run_graph_backward(). Returns list(values, masks, caches) (environments
+# keyed by tensor or node id) and `outputs` / `output_masks` (lists aligned
+# with graph$outputs).
+#' @noRd
+run_graph_forward <- function(graph, input_values, input_masks = NULL, training = FALSE, keep = FALSE) {
+  values <- new.env(hash = TRUE, parent = emptyenv())
+  masks <- new.env(hash = TRUE, parent = emptyenv())
+  caches <- new.env(hash = TRUE, parent = emptyenv())
+  for (i in seq_along(graph$inputs)) {
+    id <- graph$inputs[[i]]$id
+    assign(id, input_values[[i]], envir = values)
+    if (!is.null(input_masks) && !is.null(input_masks[[i]])) assign(id, input_masks[[i]], envir = masks)
+  }
+  for (node in graph$nodes) {
+    in_vals <- lapply(node$inputs, function(t) values[[t$id]])
+    in_masks <- lapply(node$inputs, function(t) masks[[t$id]])
+    args <- node$args
+    for (nm in names(node$arg_tensors)) args[nm] <- list(values[[node$arg_tensors[[nm]]$id]])
+    tr <- if (is.null(node$training)) training else node$training
+    res <- node_forward(node, in_vals, args, tr, in_masks)
+    ids <- node_output_ids(node)
+    several <- node_has_several_outputs(node)
+    outs <- if (several) res$output else list(res$output)
+    out_masks <- if (several && is.list(res$mask) && !is.object(res$mask)) res$mask else list(res$mask)
+    for (i in seq_along(ids)) {
+      assign(ids[i], outs[[i]], envir = values)
+      if (i <= length(out_masks) && !is.null(out_masks[[i]])) assign(ids[i], out_masks[[i]], envir = masks)
+    }
+    if (keep) assign(node$id, res$cache, envir = caches)
+  }
+  list(values = values, masks = masks, caches = caches,
+       outputs = lapply(graph$outputs, function(t) values[[t$id]]),
+       output_masks = lapply(graph$outputs, function(t) masks[[t$id]]))
+}
+
+#' @noRd
+node_forward <- function(node, in_vals, args, training, in_masks) {
+  has_mask <- any(!vapply(in_masks, is.null, logical(1)))
+  if (identical(node$kind, "op")) return(elementwise_forward(node, in_vals, if (has_mask) in_masks))
+  self <- layer_self(node$callee)
+  def <- layer_class_def(self$class_name)
+  inputs <- if (node$single) in_vals[[1L]] else in_vals
+  m <- if (!has_mask) NULL else if (node$single) in_masks[[1L]] else in_masks
+  def$forward(self, inputs, args, training, m)
+}
+
+#' @noRd
+node_backward <- function(node, cache, grad_output) {
+  if (identical(node$kind, "op")) return(elementwise_backward(node, cache, grad_output))
+  self <- layer_self(node$callee)
+  layer_class_def(self$class_name)$backward(self, cache, grad_output)
+}
+
+# Backward through the graph from `grad_outputs` (aligned with
+# graph$outputs) using the forward `run` (made with keep = TRUE). Returns
+# list(inputs = <list aligned with graph$inputs; NULL for inputs that are not
+# differentiable>, weights = <named list: layer name -> weight gradients in
+# that layer's get_weights() order>).
+#' @noRd
+run_graph_backward <- function(graph, run, grad_outputs) {
+  grads <- new.env(hash = TRUE, parent = emptyenv())
+  add_grad <- function(id, g) {
+    if (is.null(g)) return(invisible())
+    old <- grads[[id]]
+    assign(id, if (is.null(old)) g else old + g, envir = grads)
+  }
+  for (i in seq_along(graph$outputs)) add_grad(graph$outputs[[i]]$id, grad_outputs[[i]])
+  wgrads <- list()
+  for (node in rev(graph$nodes)) {
+    ids <- node_output_ids(node)
+    gs <- lapply(ids, function(id) grads[[id]])
+    if (all(vapply(gs, is.null, logical(1)))) next
+    for (i in seq_along(ids)) {
+      if (is.null(gs[[i]])) {
+        v <- run$values[[ids[i]]]
+        gs[[i]] <- array(0, if (is.null(dim(v))) length(v) else dim(v))
+      }
+    }
+    several <- node_has_several_outputs(node)
+    g <- if (several) stats::setNames(gs, node$output_names) else gs[[1L]]
+    res <- node_backward(node, run$caches[[node$id]], g)
+    in_grads <- if (node$single) list(res$inputs) else res$inputs
+    nms <- names(node$inputs)
+    for (j in seq_along(node$inputs)) {
+      gj <- if (!is.null(nms) && nzchar(nms[j])) in_grads[[nms[j]]] else in_grads[[j]]
+      add_grad(node$inputs[[j]]$id, gj)
+    }
+    if (identical(node$kind, "layer") && length(res$weights)) {
+      nm <- layer_self(node$callee)$name
+      old <- wgrads[[nm]]
+      wgrads[[nm]] <- if (is.null(old)) res$weights else Map(`+`, old, res$weights)
+    }
+  }
+  list(inputs = lapply(graph$inputs, function(t) grads[[t$id]]), weights = wgrads)
+}
+
+# Output shapes of the graph for new input shapes (a list aligned with
+# graph$inputs), by running each node's compute_output_shape().
+#' @noRd
+graph_output_shapes <- function(graph, input_shapes) {
+  shapes <- new.env(hash = TRUE, parent = emptyenv())
+  for (i in seq_along(graph$inputs)) assign(graph$inputs[[i]]$id, input_shapes[[i]], envir = shapes)
+  for (node in graph$nodes) {
+    in_shapes <- lapply(node$inputs, function(t) shapes[[t$id]])
+    ids <- node_output_ids(node)
+    if (identical(node$kind, "op")) {
+      a <- node$args
+      s <- a$shapes
+      s[a$symbolic] <- in_shapes
+      out <- list(broadcast_shapes(s[[1]], s[[2]]))
+    } else {
+      self <- layer_self(node$callee)
+      def <- layer_class_def(self$class_name)
+      res <- def$compute_output_shape(self, if (node$single) in_shapes[[1L]] else in_shapes, node$args)
+      out <- if (is.list(res)) res else list(res)
+    }
+    for (i in seq_along(ids)) assign(ids[i], as.integer(out[[i]]), envir = shapes)
+  }
+  lapply(graph$outputs, function(t) shapes[[t$id]])
+}
