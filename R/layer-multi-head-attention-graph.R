@@ -54,16 +54,16 @@ mha_graph_output_shape <- function(self, input_shape, args = list()) {
                      "Please disable flash attention to access attention scores."),
               class = "multihead_error_argument")
   }
-  r <- length(q)
-  if (length(v) != r) {
-    abort_msg(sprintf(paste0("`query` and `value` must have the same rank; got query shape %s and value ",
-                             "shape %s."), fmt_shape(q), fmt_shape(v)), class = "multihead_error_shape")
-  }
   if (isTRUE(self$built)) {
     bs <- self$build_shapes
     mha_check_built_shape(self, q, "query", bs$query)
     mha_check_built_shape(self, v, "value", bs$value)
     mha_check_built_shape(self, if (is.null(k)) v else k, "key", bs$key)
+  }
+  r <- length(q)
+  if (length(v) != r) {
+    abort_msg(sprintf(paste0("`query` and `value` must have the same rank; got query shape %s and value ",
+                             "shape %s."), fmt_shape(q), fmt_shape(v)), class = "multihead_error_shape")
   }
   out <- mha_compute_output_shape(self, q, v, k)
   axes <- if (isTRUE(self$built)) self$axes else resolve_attention_axes(cfg$attention_axes, r)

@@ -457,7 +457,7 @@ model_check_built <- function(self, what) {
 }
 
 #' @noRd
-model_properties <- function() c(common_layer_properties, list(
+model_properties <- function() utils::modifyList(common_layer_properties, list(
   layers = function(self) self$layers,
   inputs = function(self) { model_check_built(self, "inputs"); self$graph$inputs },
   outputs = function(self) { model_check_built(self, "outputs"); self$graph$outputs },
@@ -505,10 +505,17 @@ model_variable_trainable <- function(self) {
 }
 
 #' @noRd
-model_methods <- function() c(common_layer_methods, list(
+model_methods <- function() utils::modifyList(common_layer_methods, list(
   get_layer = function(self, name = NULL, index = NULL) model_get_layer(self, name, index),
   get_weights = function(self) model_get_weights(self),
-  summary = function(self, ...) model_summary(self, ...)
+  summary = function(self, ...) model_summary(self, ...),
+  add = function(self, layer) {
+    if (!identical(self$class_name, "Sequential")) {
+      abort_msg(sprintf("Model \"%s\" is functional: only sequential models have $add().", self$name),
+                class = "multihead_error_unsupported")
+    }
+    sequential_add_self(self, layer)
+  }
 ))
 
 # A tensor's place in a config: list(input = i) for the model's i-th input,

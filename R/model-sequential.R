@@ -79,7 +79,15 @@ sequential_apply <- function(self, entry, x) {
 # for `model |> layer_xxx()`).
 #' @noRd
 sequential_add <- function(model, layer, call_layer = default_call_layer) {
-  self <- layer_self(model)
+  sequential_add_self(layer_self(model), layer, call_layer)
+  invisible(model)
+}
+
+#' @noRd
+sequential_add_self <- function(self, layer, call_layer = default_call_layer) {
+  if (identical(call_layer, default_call_layer) && inherits(layer, "MultiHeadAttention")) {
+    call_layer <- attention_self_call
+  }
   if (!is_layer(layer)) abort_arg("layer", "a layer", describe_value(layer))
   s <- layer_self(layer)
   if (identical(s, self)) abort_msg(sprintf("Model \"%s\" cannot contain itself.", self$name),
@@ -89,7 +97,7 @@ sequential_add <- function(model, layer, call_layer = default_call_layer) {
       abort_arg("layer", sprintf("not an input (model \"%s\" already has an input or layers)", self$name))
     }
     sequential_set_input(self, s$output)
-    return(invisible(model))
+    return(invisible(NULL))
   }
   for (e in self$entries) {
     es <- layer_self(e$layer)
@@ -113,7 +121,7 @@ sequential_add <- function(model, layer, call_layer = default_call_layer) {
     self$layers <- lapply(self$entries, function(e) e$layer)
     self$sublayers <- self$layers
   }
-  invisible(model)
+  invisible(NULL)
 }
 
 #' @noRd

@@ -1,0 +1,216 @@
+# Functional models: outputs equal composing the layers by hand, shared
+# layers share weights, input/output structures, nesting, weights, configs,
+# get_layer(), predict(), summaries and errors.
+
+mha64 <- function(...) layer_multi_head_attention(..., dtype = "float64", bias_initializer = "random_normal")
+
+test_that("a functional model's output equals composing its layers by hand", {
+  set.seed(21)
+  x <- keras_input(shape = c(5, 6), dtype = "float64")
+  m <- keras_input(shape = c(3, 4), dtype = "float64")
+  a1 <- mha64(num_heads = 2, key_dim = 3)
+  a2 <- mha64(num_heads = 3, key_dim = 2, output_shape = 7)
+  h <- a1(x, x, use_causal_mask = TRUE) + x
+  y <- a2(h, m, return_attention_scores = TRUE)
+  model <- keras_model(list(x, m), y)
+  xa <- rand_array(2, 5, 6); ma <- rand_array(2, 3, 4)
+  got <- model(list(xa, ma))
+  h_hand <- a1(xa, xa, use_causal_mask = TRUE) + xa
+  want <- a2(h_hand, ma, return_attention_scores = TRUE)
+  expect_identical(names(got), c("output", "scores"))
+  expect_equal(got$output, want$output, tolerance = 1e-13)
+  expect_equal(got$scores, want$scores, tolerance = 1e-13)
+  expect_identical(dim(got$output), c(2L, 5L, 7L))
+})
+
+test_that("a layer called twice shares its weights", {
+  set.seed(22)
+  x <- keras_input(shape = c(4, 6), dtype = "float64")
+  shared <- mha64(num_heads = 2, key_dim = 2, name = "shared")
+  model <- keras_model(x, shared(shared(x, x), x))
+  expect_length(model$layers, 2L)          # input layer + the shared layer, once
+  expect_length(get_weights(model), 8L)
+  expect_equal(count_params(model), shared$count_params())
+  xa <- rand_array(2, 4, 6)
+  expect_equal(model(xa), shared(shared(xa, xa), xa), tolerance = 1e-13)
+  w <- get_weights(shared)
+  w[[8]][] <- 5                             # output bias
+  set_weights(shared, w)
+  expect_equal(model(xa), shared(shared(xa, xa), xa), tolerance = 1e-13)
+  expect_equal(get_weights(model)[[8]], w[[8]])
+})
+
+test_that("inputs and outputs as lists and named lists; models nest", {
+  set.seed(23)
+  q <- keras_input(shape = c(3, 4), name = "q")
+  v <- keras_input(shape = c(5, 4), name = "v")
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  o <- mha(q, v)
+  model <- keras_model(list(query = q, value = v), list(out = o, twice = o * 2))
+  qa <- rand_array(2, 3, 4); va <- rand_array(2, 5, 4)
+  r <- model(list(value = va, query = qa))
+  expect_identical(names(r), c("out", "twice"))
+  expect_equal(r$out, mha(qa, va))
+  expect_equal(r$twice, 2 * r$out)
+  expect_equal(model(list(qa, va)), r)          # positional also works
+  expect_identical(names(model$input), c("query", "value"))
+  expect_identical(model$output_shape, list(out = c(NA, 3L, 4L), twice = c(NA, 3L, 4L)))
+  # a length-1 unnamed list is a single tensor (as keras3)
+  single <- keras_model(list(q), list(q * 1))
+  expect_equal(single(qa), single(list(qa)))
+  # the model as a layer: on symbolic tensors and inside another model
+  q2 <- keras_input(shape = c(3, 4)); v2 <- keras_input(shape = c(5, 4))
+  inner <- keras_model(list(q, v), o)
+  outer_out <- inner(list(q2, v2)) + q2
+  expect_identical(outer_out$shape, c(NA, 3L, 4L))
+  outer <- keras_model(list(q2, v2), outer_out)
+  expect_equal(outer(list(qa, va)), mha(qa, va) + qa, tolerance = 1e-6)
+  expect_equal(inner(list(qa, va)), mha(qa, va))
+  expect_identical(get_weights(outer), get_weights(mha))
+  expect_identical(vapply(outer$layers, function(l) l$name, ""), c(q2$name, v2$name, inner$name))
+})
+
+test_that("bad model calls name the input and the expected shape", {
+  q <- keras_input(shape = c(3, 4), name = "query_in")
+  v <- keras_input(shape = c(NA, 4), name = "value_in")
+  model <- keras_model(list(query = q, value = v), layer_multi_head_attention(list(q, v), num_heads = 1, key_dim = 2),
+                       name = "attn_model")
+  expect_error(model(list(query = array(0, c(2, 3, 5)), value = array(0, c(2, 7, 4)))),
+               "`inputs\\$query` must be an array of shape \\(NA, 3, 4\\) for input \"query_in\" of model \"attn_model\"; got an array of shape \\(2, 3, 5\\)",
+               class = "multihead_error_argument")
+  expect_error(model(list(query = array(0, c(2, 3, 4)), value = array(0, c(2, 4)))),
+               "`inputs\\$value` must be an array of shape \\(NA, NA, 4\\)")
+  expect_error(model(list(query = array(0, c(2, 3, 4)))), "`inputs` must be a named list with the inputs")
+  expect_error(model(array(0, c(2, 3, 4))), "`inputs` must be a named list of 2 arrays")
+  expect_error(model(list(query = array(NA_real_, c(2, 3, 4)), value = array(0, c(2, 7, 4)))),
+               "`inputs\\$query` must be finite")
+  expect_error(model(), "`inputs` must be supplied")
+  expect_error(model(list(query = array(0, c(2, 3, 4)), value = array(0, c(2, 7, 4))), training = "yes"),
+               "`training` must be TRUE, FALSE or NULL")
+  ids <- keras_input(shape = 3, dtype = "int32")
+  emb_model <- keras_model(ids, ids * 1)
+  expect_error(emb_model(matrix(1.5, 2, 3)), "`inputs` must be whole numbers \\(input .* has dtype int32\\)")
+  expect_error(model(list(query = keras_input(shape = c(3, 5)), value = v)),
+               "`inputs\\[\\[1\\]\\]` must be a tensor of shape \\(NA, 3, 4\\) for input \"query_in\"")
+})
+
+test_that("keras_model() errors: disconnected graphs name the tensor; bad arguments", {
+  a <- keras_input(shape = c(2, 4), name = "a")
+  b <- keras_input(shape = c(2, 4), name = "b_missing")
+  y <- layer_multi_head_attention(list(a, b), num_heads = 1, key_dim = 2, name = "cross")
+  expect_error(keras_model(a, y), "Graph disconnected.*name=b_missing.*needed by layer \"cross\"",
+               class = "multihead_error_graph")
+  expect_error(keras_model(a), "`outputs` must be supplied")
+  expect_error(keras_model(outputs = y), "`inputs` must be supplied")
+  expect_error(keras_model(array(1, c(2, 2)), y), "`inputs` must be a symbolic tensor or a \\(named\\) list")
+  expect_error(keras_model(list(a, 3), y), "`inputs\\[\\[2\\]\\]` must be a symbolic tensor")
+  expect_error(keras_model(list(a, a), a), "`inputs` must be distinct tensors")
+  expect_error(keras_model(list(x = a, x = b), y), "`inputs` must be a list whose elements are all named")
+  expect_error(keras_model(a, a, name = 3), "`name` must be a single non-empty string")
+  expect_error(keras_model(a, a, bogus = 1), "Unknown argument passed to keras_model\\(\\): `bogus`")
+  l1 <- layer_multi_head_attention(num_heads = 1, key_dim = 2, name = "same")
+  l2 <- layer_multi_head_attention(num_heads = 1, key_dim = 2, name = "same")
+  expect_error(keras_model(a, l2(l1(a, a), a)), "layer names in a model must be unique.*\"same\"")
+})
+
+test_that("get_layer(), $layers, weights, count_params() and configs of a model", {
+  set.seed(24)
+  x <- keras_input(shape = c(4, 6), name = "x_in")
+  a1 <- layer_multi_head_attention(num_heads = 2, key_dim = 2, name = "att1")
+  a2 <- layer_multi_head_attention(num_heads = 1, key_dim = 3, name = "att2")
+  y <- a2(a1(x, x) + x, x, use_causal_mask = TRUE)
+  model <- keras_model(x, y, name = "two_attn")
+  expect_identical(model$name, "two_attn")
+  expect_identical(vapply(model$layers, function(l) l$name, ""), c("x_in", "att1", "att2"))
+  expect_s3_class(model$layers[[1]], "InputLayer")
+  expect_identical(get_layer(model, "att2"), a2)
+  expect_identical(get_layer(model, index = 2), a1)
+  expect_error(get_layer(model, "nope"), "`name` must be the name of a layer of model \"two_attn\"")
+  expect_error(get_layer(model, index = 9), "`index` must be at most 3")
+  expect_error(get_layer(model), "`name` must be given, or `index`")
+  expect_error(get_layer(a1, "att1"), "`object` must be a model")
+  expect_identical(model$get_layer("att1"), a1)
+  expect_equal(count_params(model), count_params(a1) + count_params(a2))
+  w <- get_weights(model)
+  expect_identical(w, c(get_weights(a1), get_weights(a2)))
+  expect_identical(names(model$weights), c(names(a1$weights), names(a2$weights)))
+  w2 <- lapply(w, function(v) v * 0 + 0.01)
+  expect_invisible(set_weights(model, w2))
+  expect_equal(get_weights(a2)[[1]], w2[[9]], tolerance = 1e-6)
+  expect_error(set_weights(model, w2[-1]), "`weights` must be a list of 16 arrays")
+  # config round trip: same structure, same outputs once the weights are copied
+  cfg <- get_config(model)
+  expect_identical(attr(cfg, "class_name"), "Functional")
+  expect_identical(vapply(cfg$layers, `[[`, "", "class_name"), c("InputLayer", "MultiHeadAttention",
+                                                                  "MultiHeadAttention"))
+  clone <- from_config(cfg)
+  expect_s3_class(clone, "Functional")
+  set_weights(clone, get_weights(model))
+  xa <- rand_array(2, 4, 6)
+  expect_equal(clone(xa), model(xa))
+  expect_identical(get_layer(clone, "att2")$num_heads, 1L)
+  expect_false(identical(get_layer(clone, "att2"), a2))
+  # trainable filter
+  expect_length(get_weights(model, trainable = TRUE), 16L)
+  expect_length(get_weights(model, trainable = FALSE), 0L)
+  expect_length(model$trainable_weights, 16L)
+})
+
+test_that("predict() runs in batches and equals the model call", {
+  set.seed(25)
+  x <- keras_input(shape = c(3, 4))
+  model <- keras_model(x, list(a = layer_multi_head_attention(x, num_heads = 2, key_dim = 2), b = x * 2))
+  xa <- rand_array(10, 3, 4)
+  full <- model(xa)
+  p <- predict(model, xa, batch_size = 3)
+  expect_equal(p, full, tolerance = 1e-6)   # float32: batch sizes change GEMM rounding
+  expect_identical(predict(model, xa, batch_size = 100, verbose = 0), full)
+  expect_error(predict(model, xa, batch_size = 0), "`batch_size` must be a positive whole number")
+  expect_error(predict(model, xa, verbose = "loud"), "`verbose` must be \"auto\", 0 or 1")
+  expect_error(predict(model, xa, 3, "auto", 4), "`...` must be empty")
+  expect_error(predict(model, array(0, c(2, 3, 5))), "`inputs` must be an array of shape \\(NA, 3, 4\\)")
+  # several inputs
+  q <- keras_input(shape = c(2, 4)); v <- keras_input(shape = c(3, 4))
+  m2 <- keras_model(list(q = q, v = v), layer_multi_head_attention(list(q, v), num_heads = 1, key_dim = 2))
+  qa <- rand_array(5, 2, 4); va <- rand_array(5, 3, 4)
+  expect_equal(predict(m2, list(q = qa, v = va), batch_size = 2), m2(list(q = qa, v = va)), tolerance = 1e-6)
+})
+
+test_that("summary() and print() show a keras3-like table", {
+  old <- options(cli.unicode = FALSE)
+  on.exit(options(old))
+  x <- keras_input(shape = c(8, 16), name = "tokens")
+  s <- keras_input(shape = c(4, 16), name = "source")
+  att <- layer_multi_head_attention(num_heads = 2, key_dim = 2, name = "cross_attention")
+  res <- att(x, s, return_attention_scores = TRUE)
+  model <- keras_model(list(x, s), res, name = "demo")
+  expect_identical(format(model), c(
+    "Model: \"demo\"",
+    "+======================================+===============+=========+==============+",
+    "| Layer (type)                         | Output Shape  | Param # | Connected to |",
+    "+======================================+===============+=========+==============+",
+    "| tokens (InputLayer)                  | (NA, 8, 16)   |       0 | -            |",
+    "+--------------------------------------+---------------+---------+--------------+",
+    "| source (InputLayer)                  | (NA, 4, 16)   |       0 | -            |",
+    "+--------------------------------------+---------------+---------+--------------+",
+    "| cross_attention (MultiHeadAttention) | (NA, 8, 16)   |     284 | tokens[0][0] |",
+    "|                                      | (NA, 2, 8, 4) |         | source[0][0] |",
+    "+--------------------------------------+---------------+---------+--------------+",
+    " Total params: 284 (1.11 KB)",
+    " Trainable params: 284 (1.11 KB)",
+    " Non-trainable params: 0 (0.00 B)"))
+  expect_output(print(model), "Total params: 284 \\(1.11 KB\\)")
+  expect_invisible(summary(model))
+  expect_identical(capture.output(print(model)), format(model))
+  expect_identical(capture.output(summary(model)), format(model))
+  # elementwise operations get a row; a shared layer appears once with all its inputs
+  shared <- layer_multi_head_attention(num_heads = 1, key_dim = 2, name = "shared_attention")
+  y <- shared(shared(x, x), x) + x
+  lines <- format(keras_model(x, y))
+  expect_length(grep("shared_attention \\(MultiHeadAttention\\)", lines), 1L)
+  expect_length(grep("shared_attention\\[1\\]\\[0\\]|shared_attention\\[0\\]\\[0\\]", lines), 2L)
+  expect_length(grep(paste0("^\\| ", y$name, " \\(Add\\) "), lines), 1L)
+  # unicode box drawing when the output is UTF-8
+  options(cli.unicode = TRUE)
+  expect_match(format(model)[2], "^\u250f\u2501+\u2533")
+})

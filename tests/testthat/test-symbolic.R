@@ -1,0 +1,226 @@
+# Symbolic tensors: keras_input(), shape(), elementwise operations, layers
+# called on symbolic tensors (multi-head attention's full dispatch, Keras
+# tests B3, B5 and B25: symbolic shapes equal eager shapes).
+
+test_that("keras_input() gives shape, dtype and name, and prints on one line", {
+  x <- keras_input(shape = c(10, 16), name = "tokens_in")
+  expect_s3_class(x, "multihead_tensor")
+  expect_identical(x$shape, c(NA, 10L, 16L))
+  expect_identical(shape(x), c(NA, 10L, 16L))
+  expect_identical(x$dtype, "float32")
+  expect_identical(x$name, "tokens_in")
+  expect_identical(format(x), "<KerasTensor shape=(NA, 10, 16), dtype=float32, name=tokens_in>")
+  expect_output(print(x), "^<KerasTensor shape=\\(NA, 10, 16\\), dtype=float32, name=tokens_in>$")
+  expect_identical(keras_input(shape = 8, batch_size = 4)$shape, c(4L, 8L))
+  expect_identical(keras_input(batch_shape = c(2, NA, 3), dtype = "float64")$shape, c(2L, NA, 3L))
+  expect_identical(keras_input(shape = list(NULL, 5))$shape, c(NA, NA, 5L))
+  for (dt in c("float32", "float64", "int32", "int64", "bool")) {
+    expect_identical(keras_input(shape = 3, dtype = dt)$dtype, dt)
+  }
+  expect_identical(layer_input, keras_input)
+  t <- keras_input(shape = 3)
+  expect_identical(keras_input(tensor = t), t)
+  a <- keras_input(shape = 2); b <- keras_input(shape = 2)
+  expect_false(identical(a$name, b$name))
+})
+
+test_that("keras_input() rejects bad arguments, naming them", {
+  expect_error(keras_input(), "`shape` must be supplied", class = "multihead_error_argument")
+  expect_error(keras_input(shape = c(4, -1)), "`shape` must be a shape")
+  expect_error(keras_input(shape = 1.5), "`shape` must be a shape")
+  expect_error(keras_input(shape = "a"), "`shape` must be a shape")
+  expect_error(keras_input(shape = 3, dtype = "float16"), "`dtype` must be one of")
+  expect_error(keras_input(shape = 3, batch_shape = c(1, 3)), "`batch_shape` must be NULL when `shape`")
+  expect_error(keras_input(batch_shape = c(1, 3), batch_size = 2), "`batch_size` must be NULL")
+  expect_error(keras_input(shape = 3, batch_size = 0), "`batch_size` must be a positive whole number")
+  expect_error(keras_input(shape = 3, sparse = TRUE), "`sparse` must be NULL or FALSE")
+  expect_error(keras_input(shape = 3, name = 5), "`name` must be a single non-empty string")
+  expect_error(keras_input(tensor = array(1, c(2, 3))), "`tensor` must be NULL or a symbolic tensor")
+  expect_error(keras_input(shape = 3, optional = NA), "`optional` must be TRUE or FALSE")
+})
+
+test_that("shape() builds shapes from sizes and reads arrays", {
+  expect_identical(shape(NA, 16), c(NA, 16L))
+  expect_identical(shape(NULL, 4, 8), c(NA, 4L, 8L))
+  expect_identical(shape(array(0, c(2, 3, 4))), c(2L, 3L, 4L))
+  expect_error(shape(2, keras_input(shape = 3)), "`..2` must be a size")
+  expect_error(shape(1.5), "`..1` must be a shape")
+})
+
+test_that("+ - * / record elementwise nodes with Keras broadcasting", {
+  x <- keras_input(shape = c(4, 8))
+  y <- keras_input(shape = c(1, 8))
+  z <- keras_input(shape = 8)
+  expect_identical((x + y)$shape, c(NA, 4L, 8L))
+  expect_identical((x * z)$shape, c(NA, 4L, 8L))
+  expect_identical((2 - x)$shape, c(NA, 4L, 8L))
+  expect_identical((x / 3)$shape, c(NA, 4L, 8L))
+  expect_identical((-x)$shape, c(NA, 4L, 8L))
+  expect_identical((+x), x)
+  expect_identical((x + array(1, c(4, 1)))$shape, c(NA, 4L, 8L))
+  expect_identical((keras_input(batch_shape = c(2, 1)) * keras_input(batch_shape = c(NA, 5)))$shape,
+                   c(2L, 5L))
+  expect_match(format(x + y), "name=add")
+  expect_identical((x + y)$dtype, "float32")
+  expect_identical((keras_input(shape = 2, dtype = "float64") * 2)$dtype, "float64")
+  expect_error(x + keras_input(shape = c(4, 7)), "Cannot broadcast shapes", class = "multihead_error_shape")
+  expect_error(x^2, "`\\^` is not supported on symbolic tensors")
+  expect_error(x > 1, "`>` is not supported on symbolic tensors")
+  expect_error(x + "a", "`e2` must be a symbolic tensor or a number")
+  expect_error(x + NA_real_, "`e2` must be finite")
+})
+
+test_that("elementwise nodes compute and differentiate with broadcasting", {
+  set.seed(1)
+  x <- keras_input(shape = c(3, 4), dtype = "float64")
+  b <- keras_input(shape = c(1, 4), dtype = "float64")
+  m <- keras_model(list(x, b), list((x - b) * x / (b + 3) - 1, 2 * x))
+  xa <- rand_array(2, 3, 4); ba <- array(runif(8), c(2, 1, 4))
+  out <- m(list(xa, ba))
+  bb <- ba[, rep(1, 3), , drop = FALSE]
+  expect_equal(out[[1]], (xa - bb) * xa / (bb + 3) - 1, tolerance = 1e-12)
+  expect_equal(out[[2]], 2 * xa)
+  G <- list(rand_array(2, 3, 4), rand_array(2, 3, 4))
+  g <- backprop(m, list(xa, ba), grad_output = G)
+  loss <- function(xv, bv) { o <- m(list(xv, bv)); sum(o[[1]] * G[[1]]) + sum(o[[2]] * G[[2]]) }
+  expect_lt(rel_err(g$grads$inputs[[1]], fd_grad(function(v) loss(v, ba), xa)), 1e-7)
+  expect_lt(rel_err(g$grads$inputs[[2]], fd_grad(function(v) loss(xa, v), ba)), 1e-7)
+  # float32 tensors round like float32
+  y <- keras_input(shape = 2)
+  expect_identical(keras_model(y, y / 3)(array(1, c(1, 2))), array(as.double(multihead:::round_float32(1 / 3)), c(1, 2)))
+})
+
+test_that("a layer called on symbolic tensors records a node and computes nothing", {
+  x <- keras_input(shape = c(5, 8))
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4)
+  y <- mha(x, x)
+  expect_s3_class(y, "multihead_tensor")
+  expect_identical(y$shape, c(NA, 5L, 8L))
+  expect_true(mha$built)                       # built from the shapes, as Keras does
+  expect_equal(mha$count_params(), 4 * (8 * 2 * 4 + 8))
+  expect_identical(y$node$callee, mha)
+  expect_error(mha(x, keras_input(shape = c(5, 7))), "`value` must be a tensor with 8 features")
+  expect_error(mha(keras_input(shape = c(5, 3, 8)), x), "`query` must be a tensor of rank 3")
+  expect_error(mha(x, array(0, c(2, 5, 8))), "`inputs` must be symbolic tensors")
+  expect_error(mha(x, x, bogus = 1), "Unknown argument in a call of a MultiHeadAttention layer: `bogus`")
+  expect_error(mha(x, x, return_attention_scores = NA), "`return_attention_scores` must be TRUE or FALSE")
+})
+
+test_that("layer_multi_head_attention() dispatch: every case", {
+  set.seed(2)
+  q <- keras_input(shape = c(8, 16)); v <- keras_input(shape = c(4, 6)); k <- keras_input(shape = c(4, 3))
+  # missing / NULL: the layer
+  expect_s3_class(layer_multi_head_attention(num_heads = 2, key_dim = 2), "MultiHeadAttention")
+  expect_s3_class(layer_multi_head_attention(NULL, num_heads = 2, key_dim = 2), "MultiHeadAttention")
+  # symbolic tensor: self-attention
+  y <- layer_multi_head_attention(q, num_heads = 2, key_dim = 2, name = "self_attn")
+  expect_identical(y$shape, c(NA, 8L, 16L))
+  expect_identical(lapply(y$node$inputs, `[[`, "id"), list(query = q$id, value = q$id))
+  # unnamed list (query, value) and (query, value, key)
+  y2 <- layer_multi_head_attention(list(q, v), num_heads = 2, key_dim = 2)
+  expect_identical(y2$shape, c(NA, 8L, 16L))
+  expect_identical(names(y2$node$inputs), c("query", "value"))
+  y3 <- layer_multi_head_attention(list(q, v, k), num_heads = 2, key_dim = 2, output_shape = 5)
+  expect_identical(y3$shape, c(NA, 8L, 5L))
+  expect_identical(y3$node$inputs$key$id, k$id)
+  # named list with call arguments: scores (B, N, T, S)
+  res <- layer_multi_head_attention(list(query = q, value = v, key = k, return_attention_scores = TRUE,
+                                         use_causal_mask = TRUE),
+                                    num_heads = 3, key_dim = 2)
+  expect_length(res, 2L)
+  expect_identical(res[[1]]$shape, c(NA, 8L, 16L))
+  expect_identical(res[[2]]$shape, c(NA, 3L, 8L, 4L))
+  expect_identical(res[[1]]$node$args$use_causal_mask, TRUE)
+  # arrays: self-attention, unnamed and named lists
+  xa <- rand_array(2, 8, 16); va <- rand_array(2, 4, 6)
+  expect_identical(dim(layer_multi_head_attention(xa, num_heads = 2, key_dim = 2)), c(2L, 8L, 16L))
+  expect_identical(dim(layer_multi_head_attention(list(xa, va), num_heads = 2, key_dim = 2)), c(2L, 8L, 16L))
+  r <- layer_multi_head_attention(list(query = xa, value = va, return_attention_scores = TRUE),
+                                  num_heads = 2, key_dim = 2)
+  expect_identical(dim(r$scores), c(2L, 2L, 8L, 4L))
+  # a sequential model: added in place, returned invisibly, self-attention
+  model <- keras_model_sequential(input_shape = c(8, 16))
+  expect_invisible(out <- layer_multi_head_attention(model, num_heads = 2, key_dim = 2))
+  expect_identical(out, model)
+  expect_length(model$layers, 1L)
+  mha <- model$layers[[1]]
+  expect_equal(model(xa), mha(xa, xa))
+  # bad inputs name the argument
+  expect_error(layer_multi_head_attention(list(q), num_heads = 2, key_dim = 2), "`inputs` must be a list holding")
+  expect_error(layer_multi_head_attention("a", num_heads = 2, key_dim = 2), "`inputs` must be NULL, a sequential")
+})
+
+test_that("symbolic calls through the layer object: positional and named arguments", {
+  q <- keras_input(shape = c(3, 4)); v <- keras_input(shape = c(6, 4))
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  res <- mha(q, v, return_attention_scores = TRUE)
+  expect_identical(res$scores$shape, c(NA, 2L, 3L, 6L))
+  res2 <- mha(query = q, value = v, key = v, return_attention_scores = TRUE, training = FALSE)
+  expect_identical(res2$output$shape, c(NA, 3L, 4L))
+  expect_identical(res2$output$node$training, FALSE)
+  flash <- layer_multi_head_attention(num_heads = 2, key_dim = 2, flash_attention = TRUE)
+  expect_error(flash(q, v, return_attention_scores = TRUE),
+               "Returning attention scores is not supported when flash attention is enabled")
+})
+
+# Keras test B3 (test_high_dim_attention): symbolic output (and scores)
+# shapes equal the eager ones, with and without the gate.
+test_that("B3: high-dimensional attention, symbolic shapes equal eager shapes", {
+  cases <- list(
+    list(q = c(3, 4), v = c(3, 2), axes = 2),
+    list(q = c(3, 4), v = c(3, 2), axes = c(1, 2)),
+    list(q = c(5, 3, 4), v = c(5, 3, 2), axes = c(2, 3)))
+  for (cs in cases) for (gate in c(FALSE, TRUE)) {
+    set.seed(3)
+    mk <- function() layer_multi_head_attention(num_heads = 2, key_dim = 2, attention_axes = cs$axes,
+                                                use_gate = gate)
+    qs <- keras_input(shape = c(cs$q, 8), batch_size = 3); vs <- keras_input(shape = c(cs$v, 8), batch_size = 3)
+    sym <- mk()(qs, vs, return_attention_scores = TRUE)
+    eager <- mk()(rand_array(3, cs$q, 8), rand_array(3, cs$v, 8), return_attention_scores = TRUE)
+    expect_identical(sym$output$shape, dim(eager$output))
+    expect_identical(sym$scores$shape, dim(eager$scores))
+    expect_identical(sym$output$shape, as.integer(c(3, cs$q, 8)))
+    lay <- mk(); lay(keras_input(shape = c(cs$q, 8)), keras_input(shape = c(cs$v, 8)))
+    expect_length(lay$trainable_weights, if (gate) 10L else 8L)
+  }
+})
+
+# Keras test B5 (test_compute_output_shape).
+test_that("B5: symbolic output shapes equal compute_output_shape() and the eager call", {
+  cases <- list(
+    list(q = c(4, 8), v = c(2, 8), k = NULL, out = NULL),
+    list(q = c(4, 8), v = c(2, 8), k = c(2, 3), out = NULL),
+    list(q = c(4, 8), v = c(2, 8), k = NULL, out = c(3, 4)),
+    list(q = c(4, 8), v = c(2, 8), k = c(2, 3), out = c(1, 5)),
+    list(q = c(4, 2, 3, 8), v = c(1, 1, 5, 8), k = c(1, 1, 5, 2), out = NULL),
+    list(q = c(4, 2, 3, 8), v = c(1, 1, 5, 8), k = c(1, 1, 5, 2), out = c(3, 2)),
+    list(q = c(4, 2, 3, 8), v = c(4, 2, 3, 7), k = c(4, 2, 3, 8), out = NULL))
+  for (cs in cases) {
+    mk <- function() layer_multi_head_attention(num_heads = 2, key_dim = 2, value_dim = 2,
+                                                output_shape = cs$out)
+    k_sym <- if (!is.null(cs$k)) keras_input(shape = cs$k, batch_size = 7)
+    sym <- mk()(keras_input(shape = cs$q, batch_size = 7), keras_input(shape = cs$v, batch_size = 7), k_sym)
+    k_arr <- if (!is.null(cs$k)) array(1, c(7, cs$k))
+    eager <- mk()(array(1, c(7, cs$q)), array(1, c(7, cs$v)), k_arr)
+    expected <- mk()$compute_output_shape(c(7, cs$q), c(7, cs$v), if (!is.null(cs$k)) c(7, cs$k))
+    expect_identical(sym$shape, dim(eager))
+    expect_identical(sym$shape, as.integer(expected))
+  }
+})
+
+# Keras test B25 (test_symbolic_return_attention_scores), plus T != S where
+# Keras's symbolic scores shape is wrong.
+test_that("B25: symbolic return_attention_scores gives (B, N, T, S) as the eager call", {
+  for (shp in list(c(1, 2, 3), c(2, 3, 5))) {
+    x <- keras_input(batch_shape = shp); y <- keras_input(batch_shape = shp)
+    mha <- layer_multi_head_attention(num_heads = 4, key_dim = 2)
+    sym <- mha(x, y, return_attention_scores = TRUE)
+    expect_length(sym, 2L)
+    eager <- mha(array(runif(prod(shp)), shp), array(runif(prod(shp)), shp), return_attention_scores = TRUE)
+    expect_identical(sym[[1]]$shape, dim(eager[[1]]))
+    expect_identical(sym[[2]]$shape, dim(eager[[2]]))
+  }
+  q <- keras_input(shape = c(6, 4)); v <- keras_input(shape = c(9, 4))
+  s <- layer_multi_head_attention(num_heads = 3, key_dim = 2)(q, v, return_attention_scores = TRUE)[[2]]
+  expect_identical(s$shape, c(NA, 3L, 6L, 9L))
+})
