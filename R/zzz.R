@@ -1,4 +1,5 @@
 .onLoad <- function(libname, pkgname) {
   register_einsum_dense()
   register_multi_head_attention()
+  register_dense()
 }
