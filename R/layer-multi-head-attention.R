@@ -138,6 +138,7 @@ layer_multi_head_attention <- function(inputs, num_heads, key_dim, value_dim = N
                                        bias_regularizer = NULL, activity_regularizer = NULL,
                                        kernel_constraint = NULL, bias_constraint = NULL,
                                        seed = NULL, ...) {
+  if (!missing(inputs)) force(inputs)  # pipe order: earlier layers are created (and named) first
   if (missing(num_heads)) abort_arg("num_heads", "supplied: a positive whole number")
   if (missing(key_dim)) abort_arg("key_dim", "supplied: a positive whole number")
   extra <- check_layer_dots(list(...), c("name", "dtype", "trainable", "use_gate", "sliding_window"),

@@ -200,7 +200,7 @@ test_that("summary() and print() show a keras3-like table", {
     " Trainable params: 284 (1.11 KB)",
     " Non-trainable params: 0 (0.00 B)"))
   expect_output(print(model), "Total params: 284 \\(1.11 KB\\)")
-  expect_invisible(summary(model))
+  expect_output(expect_invisible(summary(model)), "Trainable params")
   expect_identical(capture.output(print(model)), format(model))
   expect_identical(capture.output(summary(model)), format(model))
   # elementwise operations get a row; a shared layer appears once with all its inputs
