@@ -276,3 +276,28 @@ as_input_shape <- function(shape, arg = "input_shape", min_rank = 1L, known = in
 # The input shape a layer built on array dims `d` records: batch unknown.
 #' @noRd
 batchless_shape <- function(d) c(NA_integer_, as.integer(d[-1L]))
+
+# build() of a layer without weights: records the input shape. `rank`: the
+# exact rank the layer needs (NULL: any rank >= min_rank).
+#' @noRd
+weightless_build <- function(min_rank = 1L, rank = NULL) {
+  force(min_rank); force(rank)
+  function(self, input_shape) {
+    input_shape <- as_input_shape(input_shape, min_rank = min_rank)
+    if (!is.null(rank) && length(input_shape) != rank) {
+      abort_arg("input_shape", sprintf("a shape of rank %d", rank), fmt_shape(input_shape))
+    }
+    check_not_built(self)
+    self$build_shapes <- input_shape
+    self$built <- TRUE
+    invisible(NULL)
+  }
+}
+
+# Marks a weight-free layer built on its first call.
+#' @noRd
+ensure_built <- function(self, d) {
+  if (!isTRUE(self$built)) {
+    layer_class_def(self$class_name)$build(self, batchless_shape(d))
+  }
+}

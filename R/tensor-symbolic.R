@@ -561,7 +561,7 @@ elementwise_forward <- function(node, inputs, masks) {
   out <- switch(a$op, "+" = x + y, "-" = x - y, "*" = x * y, "/" = x / y)
   if (identical(a$dtype, "float32")) out <- round_float32(out)
   list(output = out, cache = list(x = x, y = y, shapes = shapes),
-       mask = combine_masks(masks))
+       mask = elementwise_output_mask(masks))
 }
 
 #' @noRd
@@ -578,7 +578,7 @@ elementwise_backward <- function(node, cache, grad_output) {
 # The AND of the masks present (NULL if none; masks of different shapes
 # cannot be combined and give NULL).
 #' @noRd
-combine_masks <- function(masks) {
+elementwise_output_mask <- function(masks) {
   if (is.null(masks)) return(NULL)
   if (!is.list(masks)) return(masks)
   present <- Filter(Negate(is.null), masks)

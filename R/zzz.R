@@ -2,6 +2,11 @@
   register_einsum_dense()
   register_multi_head_attention()
   register_dense()
+  register_activation_layer()
+  register_dropout()
+  register_add()
+  register_global_average_pooling_1d()
+  register_flatten()
   register_input_layer()
   register_models()
 }
