@@ -2,8 +2,6 @@
 # layers share weights, input/output structures, nesting, weights, configs,
 # get_layer(), predict(), summaries and errors.
 
-mha64 <- function(...) layer_multi_head_attention(..., dtype = "float64", bias_initializer = "random_normal")
-
 test_that("a functional model's output equals composing its layers by hand", {
   set.seed(21)
   x <- keras_input(shape = c(5, 6), dtype = "float64")

@@ -54,8 +54,6 @@ check_model_gradients <- function(model, x, training = FALSE, reset = function()
   invisible(g)
 }
 
-mha64 <- function(...) layer_multi_head_attention(..., dtype = "float64", bias_initializer = "random_normal")
-
 test_that("gradients of a model with residuals, a shared layer, arithmetic and two inputs", {
   set.seed(41)
   x <- keras_input(shape = c(4, 5), dtype = "float64")

@@ -224,3 +224,68 @@ test_that("B25: symbolic return_attention_scores gives (B, N, T, S) as the eager
   s <- layer_multi_head_attention(num_heads = 3, key_dim = 2)(q, v, return_attention_scores = TRUE)[[2]]
   expect_identical(s$shape, c(NA, 3L, 6L, 9L))
 })
+
+# Every supporting layer: the four dispatch cases of its constructor
+# (missing/NULL, sequential model, symbolic tensor, array), and the symbolic
+# shape equals the eager shape.
+supporting_layer_cases <- function() list(
+  dense = list(make = function(object, ...) layer_dense(object, units = 3, activation = "relu", ...),
+               shape = c(5, 4)),
+  dense_2d = list(make = function(object, ...) layer_dense(object, units = 2, ...), shape = 6),
+  einsum_dense = list(make = function(object, ...) layer_einsum_dense(object, "abc,cd->abd",
+                                                                       output_shape = c(NA, 6),
+                                                                       bias_axes = "d", ...),
+                      shape = c(5, 4)),
+  activation = list(make = function(object, ...) layer_activation(object, "tanh", ...), shape = c(3, 4)),
+  dropout = list(make = function(object, ...) layer_dropout(object, rate = 0.5, ...), shape = c(3, 4)),
+  flatten = list(make = function(object, ...) layer_flatten(object, ...), shape = c(3, 2, 4)),
+  pooling = list(make = function(object, ...) layer_global_average_pooling_1d(object, ...), shape = c(5, 4)),
+  pooling_keep = list(make = function(object, ...) layer_global_average_pooling_1d(object, keepdims = TRUE, ...),
+                      shape = c(5, 4))
+)
+
+test_that("supporting layers: every dispatch case, symbolic shapes equal eager shapes", {
+  for (nm in names(supporting_layer_cases())) {
+    cs <- supporting_layer_cases()[[nm]]
+    set.seed(5)
+    xa <- rand_array(2, cs$shape)
+    # missing / NULL: a layer object
+    lay <- cs$make()
+    expect_s3_class(lay, "multihead_layer")
+    expect_s3_class(cs$make(NULL), class(lay)[1])
+    # array: applied
+    eager <- cs$make(xa)
+    expect_true(is.array(eager), label = nm)
+    # symbolic tensor: a node, same shape as eager but the batch
+    sym <- cs$make(keras_input(shape = cs$shape))
+    expect_s3_class(sym, "multihead_tensor")
+    expect_identical(sym$shape, c(NA, dim(eager)[-1]), label = nm)
+    sym2 <- cs$make(keras_input(batch_shape = c(2, cs$shape)))
+    expect_identical(sym2$shape, dim(eager), label = nm)
+    # calling the layer object on a symbolic tensor
+    expect_identical(lay(keras_input(batch_shape = c(2, cs$shape)))$shape, dim(eager), label = nm)
+    # sequential model: added in place, returned invisibly; same result as the layer
+    model <- keras_model_sequential(input_shape = cs$shape)
+    expect_invisible(cs$make(model))
+    expect_length(model$layers, 1L)
+    expect_identical(model$output_shape, c(NA, dim(eager)[-1]), label = nm)
+    expect_equal(model(xa), model$layers[[1]](xa), label = nm)
+  }
+})
+
+test_that("layer_add(): lists of symbolic tensors, unnamed and named, and every dispatch case", {
+  a <- keras_input(shape = c(3, 4)); b <- keras_input(shape = c(3, 4))
+  expect_s3_class(layer_add(), "Add")
+  expect_s3_class(layer_add(NULL), "Add")
+  s1 <- layer_add(list(a, b))
+  s2 <- layer_add(a, b)
+  s3 <- layer_add(list(first = a, second = b))
+  for (s in list(s1, s2, s3)) expect_identical(s$shape, c(NA, 3L, 4L))
+  model <- keras_model(list(a, b), list(s1, s2, s3))
+  xa <- rand_array(2, 3, 4); xb <- rand_array(2, 3, 4)
+  out <- model(list(xa, xb))
+  for (o in out) expect_equal(o, xa + xb, tolerance = 1e-6)
+  expect_equal(layer_add(list(xa, xb)), xa + xb, tolerance = 1e-6)
+  expect_identical(dim(layer_add(list(xa, xb))), dim(out[[1]]))
+  expect_error(layer_add(list(a, keras_input(shape = c(3, 5)))), "must be arrays of one shape")
+})
