@@ -93,6 +93,10 @@ node_forward <- function(node, in_vals, args, training, in_masks) {
   def <- layer_class_def(self$class_name)
   inputs <- if (node$single) in_vals[[1L]] else in_vals
   m <- if (!has_mask) NULL else if (node$single) in_masks[[1L]] else in_masks
+  if ("mask" %in% names(args)) {  # an explicit `mask =` of the call replaces the implicit masks
+    m <- args$mask
+    args$mask <- NULL
+  }
   def$forward(self, inputs, args, training, m)
 }
 

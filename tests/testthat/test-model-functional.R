@@ -212,3 +212,24 @@ test_that("summary() and print() show a keras3-like table", {
   options(cli.unicode = TRUE)
   expect_match(format(model)[2], "^\u250f\u2501+\u2533")
 })
+
+test_that("symbolic call arguments (attention_mask) and optional inputs", {
+  set.seed(26)
+  q <- keras_input(shape = c(4, 6)); v <- keras_input(shape = c(3, 6))
+  am <- keras_input(shape = c(4, 3), dtype = "bool")
+  k <- keras_input(shape = c(3, 6), optional = TRUE)
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  model <- keras_model(list(q = q, v = v, k = k, m = am), mha(q, v, k, attention_mask = am))
+  qa <- rand_array(2, 4, 6); va <- rand_array(2, 3, 6); ka <- rand_array(2, 3, 6)
+  mask <- array(runif(24) > 0.3, c(2, 4, 3))
+  expect_identical(model(list(q = qa, v = va, k = ka, m = mask)), mha(qa, va, ka, attention_mask = mask))
+  # the optional key may be NULL: the layer then uses the value as key
+  expect_identical(model(list(q = qa, v = va, k = NULL, m = mask)), mha(qa, va, attention_mask = mask))
+  expect_error(model(list(q = NULL, v = va, k = NULL, m = mask)), "`inputs\\$q` must be an array of shape")
+  expect_error(model(list(q = qa, v = va, k = ka, m = array(2, c(2, 4, 3)))),
+               "`inputs\\$m` must be logical or 0/1 values")
+  # backprop: no gradient for the boolean mask input
+  g <- backprop(model, list(q = qa, v = va, k = ka, m = mask), grad_output = array(1, c(2, 4, 6)))
+  expect_null(g$grads$inputs$m)
+  expect_identical(dim(g$grads$inputs$k), c(2L, 3L, 6L))
+})
