@@ -7,4 +7,6 @@
   register_add()
   register_global_average_pooling_1d()
   register_flatten()
+  register_embedding()
+  register_layer_normalization()
 }
