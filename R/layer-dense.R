@@ -67,16 +67,12 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
                         bias_constraint = NULL, ...) {
   if (missing(units)) abort_arg("units", "supplied: a positive whole number")
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_dense()")
-  cfg <- list(units = check_whole(units, "units"),
-              activation = as_activation(activation),
-              use_bias = check_flag(use_bias, "use_bias"),
-              kernel_initializer = as_initializer(kernel_initializer, "kernel_initializer"),
-              bias_initializer = as_initializer(bias_initializer, "bias_initializer"),
-              kernel_regularizer = as_regularizer(kernel_regularizer, "kernel_regularizer"),
-              bias_regularizer = as_regularizer(bias_regularizer, "bias_regularizer"),
-              activity_regularizer = as_regularizer(activity_regularizer, "activity_regularizer"),
-              kernel_constraint = as_constraint(kernel_constraint, "kernel_constraint"),
-              bias_constraint = as_constraint(bias_constraint, "bias_constraint"))
+  cfg <- c(list(units = check_whole(units, "units"), activation = as_activation(activation),
+                use_bias = check_flag(use_bias, "use_bias")),
+           as_weight_specs(list(kernel_initializer = kernel_initializer, bias_initializer = bias_initializer,
+                                kernel_regularizer = kernel_regularizer, bias_regularizer = bias_regularizer,
+                                activity_regularizer = activity_regularizer,
+                                kernel_constraint = kernel_constraint, bias_constraint = bias_constraint)))
   self <- new_layer_state("Dense", "dense", extra$name, extra$dtype, extra$trainable, cfg)
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
@@ -171,17 +167,6 @@ projection_run_backward <- function(self, cache, grad_output) {
     grads$bias <- array(db, dim = dim(self$variables$bias))
   }
   list(inputs = res$inputs, weights = named_weight_grads(self, grads))
-}
-
-#' @noRd
-spec_configs <- function(cfg, keys) {
-  out <- list()
-  for (k in keys) {
-    v <- cfg[[k]]
-    out[k] <- list(if (is.null(v)) NULL else if (grepl("initializer$", k)) initializer_config(v)
-                   else if (grepl("regularizer$", k)) regularizer_config(v) else constraint_config(v))
-  }
-  out
 }
 
 #' @noRd

@@ -218,13 +218,11 @@ layer_einsum_dense <- function(object, equation, output_shape, activation = NULL
   output_shape <- check_einsum_output_shape(output_shape, spec)
   bias_axes <- check_einsum_bias_axes(bias_axes, spec)
   activation <- as_activation(activation)
-  inits <- list(kernel_initializer = as_initializer(kernel_initializer, "kernel_initializer"),
-                bias_initializer = as_initializer(bias_initializer, "bias_initializer"),
-                kernel_regularizer = as_regularizer(kernel_regularizer, "kernel_regularizer"),
-                bias_regularizer = as_regularizer(bias_regularizer, "bias_regularizer"),
-                activity_regularizer = as_regularizer(extra$activity_regularizer, "activity_regularizer"),
-                kernel_constraint = as_constraint(kernel_constraint, "kernel_constraint"),
-                bias_constraint = as_constraint(bias_constraint, "bias_constraint"))
+  inits <- as_weight_specs(list(
+    kernel_initializer = kernel_initializer, bias_initializer = bias_initializer,
+    kernel_regularizer = kernel_regularizer, bias_regularizer = bias_regularizer,
+    activity_regularizer = extra$activity_regularizer, kernel_constraint = kernel_constraint,
+    bias_constraint = bias_constraint))
   self <- new_layer_state("EinsumDense", "einsum_dense", extra$name, extra$dtype, extra$trainable)
   # The same fields as the attention's sub-layers (new_einsum_dense()).
   self$equation <- spec$equation

@@ -131,6 +131,31 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
     compute_output_shape = compute_output_shape, forward = forward, backward = backward)
 }
 
+# Initializer, regularizer and constraint arguments (told apart by the
+# suffix of their names) as spec objects; each error names its argument.
+#' @noRd
+as_weight_specs <- function(args) {
+  out <- list()
+  for (k in names(args)) {
+    convert <- if (endsWith(k, "_initializer")) as_initializer
+      else if (endsWith(k, "_regularizer")) as_regularizer else as_constraint
+    out[k] <- list(convert(args[[k]], k))
+  }
+  out
+}
+
+# The serialisable configs of the spec objects cfg[keys] (NULL stays NULL).
+#' @noRd
+spec_configs <- function(cfg, keys) {
+  out <- list()
+  for (k in keys) {
+    v <- cfg[[k]]
+    out[k] <- list(if (is.null(v)) NULL else if (endsWith(k, "_initializer")) initializer_config(v)
+                   else if (endsWith(k, "_regularizer")) regularizer_config(v) else constraint_config(v))
+  }
+  out
+}
+
 # The configuration keys every layer has, first (as Keras's base config).
 #' @noRd
 base_layer_config <- function(self) list(name = self$name, trainable = self$trainable, dtype = self$dtype)

@@ -7,6 +7,8 @@
   register_add()
   register_global_average_pooling_1d()
   register_flatten()
+  register_embedding()
+  register_layer_normalization()
   register_input_layer()
   register_models()
 }

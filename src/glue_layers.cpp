@@ -214,8 +214,8 @@ Rcpp::NumericVector cpp_activation_backward(SEXP saved, SEXP grad_output, int ac
 // ---- LayerNormalization ---------------------------------------------------------
 
 // x taken in axis order `order` whose last n_norm axes are the normalized
-// ones (in increasing axis order, matching gamma/beta's dims). gamma, beta:
-// arrays or NULL.
+// ones (in increasing axis order, matching gamma/beta's dims, which are
+// converted to row-major like x). gamma, beta: arrays or NULL.
 // [[Rcpp::export]]
 Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm,
                                            SEXP gamma, SEXP beta, double epsilon, bool float64,
@@ -226,8 +226,8 @@ Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, in
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
     mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size()), g, b;
-    if (!Rf_isNull(gamma)) g = flat_to<T>(gamma);
-    if (!Rf_isNull(beta)) b = flat_to<T>(beta);
+    if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
+    if (!Rf_isNull(beta)) b = mhglue::weight_to_core<T>(beta);
     mh::layer_norm_forward(xc.data(), rows, n, g.empty() ? nullptr : g.data(),
                            b.empty() ? nullptr : b.data(), epsilon, y.data(), threads);
     return from_core(y.data(), int_dims(d), order);
@@ -246,7 +246,7 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
     mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), g;
-    if (!Rf_isNull(gamma)) g = flat_to<T>(gamma);
+    if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
     mh::Buffer<T> dx(xc.size()), dg(g.empty() ? 0 : static_cast<size_t>(n)),
         dbeta(has_beta ? static_cast<size_t>(n) : 0);
     mh::layer_norm_backward(xc.data(), rows, n, g.empty() ? nullptr : g.data(), epsilon,
