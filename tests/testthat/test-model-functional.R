@@ -233,3 +233,37 @@ test_that("symbolic call arguments (attention_mask) and optional inputs", {
   expect_null(g$grads$inputs$m)
   expect_identical(dim(g$grads$inputs$k), c(2L, 3L, 6L))
 })
+
+# Keras tests B9 and B10: masks from layer_embedding(mask_zero = TRUE) flow
+# into multi-head attention as query/value masks; the output carries the
+# query's mask, which pooling then respects.
+test_that("implicit masks: embedding -> attention (B9, B10) -> residual -> pooling", {
+  set.seed(27)
+  q_ids <- rbind(c(1, 2, 3, 0, 0), c(3, 3, 1, 1, 2), c(1, 0, 0, 0, 0))
+  v_ids <- rbind(c(5, 4, 0), c(3, 0, 0), c(2, 1, 1))
+  qi <- keras_input(shape = 5, dtype = "int32"); vi <- keras_input(shape = 3, dtype = "int32")
+  emb_q <- layer_embedding(input_dim = 4, output_dim = 8, mask_zero = TRUE, dtype = "float64")
+  emb_v <- layer_embedding(input_dim = 6, output_dim = 8, mask_zero = TRUE, dtype = "float64")
+  mha <- mha64(num_heads = 2, key_dim = 2)
+  eq <- emb_q(qi); ev <- emb_v(vi)
+  for (causal in c(FALSE, TRUE)) {
+    att <- mha(eq, ev, use_causal_mask = causal)
+    pooled <- layer_global_average_pooling_1d(att + eq, dtype = "float64")
+    model <- keras_model(list(qi, vi), list(att = att, pooled = pooled))
+    got <- model(list(q_ids, v_ids))
+    # by hand: the explicit mask outer(query mask, value mask) (AND causal)
+    qm <- q_ids != 0; vm <- v_ids != 0
+    explicit <- array(FALSE, c(3, 5, 3))
+    for (b in 1:3) explicit[b, , ] <- outer(qm[b, ], vm[b, ], `&`) & (!causal | outer(1:5, 1:3, `>=`))
+    want <- mha(emb_q(q_ids), emb_v(v_ids), attention_mask = explicit)
+    expect_equal(got$att, want, tolerance = 1e-12)
+    h <- want + emb_q(q_ids)
+    by_hand <- t(vapply(1:3, function(b) colMeans(h[b, qm[b, ], , drop = FALSE][1, , , drop = TRUE] |>
+                                                     matrix(ncol = 8)), numeric(8)))
+    expect_equal(got$pooled, by_hand, tolerance = 1e-12)
+  }
+  # the model's output mask is the query's mask (Keras's test_query_mask_propagation)
+  run <- multihead:::run_graph_forward(multihead:::layer_self(keras_model(list(qi, vi), mha(eq, ev)))$graph,
+                                       list(q_ids, v_ids))
+  expect_identical(run$output_masks[[1]], q_ids != 0)
+})

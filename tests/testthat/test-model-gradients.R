@@ -7,9 +7,11 @@
 # Checks backprop(model, x, grad_output = R) against finite differences of
 # L = sum(output * R) (summed over outputs). `reset` is called before every
 # evaluation (to replay dropout masks); `tol` is a norm-wise relative error.
+# eps = 1e-5 keeps the rounding error of the differences (about 1e-16 |L| /
+# eps) well below tol where layer normalization makes some gradients small.
 # One thread: the hundreds of tiny calls are faster without thread start-up
 # (results do not depend on the thread count).
-check_model_gradients <- function(model, x, training = FALSE, reset = function() NULL, tol = 1e-6) {
+check_model_gradients <- function(model, x, training = FALSE, reset = function() NULL, tol = 1e-6, eps = 1e-5) {
   old_threads <- set_num_threads(1)
   on.exit(set_num_threads(old_threads), add = TRUE)
   reset()
@@ -32,7 +34,7 @@ check_model_gradients <- function(model, x, training = FALSE, reset = function()
     num <- fd_grad(function(v) {
       xx <- xs; xx[[i]] <- v
       loss(if (is.list(x)) stats::setNames(xx, names(x)) else xx[[1]])
-    }, xs[[i]])
+    }, xs[[i]], eps)
     expect_lt(rel_err(g$grads$inputs[[i]], num), tol, label = paste("input", i))
   }
   w <- get_weights(model)
@@ -44,7 +46,7 @@ check_model_gradients <- function(model, x, training = FALSE, reset = function()
       set_weights(model, w2)
       on.exit(set_weights(model, w))
       loss(x)
-    }, w[[j]])
+    }, w[[j]], eps)
     if (max(abs(num)) < 1e-8) {
       expect_lt(max(abs(g$grads$weights[[j]] - num)), 1e-8, label = names(g$grads$weights)[j])
     } else {
@@ -67,6 +69,35 @@ test_that("gradients of a model with residuals, a shared layer, arithmetic and t
   g <- check_model_gradients(model, list(x = rand_array(2, 4, 5), memory = rand_array(2, 3, 2)))
   expect_identical(names(g$grads$inputs), c("x", "memory"))
   expect_length(g$grads$weights, 16L)
+})
+
+test_that("gradients of a transformer encoder block: embedding masks, residuals, layer norm, pooling", {
+  set.seed(44)
+  E <- 6
+  ids <- keras_input(shape = 5, dtype = "int32", name = "ids")
+  x <- layer_embedding(ids, input_dim = 7, output_dim = E, mask_zero = TRUE, dtype = "float64",
+                       embeddings_initializer = "random_normal")
+  att <- mha64(x, num_heads = 2, key_dim = 3)                 # self-attention with the padding mask
+  h <- layer_layer_normalization(x + att, dtype = "float64", gamma_initializer = "random_normal",
+                                 beta_initializer = "random_normal")
+  ff <- h |>
+    layer_dense(8, activation = "gelu", dtype = "float64", bias_initializer = "random_normal") |>
+    layer_dense(E, dtype = "float64", bias_initializer = "random_normal")
+  out <- layer_layer_normalization(layer_add(h, ff, dtype = "float64"), dtype = "float64")
+  pooled <- layer_global_average_pooling_1d(out, dtype = "float64")   # mean over unmasked steps
+  logits <- layer_dense(pooled, 2, dtype = "float64")
+  model <- keras_model(ids, logits, name = "encoder_classifier")
+  id_values <- rbind(c(3, 1, 4, 0, 0), c(2, 6, 5, 3, 1), c(1, 0, 0, 0, 0))
+  g <- check_model_gradients(model, id_values, tol = 1e-6)
+  expect_null(g$grads$inputs$ids)                              # integer ids: not differentiable
+  emb_grad <- g$grads$weights[[1]]
+  expect_identical(dim(emb_grad), c(7L, 6L))
+  expect_identical(emb_grad[1, ], rep(0, E))                   # padding id 0 never reaches the output
+  expect_true(all(emb_grad[5, ] != 0))                         # id 4 is used
+  # padding really is ignored: changing the ids under the mask changes nothing
+  other <- id_values
+  other[1, 4:5] <- 0
+  expect_equal(model(other), model(id_values))
 })
 
 test_that("gradients through dropout reuse the forward pass's masks", {

@@ -241,14 +241,20 @@ supporting_layer_cases <- function() list(
   flatten = list(make = function(object, ...) layer_flatten(object, ...), shape = c(3, 2, 4)),
   pooling = list(make = function(object, ...) layer_global_average_pooling_1d(object, ...), shape = c(5, 4)),
   pooling_keep = list(make = function(object, ...) layer_global_average_pooling_1d(object, keepdims = TRUE, ...),
-                      shape = c(5, 4))
+                      shape = c(5, 4)),
+  layer_norm = list(make = function(object, ...) layer_layer_normalization(object, ...), shape = c(5, 4)),
+  layer_norm_2axes = list(make = function(object, ...) layer_layer_normalization(object, axis = c(-2, -1), ...),
+                          shape = c(5, 4)),
+  embedding = list(make = function(object, ...) layer_embedding(object, input_dim = 7, output_dim = 3, ...),
+                   shape = 5, ids = TRUE)
 )
 
 test_that("supporting layers: every dispatch case, symbolic shapes equal eager shapes", {
   for (nm in names(supporting_layer_cases())) {
     cs <- supporting_layer_cases()[[nm]]
     set.seed(5)
-    xa <- rand_array(2, cs$shape)
+    xa <- if (isTRUE(cs$ids)) array(sample(0:6, 2 * prod(cs$shape), TRUE), c(2, cs$shape)) else rand_array(2, cs$shape)
+    dtype <- if (isTRUE(cs$ids)) "int32" else "float32"
     # missing / NULL: a layer object
     lay <- cs$make()
     expect_s3_class(lay, "multihead_layer")
@@ -257,15 +263,15 @@ test_that("supporting layers: every dispatch case, symbolic shapes equal eager s
     eager <- cs$make(xa)
     expect_true(is.array(eager), label = nm)
     # symbolic tensor: a node, same shape as eager but the batch
-    sym <- cs$make(keras_input(shape = cs$shape))
+    sym <- cs$make(keras_input(shape = cs$shape, dtype = dtype))
     expect_s3_class(sym, "multihead_tensor")
     expect_identical(sym$shape, c(NA, dim(eager)[-1]), label = nm)
-    sym2 <- cs$make(keras_input(batch_shape = c(2, cs$shape)))
+    sym2 <- cs$make(keras_input(batch_shape = c(2, cs$shape), dtype = dtype))
     expect_identical(sym2$shape, dim(eager), label = nm)
     # calling the layer object on a symbolic tensor
-    expect_identical(lay(keras_input(batch_shape = c(2, cs$shape)))$shape, dim(eager), label = nm)
+    expect_identical(lay(keras_input(batch_shape = c(2, cs$shape), dtype = dtype))$shape, dim(eager), label = nm)
     # sequential model: added in place, returned invisibly; same result as the layer
-    model <- keras_model_sequential(input_shape = cs$shape)
+    model <- keras_model_sequential(input_shape = cs$shape, input_dtype = dtype)
     expect_invisible(cs$make(model))
     expect_length(model$layers, 1L)
     expect_identical(model$output_shape, c(NA, dim(eager)[-1]), label = nm)
