@@ -167,6 +167,14 @@ test_that("predict() runs in batches and equals the model call", {
   expect_error(predict(model, xa, verbose = "loud"), "`verbose` must be \"auto\", 0 or 1")
   expect_error(predict(model, xa, 3, "auto", 4), "`...` must be empty")
   expect_error(predict(model, array(0, c(2, 3, 5))), "`inputs` must be an array of shape \\(NA, 3, 4\\)")
+  # the progress bar (shown at once here; by default after a couple of seconds)
+  old <- options(cli.progress_show_after = 0, cli.dynamic = FALSE)
+  on.exit(options(old))
+  msgs <- capture_messages(predict(model, xa, batch_size = 2))
+  expect_match(msgs, "Predicting", all = FALSE)
+  expect_match(msgs, "100%", all = FALSE)
+  expect_length(capture_messages(predict(model, xa, batch_size = 2, verbose = 0)), 0L)
+  expect_length(capture_messages(predict(model, xa, batch_size = 20)), 0L)   # one batch: no bar
   # several inputs
   q <- keras_input(shape = c(2, 4)); v <- keras_input(shape = c(3, 4))
   m2 <- keras_model(list(q = q, v = v), layer_multi_head_attention(list(q, v), num_heads = 1, key_dim = 2))
@@ -266,4 +274,34 @@ test_that("implicit masks: embedding -> attention (B9, B10) -> residual -> pooli
   run <- multihead:::run_graph_forward(multihead:::layer_self(keras_model(list(qi, vi), mha(eq, ev)))$graph,
                                        list(q_ids, v_ids))
   expect_identical(run$output_masks[[1]], q_ids != 0)
+})
+
+test_that("a transformer encoder block equals its layers composed by hand; config round trip", {
+  set.seed(28)
+  ids <- keras_input(shape = NA, dtype = "int32")
+  emb <- layer_embedding(input_dim = 9, output_dim = 8, mask_zero = TRUE, dtype = "float64")
+  att <- mha64(num_heads = 2, key_dim = 4)
+  ln1 <- layer_layer_normalization(dtype = "float64"); ln2 <- layer_layer_normalization(dtype = "float64")
+  d1 <- layer_dense(units = 16, activation = "gelu", dtype = "float64")
+  d2 <- layer_dense(units = 8, dtype = "float64")
+  pool <- layer_global_average_pooling_1d(dtype = "float64")
+  x <- emb(ids)
+  h <- ln1(x + att(x, x))
+  out <- pool(ln2(h + d2(d1(h))))
+  model <- keras_model(ids, out)
+  tokens <- rbind(c(1, 4, 8, 2), c(3, 3, 0, 0))
+  got <- model(tokens)
+  # by hand on arrays: the padding mask is given explicitly
+  mask <- tokens != 0
+  xa <- emb(tokens)
+  ha <- ln1(xa + att(xa, xa, query_mask = mask, value_mask = mask))
+  ya <- ln2(ha + d2(d1(ha)))
+  want <- t(vapply(1:2, function(b) colMeans(matrix(ya[b, mask[b, ], ], ncol = 8)), numeric(8)))
+  expect_equal(got, want, tolerance = 1e-12)
+  # get_config() / from_config() rebuild the same graph with new layers
+  clone <- from_config(get_config(model))
+  set_weights(clone, get_weights(model))
+  expect_equal(clone(tokens), got, tolerance = 1e-12)
+  expect_identical(vapply(clone$layers, function(l) class(l)[1], ""),
+                   vapply(model$layers, function(l) class(l)[1], ""))
 })

@@ -99,3 +99,25 @@ test_that("input options, summary and config of sequential models", {
   expect_length(get_weights(frozen, trainable = FALSE), 8L)
   expect_match(format(frozen), "Non-trainable params: 60 ", all = FALSE)
 })
+
+test_that("a sequential text classifier: embedding masks reach attention and pooling", {
+  set.seed(33)
+  model <- keras_model_sequential()
+  model |>
+    layer_embedding(input_dim = 10, output_dim = 6, mask_zero = TRUE) |>
+    layer_multi_head_attention(num_heads = 2, key_dim = 3) |>
+    layer_global_average_pooling_1d() |>
+    layer_dense(2, activation = "softmax")
+  tokens <- rbind(c(4, 2, 7, 0, 0, 0), c(1, 9, 9, 3, 5, 8))
+  p <- model(tokens)                               # builds the model (ids given as doubles)
+  expect_identical(dim(p), c(2L, 2L))
+  expect_equal(rowSums(p), c(1, 1), tolerance = 1e-6)
+  expect_identical(model$input$dtype, "float32")
+  expect_error(model(tokens[, 1:3]), "`inputs` must be an array of shape \\(NA, 6\\)")  # built for length 6
+  # the same layers in a model for sequences of any length
+  ids_model <- keras_model_sequential(input_shape = NA, input_dtype = "int32",
+                                      layers = lapply(model$layers, identity))
+  expect_equal(ids_model(tokens), p)
+  expect_identical(ids_model$input$dtype, "int32")
+  expect_equal(ids_model(tokens[1, 1:3, drop = FALSE])[1, ], p[1, ], tolerance = 1e-6)  # padding is ignored
+})
