@@ -98,11 +98,10 @@ mha_check_built_shape <- function(self, shape, arg, built_shape) {
   }
 }
 
+# An explicit query/value/key mask of the call wins over the input's implicit
+# mask (Keras fills these arguments from the implicit masks only when absent).
 #' @noRd
-mha_position_mask <- function(explicit, implicit) {
-  m <- if (is.null(explicit)) implicit else explicit
-  if (is.null(m)) NULL else m
-}
+mha_position_mask <- function(explicit, implicit) if (is.null(explicit)) implicit else explicit
 
 #' @noRd
 mha_graph_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {

@@ -305,3 +305,21 @@ test_that("a transformer encoder block equals its layers composed by hand; confi
   expect_identical(vapply(clone$layers, function(l) class(l)[1], ""),
                    vapply(model$layers, function(l) class(l)[1], ""))
 })
+
+test_that("models survive saveRDS()/readRDS() and keep working with new tensors", {
+  set.seed(29)
+  x <- keras_input(shape = c(3, 4))
+  att <- layer_multi_head_attention(num_heads = 2, key_dim = 2, name = "att")
+  model <- keras_model(x, layer_layer_normalization(att(x, x) + x))
+  xa <- rand_array(2, 3, 4)
+  path <- tempfile(fileext = ".rds")
+  saveRDS(model, path)
+  back <- readRDS(path)
+  expect_identical(back(xa), model(xa))
+  expect_identical(get_weights(back), get_weights(model))
+  # the restored model nests in a new graph
+  y <- keras_input(shape = c(3, 4))
+  outer <- keras_model(y, back(y) * 2)
+  expect_equal(outer(xa), 2 * model(xa))
+  expect_identical(format(back), format(model))
+})
