@@ -326,3 +326,6 @@ ensure_built <- function(self, d) {
     layer_class_def(self$class_name)$build(self, batchless_shape(d))
   }
 }
+
+# Layer functions find `self` in the environment new_layer_object() gives them.
+utils::globalVariables("self")

@@ -165,3 +165,25 @@ test_that("print shows the configuration", {
   d$build(c(NA, 2))
   expect_output(print(d), "built for input (NA, 2), 9 params", fixed = TRUE)
 })
+
+test_that("float32 gradients agree with float64 ones; trainable = FALSE moves weights", {
+  set.seed(5)
+  x <- array(rnorm(3 * 4 * 5), c(3, 4, 5))
+  d64 <- layer_dense(units = 3, activation = "gelu", dtype = "float64", bias_initializer = "random_normal")
+  d64(x)
+  d32 <- layer_dense(units = 3, activation = "gelu")
+  d32$build(c(NA, 4, 5))
+  set_weights(d32, get_weights(d64))
+  set_weights(d64, get_weights(d32))                   # the same (float32-representable) values
+  R <- array(rnorm(3 * 4 * 3), c(3, 4, 3))
+  g64 <- backprop(d64, x, grad_output = R)$grads
+  g32 <- backprop(d32, x, grad_output = R)$grads
+  expect_lt(rel_err(g32$inputs, g64$inputs), 1e-5)
+  for (i in 1:2) expect_lt(rel_err(g32$weights[[i]], g64$weights[[i]]), 1e-5)
+  frozen <- layer_dense(units = 2, trainable = FALSE)
+  frozen$build(c(NA, 3))
+  expect_false(frozen$trainable)
+  expect_length(frozen$trainable_weights, 0)
+  expect_length(frozen$non_trainable_weights, 2)
+  expect_length(get_weights(frozen, trainable = FALSE), 2)
+})

@@ -126,6 +126,17 @@ test_that("unsupported equations and bad arguments are clear errors", {
   expect_arg_error(layer_einsum_dense(equation = "ab,bc->ac", output_shape = 2, activation = "nope"), "activation")
   expect_arg_error(layer_einsum_dense(equation = "ab,bc->ac", output_shape = 2, kernel_initializer = 1),
                    "kernel_initializer")
+  for (arg in c("bias_initializer", "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                "kernel_constraint", "bias_constraint")) {
+    args <- list(equation = "ab,bc->ac", output_shape = 2)
+    args[[arg]] <- "nope"
+    expect_arg_error(do.call(layer_einsum_dense, args), arg)
+  }
+  for (arg in c("name", "dtype", "trainable")) {
+    args <- list(equation = "ab,bc->ac", output_shape = 2)
+    args[[arg]] <- NA
+    expect_arg_error(do.call(layer_einsum_dense, args), arg)
+  }
   expect_error(layer_einsum_dense(equation = "ab,bc->ac", output_shape = 2, foo = 1), "`foo`")
   expect_error(layer_einsum_dense(equation = "abc,cd->abd", output_shape = c(5, 2))(array(0, c(2, 3, 4))),
                "gives size 5 to letter \"b\"", class = "multihead_error_shape")
