@@ -140,8 +140,7 @@ common_layer_methods <- list(
 #' @export
 `[[<-.multihead_layer` <- function(x, i, value) `$<-.multihead_layer`(x, i, value)
 
-#' @importFrom utils .DollarNames
-#' @export
+#' @exportS3Method utils::.DollarNames
 .DollarNames.multihead_layer <- function(x, pattern = "") {
   def <- layer_class_def(layer_self(x)$class_name)
   nms <- sort(c(names(def$properties), names(def$methods)))
