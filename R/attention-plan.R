@@ -51,20 +51,27 @@ check_key_value_shapes <- function(value_shape, key_shape) {
   }
 }
 
-# The plan of one call. Shapes include the batch axis.
+# Query and value must agree on every axis but the attention axes and the
+# features (sizes NA, unknown, agree with anything).
 #' @noRd
-attention_plan <- function(query_shape, value_shape, axes, num_heads, output_shape) {
-  r <- length(query_shape)
-  batch_axes <- setdiff(seq_len(r - 1L) - 1L, axes)  # includes 0
-  bl_q <- query_shape[batch_axes + 1L]
-  bl_v <- value_shape[batch_axes + 1L]
-  if (any(bl_q != bl_v)) {
+check_batch_like_axes <- function(query_shape, value_shape, axes) {
+  batch_axes <- setdiff(seq_len(length(query_shape) - 1L) - 1L, axes)
+  if (any(query_shape[batch_axes + 1L] != value_shape[batch_axes + 1L], na.rm = TRUE)) {
     abort_msg(sprintf(paste0("`query` and `value` must agree on the batch axis and every axis that is not ",
                              "an attention axis (axes %s in Keras's numbering); got query shape %s and ",
                              "value shape %s."),
                       paste(batch_axes, collapse = ", "), fmt_shape(query_shape), fmt_shape(value_shape)),
               class = "multihead_error_shape")
   }
+}
+
+# The plan of one call. Shapes include the batch axis.
+#' @noRd
+attention_plan <- function(query_shape, value_shape, axes, num_heads, output_shape) {
+  r <- length(query_shape)
+  batch_axes <- setdiff(seq_len(r - 1L) - 1L, axes)  # includes 0
+  bl_q <- query_shape[batch_axes + 1L]
+  check_batch_like_axes(query_shape, value_shape, axes)
   t_dims <- query_shape[axes + 1L]
   s_dims <- value_shape[axes + 1L]
   out_feat <- if (is.null(output_shape)) query_shape[r] else output_shape
