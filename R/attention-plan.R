@@ -37,12 +37,15 @@ fmt_shape <- function(x) {
   paste0("(", paste(ifelse(is.na(x), "NA", x), collapse = ", "), ")")
 }
 
-# Keras's key/value check: all dimensions but the last must be equal.
+# Keras's key/value check: all dimensions but the last must be equal (Keras
+# compares the axes between batch and features; batch sizes, when both are
+# known, must agree too).
 #' @noRd
 check_key_value_shapes <- function(value_shape, key_shape) {
   rv <- length(value_shape); rk <- length(key_shape)
   v_mid <- value_shape[-c(1L, rv)]; k_mid <- key_shape[-c(1L, rk)]
-  if (rv < 2L || rk < 2L || length(v_mid) != length(k_mid) ||
+  batch_differs <- isTRUE(value_shape[1L] != key_shape[1L])
+  if (rv < 2L || rk < 2L || length(v_mid) != length(k_mid) || batch_differs ||
       !identical(is.na(v_mid), is.na(k_mid)) || any(v_mid != k_mid, na.rm = TRUE)) {
     abort_msg(sprintf(paste0("All dimensions of `value` and `key`, except the last one, must be equal. ",
                              "Received: value_shape=%s and key_shape=%s"),

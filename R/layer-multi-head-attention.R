@@ -72,7 +72,8 @@
 #' * `layer$output_shape` exists and returns the configured output shape.
 #' * `flash_attention = FALSE` turns the flash path off for this layer; `NULL`
 #'   follows [config_is_flash_attention_enabled()] at call time.
-#' * Inputs or weights containing `NA`, `NaN` or `Inf` are an error.
+#' * Inputs or weights containing `NA`, `NaN` or `Inf` are an error, and so
+#'   are inputs with a zero-length axis.
 #'
 #' @param inputs `NULL` or missing: return the layer. An array: self-attention
 #'   on it (`layer(x, x)`). An unnamed list: `list(query, value)` or
@@ -319,7 +320,7 @@ draw_seed <- function() as.integer(floor(stats::runif(1) * .Machine$integer.max)
 check_shape_arg <- function(shape, arg, min_rank = 3L) {
   if (is.list(shape)) shape <- unlist(lapply(shape, function(x) if (is.null(x)) NA else x))
   ok <- (is.numeric(shape) || (is.logical(shape) && all(is.na(shape)))) && is.null(dim(shape)) &&
-    length(shape) >= min_rank
+    length(shape) >= min_rank && !any(is.nan(shape))
   if (ok) {
     known <- shape[!is.na(shape)]
     ok <- all(is.finite(known)) && all(known == round(known)) && all(known >= 1) &&
@@ -662,6 +663,9 @@ mha_from_config <- function(config) {
     abort_arg("config", "a list returned by get_config() of a MultiHeadAttention layer",
               if (is.null(names(config))) "an unnamed list" else
                 sprintf("unknown entries %s", paste0("`", unknown, "`", collapse = ", ")))
+  }
+  for (required in c("num_heads", "key_dim")) {
+    if (is.null(config[[required]])) abort_arg(required, "in the config (a positive whole number)")
   }
   do.call(new_multi_head_attention, unclass(config))
 }

@@ -182,8 +182,9 @@ test_that("B7 num_heads, key_dim, value_dim: non-whole, zero, negative values er
   expect_identical(mha$value_dim, 4L)
   expect_identical(mha$num_heads, 8L)
   unnamed <- function(cfg) cfg[setdiff(names(cfg), "name")]
-  expect_identical(unnamed(get_config(layer_multi_head_attention(num_heads = 8, key_dim = 4, value_dim = 3))),
-                   unnamed(get_config(layer_multi_head_attention(num_heads = 8L, key_dim = 4L, value_dim = 3L))))
+  from_doubles <- layer_multi_head_attention(num_heads = 8, key_dim = 4, value_dim = 3)
+  from_integers <- layer_multi_head_attention(num_heads = 8L, key_dim = 4L, value_dim = 3L)
+  expect_identical(unnamed(get_config(from_doubles)), unnamed(get_config(from_integers)))
 })
 
 test_that("B10 query and value masks equal the explicit attention mask (with and without causal)", {
