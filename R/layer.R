@@ -120,11 +120,41 @@ common_layer_methods <- list(
   if (!is.null(getter)) return(getter(self))
   method <- def$methods[[name]]
   if (!is.null(method)) {
-    return(function(...) method(self, ...))
+    return(function(...) {
+      check_method_args(method, name, list(...))
+      method(self, ...)
+    })
   }
   abort_msg(sprintf("%s layer has no property or method `%s`. Available: %s.",
                     self$class_name, name,
                     paste(sort(c(names(def$properties), names(def$methods))), collapse = ", ")))
+}
+
+# Arguments of a method call that R cannot match (unknown names, too many)
+# are an error naming them, before the method runs.
+#' @noRd
+check_method_args <- function(method, name, args) {
+  signature <- method
+  formals(signature) <- formals(method)[-1L]
+  placeholders <- as.call(c(quote(f), lapply(args, function(a) NULL)))
+  ok <- tryCatch({
+    match.call(signature, placeholders)
+    TRUE
+  }, error = function(e) FALSE)
+  if (ok) return(invisible(NULL))
+  accepted <- names(formals(signature))
+  nms <- names(args)
+  if (is.null(nms)) nms <- rep("", length(args))
+  unknown <- nms[nzchar(nms) & is.na(pmatch(nms, accepted))]
+  problem <- if (length(unknown)) {
+    sprintf("Unknown argument%s in a call of $%s(): %s", if (length(unknown) == 1L) "" else "s", name,
+            paste0("`", unknown, "`", collapse = ", "))
+  } else {
+    sprintf("Too many arguments in a call of $%s() (got %d)", name, length(args))
+  }
+  abort_msg(sprintf("%s. Its arguments: %s.", problem,
+                    if (length(accepted)) paste(accepted, collapse = ", ") else "none"),
+            class = "multihead_error_argument")
 }
 
 #' @export
