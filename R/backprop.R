@@ -8,16 +8,31 @@
 #' With `training = TRUE` the dropout mask of the forward pass is used in the
 #' backward pass (it is regenerated from the layer's seed, never stored).
 #'
+#' For [layer_multi_head_attention()] the arguments after `object` are those
+#' of a call of the layer (`query`, `value`, `key`, `attention_mask`, ...).
+#' For the other layers ([layer_dense()], [layer_einsum_dense()],
+#' [layer_embedding()], [layer_layer_normalization()], [layer_dropout()],
+#' [layer_add()], [layer_global_average_pooling_1d()], [layer_flatten()],
+#' [layer_activation()]) they are `inputs` (an array; a list of arrays for
+#' [layer_add()]), `training = NULL` and `mask = NULL`.
+#'
 #' @param object A layer.
 #' @param ... The arguments of a call of `object`, e.g. `query`, `value`,
-#'   `key`, `attention_mask`, `use_causal_mask`, `training`.
+#'   `key`, `attention_mask`, `use_causal_mask`, `training` for multi-head
+#'   attention, or `inputs`, `training`, `mask` for the other layers.
 #' @param grad_output Array of the output's shape: dLoss/dOutput.
-#' @returns `list(output = , grads = list(query = , value = , key = ,
-#'   weights = list(...)))`: the gradient with respect to each input array
-#'   and each weight (named by weight path, in [get_weights()] order). When
-#'   `key` is not passed, `grads$key` is `NULL` and `grads$value` includes the
-#'   value's use as key. With `return_attention_scores = TRUE` the result also
-#'   has `scores`.
+#' @returns For multi-head attention, `list(output = , grads = list(query = ,
+#'   value = , key = , weights = list(...)))`: the gradient with respect to
+#'   each input array and each weight (named by weight path, in
+#'   [get_weights()] order). When `key` is not passed, `grads$key` is `NULL`
+#'   and `grads$value` includes the value's use as key. With
+#'   `return_attention_scores = TRUE` the result also has `scores`.
+#'
+#'   For the other layers, `list(output = , grads = list(inputs = ,
+#'   weights = list(...)))`: `inputs` is the gradient with respect to the
+#'   input array (a list of them for [layer_add()]; `NULL` for the integer
+#'   ids of [layer_embedding()]) and `weights` the weight gradients, named by
+#'   weight path, in [get_weights()] order.
 #' @export
 #' @examples
 #' mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4, dtype = "float64")
@@ -25,6 +40,11 @@
 #' g <- backprop(mha, x, x, grad_output = array(1, c(2, 5, 8)))
 #' dim(g$grads$query)
 #' names(g$grads$weights)
+#'
+#' dense <- layer_dense(units = 3, dtype = "float64")
+#' g <- backprop(dense, x, grad_output = array(1, c(2, 5, 3)))
+#' dim(g$grads$inputs)
+#' names(g$grads$weights)   # "dense.../kernel" "dense.../bias"
 backprop <- function(object, ..., grad_output) {
   UseMethod("backprop")
 }

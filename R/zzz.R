@@ -4,4 +4,12 @@ utils::globalVariables("self")
 .onLoad <- function(libname, pkgname) {
   register_einsum_dense()
   register_multi_head_attention()
+  register_dense()
+  register_activation_layer()
+  register_dropout()
+  register_add()
+  register_global_average_pooling_1d()
+  register_flatten()
+  register_embedding()
+  register_layer_normalization()
 }

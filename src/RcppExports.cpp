@@ -11,6 +11,247 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
+// cpp_projection_forward
+Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, SEXP bias, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, int activation, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_projection_forward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP biasSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type x_order(x_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_contract(n_contractSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type k_order(k_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_kernel_in(n_kernel_inSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_dims(out_dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_order(out_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_projection_forward(x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_projection_backward
+Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, int period, SEXP saved, SEXP grad_output, Rcpp::IntegerVector out_order, int activation, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_projection_backward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP periodSEXP, SEXP savedSEXP, SEXP grad_outputSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type x_order(x_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_contract(n_contractSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type k_order(k_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_kernel_in(n_kernel_inSEXP);
+    Rcpp::traits::input_parameter< int >::type period(periodSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type saved(savedSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_order(out_orderSEXP);
+    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_projection_backward(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_activation_forward
+Rcpp::List cpp_activation_forward(SEXP x, int activation, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_activation_forward(SEXP xSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_activation_forward(x, activation, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_activation_backward
+Rcpp::NumericVector cpp_activation_backward(SEXP saved, SEXP grad_output, int activation, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_activation_backward(SEXP savedSEXP, SEXP grad_outputSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type saved(savedSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_activation_backward(saved, grad_output, activation, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_layer_norm_forward
+Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP gamma, SEXP beta, double epsilon, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_layer_norm_forward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP gammaSEXP, SEXP betaSEXP, SEXP epsilonSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type gamma(gammaSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type beta(betaSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_layer_norm_forward(x, order, n_norm, gamma, beta, epsilon, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_layer_norm_backward
+Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP gamma, bool has_beta, SEXP param_like, double epsilon, SEXP grad_output, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_layer_norm_backward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP gammaSEXP, SEXP has_betaSEXP, SEXP param_likeSEXP, SEXP epsilonSEXP, SEXP grad_outputSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type gamma(gammaSEXP);
+    Rcpp::traits::input_parameter< bool >::type has_beta(has_betaSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type param_like(param_likeSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_layer_norm_backward(x, order, n_norm, gamma, has_beta, param_like, epsilon, grad_output, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_embedding_forward
+Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_embedding_forward(SEXP idsSEXP, SEXP tableSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type ids(idsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type table(tableSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_embedding_forward(ids, table, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_embedding_backward
+Rcpp::NumericVector cpp_embedding_backward(SEXP ids, SEXP grad_output, SEXP table, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_embedding_backward(SEXP idsSEXP, SEXP grad_outputSEXP, SEXP tableSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type ids(idsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type table(tableSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_embedding_backward(ids, grad_output, table, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_dropout
+Rcpp::NumericVector cpp_dropout(SEXP x, Rcpp::IntegerVector noise_dims, double rate, double seed, double counter, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_dropout(SEXP xSEXP, SEXP noise_dimsSEXP, SEXP rateSEXP, SEXP seedSEXP, SEXP counterSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type noise_dims(noise_dimsSEXP);
+    Rcpp::traits::input_parameter< double >::type rate(rateSEXP);
+    Rcpp::traits::input_parameter< double >::type seed(seedSEXP);
+    Rcpp::traits::input_parameter< double >::type counter(counterSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_dropout(x, noise_dims, rate, seed, counter, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_average_steps_forward
+Rcpp::NumericVector cpp_average_steps_forward(SEXP x, Rcpp::IntegerVector order, SEXP mask, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_average_steps_forward(SEXP xSEXP, SEXP orderSEXP, SEXP maskSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_average_steps_forward(x, order, mask, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_average_steps_backward
+Rcpp::NumericVector cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims, Rcpp::IntegerVector order, SEXP mask, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_average_steps_backward(SEXP grad_outputSEXP, SEXP x_dimsSEXP, SEXP orderSEXP, SEXP maskSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type x_dims(x_dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_average_steps_backward(grad_output, x_dims, order, mask, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_add_forward
+Rcpp::NumericVector cpp_add_forward(Rcpp::List inputs, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_add_forward(SEXP inputsSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::List >::type inputs(inputsSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_add_forward(inputs, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_as_dtype
+Rcpp::NumericVector cpp_as_dtype(SEXP x, bool float64);
+RcppExport SEXP _multihead_cpp_as_dtype(SEXP xSEXP, SEXP float64SEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_as_dtype(x, float64));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_flatten
+Rcpp::NumericVector cpp_flatten(SEXP x, Rcpp::IntegerVector order, bool float64);
+RcppExport SEXP _multihead_cpp_flatten(SEXP xSEXP, SEXP orderSEXP, SEXP float64SEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_flatten(x, order, float64));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_unflatten
+Rcpp::NumericVector cpp_unflatten(SEXP y, Rcpp::IntegerVector x_dims, Rcpp::IntegerVector order, bool float64);
+RcppExport SEXP _multihead_cpp_unflatten(SEXP ySEXP, SEXP x_dimsSEXP, SEXP orderSEXP, SEXP float64SEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type x_dims(x_dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_unflatten(y, x_dims, order, float64));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_mha_call
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
 RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
@@ -104,6 +345,21 @@ END_RCPP
 }
 
 static const R_CallMethodDef CallEntries[] = {
+    {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 12},
+    {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 13},
+    {"_multihead_cpp_activation_forward", (DL_FUNC) &_multihead_cpp_activation_forward, 4},
+    {"_multihead_cpp_activation_backward", (DL_FUNC) &_multihead_cpp_activation_backward, 5},
+    {"_multihead_cpp_layer_norm_forward", (DL_FUNC) &_multihead_cpp_layer_norm_forward, 8},
+    {"_multihead_cpp_layer_norm_backward", (DL_FUNC) &_multihead_cpp_layer_norm_backward, 10},
+    {"_multihead_cpp_embedding_forward", (DL_FUNC) &_multihead_cpp_embedding_forward, 4},
+    {"_multihead_cpp_embedding_backward", (DL_FUNC) &_multihead_cpp_embedding_backward, 5},
+    {"_multihead_cpp_dropout", (DL_FUNC) &_multihead_cpp_dropout, 7},
+    {"_multihead_cpp_average_steps_forward", (DL_FUNC) &_multihead_cpp_average_steps_forward, 5},
+    {"_multihead_cpp_average_steps_backward", (DL_FUNC) &_multihead_cpp_average_steps_backward, 6},
+    {"_multihead_cpp_add_forward", (DL_FUNC) &_multihead_cpp_add_forward, 3},
+    {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
+    {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
+    {"_multihead_cpp_unflatten", (DL_FUNC) &_multihead_cpp_unflatten, 4},
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 23},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 1},

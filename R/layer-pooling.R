@@ -1,0 +1,121 @@
+# GlobalAveragePooling1D (keras3's layer_global_average_pooling_1d()): the
+# mean over the steps of a sequence, counting only unmasked steps when a mask
+# is given. Forward and backward in C++ (src/core/pooling.h).
+
+#' Global average pooling over steps
+#'
+#' Averages a (batch, steps, features) input over its steps, giving (batch,
+#' features) (Keras's `GlobalAveragePooling1D`). With a mask (batch, steps),
+#' for example from [layer_embedding()] with `mask_zero = TRUE`, only the
+#' unmasked steps are averaged; a sequence whose steps are all masked gives
+#' zeros (Keras gives NaN). The output carries no mask.
+#'
+#' @section Calling the layer:
+#' `layer(inputs, mask = NULL)`: `mask` is a logical (batch, steps) array,
+#' `TRUE` for the steps that count.
+#'
+#' @inheritParams layer_dense
+#' @param data_format `"channels_last"` (inputs are (batch, steps,
+#'   features), the default; `NULL` means the same) or `"channels_first"`
+#'   ((batch, features, steps)).
+#' @param keepdims If `TRUE`, the steps axis is kept with size 1.
+#' @param ... Named layer options: `name` (default
+#'   `"global_average_pooling1d"`, ...), `dtype` (`"float32"` or
+#'   `"float64"`), `trainable`.
+#' @returns A layer object (a function) if `object` is `NULL` or missing;
+#'   otherwise the layer's output for `object`.
+#' @export
+#' @examples
+#' x <- array(rnorm(2 * 4 * 3), c(2, 4, 3))
+#' pool <- layer_global_average_pooling_1d()
+#' dim(pool(x))                              # 2 3
+#' mask <- rbind(c(TRUE, TRUE, FALSE, FALSE), c(TRUE, TRUE, TRUE, TRUE))
+#' pool(x, mask = mask)[1, ]                 # mean of the first two steps
+layer_global_average_pooling_1d <- function(object, data_format = "channels_last", keepdims = FALSE, ...) {
+  extra <- check_layer_dots(list(...), base_layer_options(), "layer_global_average_pooling_1d()")
+  cfg <- list(data_format = check_data_format(data_format), keepdims = check_flag(keepdims, "keepdims"))
+  self <- new_layer_state("GlobalAveragePooling1D", "global_average_pooling1d", extra$name, extra$dtype,
+                          extra$trainable, cfg)
+  compose_layer(object, new_layer_object(self, protocol_layer_function))
+}
+
+#' @export
+backprop.GlobalAveragePooling1D <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
+  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
+}
+
+#' @noRd
+check_data_format <- function(x, arg = "data_format") {
+  if (is.null(x)) return("channels_last")
+  if (!(is.character(x) && length(x) == 1L && !is.na(x) && x %in% c("channels_last", "channels_first"))) {
+    abort_arg(arg, "NULL, \"channels_last\" or \"channels_first\"", describe_value(x))
+  }
+  x
+}
+
+# Axis order that presents the input to the core as (batch, steps, features).
+#' @noRd
+pooling_order <- function(self) if (self$config$data_format == "channels_last") 0:2 else c(0L, 2L, 1L)
+
+#' @noRd
+pooling_output_shape <- function(self, d) {
+  steps_axis <- if (self$config$data_format == "channels_last") 2L else 3L
+  if (self$config$keepdims) {
+    d[steps_axis] <- 1L
+    return(d)
+  }
+  d[-steps_axis]
+}
+
+#' @noRd
+pooling_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
+  x <- check_layer_input(inputs, min_rank = 3L)
+  d <- dim(x)
+  if (length(d) != 3L) {
+    abort_arg("inputs", "a rank-3 array (batch, steps, features)", sprintf("rank %d (shape %s)", length(d), fmt_shape(d)))
+  }
+  order <- pooling_order(self)
+  if (is.list(masks) && !is.object(masks)) {
+    if (length(masks) != 1L) abort_arg("mask", "NULL, a logical array or a list of one mask", describe_value(masks))
+    masks <- masks[[1L]]
+  }
+  mask <- if (is.null(masks)) NULL else check_position_mask(masks, d[order[1:2] + 1L])
+  ensure_built(self, d)
+  y <- cpp_average_steps_forward(x, order, mask, is_float64(self), mh_threads())
+  out_dims <- pooling_output_shape(self, d)
+  dim(y) <- out_dims
+  list(output = y, cache = list(x_dims = d, order = order, mask = mask, out_dims = out_dims), mask = NULL)
+}
+
+#' @noRd
+pooling_backward <- function(self, cache, grad_output) {
+  g <- check_grad_output(grad_output, cache$out_dims)
+  d <- cache$x_dims
+  dim(g) <- d[cache$order[c(1L, 3L)] + 1L]
+  dx <- cpp_average_steps_backward(g, d, cache$order, cache$mask, is_float64(self), mh_threads())
+  list(inputs = dx, weights = named_weight_grads(self, list()))
+}
+
+#' @noRd
+register_global_average_pooling_1d <- function() {
+  register_protocol_layer(
+    "GlobalAveragePooling1D",
+    properties = list(data_format = function(self) self$config$data_format,
+                      keepdims = function(self) self$config$keepdims),
+    describe = function(self) {
+      s <- if (self$config$data_format == "channels_first") "channels_first" else ""
+      if (self$config$keepdims) s <- paste0(s, if (nzchar(s)) ", " else "", "keepdims")
+      describe_built(self, s)
+    },
+    get_config = function(self) c(base_layer_config(self), self$config[c("data_format", "keepdims")]),
+    from_config = function(config) {
+      layer_from_config(layer_global_average_pooling_1d, config, c("data_format", "keepdims"))
+    },
+    build = weightless_build(rank = 3L),
+    compute_output_shape = function(self, input_shape, args = list()) {
+      input_shape <- as_input_shape(input_shape, min_rank = 3L)
+      if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
+      pooling_output_shape(self, input_shape)
+    },
+    forward = pooling_forward, backward = pooling_backward)
+}

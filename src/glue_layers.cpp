@@ -1,0 +1,410 @@
+// Rcpp glue for the supporting layers (Dense, EinsumDense, Activation,
+// LayerNormalization, Embedding, Dropout, GlobalAveragePooling1D, Add,
+// Flatten): convert R arrays to the core's row-major layout (one copy each,
+// in the axis order the R side plans), call the core, convert back. All
+// validation of user input happens in R before these are called.
+#include <Rcpp.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/activations.h"
+#include "core/add.h"
+#include "core/dropout.h"
+#include "core/dropout_rng.h"
+#include "core/embedding.h"
+#include "core/layer_norm.h"
+#include "core/pooling.h"
+#include "core/projection.h"
+#include "glue_convert.h"
+
+using mh::idx;
+using mhglue::from_core;
+using mhglue::r_dims;
+using mhglue::to_core;
+
+namespace {
+
+// f(0.0) for float64, f(0.0f) for float32: runs a typed body in the layer's
+// dtype.
+template <class F>
+auto with_dtype(bool float64, F f) {
+  return float64 ? f(0.0) : f(0.0f);
+}
+
+Rcpp::IntegerVector natural_order(int rank) {
+  Rcpp::IntegerVector order(rank);
+  for (int k = 0; k < rank; ++k) order[k] = k;
+  return order;
+}
+
+Rcpp::IntegerVector int_dims(const std::vector<idx>& d) {
+  Rcpp::IntegerVector out(d.size());
+  for (size_t k = 0; k < d.size(); ++k) out[k] = static_cast<int>(d[k]);
+  return out;
+}
+
+// Product of dims[order[k]] for k in [from, to).
+idx prod_in_order(const std::vector<idx>& dims, const Rcpp::IntegerVector& order, int from,
+                  int to) {
+  idx p = 1;
+  for (int k = from; k < to; ++k) p *= dims[order[k]];
+  return p;
+}
+
+// Flat typed copy of an R numeric/integer/logical vector (no reordering).
+template <class T>
+mh::Buffer<T> flat_to(SEXP x) {
+  const R_xlen_t n = Rf_xlength(x);
+  mh::Buffer<T> out(static_cast<size_t>(n));
+  if (TYPEOF(x) == REALSXP) {
+    const double* p = REAL(x);
+    for (R_xlen_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
+  } else {
+    const int* p = INTEGER(x);
+    for (R_xlen_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
+  }
+  return out;
+}
+
+// Double vector from a typed buffer, with the dim attribute of `like` (if any).
+template <class T>
+Rcpp::NumericVector flat_from(const mh::Buffer<T>& buf, SEXP like) {
+  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(buf.size())));
+  for (size_t i = 0; i < buf.size(); ++i) out[i] = static_cast<double>(buf[i]);
+  SEXP d = Rf_getAttrib(like, R_DimSymbol);
+  if (!Rf_isNull(d)) out.attr("dim") = d;
+  return out;
+}
+
+// The row-major dims of an R (column-major) array: its dims reversed.
+std::vector<idx> reversed(const std::vector<idx>& d) { return std::vector<idx>(d.rbegin(), d.rend()); }
+
+}  // namespace
+
+// ---- projections (Dense, EinsumDense) ----------------------------------------
+
+namespace {
+
+// The GEMM sizes of a projection: x taken in x_order is (rows, in) with the
+// last n_contract axes contracted; kernel in k_order is (in, out).
+struct ProjectionShape {
+  std::vector<idx> xd, kd;
+  idx rows, in, out;
+  ProjectionShape(SEXP x, const Rcpp::IntegerVector& x_order, int n_contract, SEXP kernel,
+                  const Rcpp::IntegerVector& k_order, int n_kernel_in)
+      : xd(r_dims(x)), kd(r_dims(kernel)) {
+    const int xr = static_cast<int>(xd.size()), kr = static_cast<int>(kd.size());
+    rows = prod_in_order(xd, x_order, 0, xr - n_contract);
+    in = prod_in_order(xd, x_order, xr - n_contract, xr);
+    out = prod_in_order(kd, k_order, n_kernel_in, kr);
+    if (prod_in_order(kd, k_order, 0, n_kernel_in) != in) {
+      Rcpp::stop("internal: kernel does not fit the input");
+    }
+  }
+};
+
+}  // namespace
+
+// Forward of a projection. x is taken in axis order x_order (free axes, then
+// the n_contract contracted axes); kernel in k_order (n_kernel_in contracted
+// axes, then output axes); the result (free..., kernel output...) is returned
+// as an R array of dims out_dims whose axes are out_order in core order.
+// bias: NULL or the periodic bias vector (see core/projection.h).
+// Returns list(output, saved): saved (core layout) is what backward needs.
+// [[Rcpp::export]]
+Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_contract,
+                                  SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in,
+                                  SEXP bias, Rcpp::IntegerVector out_dims,
+                                  Rcpp::IntegerVector out_order, int activation, bool float64,
+                                  int threads) {
+  const mh::Activation act = mh::activation_from_code(activation);
+  const ProjectionShape p(x, x_order, n_contract, kernel, k_order, n_kernel_in);
+  const idx rows = p.rows, in = p.in, out = p.out;
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, x_order), kc = to_core<T>(kernel, k_order), bc;
+    idx period = 0;
+    if (!Rf_isNull(bias)) {
+      bc = flat_to<T>(bias);
+      period = static_cast<idx>(bc.size());
+    }
+    mh::Buffer<T> y(static_cast<size_t>(rows * out)), saved;
+    if (act != mh::Activation::Linear) saved.resize(y.size());
+    mh::projection_forward(xc.data(), rows, in, kc.data(), out, bc.empty() ? nullptr : bc.data(),
+                           period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
+    return Rcpp::List::create(
+        Rcpp::Named("output") = from_core(y.data(), out_dims, out_order),
+        Rcpp::Named("saved") = saved.empty() ? R_NilValue : Rcpp::wrap(flat_from(saved, R_NilValue)));
+  });
+}
+
+// Backward of a projection (arguments as in cpp_projection_forward; period 0
+// means no bias). Returns list(inputs, kernel, bias): dL/dx with x's dims,
+// dL/dkernel with the kernel's dims, and the periodic bias gradient (or NULL).
+// [[Rcpp::export]]
+Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract,
+                                   SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in,
+                                   int period, SEXP saved, SEXP grad_output,
+                                   Rcpp::IntegerVector out_order, int activation, bool float64,
+                                   int threads) {
+  const mh::Activation act = mh::activation_from_code(activation);
+  const ProjectionShape p(x, x_order, n_contract, kernel, k_order, n_kernel_in);
+  const idx rows = p.rows, in = p.in, out = p.out;
+  const std::vector<idx>& xd = p.xd;
+  const std::vector<idx>& kd = p.kd;
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, x_order), kc = to_core<T>(kernel, k_order);
+    mh::Buffer<T> dy = to_core<T>(grad_output, out_order), sv;
+    if (static_cast<idx>(dy.size()) != rows * out) Rcpp::stop("internal: grad_output size");
+    if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
+    mh::Buffer<T> dx(xc.size()), dw(kc.size()), db(static_cast<size_t>(period));
+    mh::projection_backward(xc.data(), rows, in, kc.data(), out, period, act,
+                            sv.empty() ? nullptr : sv.data(), dy.data(), dx.data(), dw.data(),
+                            period > 0 ? db.data() : nullptr, threads);
+    return Rcpp::List::create(
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(xd), x_order),
+        Rcpp::Named("kernel") = from_core(dw.data(), int_dims(kd), k_order),
+        Rcpp::Named("bias") = period > 0 ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
+  });
+}
+
+// ---- Activation ---------------------------------------------------------------
+
+// Activation along the last axis of x. Returns list(output, saved).
+// [[Rcpp::export]]
+Rcpp::List cpp_activation_forward(SEXP x, int activation, bool float64, int threads) {
+  const mh::Activation act = mh::activation_from_code(activation);
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx cols = d[r - 1], rows = cols > 0 ? mh::idx(Rf_xlength(x)) / cols : 0;
+  const Rcpp::IntegerVector order = natural_order(r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> z = to_core<T>(x, order), y(z.size());
+    mh::activation_forward(act, z.data(), rows, cols, y.data(), threads);
+    const bool keep_y = mh::activation_backward_uses_output(act);
+    return Rcpp::List::create(
+        Rcpp::Named("output") = from_core(y.data(), int_dims(d), order),
+        Rcpp::Named("saved") = act == mh::Activation::Linear ? R_NilValue
+                               : Rcpp::wrap(flat_from(keep_y ? y : z, R_NilValue)));
+  });
+}
+
+// dL/dx of an activation from the saved values and dL/dy (x's dims).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_activation_backward(SEXP saved, SEXP grad_output, int activation,
+                                            bool float64, int threads) {
+  const mh::Activation act = mh::activation_from_code(activation);
+  const std::vector<idx> d = r_dims(grad_output);
+  const int r = static_cast<int>(d.size());
+  const idx cols = d[r - 1], rows = cols > 0 ? mh::idx(Rf_xlength(grad_output)) / cols : 0;
+  const Rcpp::IntegerVector order = natural_order(r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> dy = to_core<T>(grad_output, order), sv, dz(dy.size());
+    if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
+    mh::activation_backward(act, sv.empty() ? nullptr : sv.data(), dy.data(), rows, cols,
+                            dz.data(), threads);
+    return from_core(dz.data(), int_dims(d), order);
+  });
+}
+
+// ---- LayerNormalization ---------------------------------------------------------
+
+// x taken in axis order `order` whose last n_norm axes are the normalized
+// ones (in increasing axis order, matching gamma/beta's dims, which are
+// converted to row-major like x). gamma, beta: arrays or NULL.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm,
+                                           SEXP gamma, SEXP beta, double epsilon, bool float64,
+                                           int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size()), g, b;
+    if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
+    if (!Rf_isNull(beta)) b = mhglue::weight_to_core<T>(beta);
+    mh::layer_norm_forward(xc.data(), rows, n, g.empty() ? nullptr : g.data(),
+                           b.empty() ? nullptr : b.data(), epsilon, y.data(), threads);
+    return from_core(y.data(), int_dims(d), order);
+  });
+}
+
+// Returns list(inputs, gamma, beta): dL/dx and the parameter gradients
+// (NULL when the layer has no such parameter), shaped like `param_like`.
+// [[Rcpp::export]]
+Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP gamma,
+                                   bool has_beta, SEXP param_like, double epsilon,
+                                   SEXP grad_output, bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), g;
+    if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
+    mh::Buffer<T> dx(xc.size()), dg(g.empty() ? 0 : static_cast<size_t>(n)),
+        dbeta(has_beta ? static_cast<size_t>(n) : 0);
+    mh::layer_norm_backward(xc.data(), rows, n, g.empty() ? nullptr : g.data(), epsilon,
+                            dy.data(), dx.data(), dg.empty() ? nullptr : dg.data(),
+                            dbeta.empty() ? nullptr : dbeta.data(), threads);
+    return Rcpp::List::create(
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("gamma") = dg.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dg.data(), param_like)),
+        Rcpp::Named("beta") = dbeta.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dbeta.data(), param_like)));
+  });
+}
+
+// ---- Embedding --------------------------------------------------------------------
+
+// ids: numeric/integer array of whole numbers in [0, V) (checked in R);
+// table (V, D). Output dims c(dim(ids), D).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads) {
+  const std::vector<idx> id = r_dims(ids), td = r_dims(table);
+  const Rcpp::IntegerVector id_order = natural_order(static_cast<int>(id.size()));
+  mh::Buffer<int32_t> ic = to_core<int32_t>(ids, id_order);
+  std::vector<idx> od = id;
+  od.push_back(td[1]);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> tc = mhglue::weight_to_core<T>(table), y(ic.size() * static_cast<size_t>(td[1]));
+    mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc.data(), td[0], td[1], y.data(),
+                          threads);
+    return from_core(y.data(), int_dims(od), natural_order(static_cast<int>(od.size())));
+  });
+}
+
+// dL/dtable (V, D) from dL/doutput (dims c(dim(ids), D)).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_embedding_backward(SEXP ids, SEXP grad_output, SEXP table, bool float64,
+                                           int threads) {
+  const std::vector<idx> id = r_dims(ids), td = r_dims(table), gd = r_dims(grad_output);
+  mh::Buffer<int32_t> ic = to_core<int32_t>(ids, natural_order(static_cast<int>(id.size())));
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(static_cast<int>(gd.size())));
+    mh::Buffer<T> dt(static_cast<size_t>(td[0] * td[1]));
+    mh::embedding_backward(ic.data(), static_cast<idx>(ic.size()), dy.data(), td[0], td[1],
+                           dt.data(), threads);
+    return mhglue::weight_from_core(dt.data(), table);
+  });
+}
+
+// ---- Dropout ----------------------------------------------------------------------
+
+// x * keep / (1 - rate) with the mask of (seed, counter) broadcast from
+// noise_dims (Keras axis order, each 1 or the size of x's axis). Applied to
+// dL/dy with the same seed and counter it is the backward pass.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_dropout(SEXP x, Rcpp::IntegerVector noise_dims, double rate, double seed,
+                                double counter, bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  std::vector<idx> nd(noise_dims.begin(), noise_dims.end());
+  const uint64_t key =
+      mh::dropout_key(static_cast<uint64_t>(seed), static_cast<uint64_t>(counter));
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = flat_to<T>(x), y(xc.size());
+    mh::dropout_apply(xc.data(), reversed(d), reversed(nd), rate, key, y.data(), threads);
+    return flat_from(y, x);
+  });
+}
+
+// ---- GlobalAveragePooling1D -----------------------------------------------------------
+
+// x of rank 3 taken in axis order `order` as (B, steps, C); mask (B, steps)
+// logical or NULL. Returns (B, C).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_average_steps_forward(SEXP x, Rcpp::IntegerVector order, SEXP mask,
+                                              bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const idx B = d[order[0]], S = d[order[1]], C = d[order[2]];
+  mh::Buffer<int32_t> mc;
+  if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), y(static_cast<size_t>(B * C));
+    mh::average_steps_forward(xc.data(), B, S, C, mc.empty() ? nullptr : mc.data(), y.data(),
+                              threads);
+    return from_core(y.data(), int_dims({B, C}), natural_order(2));
+  });
+}
+
+// dL/dx (dims x_dims, axes in `order` as forward) from dL/dy (B, C).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims,
+                                               Rcpp::IntegerVector order, SEXP mask,
+                                               bool float64, int threads) {
+  const idx B = x_dims[order[0]], S = x_dims[order[1]], C = x_dims[order[2]];
+  mh::Buffer<int32_t> mc;
+  if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(2)),
+                  dx(static_cast<size_t>(B * S * C));
+    mh::average_steps_backward(dy.data(), B, S, C, mc.empty() ? nullptr : mc.data(), dx.data(),
+                               threads);
+    return from_core(dx.data(), x_dims, order);
+  });
+}
+
+// ---- Add --------------------------------------------------------------------------------
+
+// Elementwise sum of a list of arrays of one shape (checked in R).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_add_forward(Rcpp::List inputs, bool float64, int threads) {
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    std::vector<mh::Buffer<T>> bufs;
+    std::vector<const T*> ptrs;
+    bufs.reserve(inputs.size());
+    for (R_xlen_t k = 0; k < inputs.size(); ++k) {
+      bufs.push_back(flat_to<T>(inputs[k]));
+      ptrs.push_back(bufs.back().data());
+    }
+    mh::Buffer<T> y(bufs[0].size());
+    mh::add_forward(ptrs, static_cast<idx>(y.size()), y.data(), threads);
+    return flat_from(y, inputs[0]);
+  });
+}
+
+// Values rounded to the dtype (the identity backward of Add, and of any
+// layer that passes a gradient through unchanged).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_as_dtype(SEXP x, bool float64) {
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    return flat_from(flat_to<T>(x), x);
+  });
+}
+
+// ---- Flatten -----------------------------------------------------------------------------
+
+// Keras's row-major flattening: x taken in axis order `order` (batch first),
+// returned as (B, prod(rest)).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_flatten(SEXP x, Rcpp::IntegerVector order, bool float64) {
+  const std::vector<idx> d = r_dims(x);
+  const idx B = d[0], rest = B > 0 ? static_cast<idx>(Rf_xlength(x)) / B : 0;
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order);
+    return from_core(xc.data(), int_dims({B, rest}), natural_order(2));
+  });
+}
+
+// Inverse of cpp_flatten: (B, P) back to an array of dims x_dims.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_unflatten(SEXP y, Rcpp::IntegerVector x_dims, Rcpp::IntegerVector order,
+                                  bool float64) {
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> yc = to_core<T>(y, natural_order(2));
+    return from_core(yc.data(), x_dims, order);
+  });
+}
