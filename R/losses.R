@@ -63,9 +63,7 @@
 #' @export
 loss_mean_squared_error <- function(y_true, y_pred, ..., reduction = "sum_over_batch_size",
                                     name = "mean_squared_error", dtype = NULL) {
-  loss_entry("MeanSquaredError", list(), reduction, name, dtype, list(...),
-             if (!missing(y_true)) y_true, if (!missing(y_pred)) y_pred,
-             missing(y_true), missing(y_pred))
+  loss_entry("MeanSquaredError", list(), reduction, name, dtype, list(...))
 }
 
 #' Mean absolute error loss
@@ -84,9 +82,7 @@ loss_mean_squared_error <- function(y_true, y_pred, ..., reduction = "sum_over_b
 #' @export
 loss_mean_absolute_error <- function(y_true, y_pred, ..., reduction = "sum_over_batch_size",
                                      name = "mean_absolute_error", dtype = NULL) {
-  loss_entry("MeanAbsoluteError", list(), reduction, name, dtype, list(...),
-             if (!missing(y_true)) y_true, if (!missing(y_pred)) y_pred,
-             missing(y_true), missing(y_pred))
+  loss_entry("MeanAbsoluteError", list(), reduction, name, dtype, list(...))
 }
 
 #' Binary cross-entropy loss
@@ -120,12 +116,8 @@ loss_mean_absolute_error <- function(y_true, y_pred, ..., reduction = "sum_over_
 loss_binary_crossentropy <- function(y_true, y_pred, from_logits = FALSE, label_smoothing = 0,
                                      axis = -1L, ..., reduction = "sum_over_batch_size",
                                      name = "binary_crossentropy", dtype = NULL) {
-  config <- list(from_logits = check_flag(from_logits, "from_logits"),
-                 label_smoothing = check_number(label_smoothing, "label_smoothing", lower = 0, upper = 1),
-                 axis = check_loss_axis(axis))
-  loss_entry("BinaryCrossentropy", config, reduction, name, dtype, list(...),
-             if (!missing(y_true)) y_true, if (!missing(y_pred)) y_pred,
-             missing(y_true), missing(y_pred))
+  loss_entry("BinaryCrossentropy", crossentropy_config(from_logits, label_smoothing, axis),
+             reduction, name, dtype, list(...))
 }
 
 #' Categorical cross-entropy loss
@@ -156,12 +148,8 @@ loss_binary_crossentropy <- function(y_true, y_pred, from_logits = FALSE, label_
 loss_categorical_crossentropy <- function(y_true, y_pred, from_logits = FALSE, label_smoothing = 0,
                                           axis = -1L, ..., reduction = "sum_over_batch_size",
                                           name = "categorical_crossentropy", dtype = NULL) {
-  config <- list(from_logits = check_flag(from_logits, "from_logits"),
-                 label_smoothing = check_number(label_smoothing, "label_smoothing", lower = 0, upper = 1),
-                 axis = check_loss_axis(axis))
-  loss_entry("CategoricalCrossentropy", config, reduction, name, dtype, list(...),
-             if (!missing(y_true)) y_true, if (!missing(y_pred)) y_pred,
-             missing(y_true), missing(y_pred))
+  loss_entry("CategoricalCrossentropy", crossentropy_config(from_logits, label_smoothing, axis),
+             reduction, name, dtype, list(...))
 }
 
 #' Sparse categorical cross-entropy loss
@@ -202,9 +190,7 @@ loss_sparse_categorical_crossentropy <- function(y_true, y_pred, from_logits = F
                  ignore_class = check_whole(ignore_class, "ignore_class", min = -.Machine$integer.max,
                                             null_ok = TRUE),
                  axis = check_loss_axis(axis))
-  loss_entry("SparseCategoricalCrossentropy", config, reduction, name, dtype, list(...),
-             if (!missing(y_true)) y_true, if (!missing(y_pred)) y_pred,
-             missing(y_true), missing(y_pred))
+  loss_entry("SparseCategoricalCrossentropy", config, reduction, name, dtype, list(...))
 }
 
 #' @export
@@ -273,11 +259,21 @@ loss_default_config <- function(class_name) {
          list())
 }
 
-# Shared body of the loss_*() functions: an object when both y are missing,
-# the per-sample values when both are given.
 #' @noRd
-loss_entry <- function(class_name, config, reduction, name, dtype, dots, y_true, y_pred,
-                       missing_true, missing_pred) {
+crossentropy_config <- function(from_logits, label_smoothing, axis) {
+  list(from_logits = check_flag(from_logits, "from_logits"),
+       label_smoothing = check_number(label_smoothing, "label_smoothing", lower = 0, upper = 1),
+       axis = check_loss_axis(axis))
+}
+
+# Shared body of the loss_*() functions, called from them: an object when
+# the caller's y_true and y_pred are both missing, the per-sample values when
+# both are given.
+#' @noRd
+loss_entry <- function(class_name, config, reduction, name, dtype, dots) {
+  caller <- parent.frame()
+  missing_true <- eval(quote(missing(y_true)), caller)
+  missing_pred <- eval(quote(missing(y_pred)), caller)
   if (length(dots) > 0L) {
     nm <- names(dots)[[1L]]
     abort_arg(if (is.null(nm) || !nzchar(nm)) "..." else nm, "a known loss argument",
@@ -287,7 +283,7 @@ loss_entry <- function(class_name, config, reduction, name, dtype, dots, y_true,
   if (missing_true && missing_pred) return(loss)
   if (missing_true) abort_arg("y_true", "given together with `y_pred`", "missing")
   if (missing_pred) abort_arg("y_pred", "given together with `y_true`", "missing")
-  loss_evaluate(loss, y_true, y_pred, NULL, grad = FALSE, reduce = FALSE)$value
+  loss_evaluate(loss, caller$y_true, caller$y_pred, NULL, grad = FALSE, reduce = FALSE)$value
 }
 
 #' @noRd

@@ -1,23 +1,11 @@
 # Losses: Keras's documented values, the formulas (written out here with
 # loops) under every option and reduction, sample weights, ignore_class,
-# shapes, and every gradient against central finite differences.
+# shapes, and every gradient against central finite differences (fd_grad()
+# from helper-fixtures.R).
 
 vg <- multihead:::loss_value_and_grad
 err <- "multihead_error_argument"
 eps <- 1e-7
-
-# Central finite differences of f (array -> number) at x.
-fd_grad <- function(f, x, h = 1e-6) {
-  g <- x
-  for (i in seq_along(x)) {
-    xp <- x
-    xm <- x
-    xp[i] <- x[i] + h
-    xm[i] <- x[i] - h
-    g[i] <- (f(xp) - f(xm)) / (2 * h)
-  }
-  g
-}
 
 expect_fd_grad <- function(loss, y_true, y_pred, sample_weight = NULL, tol = 1e-6) {
   out <- vg(loss, y_true, y_pred, sample_weight)
