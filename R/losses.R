@@ -272,18 +272,26 @@ crossentropy_config <- function(from_logits, label_smoothing, axis) {
 #' @noRd
 loss_entry <- function(class_name, config, reduction, name, dtype, dots) {
   caller <- parent.frame()
-  missing_true <- eval(quote(missing(y_true)), caller)
-  missing_pred <- eval(quote(missing(y_pred)), caller)
+  given <- y_pair_given(caller, dots, "loss")
+  loss <- new_loss(class_name, config, reduction, name, dtype)
+  if (!given) return(loss)
+  loss_evaluate(loss, caller$y_true, caller$y_pred, NULL, grad = FALSE, reduce = FALSE)$value
+}
+
+# For the loss_*() and metric_*() functions: `...` (dots) must be empty, and
+# the caller's y_true and y_pred both given (TRUE) or both missing (FALSE).
+#' @noRd
+y_pair_given <- function(caller, dots, kind) {
   if (length(dots) > 0L) {
     nm <- names(dots)[[1L]]
-    abort_arg(if (is.null(nm) || !nzchar(nm)) "..." else nm, "a known loss argument",
+    abort_arg(if (is.null(nm) || !nzchar(nm)) "..." else nm, sprintf("a known %s argument", kind),
               "an argument that is not recognized")
   }
-  loss <- new_loss(class_name, config, reduction, name, dtype)
-  if (missing_true && missing_pred) return(loss)
-  if (missing_true) abort_arg("y_true", "given together with `y_pred`", "missing")
-  if (missing_pred) abort_arg("y_pred", "given together with `y_true`", "missing")
-  loss_evaluate(loss, caller$y_true, caller$y_pred, NULL, grad = FALSE, reduce = FALSE)$value
+  missing_true <- eval(quote(missing(y_true)), caller)
+  missing_pred <- eval(quote(missing(y_pred)), caller)
+  if (missing_true && !missing_pred) abort_arg("y_true", "given together with `y_pred`", "missing")
+  if (missing_pred && !missing_true) abort_arg("y_pred", "given together with `y_true`", "missing")
+  !missing_true
 }
 
 #' @noRd
