@@ -397,18 +397,19 @@ loss_prepare <- function(y_true, y_pred, cfg, sparse, class_name) {
   values_shape <- work_shape[-k]
   if (sparse) {
     if (length(true_shape) == rank && true_shape[[rank]] == 1L) true_shape <- true_shape[-rank]
-    if (!identical(as.integer(true_shape), as.integer(values_shape))) {
-      abort_arg("y_true", sprintf("class labels of shape (%s), the shape of `y_pred` (%s) without its class axis, for %s",
-                                  paste(values_shape, collapse = ", "), paste(pred_shape, collapse = ", "),
+    if (!same_shape(true_shape, values_shape)) {
+      abort_arg("y_true", sprintf(paste("class labels of shape (%s), the shape of `y_pred` (%s)",
+                                        "without its class axis, for %s"),
+                                  format_shape(values_shape), format_shape(pred_shape),
                                   class_name),
-                sprintf("shape (%s)", paste(shape_of(y_true), collapse = ", ")))
+                sprintf("shape (%s)", format_shape(shape_of(y_true))))
     }
     yt <- as.double(y_true)
   } else {
-    if (!identical(as.integer(true_shape), as.integer(work_shape))) {
+    if (!same_shape(true_shape, work_shape)) {
       abort_arg("y_true", sprintf("an array of the shape of `y_pred` (%s) for %s",
-                                  paste(pred_shape, collapse = ", "), class_name),
-                sprintf("shape (%s)", paste(shape_of(y_true), collapse = ", ")))
+                                  format_shape(pred_shape), class_name),
+                sprintf("shape (%s)", format_shape(shape_of(y_true))))
     }
     yt <- array(as.double(y_true), work_shape)
     if (k != rank) yt <- aperm(yt, perm)
@@ -440,6 +441,9 @@ same_rank_shapes <- function(x1, x2) {
   }
   list(x1 = x1, x2 = x2)
 }
+
+#' @noRd
+same_shape <- function(a, b) identical(as.integer(a), as.integer(b))
 
 # Per-sample values as an array of `shape` (a plain number for shape ()).
 #' @noRd
@@ -501,16 +505,17 @@ broadcast_sample_weight <- function(sw, shape) {
   sw_shape <- shape_of(sw)
   n <- prod(shape)
   if (length(sw) == 1L) return(rep(sw, n))
-  squeezed <- if (length(sw_shape) > 1L && sw_shape[[length(sw_shape)]] == 1L) sw_shape[-length(sw_shape)] else sw_shape
-  if (identical(as.integer(squeezed), as.integer(shape)) || identical(as.integer(sw_shape), as.integer(shape))) {
+  rank <- length(sw_shape)
+  squeezed <- if (rank > 1L && sw_shape[[rank]] == 1L) sw_shape[-rank] else sw_shape
+  if (same_shape(squeezed, shape) || same_shape(sw_shape, shape)) {
     return(as.vector(sw))
   }
   if (length(shape) >= 1L && length(squeezed) == 1L && squeezed == shape[[1L]]) {
     return(rep(as.vector(sw), times = n / shape[[1L]]))
   }
   abort_arg("sample_weight", sprintf("a number, one weight per sample (%d) or an array of shape (%s)",
-                                     if (length(shape)) shape[[1L]] else 1L, paste(shape, collapse = ", ")),
-            sprintf("shape (%s)", paste(sw_shape, collapse = ", ")))
+                                     if (length(shape)) shape[[1L]] else 1L, format_shape(shape)),
+            sprintf("shape (%s)", format_shape(sw_shape)))
 }
 
 # --- kernels ----------------------------------------------------------------

@@ -305,11 +305,11 @@ accuracy_values <- function(y_true, y_pred, kind, threshold = NULL) {
   } else {
     expected <- pred_shape
   }
-  if (!identical(as.integer(true_shape), as.integer(expected))) {
+  if (!same_shape(true_shape, expected)) {
     abort_arg("y_true", sprintf("an array of shape (%s) for %s accuracy with `y_pred` of shape (%s)",
-                                paste(expected, collapse = ", "), kind,
-                                paste(shape_of(y_pred), collapse = ", ")),
-              sprintf("shape (%s)", paste(shape_of(y_true), collapse = ", ")))
+                                format_shape(expected), kind,
+                                format_shape(shape_of(y_pred))),
+              sprintf("shape (%s)", format_shape(shape_of(y_true))))
   }
   values <- switch(kind,
     binary = rowMeans(matrix(as.double(y_true), ncol = n_class) == (yp > threshold)),

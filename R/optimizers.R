@@ -267,8 +267,8 @@ new_optimizer <- function(class_name, default_name, learning_rate, config,
                                                lower = .Machine$double.xmin, null_ok = TRUE))
   set <- names(Filter(Negate(is.null), clips))
   if (length(set) > 1L) {
-    abort_arg(set[[2L]], sprintf("NULL when `%s` is set (only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set)",
-                                 set[[1L]]))
+    abort_arg(set[[2L]], sprintf(paste("NULL when `%s` is set (only one of `clipnorm`, `clipvalue`",
+                                       "and `global_clipnorm` can be set)"), set[[1L]]))
   }
   opt <- new.env(parent = emptyenv())
   opt$class_name <- class_name
@@ -354,8 +354,8 @@ check_grads <- function(grads, weights) {
   ok <- is.list(grads) && !is.object(grads) && !is.null(nms) && !anyDuplicated(nms) &&
     setequal(nms, names(weights)) && length(nms) == length(weights)
   if (!ok) {
-    abort_arg("grads", sprintf("a list named like `weights` (%s)", quote_names(names(weights))),
-              if (is.list(grads) && !is.null(nms)) sprintf("names %s", quote_names(nms)) else describe_value(grads))
+    got <- if (is.list(grads) && !is.null(nms)) sprintf("names %s", quote_names(nms)) else describe_value(grads)
+    abort_arg("grads", sprintf("a list named like `weights` (%s)", quote_names(names(weights))), got)
   }
   grads <- grads[names(weights)]
   for (nm in names(weights)) {
@@ -367,20 +367,14 @@ check_grads <- function(grads, weights) {
     }
     if (!identical(shape_of(g), shape_of(w))) {
       abort_arg(sprintf("grads$%s", nm), sprintf("an array of shape (%s) like its weight",
-                                                  paste(shape_of(w), collapse = ", ")),
-                sprintf("shape (%s)", paste(shape_of(g), collapse = ", ")))
+                                                  format_shape(shape_of(w))),
+                sprintf("shape (%s)", format_shape(shape_of(g))))
     }
     storage.mode(g) <- "double"
     grads[nm] <- list(g)
   }
   grads
 }
-
-#' @noRd
-shape_of <- function(x) if (is.null(dim(x))) length(x) else dim(x)
-
-#' @noRd
-quote_names <- function(x) paste0("\"", x, "\"", collapse = ", ")
 
 # --- clipping ---------------------------------------------------------------
 
@@ -415,8 +409,9 @@ optimizer_slot <- function(opt, kind, path, w) {
     s <- w
     s[] <- 0
   } else if (!identical(shape_of(s), shape_of(w))) {
-    abort_msg(sprintf("The optimizer's state for variable \"%s\" has shape (%s) but the weight has shape (%s); use a new optimizer for a different model.",
-                      path, paste(shape_of(s), collapse = ", "), paste(shape_of(w), collapse = ", ")))
+    abort_msg(sprintf(paste("The optimizer's state for variable \"%s\" has shape (%s) but the weight",
+                            "has shape (%s); use a new optimizer for a different model."),
+                      path, format_shape(shape_of(s)), format_shape(shape_of(w))))
   }
   s
 }
