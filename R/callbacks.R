@@ -301,8 +301,9 @@ default_metric_directions <- function() {
 
 #' @noRd
 early_stopping_improves <- function(cb, value, reference) {
-  if (cb$direction == "min") value + cb$config$min_delta < reference
-  else value - cb$config$min_delta > reference
+  # NaN never improves (Keras's comparisons are then false).
+  isTRUE(if (cb$direction == "min") value + cb$config$min_delta < reference
+         else value - cb$config$min_delta > reference)
 }
 
 #' @noRd

@@ -39,8 +39,11 @@ simulate_fit <- function(callbacks, values, monitor = "val_loss", metric_directi
 test_that("patience: stops after `patience` epochs without improvement, never at the first", {
   # best 1 (e1), 0.9 (e2); e3 does not improve: wait 1 >= 0 -> stop at 3.
   expect_identical(simulate_fit(callback_early_stopping(), c(1, 0.9, 0.95, 0.8))$epochs, 3L)
-  # patience 0 but the first epoch never stops.
+  # patience 0 but the first epoch never stops, even when it does not
+  # improve (a NaN loss): e1 NaN, e2 1 improves, e3 does not -> stop at 3.
   expect_identical(simulate_fit(callback_early_stopping(), c(1, 1.5))$epochs, 2L)
+  expect_identical(simulate_fit(callback_early_stopping(), c(NaN, 1, 2, 0))$epochs, 3L)
+  expect_identical(simulate_fit(callback_early_stopping(), c(1, NaN, 0))$epochs, 2L)
   # e2 best 0.8; e3 wait 1; e4 wait 2 -> stop at 4.
   out <- simulate_fit(callback_early_stopping(patience = 2), c(1, 0.8, 0.85, 0.9, 0.7, 0.6))
   expect_identical(out$epochs, 4L)
