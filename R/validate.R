@@ -72,3 +72,12 @@ check_seed <- function(x, arg = "seed") {
   if (is.null(x)) return(NULL)
   check_whole(x, arg, min = -.Machine$integer.max)
 }
+
+# One of a set of strings.
+#' @noRd
+check_choice <- function(x, arg, choices) {
+  if (!(is.character(x) && length(x) == 1L && !is.na(x) && x %in% choices)) {
+    abort_arg(arg, sprintf("one of %s", paste0("\"", choices, "\"", collapse = ", ")), describe_value(x))
+  }
+  x
+}
