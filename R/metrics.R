@@ -192,8 +192,8 @@ resolve_metric <- function(name, loss = NULL, y_true_shape = NULL, y_pred_shape 
 #' @noRd
 accuracy_class <- function(loss, y_true_shape, y_pred_shape) {
   if (!is.null(y_true_shape) && !is.null(y_pred_shape)) {
-    yt <- check_shape_arg(y_true_shape, "y_true_shape")
-    yp <- check_shape_arg(y_pred_shape, "y_pred_shape")
+    yt <- check_metric_shape(y_true_shape, "y_true_shape")
+    yp <- check_metric_shape(y_pred_shape, "y_pred_shape")
     yt_last <- yt[[length(yt)]]
     yp_last <- yp[[length(yp)]]
     if (identical(yp_last, 1L)) return("BinaryAccuracy")
@@ -212,7 +212,7 @@ accuracy_class <- function(loss, y_true_shape, y_pred_shape) {
 }
 
 #' @noRd
-check_shape_arg <- function(x, arg) {
+check_metric_shape <- function(x, arg) {
   ok <- (is.numeric(x) || (is.logical(x) && all(is.na(x)))) && length(x) >= 1L && is.null(dim(x)) &&
     all(is.na(x) | (x >= 0 & x == round(x)))
   if (!ok) abort_arg(arg, "a shape: a vector of whole numbers (NA for unknown)", describe_value(x))
