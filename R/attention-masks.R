@@ -7,17 +7,21 @@
 as_mask_values <- function(mask, arg) {
   if (is.logical(mask)) {
     if (anyNA(mask)) abort_arg(arg, "a logical or 0/1 array without NA", "an array containing NA")
-    return(array(as.integer(mask), dim = dim(mask)))
+    return(array(as.integer(mask), dim = mask_dims(mask)))
   }
   if (is.numeric(mask)) {
     if (!cpp_all_finite(mask) || any(mask != 0 & mask != 1)) {
       abort_arg(arg, paste0("a logical or 0/1 array (TRUE/1 = may attend); additive masks such as ",
                             "0/-Inf are not accepted"), "other values")
     }
-    return(array(as.integer(mask), dim = dim(mask)))
+    return(array(as.integer(mask), dim = mask_dims(mask)))
   }
   abort_arg(arg, "a logical or 0/1 array", describe_value(mask))
 }
+
+# A mask's dims; a vector without dim is one axis.
+#' @noRd
+mask_dims <- function(mask) if (is.null(dim(mask))) length(mask) else dim(mask)
 
 # Broadcasts array `x` (dims `from`, each 1 or equal to `to`) to dims `to`.
 #' @noRd
@@ -45,8 +49,7 @@ canonical_attention_mask <- function(mask, plan, num_heads) {
   sd <- plan$scores_dims
   L <- length(plan$t_dims)
   nb <- length(plan$batch_axes)
-  md <- dim(mask)
-  if (is.null(md)) md <- length(mask)
+  md <- mask_dims(mask)
   vals <- as_mask_values(mask, "attention_mask")
   shape_error <- function() {
     expected <- if (nb == 1L && L == 1L) {
@@ -77,8 +80,7 @@ canonical_attention_mask <- function(mask, plan, num_heads) {
 # row-major ints in the core's order.
 #' @noRd
 canonical_position_mask <- function(mask, expected_dims, plan, arg) {
-  md <- dim(mask)
-  if (is.null(md)) md <- length(mask)
+  md <- mask_dims(mask)
   if (length(md) != length(expected_dims) || any(md != expected_dims)) {
     abort_arg(arg, sprintf("an array of shape %s (the input's shape without its last axis)",
                            fmt_shape(expected_dims)),

@@ -37,16 +37,33 @@ fmt_shape <- function(x) {
   paste0("(", paste(ifelse(is.na(x), "NA", x), collapse = ", "), ")")
 }
 
-# Keras's key/value check: all dimensions but the last must be equal.
+# Keras's key/value check: all dimensions but the last must be equal (Keras
+# compares the axes between batch and features; batch sizes, when both are
+# known, must agree too).
 #' @noRd
 check_key_value_shapes <- function(value_shape, key_shape) {
   rv <- length(value_shape); rk <- length(key_shape)
   v_mid <- value_shape[-c(1L, rv)]; k_mid <- key_shape[-c(1L, rk)]
-  if (rv < 2L || rk < 2L || length(v_mid) != length(k_mid) ||
+  batch_differs <- isTRUE(value_shape[1L] != key_shape[1L])
+  if (rv < 2L || rk < 2L || length(v_mid) != length(k_mid) || batch_differs ||
       !identical(is.na(v_mid), is.na(k_mid)) || any(v_mid != k_mid, na.rm = TRUE)) {
     abort_msg(sprintf(paste0("All dimensions of `value` and `key`, except the last one, must be equal. ",
                              "Received: value_shape=%s and key_shape=%s"),
                       fmt_shape(value_shape), fmt_shape(key_shape)),
+              class = "multihead_error_shape")
+  }
+}
+
+# Query and value must agree on every axis but the attention axes and the
+# features (sizes NA, unknown, agree with anything).
+#' @noRd
+check_batch_like_axes <- function(query_shape, value_shape, axes) {
+  batch_axes <- setdiff(seq_len(length(query_shape) - 1L) - 1L, axes)
+  if (any(query_shape[batch_axes + 1L] != value_shape[batch_axes + 1L], na.rm = TRUE)) {
+    abort_msg(sprintf(paste0("`query` and `value` must agree on the batch axis and every axis that is not ",
+                             "an attention axis (axes %s in Keras's numbering); got query shape %s and ",
+                             "value shape %s."),
+                      paste(batch_axes, collapse = ", "), fmt_shape(query_shape), fmt_shape(value_shape)),
               class = "multihead_error_shape")
   }
 }
@@ -57,14 +74,7 @@ attention_plan <- function(query_shape, value_shape, axes, num_heads, output_sha
   r <- length(query_shape)
   batch_axes <- setdiff(seq_len(r - 1L) - 1L, axes)  # includes 0
   bl_q <- query_shape[batch_axes + 1L]
-  bl_v <- value_shape[batch_axes + 1L]
-  if (any(bl_q != bl_v)) {
-    abort_msg(sprintf(paste0("`query` and `value` must agree on the batch axis and every axis that is not ",
-                             "an attention axis (axes %s in Keras's numbering); got query shape %s and ",
-                             "value shape %s."),
-                      paste(batch_axes, collapse = ", "), fmt_shape(query_shape), fmt_shape(value_shape)),
-              class = "multihead_error_shape")
-  }
+  check_batch_like_axes(query_shape, value_shape, axes)
   t_dims <- query_shape[axes + 1L]
   s_dims <- value_shape[axes + 1L]
   out_feat <- if (is.null(output_shape)) query_shape[r] else output_shape

@@ -60,7 +60,9 @@ backprop.MultiHeadAttention <- function(object, query, value, key = NULL, attent
                                         use_causal_mask = FALSE, ..., query_mask = NULL,
                                         value_mask = NULL, key_mask = NULL, grad_output) {
   if (...length()) reject_call_dots(list(...))
-  if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
+  if (missing(grad_output) || is.null(grad_output)) {
+    abort_arg("grad_output", "supplied: an array of the output's shape", if (!missing(grad_output)) "NULL")
+  }
   if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
   if (missing(value)) abort_arg("value", "supplied")
   mha_run(layer_self(object), query, value, key, attention_mask, return_attention_scores, training,

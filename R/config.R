@@ -99,6 +99,7 @@ multihead_build_info <- function() {
 #' get_num_threads()
 #' set_num_threads(old)
 set_num_threads <- function(n) {
+  if (missing(n)) abort_arg("n", "supplied: a positive whole number, or NULL for the default")
   old <- mh_threads()
   .mh_state$threads <- if (is.null(n)) default_threads() else check_whole(n, "n")
   invisible(old)

@@ -38,3 +38,14 @@ describe_value <- function(x) {
   }
   sprintf("a %s of length %d", if (is.list(x)) "list" else paste(typeof(x), "vector"), length(x))
 }
+
+# The shape of an array (its dim, or its length for a plain vector), and
+# shapes and names as they appear in messages: "2, 3" and "\"a\", \"b\"".
+#' @noRd
+shape_of <- function(x) if (is.null(dim(x))) length(x) else dim(x)
+
+#' @noRd
+format_shape <- function(shape) paste(shape, collapse = ", ")
+
+#' @noRd
+quote_names <- function(x) paste0("\"", x, "\"", collapse = ", ")

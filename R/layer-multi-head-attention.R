@@ -72,7 +72,8 @@
 #' * `layer$output_shape` exists and returns the configured output shape.
 #' * `flash_attention = FALSE` turns the flash path off for this layer; `NULL`
 #'   follows [config_is_flash_attention_enabled()] at call time.
-#' * Inputs or weights containing `NA`, `NaN` or `Inf` are an error.
+#' * Inputs or weights containing `NA`, `NaN` or `Inf` are an error, and so
+#'   are inputs with a zero-length axis.
 #'
 #' @param inputs `NULL` or missing: return the layer. An array: self-attention
 #'   on it (`layer(x, x)`). An unnamed list: `list(query, value)` or
@@ -325,14 +326,14 @@ draw_seed <- function() as.integer(floor(stats::runif(1) * .Machine$integer.max)
 check_shape_arg <- function(shape, arg, min_rank = 3L) {
   if (is.list(shape)) shape <- unlist(lapply(shape, function(x) if (is.null(x)) NA else x))
   ok <- (is.numeric(shape) || (is.logical(shape) && all(is.na(shape)))) && is.null(dim(shape)) &&
-    length(shape) >= min_rank
+    length(shape) >= min_rank && !any(is.nan(shape))
   if (ok) {
     known <- shape[!is.na(shape)]
-    ok <- all(is.finite(known)) && all(known == round(known)) && all(known >= 0) &&
-      all(known <= .Machine$integer.max) && !is.na(shape[length(shape)]) && shape[length(shape)] >= 1
+    ok <- all(is.finite(known)) && all(known == round(known)) && all(known >= 1) &&
+      all(known <= .Machine$integer.max) && !is.na(shape[length(shape)])
   }
   if (!ok) {
-    abort_arg(arg, sprintf(paste0("a shape: a vector of at least %d whole numbers (batch first, ",
+    abort_arg(arg, sprintf(paste0("a shape: a vector of %d or more positive whole numbers (batch first, ",
                                   "features last; NA for an unknown size)"), min_rank),
               describe_value(shape))
   }
@@ -340,21 +341,28 @@ check_shape_arg <- function(shape, arg, min_rank = 3L) {
 }
 
 #' @noRd
+check_same_rank <- function(query_shape, value_shape) {
+  if (length(value_shape) != length(query_shape)) {
+    abort_msg(sprintf(paste0("`query` and `value` must have the same rank; got query shape %s and value ",
+                             "shape %s."), fmt_shape(query_shape), fmt_shape(value_shape)),
+              class = "multihead_error_shape")
+  }
+}
+
+#' @noRd
 mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   query_shape <- check_shape_arg(query_shape, "query_shape")
   value_shape <- check_shape_arg(value_shape, "value_shape")
-  key_shape <- if (is.null(key_shape)) value_shape else check_shape_arg(key_shape, "key_shape")
+  # any rank: a key of another rank than the value fails Keras's "must be equal" check
+  key_shape <- if (is.null(key_shape)) value_shape else
+    check_shape_arg(key_shape, "key_shape", min_rank = 1L)
   if (isTRUE(self$built)) {
     abort_msg(sprintf("Layer \"%s\" is already built (for query shape %s).", self$name,
                       fmt_shape(self$build_shapes$query)))
   }
   check_key_value_shapes(value_shape, key_shape)
+  check_same_rank(query_shape, value_shape)
   r <- length(query_shape)
-  if (length(value_shape) != r) {
-    abort_msg(sprintf(paste0("`query` and `value` must have the same rank; got query shape %s and value ",
-                             "shape %s."), fmt_shape(query_shape), fmt_shape(value_shape)),
-              class = "multihead_error_shape")
-  }
   cfg <- self$config
   axes <- resolve_attention_axes(cfg$attention_axes, r)
   E <- query_shape[r]; Dk <- key_shape[r]; Dv <- value_shape[r]
@@ -389,8 +397,13 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
 mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape = NULL) {
   query_shape <- check_shape_arg(query_shape, "query_shape")
   value_shape <- check_shape_arg(value_shape, "value_shape")
-  key_shape <- if (is.null(key_shape)) value_shape else check_shape_arg(key_shape, "key_shape")
+  # any rank: a key of another rank than the value fails Keras's "must be equal" check
+  key_shape <- if (is.null(key_shape)) value_shape else
+    check_shape_arg(key_shape, "key_shape", min_rank = 1L)
   check_key_value_shapes(value_shape, key_shape)
+  check_same_rank(query_shape, value_shape)
+  axes <- resolve_attention_axes(self$config$attention_axes, length(query_shape))
+  check_batch_like_axes(query_shape, value_shape, axes)
   out <- self$config$output_shape
   if (is.null(out)) query_shape else c(query_shape[-length(query_shape)], out)
 }
@@ -400,11 +413,13 @@ mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape =
 #' @noRd
 check_numeric_array <- function(x, arg, min_rank = 3L) {
   if (!(is.numeric(x) && !is.null(dim(x)) && length(dim(x)) >= min_rank) || is.object(x)) {
-    abort_arg(arg, sprintf("a numeric array with at least %d axes (batch first, features last)", min_rank),
+    abort_arg(arg, sprintf("a numeric array with %d or more axes (batch first, features last)", min_rank),
               describe_value(x))
   }
   if (!cpp_all_finite(x)) abort_arg(arg, "finite: it contains NA, NaN or Inf")
-  if (dim(x)[length(dim(x))] < 1L) abort_arg(arg, "an array whose last (feature) axis is not empty")
+  if (any(dim(x) == 0L)) {
+    abort_arg(arg, "an array without zero-length axes", sprintf("shape %s", fmt_shape(dim(x))))
+  }
   invisible(x)
 }
 
@@ -442,7 +457,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   check_numeric_array(query, "query")
   check_numeric_array(value, "value")
   key_given <- !is.null(key)
-  if (key_given) check_numeric_array(key, "key") else key <- value
+  if (key_given) check_numeric_array(key, "key", min_rank = 1L) else key <- value
   return_attention_scores <- check_flag(return_attention_scores, "return_attention_scores")
   use_causal_mask <- check_flag(use_causal_mask, "use_causal_mask")
   training <- check_flag(training, "training", null_ok = TRUE)
@@ -610,12 +625,20 @@ mha_properties <- function() c(common_layer_properties, list(
 #' @noRd
 mha_methods <- function() c(common_layer_methods, list(
   build = function(self, query_shape, value_shape, key_shape = NULL) {
+    check_shapes_supplied(missing(query_shape), missing(value_shape))
     mha_build(self, query_shape, value_shape, key_shape)
   },
   compute_output_shape = function(self, query_shape, value_shape, key_shape = NULL) {
+    check_shapes_supplied(missing(query_shape), missing(value_shape))
     mha_compute_output_shape(self, query_shape, value_shape, key_shape)
   }
 ))
+
+#' @noRd
+check_shapes_supplied <- function(query_missing, value_missing) {
+  if (query_missing) abort_arg("query_shape", "supplied: a shape such as c(NA, T, E)")
+  if (value_missing) abort_arg("value_shape", "supplied: a shape such as c(NA, S, Dv)")
+}
 
 #' @noRd
 mha_get_config <- function(self) {
@@ -637,12 +660,20 @@ mha_get_config <- function(self) {
 
 #' @noRd
 mha_from_config <- function(config) {
-  args <- config[intersect(names(config), c(
-    "num_heads", "key_dim", "value_dim", "dropout", "use_bias", "output_shape", "attention_axes",
-    "flash_attention", "kernel_initializer", "bias_initializer", "kernel_regularizer",
-    "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint", "seed",
-    "name", "dtype", "trainable", "use_gate", "sliding_window"))]
-  do.call(new_multi_head_attention, args)
+  known <- c("num_heads", "key_dim", "value_dim", "dropout", "use_bias", "output_shape", "attention_axes",
+             "flash_attention", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+             "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint", "seed",
+             "name", "dtype", "trainable", "use_gate", "sliding_window")
+  unknown <- setdiff(names(config), known)
+  if (is.null(names(config)) || length(unknown)) {
+    abort_arg("config", "a list returned by get_config() of a MultiHeadAttention layer",
+              if (is.null(names(config))) "an unnamed list" else
+                sprintf("unknown entries %s", paste0("`", unknown, "`", collapse = ", ")))
+  }
+  for (required in c("num_heads", "key_dim")) {
+    if (is.null(config[[required]])) abort_arg(required, "in the config (a positive whole number)")
+  }
+  do.call(new_multi_head_attention, unclass(config))
 }
 
 #' @noRd

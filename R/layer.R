@@ -121,11 +121,41 @@ common_layer_methods <- list(
   if (!is.null(getter)) return(getter(self))
   method <- def$methods[[name]]
   if (!is.null(method)) {
-    return(function(...) method(self, ...))
+    return(function(...) {
+      check_method_args(method, name, list(...))
+      method(self, ...)
+    })
   }
   abort_msg(sprintf("%s layer has no property or method `%s`. Available: %s.",
                     self$class_name, name,
                     paste(sort(c(names(def$properties), names(def$methods))), collapse = ", ")))
+}
+
+# Arguments of a method call that R cannot match (unknown names, too many)
+# are an error naming them, before the method runs.
+#' @noRd
+check_method_args <- function(method, name, args) {
+  signature <- method
+  formals(signature) <- formals(method)[-1L]
+  placeholders <- as.call(c(quote(f), lapply(args, function(a) NULL)))
+  ok <- tryCatch({
+    match.call(signature, placeholders)
+    TRUE
+  }, error = function(e) FALSE)
+  if (ok) return(invisible(NULL))
+  accepted <- names(formals(signature))
+  nms <- names(args)
+  if (is.null(nms)) nms <- rep("", length(args))
+  unknown <- nms[nzchar(nms) & is.na(pmatch(nms, accepted))]
+  problem <- if (length(unknown)) {
+    sprintf("Unknown argument%s in a call of $%s(): %s", if (length(unknown) == 1L) "" else "s", name,
+            paste0("`", unknown, "`", collapse = ", "))
+  } else {
+    sprintf("Too many arguments in a call of $%s() (got %d)", name, length(args))
+  }
+  abort_msg(sprintf("%s. Its arguments: %s.", problem,
+                    if (length(accepted)) paste(accepted, collapse = ", ") else "none"),
+            class = "multihead_error_argument")
 }
 
 #' @export
@@ -141,8 +171,7 @@ common_layer_methods <- list(
 #' @export
 `[[<-.multihead_layer` <- function(x, i, value) `$<-.multihead_layer`(x, i, value)
 
-#' @importFrom utils .DollarNames
-#' @export
+#' @exportS3Method utils::.DollarNames
 .DollarNames.multihead_layer <- function(x, pattern = "") {
   def <- layer_class_def(layer_self(x)$class_name)
   nms <- sort(c(names(def$properties), names(def$methods)))

@@ -457,7 +457,7 @@ model_check_built <- function(self, what) {
 }
 
 #' @noRd
-model_properties <- function() utils::modifyList(common_layer_properties, list(
+model_properties <- function() replace_entries(common_layer_properties, list(
   layers = function(self) self$layers,
   inputs = function(self) { model_check_built(self, "inputs"); self$graph$inputs },
   outputs = function(self) { model_check_built(self, "outputs"); self$graph$outputs },
@@ -490,6 +490,13 @@ model_properties <- function() utils::modifyList(common_layer_properties, list(
   }
 ))
 
+# `base` with the entries of `new` added or replaced.
+#' @noRd
+replace_entries <- function(base, new) {
+  base[names(new)] <- new
+  base
+}
+
 #' @noRd
 model_variable_trainable <- function(self) {
   out <- list()
@@ -505,7 +512,7 @@ model_variable_trainable <- function(self) {
 }
 
 #' @noRd
-model_methods <- function() utils::modifyList(common_layer_methods, list(
+model_methods <- function() replace_entries(common_layer_methods, list(
   get_layer = function(self, name = NULL, index = NULL) model_get_layer(self, name, index),
   get_weights = function(self) model_get_weights(self),
   summary = function(self, ...) model_summary(self, ...),

@@ -9,5 +9,4 @@
 #' @useDynLib multihead, .registration = TRUE
 #' @importFrom Rcpp sourceCpp
 #' @importFrom stats predict
-#' @importFrom utils str
 "_PACKAGE"

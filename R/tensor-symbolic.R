@@ -259,7 +259,7 @@ print.multihead_tensor <- function(x, ...) {
   invisible(x)
 }
 
-#' @export
+#' @rawNamespace S3method(utils::str, multihead_tensor)
 str.multihead_tensor <- function(object, ...) cat(" ", format(object), "\n", sep = "")
 
 #' Shapes

@@ -17,7 +17,8 @@ check_whole <- function(x, arg, min = 1L, null_ok = FALSE) {
 #' @noRd
 check_whole_vector <- function(x, arg, min = 1L, null_ok = FALSE, allow_negative = FALSE) {
   if (is.null(x) && null_ok) return(NULL)
-  if (is.list(x) && !is.object(x)) x <- unlist(x)
+  # a list of single numbers, as keras3 code writes shapes; anything else stays a list and fails
+  if (is.list(x) && !is.object(x) && all(lengths(x) == 1L)) x <- unlist(x)
   ok <- is.numeric(x) && length(x) >= 1L && is.null(dim(x)) && !anyNA(x) &&
     all(is.finite(x)) && all(x == round(x)) && all(abs(x) <= .Machine$integer.max) &&
     (allow_negative || all(x >= min))
@@ -70,4 +71,13 @@ check_string <- function(x, arg, null_ok = FALSE) {
 check_seed <- function(x, arg = "seed") {
   if (is.null(x)) return(NULL)
   check_whole(x, arg, min = -.Machine$integer.max)
+}
+
+# One of a set of strings.
+#' @noRd
+check_choice <- function(x, arg, choices) {
+  if (!(is.character(x) && length(x) == 1L && !is.na(x) && x %in% choices)) {
+    abort_arg(arg, sprintf("one of %s", paste0("\"", choices, "\"", collapse = ", ")), describe_value(x))
+  }
+  x
 }

@@ -2,7 +2,7 @@
 # from this source tree, and runs a short example.
 # Run from the package root:  Rscript tools/demo.R
 source(file.path("tools", "install-deps.R"))
-install_missing(c("Rcpp", "RcppEigen"))
+install_missing(description_deps())
 install_multihead()
 
 library(multihead)

@@ -29,3 +29,13 @@ install_multihead <- function(lib = .libPaths()[1]) {
     stop("Installing multihead failed (see the output above).", call. = FALSE)
   }
 }
+
+# Package names listed in the DESCRIPTION fields `fields` (version
+# requirements dropped; base packages left out).
+description_deps <- function(fields = c("Imports", "LinkingTo")) {
+  desc <- read.dcf("DESCRIPTION", fields = fields)
+  pkgs <- unlist(strsplit(desc[!is.na(desc)], ","))
+  pkgs <- trimws(sub("\\(.*", "", pkgs))
+  base <- rownames(installed.packages(priority = "base"))
+  setdiff(pkgs[nzchar(pkgs) & pkgs != "R"], base)
+}

@@ -3,7 +3,24 @@
 # suite and ends with a line "N passed, N failed" (expectations).
 # Run from the package root:  Rscript tools/test.R
 source(file.path("tools", "install-deps.R"))
-install_missing(c("Rcpp", "RcppEigen", "testthat", "jsonlite"))
+
+# R collates R/*.R into one namespace: a function defined in two files is
+# silently replaced by the later one. Refuse that before testing.
+defs <- unlist(lapply(list.files("R", "\\.R$", full.names = TRUE), function(f) {
+  exprs <- parse(f, keep.source = FALSE)
+  nms <- vapply(exprs, function(e) {
+    if (is.call(e) && identical(e[[1]], as.name("<-")) && is.name(e[[2]])) as.character(e[[2]]) else ""
+  }, character(1))
+  stats::setNames(rep(basename(f), sum(nzchar(nms))), nms[nzchar(nms)])
+}))
+dup <- unique(names(defs)[duplicated(names(defs))])
+if (length(dup)) {
+  for (d in dup) cat(sprintf("Defined more than once in R/: %s (%s)\n", d,
+                             paste(defs[names(defs) == d], collapse = ", ")))
+  cat("\n0 passed, 1 failed\n")
+  quit(status = 1L, save = "no")
+}
+install_missing(c(description_deps(), "testthat", "jsonlite"))
 lib <- file.path(tempdir(), "multihead-lib")
 dir.create(lib, showWarnings = FALSE)
 install_multihead(lib)
