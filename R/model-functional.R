@@ -516,6 +516,11 @@ model_methods <- function() replace_entries(common_layer_methods, list(
   get_layer = function(self, name = NULL, index = NULL) model_get_layer(self, name, index),
   get_weights = function(self) model_get_weights(self),
   summary = function(self, ...) model_summary(self, ...),
+  build = function(self, input_shape) {
+    if (isTRUE(self$built)) return(invisible(NULL))
+    sequential_build(self, normalize_shape(input_shape, "input_shape"))
+    invisible(NULL)
+  },
   add = function(self, layer) {
     if (!identical(self$class_name, "Sequential")) {
       abort_msg(sprintf("Model \"%s\" is functional: only sequential models have $add().", self$name),

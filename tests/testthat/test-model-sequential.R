@@ -41,6 +41,12 @@ test_that("a sequential model without an input shape is built by its first call"
   outer <- keras_model(inp, out)
   expect_equal(outer(x), inner(x) + x, tolerance = 1e-6)
   expect_identical(get_weights(outer), get_weights(inner))
+  # $build() with a shape (batch first), as Keras's Sequential.build()
+  explicit <- keras_model_sequential(layers = layer_multi_head_attention(num_heads = 1, key_dim = 2))
+  expect_error(count_params(explicit), "is not built yet")
+  explicit$build(c(NA, 6, 4))
+  expect_identical(explicit$output_shape, c(NA, 6L, 4L))
+  expect_equal(count_params(explicit), 3 * (4 * 2 + 2) + (2 * 4 + 4))   # q, k, v (4x1x2 + 2), output (1x2x4 + 4)
   # predict() builds too
   lazy <- keras_model_sequential(layers = layer_multi_head_attention(num_heads = 1, key_dim = 2))
   expect_identical(dim(predict(lazy, x)), dim(x))
