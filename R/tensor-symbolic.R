@@ -313,6 +313,9 @@ record_layer_call <- function(layer, inputs, args = list()) {
     abort_msg(sprintf("A %s layer (\"%s\") cannot be called on symbolic tensors.",
                       self$class_name, self$name), class = "multihead_error_unsupported")
   }
+  if (identical(self$input_form, "single") && is.list(inputs) && !is.object(inputs) && length(inputs) == 1L) {
+    inputs <- inputs[[1L]]  # a one-input model called on list(x), as keras3 allows
+  }
   single <- is_symbolic(inputs)
   if (single) {
     inputs <- list(inputs)

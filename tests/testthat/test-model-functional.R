@@ -56,6 +56,8 @@ test_that("inputs and outputs as lists and named lists; models nest", {
   # a length-1 unnamed list is a single tensor (as keras3)
   single <- keras_model(list(q), list(q * 1))
   expect_equal(single(qa), single(list(qa)))
+  q3 <- keras_input(shape = c(3, 4))
+  expect_identical(single(list(q3))$shape, single(q3)$shape)
   # the model as a layer: on symbolic tensors and inside another model
   q2 <- keras_input(shape = c(3, 4)); v2 <- keras_input(shape = c(5, 4))
   inner <- keras_model(list(q, v), o)
