@@ -29,6 +29,7 @@
 #' softmax <- layer_activation(activation = "softmax")
 #' rowSums(softmax(x))   # 1 1
 layer_activation <- function(object, activation, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   if (missing(activation)) abort_arg("activation", "supplied: the name of an activation such as \"relu\"")
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_activation()")
   cfg <- list(activation = as_activation(activation))

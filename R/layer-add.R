@@ -25,6 +25,7 @@
 #' add <- layer_add()
 #' add(list(x, x, x))
 layer_add <- function(object, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   dots <- list(...)
   nms <- names(dots)
   if (is.null(nms)) nms <- rep("", length(dots))

@@ -65,6 +65,7 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
                         kernel_regularizer = NULL, bias_regularizer = NULL,
                         activity_regularizer = NULL, kernel_constraint = NULL,
                         bias_constraint = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   if (missing(units)) abort_arg("units", "supplied: a positive whole number")
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_dense()")
   cfg <- c(list(units = check_whole(units, "units"), activation = as_activation(activation),

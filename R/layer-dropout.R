@@ -36,6 +36,7 @@
 #' drop(x)                    # inference: unchanged
 #' drop(x, training = TRUE)   # about half zeros, the rest 2
 layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   if (missing(rate)) abort_arg("rate", "supplied: a number between 0 and 1")
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_dropout()")
   if (is.list(noise_shape) && !is.object(noise_shape)) {

@@ -210,6 +210,7 @@ layer_einsum_dense <- function(object, equation, output_shape, activation = NULL
                                kernel_initializer = "glorot_uniform", bias_initializer = "zeros",
                                kernel_regularizer = NULL, bias_regularizer = NULL,
                                kernel_constraint = NULL, bias_constraint = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   if (missing(equation)) abort_arg("equation", "supplied: an einsum equation such as \"abc,cd->abd\"")
   if (missing(output_shape)) abort_arg("output_shape", "supplied: the output's shape without the batch axis")
   extra <- check_layer_dots(list(...), c(base_layer_options(), "activity_regularizer"),

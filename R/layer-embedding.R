@@ -42,6 +42,7 @@
 layer_embedding <- function(object, input_dim, output_dim, embeddings_initializer = "uniform",
                             embeddings_regularizer = NULL, embeddings_constraint = NULL,
                             mask_zero = FALSE, weights = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   if (missing(input_dim)) abort_arg("input_dim", "supplied: a positive whole number (the vocabulary size)")
   if (missing(output_dim)) abort_arg("output_dim", "supplied: a positive whole number")
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_embedding()")

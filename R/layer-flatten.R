@@ -24,6 +24,7 @@
 #' x <- array(1:12, c(2, 3, 2))
 #' layer_flatten(x)   # row 1: x[1, 1, 1], x[1, 1, 2], x[1, 2, 1], ...
 layer_flatten <- function(object, data_format = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_flatten()")
   cfg <- list(data_format = check_data_format(data_format))
   self <- new_layer_state("Flatten", "flatten", extra$name, extra$dtype, extra$trainable, cfg)

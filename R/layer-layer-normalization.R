@@ -46,6 +46,7 @@ layer_layer_normalization <- function(object, axis = -1L, epsilon = 0.001, cente
                                       gamma_initializer = "ones", beta_regularizer = NULL,
                                       gamma_regularizer = NULL, beta_constraint = NULL,
                                       gamma_constraint = NULL, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_layer_normalization()")
   axis <- check_whole_vector(axis, "axis", allow_negative = TRUE)
   if (any(axis == 0L)) {

@@ -32,6 +32,7 @@
 #' mask <- rbind(c(TRUE, TRUE, FALSE, FALSE), c(TRUE, TRUE, TRUE, TRUE))
 #' pool(x, mask = mask)[1, ]                 # mean of the first two steps
 layer_global_average_pooling_1d <- function(object, data_format = "channels_last", keepdims = FALSE, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
   extra <- check_layer_dots(list(...), base_layer_options(), "layer_global_average_pooling_1d()")
   cfg <- list(data_format = check_data_format(data_format), keepdims = check_flag(keepdims, "keepdims"))
   self <- new_layer_state("GlobalAveragePooling1D", "global_average_pooling1d", extra$name, extra$dtype,

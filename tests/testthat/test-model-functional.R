@@ -170,13 +170,15 @@ test_that("predict() runs in batches and equals the model call", {
   expect_error(predict(model, xa, 3, "auto", 4), "`...` must be empty")
   expect_error(predict(model, array(0, c(2, 3, 5))), "`inputs` must be an array of shape \\(NA, 3, 4\\)")
   # the progress bar (shown at once here; by default after a couple of seconds)
-  old <- options(cli.progress_show_after = 0, cli.dynamic = FALSE)
-  on.exit(options(old))
-  msgs <- capture_messages(predict(model, xa, batch_size = 2))
-  expect_match(msgs, "Predicting", all = FALSE)
-  expect_match(msgs, "100%", all = FALSE)
-  expect_length(capture_messages(predict(model, xa, batch_size = 2, verbose = 0)), 0L)
-  expect_length(capture_messages(predict(model, xa, batch_size = 20)), 0L)   # one batch: no bar
+  local({
+    old <- options(cli.progress_show_after = 0, cli.dynamic = FALSE)
+    on.exit(options(old))
+    msgs <- capture_messages(predict(model, xa, batch_size = 2))
+    expect_match(msgs, "Predicting", all = FALSE)
+    expect_match(msgs, "100%", all = FALSE)
+    expect_length(capture_messages(predict(model, xa, batch_size = 2, verbose = 0)), 0L)
+    expect_length(capture_messages(predict(model, xa, batch_size = 20)), 0L)   # one batch: no bar
+  })
   # several inputs
   q <- keras_input(shape = c(2, 4)); v <- keras_input(shape = c(3, 4))
   m2 <- keras_model(list(q = q, v = v), layer_multi_head_attention(list(q, v), num_heads = 1, key_dim = 2))

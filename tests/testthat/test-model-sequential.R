@@ -127,3 +127,16 @@ test_that("a sequential text classifier: embedding masks reach attention and poo
   expect_identical(ids_model$input$dtype, "int32")
   expect_equal(ids_model(tokens[1, 1:3, drop = FALSE])[1, ], p[1, ], tolerance = 1e-6)  # padding is ignored
 })
+
+test_that("piping creates layers in pipe order (earlier layers get the earlier default names)", {
+  model <- keras_model_sequential(input_shape = c(5, 8))
+  model |> layer_dense(4) |> layer_multi_head_attention(num_heads = 2, key_dim = 2) |> layer_dense(3) |>
+    layer_layer_normalization() |> layer_dropout(0.1) |> layer_activation("relu") |> layer_flatten()
+  nms <- vapply(model$layers, function(l) l$name, "")
+  num <- function(n) { k <- suppressWarnings(as.integer(sub(".*_", "", n))); ifelse(is.na(k), 0L, k) }
+  expect_lt(num(nms[grepl("^dense", nms)][1]), num(nms[grepl("^dense", nms)][2]))
+  expect_identical(vapply(model$layers, function(l) class(l)[1], ""),
+                   c("Dense", "MultiHeadAttention", "Dense", "LayerNormalization", "Dropout", "Activation",
+                     "Flatten"))
+  expect_identical(model$output_shape, c(NA, 15L))
+})
