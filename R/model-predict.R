@@ -11,7 +11,8 @@
 #' @param x The model's input: an array, or a (named) list of arrays as for
 #'   calling the model.
 #' @param batch_size Samples per batch, a positive whole number.
-#' @param verbose `"auto"` or `1` (a progress bar for slow runs), `0` (none).
+#' @param verbose `"auto"` or `1` (a progress bar for slow runs), `0` or `2`
+#'   (none), as in keras3.
 #' @param ... Unused; must be empty.
 #' @returns What calling the model returns: an array, or a list of arrays.
 #' @export
@@ -25,8 +26,8 @@ predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto"
                              sprintf("%d more argument(s)", ...length()))
   if (missing(x)) abort_arg("x", "supplied: the model's input array(s)")
   batch_size <- check_whole(batch_size, "batch_size")
-  if (!(identical(verbose, "auto") || (is.numeric(verbose) && length(verbose) == 1L && verbose %in% c(0, 1)))) {
-    abort_arg("verbose", "\"auto\", 0 or 1", describe_value(verbose))
+  if (!(identical(verbose, "auto") || (is.numeric(verbose) && length(verbose) == 1L && verbose %in% 0:2))) {
+    abort_arg("verbose", "\"auto\", 0, 1 or 2", describe_value(verbose))
   }
   self <- layer_self(object)
   model_ensure_built(self, x)
@@ -39,7 +40,7 @@ predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto"
   }
   starts <- seq(1L, max(n, 1L), by = batch_size)
   bar <- NULL
-  if (!identical(verbose, 0) && length(starts) > 1L) {
+  if ((identical(verbose, "auto") || verbose == 1) && length(starts) > 1L) {
     bar <- cli::cli_progress_bar("Predicting", total = length(starts), .auto_close = FALSE)
   }
   pieces <- vector("list", length(starts))

@@ -166,7 +166,7 @@ test_that("predict() runs in batches and equals the model call", {
   expect_equal(p, full, tolerance = 1e-6)   # float32: batch sizes change GEMM rounding
   expect_identical(predict(model, xa, batch_size = 100, verbose = 0), full)
   expect_error(predict(model, xa, batch_size = 0), "`batch_size` must be a positive whole number")
-  expect_error(predict(model, xa, verbose = "loud"), "`verbose` must be \"auto\", 0 or 1")
+  expect_error(predict(model, xa, verbose = "loud"), "`verbose` must be \"auto\", 0, 1 or 2")
   expect_error(predict(model, xa, 3, "auto", 4), "`...` must be empty")
   expect_error(predict(model, array(0, c(2, 3, 5))), "`inputs` must be an array of shape \\(NA, 3, 4\\)")
   # the progress bar (shown at once here; by default after a couple of seconds)
@@ -177,6 +177,7 @@ test_that("predict() runs in batches and equals the model call", {
     expect_match(msgs, "Predicting", all = FALSE)
     expect_match(msgs, "100%", all = FALSE)
     expect_length(capture_messages(predict(model, xa, batch_size = 2, verbose = 0)), 0L)
+    expect_length(capture_messages(predict(model, xa, batch_size = 2, verbose = 2)), 0L)
     expect_length(capture_messages(predict(model, xa, batch_size = 20)), 0L)   # one batch: no bar
   })
   # several inputs
