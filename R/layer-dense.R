@@ -103,6 +103,11 @@ dense_build <- function(self, input_shape) {
 #' @noRd
 dense_compute_output_shape <- function(self, input_shape, args = list()) {
   input_shape <- as_input_shape(input_shape, min_rank = 2L)
+  if (isTRUE(self$built)) {
+    n_in <- dim(self$variables$kernel)[1L]
+    check_input_size(self, input_shape, "inputs", length(input_shape), n_in,
+                     sprintf("%d features on its last axis", n_in))
+  }
   c(input_shape[-length(input_shape)], self$config$units)
 }
 

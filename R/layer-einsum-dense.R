@@ -415,8 +415,30 @@ einsum_dense_compute_output_shape <- function(self, input_shape, args = list()) 
   input_shape <- as_input_shape(input_shape, min_rank = 2L)
   spec <- einsum_spec(self)
   labels <- einsum_labels(spec, length(input_shape), arg = "input_shape")
+  if (isTRUE(self$built) && !is.null(self$variables$kernel)) {
+    check_einsum_contracted(self, spec, labels, input_shape,
+                            stats::setNames(dim(self$variables$kernel), labels$kernel))
+  }
   sizes <- einsum_letter_sizes(spec, labels, input_shape, einsum_output_sizes(self, spec))
   unname(sizes[labels$output])
+}
+
+# Errors unless the input's contracted axes (dims d, NA = unknown) have the
+# kernel's sizes kd (named by letter).
+#' @noRd
+check_einsum_contracted <- function(self, spec, labels, d, kd) {
+  sizes <- stats::setNames(as.integer(d), labels$input)
+  contracted <- intersect(labels$kernel, labels$input)
+  bad <- contracted[!is.na(sizes[contracted]) & sizes[contracted] != kd[contracted]]
+  if (length(bad)) {
+    ax <- match(bad[1L], labels$input)
+    abort_arg("inputs", sprintf(paste0("an array with size %d on axis %d (letter \"%s\" of \"%s\", contracted ",
+                                       "with the kernel), as when layer \"%s\" was built%s"),
+                                kd[[bad[1L]]], ax, bad[1L], spec$equation, self$name,
+                                if (is.null(self$build_shapes)) "" else
+                                  sprintf(" (input shape %s)", fmt_shape(self$build_shapes))),
+              sprintf("%d (shape %s)", d[ax], fmt_shape(d)))
+  }
 }
 
 # The parsed equation of a user layer or of an attention sub-layer.
@@ -451,16 +473,7 @@ einsum_call_plan <- function(self, d) {
   sizes <- stats::setNames(as.integer(d), labels$input)
   kd <- stats::setNames(dim(kernel), labels$kernel)
   contracted <- intersect(labels$kernel, labels$input)
-  bad <- contracted[sizes[contracted] != kd[contracted]]
-  if (length(bad)) {
-    ax <- match(bad[1L], labels$input)
-    abort_arg("inputs", sprintf(paste0("an array with size %d on axis %d (letter \"%s\" of \"%s\", contracted ",
-                                       "with the kernel), as when layer \"%s\" was built%s"),
-                                kd[[bad[1L]]], ax, bad[1L], spec$equation, self$name,
-                                if (is.null(self$build_shapes)) "" else
-                                  sprintf(" (input shape %s)", fmt_shape(self$build_shapes))),
-              sprintf("%d (shape %s)", d[ax], fmt_shape(d)))
-  }
+  check_einsum_contracted(self, spec, labels, d, kd)
   free <- labels$input[labels$input %in% labels$output]
   out_letters <- labels$kernel[labels$kernel %in% labels$output]
   all_sizes <- c(sizes, kd[out_letters])

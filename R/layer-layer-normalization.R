@@ -179,6 +179,10 @@ register_layer_normalization <- function() {
         "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"))
     },
     build = layer_norm_build,
-    compute_output_shape = function(self, input_shape, args = list()) as_input_shape(input_shape, min_rank = 2L),
+    compute_output_shape = function(self, input_shape, args = list()) {
+      input_shape <- as_input_shape(input_shape, min_rank = 2L)
+      if (isTRUE(self$built)) layer_norm_order(self, input_shape)
+      input_shape
+    },
     forward = layer_norm_forward, backward = layer_norm_backward)
 }

@@ -208,7 +208,7 @@ check_layer_input <- function(x, arg = "inputs", min_rank = 1L, what = "a numeri
 # was built for.
 #' @noRd
 check_input_size <- function(self, d, arg, axis, size, what) {
-  if (d[axis] != size) {
+  if (!is.na(d[axis]) && d[axis] != size) {  # NA: a symbolic tensor's unknown size
     abort_arg(arg, sprintf("an array with %s, as when layer \"%s\" was built (input shape %s)",
                            what, self$name, fmt_shape(self$build_shapes)),
               sprintf("%d (shape %s)", d[axis], fmt_shape(d)))

@@ -295,3 +295,20 @@ test_that("layer_add(): lists of symbolic tensors, unnamed and named, and every 
   expect_identical(dim(layer_add(list(xa, xb))), dim(out[[1]]))
   expect_error(layer_add(list(a, keras_input(shape = c(3, 5)))), "must be arrays of one shape")
 })
+
+test_that("a built layer called on a symbolic tensor of the wrong feature size names the input", {
+  d <- layer_dense(units = 3)
+  d(array(1, c(2, 4)))
+  expect_error(d(keras_input(shape = 5)), class = "multihead_error", regexp = "`inputs`.*4 features")
+  expect_equal(shape(d(keras_input(shape = c(7, 4)))), c(NA, 7L, 3L))  # Dense takes any rank >= 2
+
+  ln <- layer_layer_normalization()
+  ln(array(1:8, c(2, 4)))
+  expect_error(ln(keras_input(shape = 5)), class = "multihead_error", regexp = "`inputs`.*size 4")
+  expect_error(ln(keras_input(shape = c(3, 4))), class = "multihead_error", regexp = "rank 2")
+
+  ed <- layer_einsum_dense(equation = "abc,cd->abd", output_shape = c(NA, 3))
+  ed(array(1, c(2, 5, 4)))
+  expect_error(ed(keras_input(shape = c(5, 6))), class = "multihead_error", regexp = "size 4 on axis 3")
+  expect_equal(shape(ed(keras_input(shape = c(9, 4)))), c(NA, 9L, 3L))
+})
