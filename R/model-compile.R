@@ -57,7 +57,7 @@ generics::evaluate
 #'   of them. `NULL` leaves the model without a loss (fit() then errors).
 #' @param metrics `NULL`, or a character vector or list of metric names
 #'   (`"accuracy"`, `"mae"`, `"mse"`, ...) and metric objects (`metric_*()`);
-#'   for several outputs optionally a list named by output.
+#'   for several outputs optionally a list named by (some of the) outputs.
 #' @param ... Must be empty except for the named arguments below (keras3's
 #'   other `compile()` options are not supported).
 #' @param loss_weights `NULL` (all 1) or one non-negative number per output
@@ -162,9 +162,13 @@ compile_metric_specs <- function(metrics, labels, arg) {
   n <- length(labels)
   if (is.null(metrics)) return(rep(list(list()), n))
   by_output <- is.list(metrics) && !is.object(metrics) && !is.null(names(metrics)) && n > 1L
-  specs <- if (by_output) lapply(per_output(metrics, labels, arg), as_metric_spec_list, arg = arg)
-    else rep(list(as_metric_spec_list(metrics, arg)), n)
-  specs
+  if (!by_output) return(rep(list(as_metric_spec_list(metrics, arg)), n))
+  nms <- names(metrics)
+  if (!all(nms %in% labels) || anyDuplicated(nms)) {
+    abort_arg(arg, sprintf("a list named by some of the model's outputs (%s)", quote_names(labels)),
+              sprintf("names %s", quote_names(nms)))
+  }
+  lapply(labels, function(l) as_metric_spec_list(metrics[[l]], sprintf("%s$%s", arg, l)))
 }
 
 #' @noRd

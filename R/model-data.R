@@ -103,19 +103,21 @@ batch_indices <- function(order, batch_size) {
 #' @noRd
 check_targets_fit_loss <- function(self, data, compiled, arg) {
   shapes <- graph_output_shapes(self$graph, lapply(data$x, function(v) if (is.null(v)) NULL else dim(v)))
-  idx <- seq_len(min(data$n, 256L))
   for (k in seq_along(shapes)) {
     loss <- compiled$losses[[k]]
     if (is.null(loss)) next
     out_shape <- shapes[[k]]
+    # all samples unless the predictions would be large
+    idx <- seq_len(if (prod(out_shape) <= 1e6) data$n else min(data$n, 256L))
     dummy <- array(0.5, c(length(idx), out_shape[-1L]))
     yk <- slice_first_axis(data$y[[k]], idx)
     what <- if (length(shapes) == 1L) arg else sprintf("%s[[%d]]", arg, k)
     tryCatch(loss_evaluate(loss, yk, dummy, NULL, grad = FALSE),
              multihead_error = function(e) {
-               msg <- sub("^`y_true` must be ", "", conditionMessage(e))
+               msg <- sub("^`y_true` must be ", "expected ", conditionMessage(e))
+               msg <- gsub("`y_pred`", "the predictions", msg, fixed = TRUE)
                abort_msg(sprintf("`%s` does not fit the loss \"%s\" for the model's output of shape %s: %s",
-                                 what, loss_self(loss)$config$name, fmt_shape(out_shape), msg),
+                                 what, loss_self(loss)$config$name, fmt_shape(c(NA, out_shape[-1L])), msg),
                          class = "multihead_error_argument")
              })
   }
