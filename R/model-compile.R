@@ -19,10 +19,6 @@ generics::compile
 #' @export
 generics::fit
 
-#' @importFrom generics evaluate
-#' @export
-generics::evaluate
-
 #' Configure a model for training
 #'
 #' Sets the optimizer, loss and metrics that [fit()][fit.multihead_model]

@@ -2,6 +2,33 @@
 # the running loss and metrics of an epoch (Keras 3's loss tracker and
 # compiled metrics), the evaluation loop (also fit()'s validation) and the
 # formatting of logs.
+#
+# The evaluate() generic: keras3 uses one whose first argument is `object`
+# (tensorflow's), which its signature evaluate(object, x, y, ...) needs.
+# generics::evaluate(x, ...) names its first argument `x`, so a method
+# (object, x, y, ...) on it fails R CMD check's generic/method consistency
+# and evaluate(model, x = ..., y = ...) would dispatch on the data. So
+# multihead has its own generic evaluate(object, ...), whose default method
+# hands everything else to generics::evaluate (so other packages' methods
+# keep working through it), and registers its method on generics::evaluate
+# as well (so evaluate(model, x, y) also works when generics' generic masks
+# this one).
+
+#' Evaluate an object
+#'
+#' A generic whose first argument is the object evaluated, as in keras3. The
+#' method for models is [evaluate.multihead_model()]; for other objects the
+#' call is passed on to [generics::evaluate()].
+#'
+#' @param object The object to evaluate (a compiled model).
+#' @param ... Passed to the method.
+#' @returns What the method returns.
+#' @export
+#' @keywords internal
+evaluate <- function(object, ...) UseMethod("evaluate")
+
+#' @export
+evaluate.default <- function(object, ...) generics::evaluate(object, ...)
 
 #' Evaluate a model's loss and metrics
 #'
@@ -10,9 +37,8 @@
 #' `evaluate()`. The loss is the mean of the batch losses weighted by the
 #' batch sizes and includes the regularization losses, as in Keras 3.
 #'
-#' `evaluate()` is the generic of the `generics` package, which dispatches on
-#' its first argument: call it as `evaluate(model, x, y)` or `model |>
-#' evaluate(x, y)`; naming the data `x = ` moves the model out of first place.
+#' The method is also registered for [generics::evaluate()], so that
+#' `evaluate(model, x, y)` works when that generic masks this package's.
 #'
 #' @param object A compiled model.
 #' @param x The model's input: an array, or a (named) list of arrays for a
@@ -31,6 +57,7 @@
 #'   `<output>_loss`), then each compiled metric.
 #' @seealso [compile.multihead_model()], [fit.multihead_model()].
 #' @export
+#' @rawNamespace S3method(generics::evaluate, multihead_model)
 #' @examples
 #' set.seed(1)
 #' x <- matrix(rnorm(64 * 3), 64)

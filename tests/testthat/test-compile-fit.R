@@ -20,10 +20,25 @@ test_that("compile() changes the model in place and returns it invisibly", {
   expect_identical(model$optimizer, opt)
   model |> compile(loss = "mse")
   expect_s3_class(model$optimizer, "RMSprop")
-  # the generics' generics, as keras3: fit/compile/evaluate coexist with other packages
+  # the generics' generics, as keras3: fit/compile coexist with other packages
   expect_identical(multihead::fit, generics::fit)
   expect_identical(multihead::compile, generics::compile)
-  expect_identical(multihead::evaluate, generics::evaluate)
+})
+
+test_that("evaluate() dispatches on the model, and coexists with generics::evaluate()", {
+  set.seed(1)
+  d <- regression_data(8)
+  model <- dense64_model()
+  model |> compile(optimizer = "sgd", loss = "mse")
+  res <- multihead::evaluate(model, d$x, d$y, verbose = 0)
+  expect_identical(multihead::evaluate(model, x = d$x, y = d$y, verbose = 0), res)
+  expect_identical(multihead::evaluate(object = model, y = d$y, x = d$x, verbose = 0), res)
+  # the method is registered on generics' generic too (for when it masks ours)
+  expect_identical(generics::evaluate(model, d$x, d$y, verbose = 0), res)
+  # other objects go to generics::evaluate() and the methods other packages register there
+  registerS3method("evaluate", "multihead_test_other", function(x, ...) "other package's method",
+                   envir = asNamespace("generics"))
+  expect_identical(multihead::evaluate(structure(1, class = "multihead_test_other")), "other package's method")
 })
 
 test_that("a dense regression's loss falls over a few epochs", {
