@@ -113,7 +113,7 @@ compile_losses <- function(loss, labels) {
   n <- length(labels)
   if (is.null(loss)) return(vector("list", n))
   if (is_loss(loss) || (is.character(loss) && length(loss) == 1L)) {
-    return(rep(list(as_loss(loss, "loss")), n))
+    return(rep(list(compiled_loss(loss, "loss")), n))
   }
   if (!(is.list(loss) || is.character(loss)) || is.object(loss) || length(loss) != n) {
     abort_arg("loss", sprintf(paste0("a loss object, a loss name, or a list of %d of them (one per output: ",
@@ -122,8 +122,19 @@ compile_losses <- function(loss, labels) {
   loss <- as.list(loss)
   loss <- per_output(loss, labels, "loss")
   lapply(seq_len(n), function(k) {
-    if (is.null(loss[[k]])) NULL else as_loss(loss[[k]], sprintf("loss[[%d]]", k))
+    if (is.null(loss[[k]])) NULL else compiled_loss(loss[[k]], sprintf("loss[[%d]]", k))
   })
+}
+
+# A loss for compile(): training needs a reduced (scalar) loss.
+#' @noRd
+compiled_loss <- function(x, arg) {
+  loss <- as_loss(x, arg)
+  if (identical(loss_self(loss)$config$reduction, "none")) {
+    abort_arg(arg, "a loss with a reduction to a single number (not reduction = \"none\")",
+              "a loss with reduction \"none\"")
+  }
+  loss
 }
 
 # A list given per output, by position or by output name, in output order.

@@ -386,6 +386,7 @@ test_that("bad arguments to compile() and fit() are errors naming them", {
   expect_error(compile(model, loss = "hinge"),
                "`loss` must be a loss object or one of \"mse\", \"mean_squared_error\", \"mae\"")
   expect_arg_error(compile(model, loss = "mse", metrics = "auc"), "metrics")
+  expect_arg_error(compile(model, loss = loss_mean_squared_error(reduction = "none")), "loss")
   expect_error(compile(model, loss = "mse", metrics = list("mae", 3)), "`metrics\\[\\[2\\]\\]` must be a metric")
   expect_arg_error(compile(model, loss = "mse", loss_weights = -1), "loss_weights")
   expect_arg_error(compile(model, loss = "mse", run_eagerly = TRUE), "run_eagerly")
