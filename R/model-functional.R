@@ -28,8 +28,10 @@
 #' @param ... `trainable = FALSE` marks the model's weights non-trainable.
 #' @returns A model: an R function `model(inputs, training = NULL)`, with
 #'   properties `$layers`, `$inputs`, `$outputs`, `$input`, `$output`,
-#'   `$output_shape`, `$weights`, `$name` and methods `$get_layer()`,
-#'   `$get_weights()`, `$set_weights()`, `$count_params()`, `$summary()`.
+#'   `$output_shape`, `$weights`, `$name`, `$compiled`, `$optimizer`,
+#'   `$loss` (see [compile()][compile.multihead_model]) and methods
+#'   `$get_layer()`, `$get_weights()`, `$set_weights()`, `$count_params()`,
+#'   `$summary()`. Train it with [fit()][fit.multihead_model].
 #' @seealso [keras_model_sequential()], [get_layer()], [backprop()].
 #' @export
 #' @examples
@@ -339,7 +341,7 @@ model_graph_backward <- function(self, cache, grad_output) {
     abort_arg("grad_output", sprintf("a list of %d arrays, one per output of model \"%s\"", n_out, self$name),
               describe_value(grad_output))
   }
-  res <- run_graph_backward(self$graph, cache, g)
+  res <- run_graph_backward(self$graph, cache, g, activity = isTRUE(cache$activity))
   inputs <- switch(self$input_form, single = res$inputs[[1L]], list = res$inputs,
                    named = stats::setNames(res$inputs, self$input_names))
   list(inputs = inputs, weights = model_weight_grads(self, res$weights))
@@ -480,6 +482,12 @@ model_properties <- function() replace_entries(common_layer_properties, list(
                            self$output_names)
   },
   weights = function(self) model_variables(self),
+  compiled = function(self) !is.null(self$compiled),
+  optimizer = function(self) self$compiled$optimizer,
+  loss = function(self) {
+    losses <- self$compiled$losses
+    if (length(losses) == 1L) losses[[1L]] else losses
+  },
   trainable_weights = function(self) {
     v <- model_variables(self)
     v[vapply(model_variable_trainable(self), isTRUE, logical(1))]

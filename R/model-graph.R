@@ -112,8 +112,11 @@ node_backward <- function(node, cache, grad_output) {
 # list(inputs = <list aligned with graph$inputs; NULL for inputs that are not
 # differentiable>, weights = <named list: layer name -> weight gradients in
 # that layer's get_weights() order>).
+# activity = TRUE (training) also adds the gradients of the layers' activity
+# regularization losses (node_activity_gradients(), model-regularization.R),
+# in nested models too.
 #' @noRd
-run_graph_backward <- function(graph, run, grad_outputs) {
+run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
   grads <- new.env(hash = TRUE, parent = emptyenv())
   add_grad <- function(id, g) {
     if (is.null(g)) return(invisible())
@@ -125,26 +128,33 @@ run_graph_backward <- function(graph, run, grad_outputs) {
   for (node in rev(graph$nodes)) {
     ids <- node_output_ids(node)
     gs <- lapply(ids, function(id) grads[[id]])
-    if (all(vapply(gs, is.null, logical(1)))) next
+    extra <- if (activity) node_activity_gradients(node, run) else NULL
+    if (all(vapply(gs, is.null, logical(1))) && is.null(extra)) next
     for (i in seq_along(ids)) {
       if (is.null(gs[[i]])) {
         v <- run$values[[ids[i]]]
         gs[[i]] <- array(0, if (is.null(dim(v))) length(v) else dim(v))
       }
+      if (!is.null(extra$outputs[[i]])) gs[[i]] <- gs[[i]] + extra$outputs[[i]]
     }
     several <- node_has_several_outputs(node)
     g <- if (several) stats::setNames(gs, node$output_names) else gs[[1L]]
-    res <- node_backward(node, run$caches[[node$id]], g)
+    cache <- run$caches[[node$id]]
+    if (activity && inherits(node$callee, "multihead_model")) cache$activity <- TRUE
+    res <- node_backward(node, cache, g)
     in_grads <- if (node$single) list(res$inputs) else res$inputs
     nms <- names(node$inputs)
     for (j in seq_along(node$inputs)) {
       gj <- if (!is.null(nms) && nzchar(nms[j])) in_grads[[nms[j]]] else in_grads[[j]]
       add_grad(node$inputs[[j]]$id, gj)
+      if (!is.null(extra$inputs[[j]])) add_grad(node$inputs[[j]]$id, extra$inputs[[j]])
     }
     if (identical(node$kind, "layer") && length(res$weights)) {
+      w <- res$weights
+      for (path in names(extra$weights)) w[[path]] <- w[[path]] + extra$weights[[path]]
       nm <- layer_self(node$callee)$name
       old <- wgrads[[nm]]
-      wgrads[[nm]] <- if (is.null(old)) res$weights else Map(`+`, old, res$weights)
+      wgrads[[nm]] <- if (is.null(old)) w else Map(`+`, old, w)
     }
   }
   list(inputs = lapply(graph$inputs, function(t) grads[[t$id]]), weights = wgrads)

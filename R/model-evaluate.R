@@ -1,0 +1,210 @@
+# evaluate(), and what it shares with fit(): the compiled loss of a batch,
+# the running loss and metrics of an epoch (Keras 3's loss tracker and
+# compiled metrics), the evaluation loop (also fit()'s validation) and the
+# formatting of logs.
+#
+# The evaluate() generic: keras3 uses one whose first argument is `object`
+# (tensorflow's), which its signature evaluate(object, x, y, ...) needs.
+# generics::evaluate(x, ...) names its first argument `x`, so a method
+# (object, x, y, ...) on it fails R CMD check's generic/method consistency
+# and evaluate(model, x = ..., y = ...) would dispatch on the data. So
+# multihead has its own generic evaluate(object, ...), whose default method
+# hands everything else to generics::evaluate (so other packages' methods
+# keep working through it), and registers its method on generics::evaluate
+# as well (so evaluate(model, x, y) also works when generics' generic masks
+# this one).
+
+#' Evaluate an object
+#'
+#' A generic whose first argument is the object evaluated, as in keras3. The
+#' method for models is [evaluate.multihead_model()]; for other objects the
+#' call is passed on to [generics::evaluate()].
+#'
+#' @param object The object to evaluate (a compiled model).
+#' @param ... Passed to the method.
+#' @returns What the method returns.
+#' @export
+#' @keywords internal
+evaluate <- function(object, ...) UseMethod("evaluate")
+
+#' @export
+evaluate.default <- function(object, ...) generics::evaluate(object, ...)
+
+#' Evaluate a model's loss and metrics
+#'
+#' Runs the compiled model on `x` in batches (dropout inactive) and returns
+#' the loss and the compiled metrics over all samples, as keras3's
+#' `evaluate()`. The loss is the mean of the batch losses weighted by the
+#' batch sizes and includes the regularization losses, as in Keras 3.
+#'
+#' The method is also registered for [generics::evaluate()], so that
+#' `evaluate(model, x, y)` works when that generic masks this package's.
+#'
+#' @param object A compiled model.
+#' @param x The model's input: an array, or a (named) list of arrays for a
+#'   model with several inputs; samples on the first axis.
+#' @param y The targets: an array (samples first), or for several outputs a
+#'   list of them (in output order or named by output).
+#' @param batch_size Samples per batch, a positive whole number.
+#' @param verbose `"auto"`, 0, 1 or 2: `1` shows a progress bar, `2` one
+#'   line when done, `0` nothing; `"auto"` is 1 in an interactive session and
+#'   2 otherwise (and in knitr documents), as keras3.
+#' @param sample_weight `NULL`, or one non-negative weight per sample (or an
+#'   array with the samples on its first axis, as the loss accepts), applied
+#'   to the loss and to `weighted_metrics`.
+#' @param ... Must be empty.
+#' @returns A named numeric vector: `loss` (with several outputs also
+#'   `<output>_loss`), then each compiled metric.
+#' @seealso [compile.multihead_model()], [fit.multihead_model()].
+#' @export
+#' @rawNamespace S3method(generics::evaluate, multihead_model)
+#' @examples
+#' set.seed(1)
+#' x <- matrix(rnorm(64 * 3), 64)
+#' y <- x %*% c(1, -2, 0.5)
+#' model <- keras_model_sequential(input_shape = 3) |> layer_dense(1)
+#' model |> compile(optimizer = "sgd", loss = "mse", metrics = "mae")
+#' evaluate(model, x, y, verbose = 0)
+evaluate.multihead_model <- function(object, x, y, batch_size = 32, verbose = "auto", sample_weight = NULL,
+                                     ...) {
+  if (...length()) {
+    abort_arg("...", "empty (evaluate() takes x, y, batch_size, verbose and sample_weight)",
+              sprintf("%d more argument(s)", ...length()))
+  }
+  if (missing(x)) abort_arg("x", "supplied: the model's input array(s)")
+  if (missing(y)) abort_arg("y", "supplied: the targets")
+  batch_size <- check_whole(batch_size, "batch_size")
+  verbose <- resolve_verbose(verbose)
+  self <- layer_self(object)
+  compiled <- model_compiled(self, "evaluate")
+  data <- model_data(self, x, y, sample_weight)
+  shapes <- check_targets_fit_loss(self, data, compiled, "y")
+  metrics <- compiled_metrics(self, lapply(data$y, shape_of), shapes)
+  start <- proc.time()[["elapsed"]]
+  logs <- evaluate_batches(self, compiled, metrics, data, batch_size, progress = verbose == 1)
+  if (verbose > 0) {
+    steps <- ceiling(data$n / batch_size)
+    cat(format_epoch_line(steps, proc.time()[["elapsed"]] - start, logs), "\n", sep = "")
+  }
+  unlist(logs)
+}
+
+# "auto" -> 1 in an interactive session outside knitr, else 2 (keras3).
+#' @noRd
+resolve_verbose <- function(verbose) {
+  if (identical(verbose, "auto")) {
+    return(if (interactive() && !isTRUE(getOption("knitr.in.progress"))) 1L else 2L)
+  }
+  if (!(is.numeric(verbose) && length(verbose) == 1L && !is.na(verbose) && verbose %in% 0:2)) {
+    abort_arg("verbose", "\"auto\", 0, 1 or 2", describe_value(verbose))
+  }
+  as.integer(verbose)
+}
+
+# Runs every batch of `data` in inference mode and returns the logs (loss,
+# per-output losses, metrics) as a named list. The metrics are reset first.
+#' @noRd
+evaluate_batches <- function(self, compiled, metrics, data, batch_size, progress = FALSE) {
+  tracker <- new_loss_tracker(length(compiled$losses))
+  for (e in metrics) metric_reset(e$metric)
+  batches <- batch_indices(seq_len(data$n), batch_size)
+  slots <- model_trainable_slots(self)
+  bar <- NULL
+  if (progress && length(batches) > 1L) {
+    bar <- cli::cli_progress_bar("Evaluating", total = length(batches), .auto_close = FALSE)
+    on.exit(cli::cli_progress_done(id = bar), add = TRUE)
+  }
+  for (idx in batches) {
+    batch <- data_subset(data, idx)
+    run <- run_graph_forward(self$graph, batch$x, NULL, training = FALSE, keep = TRUE)
+    step <- batch_loss(compiled, batch, run$outputs, grad = FALSE)
+    step$loss <- step$loss + regularization_loss(self$graph, run, slots)
+    tracker_update(tracker, step, batch$n)
+    update_metrics(metrics, batch, run$outputs)
+    if (!is.null(bar)) cli::cli_progress_update(id = bar)
+  }
+  current_logs(tracker, compiled, metrics)
+}
+
+# The compiled loss of a batch from the model's outputs `outs`: list(loss =
+# sum of the weighted output losses, output_losses =, grads = <per output
+# dLoss/dy_pred, NULL for outputs without a loss> when grad = TRUE).
+#' @noRd
+batch_loss <- function(compiled, batch, outs, grad) {
+  n_out <- length(outs)
+  values <- numeric(n_out)
+  grads <- vector("list", n_out)
+  for (k in seq_len(n_out)) {
+    loss <- compiled$losses[[k]]
+    if (is.null(loss)) next
+    r <- loss_evaluate(loss, batch$y[[k]], outs[[k]], batch$sw, grad = grad)
+    values[[k]] <- r$value
+    if (grad) {
+      g <- r$grad * compiled$loss_weights[[k]]
+      if (is.null(dim(g))) dim(g) <- shape_of(outs[[k]])
+      grads[[k]] <- g
+    }
+  }
+  list(loss = sum(values * compiled$loss_weights), output_losses = values, grads = grads)
+}
+
+#' @noRd
+update_metrics <- function(metrics, batch, outs) {
+  for (e in metrics) {
+    metric_update(e$metric, batch$y[[e$output]], outs[[e$output]], if (e$weighted) batch$sw)
+  }
+}
+
+# Keras 3's loss tracker: the mean of the batch losses weighted by the batch
+# sizes (and the same per output).
+#' @noRd
+new_loss_tracker <- function(n_out) {
+  t <- new.env(parent = emptyenv())
+  t$total <- 0
+  t$outputs <- numeric(n_out)
+  t$count <- 0
+  t
+}
+
+#' @noRd
+tracker_update <- function(tracker, step, n) {
+  tracker$total <- tracker$total + step$loss * n
+  tracker$outputs <- tracker$outputs + step$output_losses * n
+  tracker$count <- tracker$count + n
+  invisible(tracker)
+}
+
+# The logs so far: list(loss =, <output>_loss = (several outputs), <metric> =).
+#' @noRd
+current_logs <- function(tracker, compiled, metrics) {
+  mean_of <- function(v) if (tracker$count == 0) 0 else v / tracker$count
+  logs <- list(loss = mean_of(tracker$total))
+  labels <- compiled$output_labels
+  if (length(labels) > 1L) {
+    for (k in seq_along(labels)) logs[[paste0(labels[[k]], "loss")]] <- mean_of(tracker$outputs[[k]])
+  }
+  for (e in metrics) logs[[e$metric$name]] <- metric_result(e$metric)
+  logs
+}
+
+# Keras's number format in logs: 4 decimals, or scientific when small.
+#' @noRd
+format_log_value <- function(v) {
+  if (is.na(v)) return("nan")
+  if (v != 0 && abs(v) < 1e-3) sprintf("%.4e", v) else sprintf("%.4f", v)
+}
+
+#' @noRd
+format_logs <- function(logs) {
+  paste(vapply(names(logs), function(nm) paste0(nm, ": ", format_log_value(logs[[nm]])), character(1)),
+        collapse = " - ")
+}
+
+# Keras 3's end-of-epoch line: "32/32 - 1s - 12ms/step - loss: 0.1234 - ...".
+#' @noRd
+format_epoch_line <- function(steps, seconds, logs) {
+  per_step <- if (steps > 0) seconds / steps else 0
+  step_time <- if (per_step >= 1) sprintf("%.0fs/step", per_step) else
+    if (per_step >= 1e-3) sprintf("%.0fms/step", per_step * 1e3) else sprintf("%.0fus/step", per_step * 1e6)
+  sprintf("%d/%d - %.0fs - %s - %s", steps, steps, seconds, step_time, format_logs(logs))
+}
