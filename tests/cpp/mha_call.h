@@ -9,8 +9,9 @@
 namespace mhtest {
 
 // The flash-attention work adds a `flash` flag to mha_forward and the mask to
-// mha_backward. These wrappers call whichever signature the core has, so the
-// tests also cover the flash path once it exists.
+// mha_backward (which may consume the cache). These wrappers call whichever
+// signature the core has, so the tests also cover the flash path once it
+// exists.
 template <class T>
 using FlashForward = void (*)(const mh::MhaDims&, const T*, const T*, const T*,
                               const mh::MhaWeights<T>&, const mh::AttentionMask&,
@@ -20,9 +21,9 @@ constexpr bool kHasFlash =
 
 template <class T>
 void run_mha_forward(const mh::MhaDims& d, const T* xq, const T* xk, const T* xv,
-                 const mh::MhaWeights<T>& w, const mh::AttentionMask& m,
-                 const mh::DropoutSpec& drop, bool flash, int threads, T* out, T* scores,
-                 mh::MhaCache<T>* cache) {
+                     const mh::MhaWeights<T>& w, const mh::AttentionMask& m,
+                     const mh::DropoutSpec& drop, bool flash, int threads, T* out, T* scores,
+                     mh::MhaCache<T>* cache) {
   if constexpr (std::is_same_v<decltype(&mh::mha_forward<T>), FlashForward<T>>) {
     mh::mha_forward(d, xq, xk, xv, w, m, drop, flash, threads, out, scores, cache);
   } else {
@@ -33,9 +34,9 @@ void run_mha_forward(const mh::MhaDims& d, const T* xq, const T* xk, const T* xv
 
 template <class T>
 void run_mha_backward(const mh::MhaDims& d, const T* xq, const T* xk, const T* xv,
-                  const mh::MhaWeights<T>& w, const mh::AttentionMask& m,
-                  const mh::DropoutSpec& drop, const mh::MhaCache<T>& cache, const T* dout,
-                  const mh::MhaGrads<T>& g, int threads) {
+                      const mh::MhaWeights<T>& w, const mh::AttentionMask& m,
+                      const mh::DropoutSpec& drop, mh::MhaCache<T>& cache, const T* dout,
+                      const mh::MhaGrads<T>& g, int threads) {
   if constexpr (std::is_same_v<decltype(&mh::mha_forward<T>), FlashForward<T>>) {
     mh::mha_backward(d, xq, xk, xv, w, m, drop, cache, dout, g, threads);
   } else {

@@ -12,87 +12,8 @@ using mh::idx;
 using mhtest::expect_close;
 using mhtest::MaskStore;
 using mhtest::random_values;
-
-mh::MhaDims dims(idx B, idx N, idx T, idx S, idx H, idx Hv) {
-  mh::MhaDims d;
-  d.B = B; d.N = N; d.T = T; d.S = S; d.H = H; d.Hv = Hv;
-  d.E = d.Dk = d.Dv = d.O = 1;  // unused by the kernel
-  return d;
-}
-
-// Every mask kind alone, broadcasting variants, combinations and rows with
-// no allowed key, for dims d.
-std::vector<MaskStore> mask_cases(const mh::MhaDims& d) {
-  const idx B = d.B, N = d.N, T = d.T, S = d.S;
-  std::vector<MaskStore> cases;
-  auto add = [&](const std::string& name) -> MaskStore& {
-    cases.emplace_back();
-    cases.back().name = name;
-    return cases.back();
-  };
-  add("none");
-  {
-    MaskStore& c = add("explicit (B,N,T,S)");
-    c.mask = mhtest::random_flags(B * N * T * S, 31, 0.7);
-    c.mask_b = B; c.mask_n = N;
-  }
-  {
-    MaskStore& c = add("explicit (1,1,T,S)");
-    c.mask = mhtest::random_flags(T * S, 32, 0.6);
-  }
-  {
-    MaskStore& c = add("explicit (B,1,T,S)");
-    c.mask = mhtest::random_flags(B * T * S, 33, 0.6);
-    c.mask_b = B;
-  }
-  {
-    MaskStore& c = add("explicit (1,N,T,S)");
-    c.mask = mhtest::random_flags(N * T * S, 34, 0.6);
-    c.mask_n = N;
-  }
-  {
-    MaskStore& c = add("query padding");
-    c.qmask.assign(static_cast<size_t>(B * T), 1);
-    c.qmask[B * T - 1] = 0;  // last query of the last batch
-    c.qmask[0] = 0;          // first query of the first batch
-  }
-  {
-    MaskStore& c = add("key padding");
-    c.kmask.assign(static_cast<size_t>(B * S), 1);
-    c.kmask[S - 1] = 0;
-    c.kmask[S - 2] = 0;
-  }
-  add("causal").causal = true;
-  add("window 1").window = 1;
-  add("window 2").window = 2;
-  {
-    MaskStore& c = add("causal + window 2");
-    c.causal = true;
-    c.window = 2;
-  }
-  {
-    MaskStore& c = add("everything");
-    c.mask = mhtest::random_flags(B * T * S, 35, 0.8);
-    c.mask_b = B;
-    c.qmask.assign(static_cast<size_t>(B * T), 1);
-    c.qmask[1] = 0;
-    c.kmask.assign(static_cast<size_t>(B * S), 1);
-    c.kmask[0] = 0;
-    c.causal = true;
-    c.window = 3;
-  }
-  {
-    // Batch B-1 has no valid key at all, and query 1 of head 0 sees an
-    // all-zero explicit mask row: these rows must get zero probabilities.
-    MaskStore& c = add("fully masked rows");
-    c.kmask.assign(static_cast<size_t>(B * S), 1);
-    for (idx s = 0; s < S; ++s) c.kmask[(B - 1) * S + s] = 0;
-    c.mask.assign(static_cast<size_t>(N * T * S), 1);
-    for (idx s = 0; s < S; ++s) c.mask[1 * S + s] = 0;
-    c.mask_n = N;
-  }
-  return cases;
-}
+using mhtest::dims;
+using mhtest::mask_cases;
 
 struct Inputs {
   std::vector<double> q, k, v;

@@ -57,7 +57,7 @@ TEST(Errors, MhaBackwardNeedsTheForwardCache) {
   w.wq = w.wk = w.wv = w.wo = buf.data();
   mh::MhaGrads<double> gr;
   gr.dxq = gr.dxk = gr.dxv = gr.dwq = gr.dwk = gr.dwv = gr.dwo = g.data();
-  const mh::MhaCache<double> empty;
+  mh::MhaCache<double> empty;
   EXPECT_THROW(mhtest::run_mha_backward(d, buf.data(), buf.data(), buf.data(), w,
                                         mh::AttentionMask{}, mh::DropoutSpec{}, empty, buf.data(),
                                         gr, 1),
