@@ -12,7 +12,7 @@
 # handles AVX2/FMA; set it if valgrind stops with "unhandled instruction");
 # VALGRIND_EXTRA="--track-origins=yes" adds valgrind options (slower).
 # Exits non-zero when a test fails, on any invalid read/write or uninitialised
-# value, or on a definite leak from our code. Takes about 8 minutes on 2 cores.
+# value, or on a definite leak from our code. Takes about 7 minutes on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
