@@ -17,6 +17,11 @@ void permute_copy(const S* src, const std::vector<idx>& sdim, const std::vector<
                   D* dst) {
   const int rank = static_cast<int>(sdim.size());
   if (static_cast<int>(perm.size()) != rank) throw std::invalid_argument("permute_copy: rank");
+  std::vector<char> seen(rank, 0);
+  for (int k = 0; k < rank; ++k) {
+    if (perm[k] < 0 || perm[k] >= rank || seen[perm[k]]++ || sdim[k] < 0)
+      throw std::invalid_argument("permute_copy: perm is not a permutation or a dim is negative");
+  }
   idx total = 1;
   std::vector<idx> sstride(rank), ddim(rank), dstep(rank);
   for (int i = 0; i < rank; ++i) {

@@ -1,0 +1,98 @@
+// dense_forward / dense_backward_* (dense.h) against naive loops, and the
+// backward pass against finite differences of the forward pass (double).
+#include "dense.h"
+#include "test_util.h"
+
+namespace {
+
+using mh::idx;
+using mhtest::expect_close;
+using mhtest::random_values;
+
+struct Shape {
+  idx rows, in, out;
+};
+// Single element, small, several row blocks (and threaded), more than one
+// feature block, no rows.
+const Shape kShapes[] = {{1, 1, 1}, {5, 3, 4}, {600, 70, 9}, {0, 3, 4}};
+
+template <class T>
+void check_forward(double tol) {
+  for (const Shape& s : kShapes) {
+    for (bool with_bias : {false, true}) {
+      const auto x = random_values<T>(s.rows * s.in, 1), w = random_values<T>(s.in * s.out, 2),
+                 b = random_values<T>(s.out, 3);
+      std::vector<T> y(static_cast<size_t>(s.rows * s.out), T(99));
+      const T* bias = with_bias ? b.data() : nullptr;
+      mh::dense_forward(x.data(), s.rows, s.in, w.data(), bias, s.out, y.data(), 2);
+      expect_close(y, mhtest::naive_dense(x.data(), s.rows, s.in, w.data(), bias, s.out), tol,
+                   "dense_forward rows=" + std::to_string(s.rows));
+    }
+  }
+}
+
+TEST(Dense, ForwardMatchesNaiveLoopsDouble) { check_forward<double>(1e-12); }
+TEST(Dense, ForwardMatchesNaiveLoopsFloat) { check_forward<float>(1e-5); }
+
+template <class T>
+void check_backward_naive(double tol) {
+  for (const Shape& s : kShapes) {
+    const auto x = random_values<T>(s.rows * s.in, 4), w = random_values<T>(s.in * s.out, 5),
+               dy = random_values<T>(s.rows * s.out, 6), dx0 = random_values<T>(s.rows * s.in, 7);
+    // dx = dy w^T, and dx0 + dy w^T when accumulating.
+    std::vector<double> dx_ref(static_cast<size_t>(s.rows * s.in), 0.0);
+    for (idx r = 0; r < s.rows; ++r)
+      for (idx i = 0; i < s.in; ++i)
+        for (idx o = 0; o < s.out; ++o)
+          dx_ref[r * s.in + i] += static_cast<double>(dy[r * s.out + o]) * w[i * s.out + o];
+    std::vector<T> dx(dx0.size(), T(99));
+    mh::dense_backward_input(dy.data(), s.rows, s.out, w.data(), s.in, dx.data(), false, 2);
+    expect_close(dx, dx_ref, tol, "dense_backward_input");
+    std::vector<T> dxa = dx0;
+    mh::dense_backward_input(dy.data(), s.rows, s.out, w.data(), s.in, dxa.data(), true, 2);
+    for (size_t i = 0; i < dx_ref.size(); ++i) dx_ref[i] += dx0[i];
+    expect_close(dxa, dx_ref, tol, "dense_backward_input accumulate");
+
+    // dw = x^T dy, db = column sums of dy.
+    std::vector<double> dw_ref(static_cast<size_t>(s.in * s.out), 0.0),
+        db_ref(static_cast<size_t>(s.out), 0.0);
+    for (idx r = 0; r < s.rows; ++r)
+      for (idx o = 0; o < s.out; ++o) {
+        db_ref[o] += dy[r * s.out + o];
+        for (idx i = 0; i < s.in; ++i)
+          dw_ref[i * s.out + o] += static_cast<double>(x[r * s.in + i]) * dy[r * s.out + o];
+      }
+    std::vector<T> dw(dw_ref.size(), T(99)), db(db_ref.size(), T(99));
+    mh::dense_backward_weights(x.data(), dy.data(), s.rows, s.in, s.out, dw.data(), db.data(), 2);
+    expect_close(dw, dw_ref, tol, "dense_backward_weights dw");
+    expect_close(db, db_ref, tol, "dense_backward_weights db");
+    // Without db only dw is written.
+    std::vector<T> dw2(dw_ref.size(), T(99));
+    mh::dense_backward_weights(x.data(), dy.data(), s.rows, s.in, s.out, dw2.data(),
+                               static_cast<T*>(nullptr), 1);
+    expect_close(dw2, dw_ref, tol, "dense_backward_weights without db");
+  }
+}
+
+TEST(Dense, BackwardMatchesNaiveLoopsDouble) { check_backward_naive<double>(1e-12); }
+TEST(Dense, BackwardMatchesNaiveLoopsFloat) { check_backward_naive<float>(2e-5); }
+
+TEST(Dense, BackwardMatchesFiniteDifferences) {
+  const idx rows = 4, in = 3, out = 5;
+  auto x = random_values<double>(rows * in, 8), w = random_values<double>(in * out, 9),
+       b = random_values<double>(out, 10);
+  const auto g = random_values<double>(rows * out, 11);  // dL/dy, L = sum(g * y)
+  auto loss = [&] {
+    std::vector<double> y(static_cast<size_t>(rows * out));
+    mh::dense_forward(x.data(), rows, in, w.data(), b.data(), out, y.data(), 1);
+    return mhtest::weighted_sum(y.data(), g);
+  };
+  std::vector<double> dx(x.size()), dw(w.size()), db(b.size());
+  mh::dense_backward_input(g.data(), rows, out, w.data(), in, dx.data(), false, 1);
+  mh::dense_backward_weights(x.data(), g.data(), rows, in, out, dw.data(), db.data(), 1);
+  expect_close(dx, mhtest::numeric_gradient(x, loss), 1e-7, "dx");
+  expect_close(dw, mhtest::numeric_gradient(w, loss), 1e-7, "dw");
+  expect_close(db, mhtest::numeric_gradient(b, loss), 1e-7, "db");
+}
+
+}  // namespace

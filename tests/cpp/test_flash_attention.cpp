@@ -1,0 +1,108 @@
+// Flash attention (flash_attention.h, when the core has it): forward against
+// the naive per-element attention, the row log-sum-exp against its
+// definition, and the backward pass against the materialised kernel's
+// (itself checked against finite differences in test_attention.cpp), on
+// shapes with several ragged query and key tiles, for every mask kind.
+#if __has_include("flash_attention.h")
+
+#include <cmath>
+
+#include "attention.h"
+#include "flash_attention.h"
+#include "test_util.h"
+
+namespace {
+
+using mh::idx;
+using mhtest::MaskStore;
+
+// Naive lse (B, N, T): log sum over allowed s of exp(scale q.k), +Inf when
+// no key is allowed.
+std::vector<double> naive_lse(const mh::MhaDims& d, const std::vector<double>& q,
+                              const std::vector<double>& k, const mh::AttentionMask& m,
+                              double scale) {
+  std::vector<double> lse(static_cast<size_t>(d.B * d.N * d.T));
+  for (idx b = 0; b < d.B; ++b)
+    for (idx n = 0; n < d.N; ++n)
+      for (idx t = 0; t < d.T; ++t) {
+        double sum = 0;
+        for (idx s = 0; s < d.S; ++s) {
+          if (!mhtest::naive_allowed(m, d, b, n, t, s)) continue;
+          double z = 0;
+          for (idx h = 0; h < d.H; ++h)
+            z += q[((b * d.T + t) * d.N + n) * d.H + h] * k[((b * d.S + s) * d.N + n) * d.H + h];
+          sum += std::exp(z * scale);
+        }
+        lse[(b * d.N + n) * d.T + t] = sum > 0 ? std::log(sum) : INFINITY;
+      }
+  return lse;
+}
+
+template <class T>
+void check_flash(const mh::MhaDims& d, const MaskStore& mc, const mh::DropoutSpec& drop,
+                 double tol) {
+  SCOPED_TRACE(mc.name + ", dropout " + std::to_string(drop.rate));
+  const auto qd = mhtest::random_values<double>(d.B * d.T * d.N * d.H, 1, -1.5, 1.5),
+             kd = mhtest::random_values<double>(d.B * d.S * d.N * d.H, 2, -1.5, 1.5),
+             vd = mhtest::random_values<double>(d.B * d.S * d.N * d.Hv, 3),
+             gd = mhtest::random_values<double>(d.B * d.T * d.N * d.Hv, 4);
+  const auto q = mhtest::cast_values<T>(qd), k = mhtest::cast_values<T>(kd),
+             v = mhtest::cast_values<T>(vd), g = mhtest::cast_values<T>(gd);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d.H));
+  const mh::AttentionMask m = mc.view();
+  std::vector<T> ctx(gd.size(), T(99)), lse(static_cast<size_t>(d.B * d.N * d.T), T(99));
+  mh::FlashOperands<T> ops = mh::flash_operands(d, q.data(), k.data(), v.data(), 2);
+  mh::flash_attention_forward(d, ops, m, drop, static_cast<T>(scale), ctx.data(), lse.data(), 2);
+  std::vector<double> ctx_ref, probs_ref;
+  mhtest::naive_attention(d, q.data(), k.data(), v.data(), m, drop, scale, &ctx_ref, &probs_ref);
+  mhtest::expect_close(ctx, ctx_ref, tol, "ctx");
+  const auto lse_ref = naive_lse(d, std::vector<double>(q.begin(), q.end()),
+                                 std::vector<double>(k.begin(), k.end()), m, scale);
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(lse_ref[i])) {
+      EXPECT_TRUE(std::isinf(lse[i]) && lse[i] > 0) << "lse " << i;
+    } else {
+      EXPECT_NEAR(lse[i], lse_ref[i], tol * (1 + std::fabs(lse_ref[i]))) << "lse " << i;
+    }
+  }
+
+  std::vector<T> dq(q.size(), T(99)), dk(k.size(), T(99)), dv(v.size(), T(99));
+  mh::flash_attention_backward(d, ops, ctx.data(), lse.data(), m, drop, static_cast<T>(scale),
+                               g.data(), dq.data(), dk.data(), dv.data(), 2);
+  std::vector<T> mctx(ctx.size()), probs(probs_ref.size()), mdq(q.size()), mdk(k.size()),
+      mdv(v.size());
+  mh::attention_forward(d, q.data(), k.data(), v.data(), m, drop, static_cast<T>(scale),
+                        mctx.data(), probs.data(), 1);
+  mh::attention_backward(d, q.data(), k.data(), v.data(), probs.data(), drop,
+                         static_cast<T>(scale), g.data(), mdq.data(), mdk.data(), mdv.data(), 1);
+  mhtest::expect_close(dq, std::vector<double>(mdq.begin(), mdq.end()), tol, "dq");
+  mhtest::expect_close(dk, std::vector<double>(mdk.begin(), mdk.end()), tol, "dk");
+  mhtest::expect_close(dv, std::vector<double>(mdv.begin(), mdv.end()), tol, "dv");
+}
+
+// More queries and keys than one tile, neither a multiple of a tile size.
+TEST(FlashAttention, MatchesNaiveAndMaterialisedForEveryMaskKind) {
+  const mh::MhaDims d = mhtest::dims(2, 2, 70, 131, 4, 3);
+  for (const MaskStore& mc : mhtest::mask_cases(d)) {
+    check_flash<double>(d, mc, mh::DropoutSpec{}, 1e-10);
+  }
+  const mh::MhaDims small = mhtest::dims(1, 3, 5, 2, 2, 2);
+  for (const MaskStore& mc : mhtest::mask_cases(small)) {
+    check_flash<float>(small, mc, mh::DropoutSpec{}, 2e-5);
+  }
+}
+
+TEST(FlashAttention, DropoutMatchesTheMaterialisedStream) {
+  const mh::MhaDims d = mhtest::dims(1, 2, 67, 140, 4, 3);
+  const auto cases = mhtest::mask_cases(d);
+  mh::DropoutSpec drop;
+  drop.rate = 0.3;
+  drop.key = mh::dropout_key(8, 1);
+  check_flash<double>(d, cases.front(), drop, 1e-10);
+  check_flash<double>(d, cases[cases.size() - 2], drop, 1e-10);
+  check_flash<float>(d, cases.back(), drop, 1e-4);
+}
+
+}  // namespace
+
+#endif  // __has_include("flash_attention.h")

@@ -1,0 +1,235 @@
+// The multi-head attention layer end to end (mha.h): forward against a naive
+// composition (dense projections, per-element attention, gate, output), and
+// the gradient of every input and weight, gate included, against finite
+// differences in double.
+#include <cmath>
+#include <stdexcept>
+
+#include "mha_call.h"
+#include "test_util.h"
+
+namespace {
+
+using mh::idx;
+using mhtest::expect_close;
+using mhtest::random_values;
+
+
+mh::MhaDims small_dims() {
+  mh::MhaDims d;
+  d.B = 2; d.T = 3; d.S = 4; d.E = 4; d.Dk = 3; d.Dv = 5; d.N = 2; d.H = 3; d.Hv = 2; d.O = 4;
+  return d;
+}
+
+// Inputs and weights in double (cast for float runs); empty = absent.
+struct Problem {
+  mh::MhaDims d;
+  std::vector<double> xq, xk, xv, wq, bq, wk, bk, wg, bg, wv, bv, wo, bo;
+
+  Problem(const mh::MhaDims& dims, bool use_bias, bool use_gate, uint64_t seed) : d(dims) {
+    const idx NH = d.N * d.H, NHv = d.N * d.Hv;
+    xq = random_values<double>(d.B * d.T * d.E, seed++, -2, 2);
+    xk = random_values<double>(d.B * d.S * d.Dk, seed++, -2, 2);
+    xv = random_values<double>(d.B * d.S * d.Dv, seed++, -2, 2);
+    wq = random_values<double>(d.E * NH, seed++);
+    wk = random_values<double>(d.Dk * NH, seed++);
+    wv = random_values<double>(d.Dv * NHv, seed++);
+    wo = random_values<double>(NHv * d.O, seed++);
+    if (use_gate) wg = random_values<double>(d.E * NHv, seed++);
+    if (use_bias) {
+      bq = random_values<double>(NH, seed++);
+      bk = random_values<double>(NH, seed++);
+      bv = random_values<double>(NHv, seed++);
+      bo = random_values<double>(d.O, seed++);
+      if (use_gate) bg = random_values<double>(NHv, seed++);
+    }
+  }
+};
+
+template <class T>
+const T* ptr(const std::vector<T>& x) { return x.empty() ? nullptr : x.data(); }
+template <class T>
+T* ptr(std::vector<T>& x) { return x.empty() ? nullptr : x.data(); }
+
+// A Problem's values as T, with the core's views of them.
+template <class T>
+struct Typed {
+  std::vector<T> xq, xk, xv, wq, bq, wk, bk, wg, bg, wv, bv, wo, bo;
+  explicit Typed(const Problem& p)
+      : xq(p.xq.begin(), p.xq.end()), xk(p.xk.begin(), p.xk.end()), xv(p.xv.begin(), p.xv.end()),
+        wq(p.wq.begin(), p.wq.end()), bq(p.bq.begin(), p.bq.end()), wk(p.wk.begin(), p.wk.end()),
+        bk(p.bk.begin(), p.bk.end()), wg(p.wg.begin(), p.wg.end()), bg(p.bg.begin(), p.bg.end()),
+        wv(p.wv.begin(), p.wv.end()), bv(p.bv.begin(), p.bv.end()), wo(p.wo.begin(), p.wo.end()),
+        bo(p.bo.begin(), p.bo.end()) {}
+  mh::MhaWeights<T> weights() const {
+    mh::MhaWeights<T> w;
+    w.wq = ptr(wq); w.bq = ptr(bq); w.wk = ptr(wk); w.bk = ptr(bk); w.wg = ptr(wg);
+    w.bg = ptr(bg); w.wv = ptr(wv); w.bv = ptr(bv); w.wo = ptr(wo); w.bo = ptr(bo);
+    return w;
+  }
+};
+
+// out (B, T, O) and probs (B, N, T, S) composed from naive pieces in double.
+void naive_mha(const Problem& p, const mh::AttentionMask& m, const mh::DropoutSpec& drop,
+               std::vector<double>* out, std::vector<double>* probs) {
+  const mh::MhaDims& d = p.d;
+  const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
+  const auto q = mhtest::naive_dense(p.xq.data(), BT, d.E, p.wq.data(), ptr(p.bq), NH);
+  const auto k = mhtest::naive_dense(p.xk.data(), BS, d.Dk, p.wk.data(), ptr(p.bk), NH);
+  const auto v = mhtest::naive_dense(p.xv.data(), BS, d.Dv, p.wv.data(), ptr(p.bv), NHv);
+  std::vector<double> h;
+  mhtest::naive_attention(d, q.data(), k.data(), v.data(), m, drop,
+                          1.0 / std::sqrt(static_cast<double>(d.H)), &h, probs);
+  if (!p.wg.empty()) {
+    const auto z = mhtest::naive_dense(p.xq.data(), BT, d.E, p.wg.data(), ptr(p.bg), NHv);
+    for (size_t i = 0; i < h.size(); ++i) h[i] *= 1.0 / (1.0 + std::exp(-z[i]));
+  }
+  *out = mhtest::naive_dense(h.data(), BT, NHv, p.wo.data(), ptr(p.bo), d.O);
+}
+
+mhtest::MaskStore some_mask(const mh::MhaDims& d) {
+  mhtest::MaskStore c;
+  c.mask = mhtest::random_flags(d.B * d.T * d.S, 71, 0.75);
+  c.mask_b = d.B;
+  c.kmask.assign(static_cast<size_t>(d.B * d.S), 1);
+  c.kmask[d.S - 1] = 0;
+  c.causal = true;
+  return c;
+}
+
+struct Config {
+  bool bias, gate, masked;
+  double rate;
+};
+const Config kConfigs[] = {{true, true, false, 0.0},  {true, true, true, 0.3},
+                           {false, true, true, 0.0},  {true, false, false, 0.3},
+                           {false, false, true, 0.0}};
+
+std::string describe(const Config& c, bool flash) {
+  return std::string(c.bias ? "bias" : "no bias") + (c.gate ? ", gate" : ", no gate") +
+         (c.masked ? ", masked" : "") + ", dropout " + std::to_string(c.rate) +
+         (flash ? ", flash" : "");
+}
+
+template <class T>
+void check_forward(double tol) {
+  const mh::MhaDims d = small_dims();
+  for (const Config& c : kConfigs) {
+    for (bool flash : mhtest::mha_kernels()) {
+      SCOPED_TRACE(describe(c, flash));
+      const Problem p(d, c.bias, c.gate, 80);
+      const Typed<T> x(p);
+      const mhtest::MaskStore ms = c.masked ? some_mask(d) : mhtest::MaskStore{};
+      mh::DropoutSpec drop;
+      drop.rate = c.rate;
+      drop.key = mh::dropout_key(7, 3);
+      std::vector<double> out_ref, probs_ref;
+      naive_mha(p, ms.view(), drop, &out_ref, &probs_ref);
+      std::vector<T> out(out_ref.size(), T(99));
+      mh::MhaCache<T> cache;
+      mhtest::run_mha_forward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(), drop, flash, 2,
+                  out.data(), static_cast<T*>(nullptr), &cache);
+      expect_close(out, out_ref, tol, "out");
+      // Scores requested: the materialised probabilities, same output bits.
+      std::vector<T> out2(out.size()), scores(probs_ref.size(), T(99));
+      mhtest::run_mha_forward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(), drop, flash, 2,
+                  out2.data(), scores.data(), static_cast<mh::MhaCache<T>*>(nullptr));
+      expect_close(scores, probs_ref, tol, "scores");
+      if (flash) {
+        expect_close(out2, out_ref, tol, "out with scores");
+      } else {
+        EXPECT_TRUE(mhtest::bitwise_equal(out, out2));
+      }
+    }
+  }
+}
+
+TEST(Mha, ForwardMatchesNaiveCompositionDouble) { check_forward<double>(1e-12); }
+TEST(Mha, ForwardMatchesNaiveCompositionFloat) { check_forward<float>(2e-5); }
+
+TEST(Mha, BackwardMatchesFiniteDifferencesForEveryInputAndWeight) {
+  const mh::MhaDims d = small_dims();
+  for (const Config& c : kConfigs) {
+    for (bool flash : mhtest::mha_kernels()) {
+      SCOPED_TRACE(describe(c, flash));
+      Problem p(d, c.bias, c.gate, 90);
+      const mhtest::MaskStore ms = c.masked ? some_mask(d) : mhtest::MaskStore{};
+      const mh::AttentionMask m = ms.view();
+      mh::DropoutSpec drop;
+      drop.rate = c.rate;
+      drop.key = mh::dropout_key(11, 2);
+      const auto g = random_values<double>(d.B * d.T * d.O, 91);
+      std::vector<double> out(g.size());
+      auto weights = [&] {
+        mh::MhaWeights<double> w;
+        w.wq = ptr(p.wq); w.bq = ptr(p.bq); w.wk = ptr(p.wk); w.bk = ptr(p.bk); w.wg = ptr(p.wg);
+        w.bg = ptr(p.bg); w.wv = ptr(p.wv); w.bv = ptr(p.bv); w.wo = ptr(p.wo); w.bo = ptr(p.bo);
+        return w;
+      };
+      auto loss = [&] {
+        mhtest::run_mha_forward(d, p.xq.data(), p.xk.data(), p.xv.data(), weights(), m, drop, flash, 1,
+                    out.data(), static_cast<double*>(nullptr),
+                    static_cast<mh::MhaCache<double>*>(nullptr));
+        return mhtest::weighted_sum(out.data(), g);
+      };
+      mh::MhaCache<double> cache;
+      mhtest::run_mha_forward(d, p.xq.data(), p.xk.data(), p.xv.data(), weights(), m, drop, flash, 2,
+                  out.data(), static_cast<double*>(nullptr), &cache);
+      // Gradient buffers, pre-filled with garbage: all must be overwritten.
+      std::vector<std::vector<double>*> params = {&p.xq, &p.xk, &p.xv, &p.wq, &p.bq, &p.wk, &p.bk,
+                                                  &p.wg, &p.bg, &p.wv, &p.bv, &p.wo, &p.bo};
+      const char* names[] = {"xq", "xk", "xv", "wq", "bq", "wk", "bk",
+                             "wg", "bg", "wv", "bv", "wo", "bo"};
+      std::vector<std::vector<double>> grads;
+      for (auto* x : params) grads.emplace_back(x->size(), 1e300);
+      mh::MhaGrads<double> gr;
+      double** slots[] = {&gr.dxq, &gr.dxk, &gr.dxv, &gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk,
+                          &gr.dwg, &gr.dbg, &gr.dwv, &gr.dbv, &gr.dwo, &gr.dbo};
+      for (size_t i = 0; i < params.size(); ++i) *slots[i] = ptr(grads[i]);
+      mhtest::run_mha_backward(d, p.xq.data(), p.xk.data(), p.xv.data(), weights(), m, drop, cache, g.data(),
+                   gr, 2);
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (params[i]->empty()) continue;
+        expect_close(grads[i], mhtest::numeric_gradient(*params[i], loss), 1e-7, names[i]);
+      }
+    }
+  }
+}
+
+TEST(Mha, EmptyBatchOrSequencesRunWithoutTouchingMemory) {
+  for (int which = 0; which < 3; ++which) {
+    mh::MhaDims d = small_dims();
+    (which == 0 ? d.B : which == 1 ? d.T : d.S) = 0;
+    for (bool flash : mhtest::mha_kernels()) {
+      const Problem p(d, true, true, 100);
+      const Typed<double> x(p);
+      std::vector<double> out(static_cast<size_t>(d.B * d.T * d.O), 99);
+      mh::MhaCache<double> cache;
+      mhtest::run_mha_forward(d, ptr(x.xq), ptr(x.xk), ptr(x.xv), x.weights(), mh::AttentionMask{},
+                  mh::DropoutSpec{}, flash, 2, ptr(out), static_cast<double*>(nullptr), &cache);
+      // With no keys, the context is zero: out is the output bias.
+      if (d.S == 0) {
+        for (idx i = 0; i < static_cast<idx>(out.size()); ++i) EXPECT_EQ(out[i], p.bo[i % d.O]);
+      }
+      std::vector<double> dout(out.size(), 1.0);
+      std::vector<std::vector<double>> grads = {
+          std::vector<double>(x.xq.size()), std::vector<double>(x.xk.size()),
+          std::vector<double>(x.xv.size()), std::vector<double>(x.wq.size()),
+          std::vector<double>(x.bq.size()), std::vector<double>(x.wk.size()),
+          std::vector<double>(x.bk.size()), std::vector<double>(x.wg.size()),
+          std::vector<double>(x.bg.size()), std::vector<double>(x.wv.size()),
+          std::vector<double>(x.bv.size()), std::vector<double>(x.wo.size()),
+          std::vector<double>(x.bo.size())};
+      mh::MhaGrads<double> gr;
+      double** slots[] = {&gr.dxq, &gr.dxk, &gr.dxv, &gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk,
+                          &gr.dwg, &gr.dbg, &gr.dwv, &gr.dbv, &gr.dwo, &gr.dbo};
+      for (size_t i = 0; i < grads.size(); ++i) *slots[i] = ptr(grads[i]);
+      mhtest::run_mha_backward(d, ptr(x.xq), ptr(x.xk), ptr(x.xv), x.weights(), mh::AttentionMask{},
+                   mh::DropoutSpec{}, cache, ptr(dout), gr, 2);
+      for (size_t i = 0; i < 3; ++i)  // input gradients are all zero
+        for (double v : grads[i]) EXPECT_EQ(v, 0.0);
+    }
+  }
+}
+
+}  // namespace
