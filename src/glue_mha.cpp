@@ -33,7 +33,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                    const Rcpp::IntegerVector& kv_order, const Rcpp::IntegerVector& dims,
                    const Rcpp::List& weights, SEXP mask, const Rcpp::IntegerVector& mask_bn,
                    SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate,
-                   double dropout_seed, double dropout_counter, bool return_scores, int threads,
+                   double dropout_seed, double dropout_counter, bool return_scores, bool flash,
+                   int threads,
                    const Rcpp::IntegerVector& out_dims, const Rcpp::IntegerVector& out_order,
                    const Rcpp::IntegerVector& scores_dims, SEXP grad_output) {
   mh::MhaDims d;
@@ -93,7 +94,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   mh::Buffer<T> scores_own;
   mh::MhaCache<T> cache;
   if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
-  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, threads, out.data(),
+  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, flash && !return_scores, threads, out.data(),
                   scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
 
   Rcpp::List result = Rcpp::List::create(
@@ -117,7 +118,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
   g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
   g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
-  mh::mha_backward(d, xq.data(), xk, xv, w, drop, cache, dout.data(), g, threads);
+  mh::mha_backward(d, xq.data(), xk, xv, w, m, drop, cache, dout.data(), g, threads);
 
   Rcpp::List wgrads(N_SLOTS);
   for (int i = 0; i < N_SLOTS; ++i) {
@@ -140,24 +141,25 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
 // dims = (B, T, S, E, Dk, Dv, N, H, Hv, O) in the core's flattened sense;
 // q_order / kv_order / out_order: 0-based Keras axes in core order;
 // weights: 10 slots (Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo), NULL if absent.
+// flash: use the flash kernel (ignored when return_scores).
 // [[Rcpp::export]]
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
                         Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,
                         Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask,
                         SEXP kmask, bool causal, int window, double dropout_rate,
                         double dropout_seed, double dropout_counter, bool return_scores,
-                        bool float64, int threads, Rcpp::IntegerVector out_dims,
+                        bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
                         SEXP grad_output) {
   if (float64) {
     return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
                            qmask, kmask, causal, window, dropout_rate, dropout_seed,
-                           dropout_counter, return_scores, threads, out_dims, out_order,
+                           dropout_counter, return_scores, flash, threads, out_dims, out_order,
                            scores_dims, grad_output);
   }
   return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
                         kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                        return_scores, threads, out_dims, out_order, scores_dims, grad_output);
+                        return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
 }
 
 // Dense-like einsum: contracts the last `n_contract` axes of x with the
