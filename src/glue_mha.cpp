@@ -42,14 +42,14 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
 
   // Inputs: shared arrays (self-attention, key = value) are converted once.
-  mh::Buffer<T> xq = to_core<T>(query, q_order);
+  mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
   mh::Buffer<T> xv_own, xk_own;
   const T* xv;
   const T* xk;
   if (value == query && same_order(kv_order, q_order)) {
     xv = xq.data();
   } else {
-    xv_own = to_core<T>(value, kv_order);
+    xv_own = to_core<T>(value, kv_order, threads);
     xv = xv_own.data();
   }
   if (key == value) {
@@ -57,7 +57,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   } else if (key == query && same_order(kv_order, q_order)) {
     xk = xq.data();
   } else {
-    xk_own = to_core<T>(key, kv_order);
+    xk_own = to_core<T>(key, kv_order, threads);
     xk = xk_own.data();
   }
 
@@ -98,17 +98,17 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                   scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
 
   Rcpp::List result = Rcpp::List::create(
-      Rcpp::Named("output") = from_core(out.data(), out_dims, out_order),
+      Rcpp::Named("output") = from_core(out.data(), out_dims, out_order, threads),
       Rcpp::Named("scores") = R_NilValue, Rcpp::Named("grads") = R_NilValue);
   if (return_scores) {
     Rcpp::IntegerVector natural(scores_dims.size());
     for (int k = 0; k < natural.size(); ++k) natural[k] = k;
     const T* p = backward ? cache.probs.data() : scores_own.data();
-    result["scores"] = from_core(p, scores_dims, natural);
+    result["scores"] = from_core(p, scores_dims, natural, threads);
   }
   if (!backward) return result;
 
-  mh::Buffer<T> dout = to_core<T>(grad_output, out_order);
+  mh::Buffer<T> dout = to_core<T>(grad_output, out_order, threads);
   mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
       dxv(static_cast<size_t>(d.B * d.S * d.Dv));
   std::vector<mh::Buffer<T>> dw(N_SLOTS);
@@ -128,9 +128,9 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
   Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
   result["grads"] = Rcpp::List::create(
-      Rcpp::Named("query") = from_core(dxq.data(), qd, q_order),
-      Rcpp::Named("key") = from_core(dxk.data(), kd, kv_order),
-      Rcpp::Named("value") = from_core(dxv.data(), vd, kv_order),
+      Rcpp::Named("query") = from_core(dxq.data(), qd, q_order, threads),
+      Rcpp::Named("key") = from_core(dxk.data(), kd, kv_order, threads),
+      Rcpp::Named("value") = from_core(dxv.data(), vd, kv_order, threads),
       Rcpp::Named("weights") = wgrads);
   return result;
 }
@@ -181,12 +181,12 @@ Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bia
   for (int i = 0; i < xr; ++i) xorder[i] = i;
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, xorder), kc = weight_to_core<T>(kernel), bc;
+    mh::Buffer<T> xc = to_core<T>(x, xorder, threads), kc = weight_to_core<T>(kernel), bc;
     if (!Rf_isNull(bias)) bc = weight_to_core<T>(bias);
     mh::Buffer<T> y(static_cast<size_t>(rows * out));
     mh::dense_forward(xc.data(), rows, in, kc.data(), bc.empty() ? nullptr : bc.data(), out,
                       y.data(), threads);
-    return from_core(y.data(), od, order);
+    return from_core(y.data(), od, order, threads);
   };
   return float64 ? run(0.0) : run(0.0f);
 }

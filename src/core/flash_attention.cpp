@@ -28,6 +28,7 @@
 #include "attention_mask.h"
 #include "dropout_rng.h"
 #include "parallel.h"
+#include "tile_gemm.h"
 
 namespace mh {
 
@@ -35,10 +36,17 @@ namespace {
 
 // Tile sizes (rows of q per query tile, rows of k/v per key tile), chosen by
 // measurement on AVX2+FMA (see bench/README.md).
-constexpr idx kForwardQueryTile = 64;
-constexpr idx kForwardKeyTile = 128;
-constexpr idx kBackwardQueryTile = 64;
-constexpr idx kBackwardKeyTile = 128;
+// (The MH_FLASH_* macros exist only for tuning builds.)
+#ifndef MH_FLASH_FQ
+#define MH_FLASH_FQ 64
+#define MH_FLASH_FK 128
+#define MH_FLASH_BQ 64
+#define MH_FLASH_BK 128
+#endif
+constexpr idx kForwardQueryTile = MH_FLASH_FQ;
+constexpr idx kForwardKeyTile = MH_FLASH_FK;
+constexpr idx kBackwardQueryTile = MH_FLASH_BQ;
+constexpr idx kBackwardKeyTile = MH_FLASH_BK;
 // The backward pass splits each (batch, head) into key chunks until there
 // are at least this many tasks (a function of the shapes only).
 constexpr idx kMinBackwardTasks = 8;
@@ -46,11 +54,7 @@ constexpr idx kMinBackwardTasks = 8;
 template <class T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
-using TileMap = Eigen::Map<RowMat<T>, Eigen::Aligned16>;
-template <class T>
 using HeadMap = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using ConstHeadMap = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
 template <class T>
 using RowArrayMap = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
 
@@ -113,6 +117,45 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
   *hi = a;
 }
 
+// Contiguous per-head copy: out (B, N, L, W) of x (B, L, N, W). The tile
+// products then read rows with unit stride and no cache-set aliasing (the
+// row stride N*W of x is often a power of two).
+template <class T>
+Buffer<T> heads_contiguous(const MhaDims& d, const T* x, idx L, idx W, int threads) {
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * L * W));
+  const idx xs = d.N * W;
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    const idx b = bn / d.N, n = bn % d.N;
+    T* o = out.data() + bn * L * W;
+    const T* in = x + b * L * xs + n * W;
+    for (idx l = 0; l < L; ++l) std::copy(in + l * xs, in + l * xs + W, o + l * W);
+  });
+  return out;
+}
+
+// Transposed per-head copy in key tiles of `tile` columns:
+// out (B, N, ceil(S / tile), W, tile), out[b, n, s / tile, w, s % tile] =
+// x[b, s, n, w] for x (B, S, N, W), zero-padded past S. One key tile of
+// k^T (or v^T) is then a contiguous (W, tile) block.
+template <class T>
+Buffer<T> heads_transposed_tiles(const MhaDims& d, const T* x, idx W, idx tile, int threads) {
+  const idx n_tiles = ceil_div(d.S, tile), xs = d.N * W;
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile), T(0));
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    const idx b = bn / d.N, n = bn % d.N;
+    const T* in = x + b * d.S * xs + n * W;
+    for (idx kt = 0; kt < n_tiles; ++kt) {
+      T* o = out.data() + (bn * n_tiles + kt) * W * tile;
+      const idx s0 = kt * tile, ns = std::min(tile, d.S - s0);
+      for (idx j = 0; j < ns; ++j) {
+        const T* row = in + (s0 + j) * xs;
+        for (idx w = 0; w < W; ++w) o[w * tile + j] = row[w];
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 template <class T>
@@ -124,12 +167,16 @@ void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* 
   const T pos_inf = std::numeric_limits<T>::infinity();
   const idx n_qtiles = ceil_div(d.T, kForwardQueryTile);
   const bool dropout = drop.active();
+  const idx TK = kForwardKeyTile, n_ktiles = ceil_div(d.S, TK);
+  const Buffer<T> qh = heads_contiguous(d, q, d.T, d.H, threads);                  // (B, N, T, H)
+  const Buffer<T> kt = heads_transposed_tiles(d, k, d.H, TK, threads);            // k^T tiles
+  const Buffer<T> vh = heads_contiguous(d, v, d.S, d.Hv, threads);                 // (B, N, S, Hv)
 
   parallel_for(static_cast<long>(d.B * d.N * n_qtiles), threads, [&](long task) {
     const idx bn = task / n_qtiles, qt = task % n_qtiles;
     const idx b = bn / d.N, n = bn % d.N;
     const idx t0 = qt * kForwardQueryTile, nq = std::min(kForwardQueryTile, d.T - t0);
-    ConstHeadMap<T> Q(q + (b * d.T + t0) * qs + n * d.H, nq, d.H, Eigen::OuterStride<>(qs));
+    const T* Q = qh.data() + (bn * d.T + t0) * d.H;
     HeadMap<T> C(ctx + (b * d.T + t0) * vs + n * d.Hv, nq, d.Hv, Eigen::OuterStride<>(vs));
     T* row_lse = lse + bn * d.T + t0;
 
@@ -150,13 +197,12 @@ void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* 
     std::vector<T> m(static_cast<size_t>(nq), neg_inf);  // running row maximum
     std::vector<T> l(static_cast<size_t>(nq), T(0));     // running row sum
 
-    for (idx s0 = lo; s0 < hi; s0 += kForwardKeyTile) {
-      const idx nk = std::min(kForwardKeyTile, hi - s0);
-      ConstHeadMap<T> K(k + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
-      ConstHeadMap<T> V(v + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
-      TileMap<T> logits(logits_buf.data(), nq, nk);
-      TileMap<T> P(probs_buf.data(), nq, nk);
-      logits.noalias() = Q * K.transpose();
+    for (idx s0 = lo / TK * TK; s0 < hi; s0 += TK) {
+      const idx nk = std::min(TK, d.S - s0);
+      const T* Kt = kt.data() + (bn * n_ktiles + s0 / TK) * d.H * TK;
+      const T* V = vh.data() + (bn * d.S + s0) * d.Hv;
+      // logits (nq, nk) = Q (nq, H) k^T (H, nk)
+      tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, logits_buf.data(), nk, false);
 
       for (idx i = 0; i < nq; ++i) {
         const MaskRow& mrow = rows[i];
@@ -192,7 +238,8 @@ void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* 
           for (idx j = 0; j < nk; ++j) p[j] *= dr.factor(s0 + j);
         }
       }
-      acc.noalias() += P * V;
+      // acc (nq, Hv) += P (nq, nk) V (nk, Hv)
+      tile_gemm(nq, d.Hv, nk, probs_buf.data(), nk, 1, V, d.Hv, acc.data(), d.Hv, true);
     }
 
     for (idx i = 0; i < nq; ++i) {
@@ -235,7 +282,12 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
     }
   });
 
-  const idx n_ktiles = ceil_div(d.S, kBackwardKeyTile);
+  const idx TK = kBackwardKeyTile, n_ktiles = ceil_div(d.S, TK);
+  const Buffer<T> qh = heads_contiguous(d, q, d.T, d.H, threads);          // (B, N, T, H)
+  const Buffer<T> doh = heads_contiguous(d, dctx, d.T, d.Hv, threads);     // (B, N, T, Hv)
+  const Buffer<T> kh = heads_contiguous(d, k, d.S, d.H, threads);          // (B, N, S, H)
+  const Buffer<T> kt = heads_transposed_tiles(d, k, d.H, TK, threads);     // k^T tiles
+  const Buffer<T> vt = heads_transposed_tiles(d, v, d.Hv, TK, threads);    // v^T tiles
   const idx chunks = std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, BN)));
   const idx TH = d.T * d.H;
   Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
@@ -243,23 +295,24 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
   parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
     const idx bn = task / chunks, chunk = task % chunks;
     const idx b = bn / d.N, n = bn % d.N;
-    Eigen::Map<RowMat<T>> dQ(dq_part.data() + task * TH, d.T, d.H);
+    T* dQ = dq_part.data() + task * TH;  // (T, H)
     const T* row_lse = lse + bn * d.T;
     const T* row_D = D.data() + bn * d.T;
 
     Buffer<T> p_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
     Buffer<T> dp_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
-    RowMat<T> dK_acc(kBackwardKeyTile, d.H), dV_acc(kBackwardKeyTile, d.Hv);
+    Buffer<T> dk_acc(static_cast<size_t>(kBackwardKeyTile * d.H));
+    Buffer<T> dv_acc(static_cast<size_t>(kBackwardKeyTile * d.Hv));
 
     // Interleaved key tiles (chunk, chunk + chunks, ...) balance causal work.
-    for (idx kt = chunk; kt < n_ktiles; kt += chunks) {
-      const idx s0 = kt * kBackwardKeyTile, nk = std::min(kBackwardKeyTile, d.S - s0);
-      ConstHeadMap<T> K(k + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
-      ConstHeadMap<T> V(v + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
+    for (idx kt_idx = chunk; kt_idx < n_ktiles; kt_idx += chunks) {
+      const idx s0 = kt_idx * TK, nk = std::min(TK, d.S - s0);
+      const T* K = kh.data() + (bn * d.S + s0) * d.H;
+      const T* Kt = kt.data() + (bn * n_ktiles + kt_idx) * d.H * TK;
+      const T* Vt = vt.data() + (bn * n_ktiles + kt_idx) * d.Hv * TK;
       HeadMap<T> dK(dk + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
       HeadMap<T> dV(dv + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
-      auto dKa = dK_acc.topRows(nk);
-      auto dVa = dV_acc.topRows(nk);
+      Eigen::Map<RowMat<T>> dKa(dk_acc.data(), nk, d.H), dVa(dv_acc.data(), nk, d.Hv);
       dKa.setZero();
       dVa.setZero();
 
@@ -267,13 +320,11 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
       query_range_for_keys(mask, d, s0, s0 + nk, &tlo, &thi);
       for (idx t0 = tlo; t0 < thi; t0 += kBackwardQueryTile) {
         const idx nq = std::min(kBackwardQueryTile, thi - t0);
-        ConstHeadMap<T> Q(q + (b * d.T + t0) * qs + n * d.H, nq, d.H, Eigen::OuterStride<>(qs));
-        ConstHeadMap<T> dO(dctx + (b * d.T + t0) * vs + n * d.Hv, nq, d.Hv,
-                           Eigen::OuterStride<>(vs));
-        TileMap<T> P(p_buf.data(), nq, nk);
-        TileMap<T> dP(dp_buf.data(), nq, nk);
-        P.noalias() = Q * K.transpose();
-        dP.noalias() = dO * V.transpose();
+        const T* Q = qh.data() + (bn * d.T + t0) * d.H;
+        const T* dO = doh.data() + (bn * d.T + t0) * d.Hv;
+        // P (nq, nk) = Q k^T, dP (nq, nk) = dO v^T (before the softmax below)
+        tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), nk, false);
+        tile_gemm(nq, nk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), nk, false);
 
         bool any_row = false;
         for (idx i = 0; i < nq; ++i) {
@@ -309,9 +360,11 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
           }
         }
         if (!any_row) continue;
-        dVa.noalias() += P.transpose() * dO;  // P holds P_drop with dropout
-        dKa.noalias() += dP.transpose() * Q;
-        dQ.middleRows(t0, nq).noalias() += dP * K;
+        const T* P = p_buf.data();   // P_drop with dropout
+        const T* dS = dp_buf.data();
+        tile_gemm(nk, d.Hv, nq, P, 1, nk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
+        tile_gemm(nk, d.H, nq, dS, 1, nk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
+        tile_gemm(nq, d.H, nk, dS, nk, 1, K, d.H, dQ + t0 * d.H, d.H, true);     // dQ += dS K
       }
       dK = dKa * scale;
       dV = dVa;

@@ -2,10 +2,12 @@
 // column-major arrays and the core's row-major layout.
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
 #include "layout.h"
+#include "parallel.h"
 
 namespace mh {
 
@@ -68,10 +70,11 @@ void permute_block(const S* src, D* dst, const std::vector<idx>& sstep,
 
 // src: column-major array with dims sdim[0..rank). dst: column-major array
 // with dims sdim[perm[k]], i.e. dst axis k is src axis perm[k]. Each element
-// is converted with static_cast<D>.
+// is converted with static_cast<D>. Large copies are split over `threads`
+// threads along the longest axis (a pure copy: the split cannot change it).
 template <class S, class D>
 void permute_copy(const S* src, const std::vector<idx>& sdim, const std::vector<int>& perm,
-                  D* dst) {
+                  D* dst, int threads = 1) {
   const int rank = static_cast<int>(sdim.size());
   if (static_cast<int>(perm.size()) != rank) throw std::invalid_argument("permute_copy: rank");
   idx total = 1;
@@ -91,7 +94,16 @@ void permute_copy(const S* src, const std::vector<idx>& sdim, const std::vector<
   }
   std::vector<idx> dstride(rank), lo(rank, 0);
   for (int k = 0; k < rank; ++k) dstride[k] = (k == 0) ? 1 : dstride[k - 1] * ddim[k - 1];
-  detail::permute_block(src, dst, dstep, dstride, lo, ddim);
+  int axis = 0;
+  for (int k = 1; k < rank; ++k)
+    if (ddim[k] > ddim[axis]) axis = k;
+  const idx parts = (threads > 1 && total >= (idx(1) << 16)) ? std::min<idx>(ddim[axis], 8 * threads) : 1;
+  parallel_for(static_cast<long>(parts), threads, [&](long part) {
+    std::vector<idx> plo(lo), phi(ddim);
+    plo[axis] = ddim[axis] * part / parts;
+    phi[axis] = ddim[axis] * (part + 1) / parts;
+    detail::permute_block(src, dst, dstep, dstride, plo, phi);
+  });
 }
 
 }  // namespace mh
