@@ -49,11 +49,12 @@ flops_fwd <- function(B, T, S, E, H, Kd) {
 }
 
 time_it <- function(f, a) {
-  f()  # warm-up
+  if (!isTRUE(a$big)) f()  # warm-up
   ts <- numeric(0)
   start <- proc.time()[["elapsed"]]
   while (length(ts) < a$max_reps &&
          (length(ts) < a$min_reps || proc.time()[["elapsed"]] - start < a$min_time)) {
+    if (isTRUE(a$big)) gc()  # one call's results at a time
     t0 <- proc.time()[["elapsed"]]
     f()
     ts <- c(ts, proc.time()[["elapsed"]] - t0)

@@ -97,14 +97,22 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, flash && !return_scores, threads, out.data(),
                   scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
 
-  Rcpp::List result = Rcpp::List::create(
-      Rcpp::Named("output") = from_core(out.data(), out_dims, out_order, threads),
-      Rcpp::Named("scores") = R_NilValue, Rcpp::Named("grads") = R_NilValue);
+  Rcpp::List result = Rcpp::List::create(Rcpp::Named("output") = R_NilValue,
+                                         Rcpp::Named("scores") = R_NilValue,
+                                         Rcpp::Named("grads") = R_NilValue);
+  // Large buffers go as soon as they are converted; with a backward pass the
+  // output is converted after it (the float copy is the smaller one).
+  auto convert_output = [&]() {
+    result["output"] = from_core(out.data(), out_dims, out_order, threads);
+    mh::Buffer<T>().swap(out);
+  };
+  if (!backward) convert_output();
   if (return_scores) {
     Rcpp::IntegerVector natural(scores_dims.size());
     for (int k = 0; k < natural.size(); ++k) natural[k] = k;
     const T* p = backward ? cache.probs.data() : scores_own.data();
     result["scores"] = from_core(p, scores_dims, natural, threads);
+    mh::Buffer<T>().swap(scores_own);
   }
   if (!backward) return result;
 
@@ -119,6 +127,11 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
   g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
   mh::mha_backward(d, xq.data(), xk, xv, w, m, drop, cache, dout.data(), g, threads);
+  // Free each core buffer before the next R array is allocated.
+  mh::Buffer<T>().swap(dout);
+  mh::Buffer<T>().swap(xq);
+  mh::Buffer<T>().swap(xk_own);
+  mh::Buffer<T>().swap(xv_own);
 
   Rcpp::List wgrads(N_SLOTS);
   for (int i = 0; i < N_SLOTS; ++i) {
@@ -127,11 +140,16 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
   Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
   Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
-  result["grads"] = Rcpp::List::create(
-      Rcpp::Named("query") = from_core(dxq.data(), qd, q_order, threads),
-      Rcpp::Named("key") = from_core(dxk.data(), kd, kv_order, threads),
-      Rcpp::Named("value") = from_core(dxv.data(), vd, kv_order, threads),
-      Rcpp::Named("weights") = wgrads);
+  Rcpp::NumericVector gq = from_core(dxq.data(), qd, q_order, threads);
+  mh::Buffer<T>().swap(dxq);
+  Rcpp::NumericVector gk = from_core(dxk.data(), kd, kv_order, threads);
+  mh::Buffer<T>().swap(dxk);
+  Rcpp::NumericVector gv = from_core(dxv.data(), vd, kv_order, threads);
+  mh::Buffer<T>().swap(dxv);
+  convert_output();
+  result["grads"] = Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
+                                       Rcpp::Named("value") = gv,
+                                       Rcpp::Named("weights") = wgrads);
   return result;
 }
 

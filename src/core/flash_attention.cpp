@@ -39,17 +39,19 @@ namespace {
 // (The MH_FLASH_* macros exist only for tuning builds.)
 #ifndef MH_FLASH_FQ
 #define MH_FLASH_FQ 64
-#define MH_FLASH_FK 128
+#define MH_FLASH_KT 128
 #define MH_FLASH_BQ 64
-#define MH_FLASH_BK 128
 #endif
 constexpr idx kForwardQueryTile = MH_FLASH_FQ;
-constexpr idx kForwardKeyTile = MH_FLASH_FK;
 constexpr idx kBackwardQueryTile = MH_FLASH_BQ;
-constexpr idx kBackwardKeyTile = MH_FLASH_BK;
+// Keys per tile, forward and backward alike (FlashOperands::kt is stored in
+// key tiles of this size).
+constexpr idx kKeyTile = MH_FLASH_KT;
+constexpr idx kForwardKeyTile = kKeyTile;
+constexpr idx kBackwardKeyTile = kKeyTile;
 // The backward pass splits each (batch, head) into key chunks until there
 // are at least this many tasks (a function of the shapes only).
-constexpr idx kMinBackwardTasks = 8;
+constexpr idx kMinBackwardTasks = 4;
 
 template <class T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -117,40 +119,69 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
   *hi = a;
 }
 
-// Contiguous per-head copy: out (B, N, L, W) of x (B, L, N, W). The tile
-// products then read rows with unit stride and no cache-set aliasing (the
-// row stride N*W of x is often a power of two).
+// A per-head view of a (B, L, N, W) tensor (rows of head (b, n) are W apart
+// by N*W) or of a head-major (B, N, L, W) one.
 template <class T>
-Buffer<T> heads_contiguous(const MhaDims& d, const T* x, idx L, idx W, int threads) {
-  Buffer<T> out(static_cast<size_t>(d.B * d.N * L * W));
-  const idx xs = d.N * W;
-  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+struct HeadSource {
+  const T* x;
+  idx L, W;
+  bool head_major;
+  const T* row(const MhaDims& d, idx bn, idx l) const {
+    if (head_major) return x + (bn * L + l) * W;
     const idx b = bn / d.N, n = bn % d.N;
-    T* o = out.data() + bn * L * W;
-    const T* in = x + b * L * xs + n * W;
-    for (idx l = 0; l < L; ++l) std::copy(in + l * xs, in + l * xs + W, o + l * W);
+    return x + ((b * L + l) * d.N + n) * W;
+  }
+};
+
+// Contiguous per-head copy: out (B, N, L, W). The tile products then read
+// rows with unit stride and no cache-set aliasing (the row stride N*W of the
+// projections is often a power of two).
+template <class T>
+Buffer<T> heads_contiguous(const MhaDims& d, const HeadSource<T>& src, int threads) {
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * src.L * src.W));
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    T* o = out.data() + bn * src.L * src.W;
+    for (idx l = 0; l < src.L; ++l) {
+      const T* in = src.row(d, bn, l);
+      std::copy(in, in + src.W, o + l * src.W);
+    }
   });
   return out;
 }
 
-// Transposed per-head copy in key tiles of `tile` columns:
-// out (B, N, ceil(S / tile), W, tile), out[b, n, s / tile, w, s % tile] =
-// x[b, s, n, w] for x (B, S, N, W), zero-padded past S. One key tile of
-// k^T (or v^T) is then a contiguous (W, tile) block.
+// Transposed per-head copy in key tiles of kKeyTile columns:
+// out (B, N, ceil(L / tile), W, tile), out[b, n, l / tile, w, l % tile] =
+// x[b, n, l, w], zero-padded past L. One key tile of k^T (or v^T) is then a
+// contiguous (W, tile) block.
 template <class T>
-Buffer<T> heads_transposed_tiles(const MhaDims& d, const T* x, idx W, idx tile, int threads) {
-  const idx n_tiles = ceil_div(d.S, tile), xs = d.N * W;
+Buffer<T> heads_transposed_tiles(const MhaDims& d, const HeadSource<T>& src, int threads) {
+  const idx tile = kKeyTile, n_tiles = ceil_div(src.L, tile), W = src.W;
   Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile), T(0));
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
-    const idx b = bn / d.N, n = bn % d.N;
-    const T* in = x + b * d.S * xs + n * W;
     for (idx kt = 0; kt < n_tiles; ++kt) {
       T* o = out.data() + (bn * n_tiles + kt) * W * tile;
-      const idx s0 = kt * tile, ns = std::min(tile, d.S - s0);
+      const idx s0 = kt * tile, ns = std::min(tile, src.L - s0);
       for (idx j = 0; j < ns; ++j) {
-        const T* row = in + (s0 + j) * xs;
+        const T* row = src.row(d, bn, s0 + j);
         for (idx w = 0; w < W; ++w) o[w * tile + j] = row[w];
       }
+    }
+  });
+  return out;
+}
+
+// Inverse of heads_transposed_tiles for keys: out (B, N, S, W).
+template <class T>
+Buffer<T> heads_from_tiles(const MhaDims& d, const Buffer<T>& tiles, idx W, int threads) {
+  const idx tile = kKeyTile, n_tiles = ceil_div(d.S, tile);
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * d.S * W));
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    for (idx kt = 0; kt < n_tiles; ++kt) {
+      const T* in = tiles.data() + (bn * n_tiles + kt) * W * tile;
+      const idx s0 = kt * tile, ns = std::min(tile, d.S - s0);
+      T* o = out.data() + (bn * d.S + s0) * W;
+      for (idx j = 0; j < ns; ++j)
+        for (idx w = 0; w < W; ++w) o[j * W + w] = in[w * tile + j];
     }
   });
   return out;
@@ -159,18 +190,28 @@ Buffer<T> heads_transposed_tiles(const MhaDims& d, const T* x, idx W, idx tile, 
 }  // namespace
 
 template <class T>
-void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
+FlashOperands<T> flash_operands(const MhaDims& d, const T* q, const T* k, const T* v,
+                                int threads) {
+  FlashOperands<T> ops;
+  ops.q = heads_contiguous(d, HeadSource<T>{q, d.T, d.H, false}, threads);
+  ops.kt = heads_transposed_tiles(d, HeadSource<T>{k, d.S, d.H, false}, threads);
+  ops.v = heads_contiguous(d, HeadSource<T>{v, d.S, d.Hv, false}, threads);
+  return ops;
+}
+
+template <class T>
+void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
                              T* lse, int threads) {
-  const idx qs = d.N * d.H, vs = d.N * d.Hv;
+  const idx vs = d.N * d.Hv;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const T pos_inf = std::numeric_limits<T>::infinity();
   const idx n_qtiles = ceil_div(d.T, kForwardQueryTile);
   const bool dropout = drop.active();
   const idx TK = kForwardKeyTile, n_ktiles = ceil_div(d.S, TK);
-  const Buffer<T> qh = heads_contiguous(d, q, d.T, d.H, threads);                  // (B, N, T, H)
-  const Buffer<T> kt = heads_transposed_tiles(d, k, d.H, TK, threads);            // k^T tiles
-  const Buffer<T> vh = heads_contiguous(d, v, d.S, d.Hv, threads);                 // (B, N, S, Hv)
+  const Buffer<T>& qh = ops.q;
+  const Buffer<T>& kt = ops.kt;
+  const Buffer<T>& vh = ops.v;
 
   parallel_for(static_cast<long>(d.B * d.N * n_qtiles), threads, [&](long task) {
     const idx bn = task / n_qtiles, qt = task % n_qtiles;
@@ -255,10 +296,11 @@ void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* 
 }
 
 template <class T>
-void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T* v,
-                              const T* ctx, const T* lse, const AttentionMask& mask,
-                              const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk,
-                              T* dv, int threads) {
+void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx_buf,
+                              const T* lse, const AttentionMask& mask, const DropoutSpec& drop,
+                              T scale, Buffer<T>& dctx_buf, T* dq, T* dk, T* dv, int threads) {
+  const T* ctx = ctx_buf.data();
+  const T* dctx = dctx_buf.data();
   const idx qs = d.N * d.H, vs = d.N * d.Hv, BN = d.B * d.N;
   const T pos_inf = std::numeric_limits<T>::infinity();
   const bool dropout = drop.active();
@@ -283,11 +325,15 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
   });
 
   const idx TK = kBackwardKeyTile, n_ktiles = ceil_div(d.S, TK);
-  const Buffer<T> qh = heads_contiguous(d, q, d.T, d.H, threads);          // (B, N, T, H)
-  const Buffer<T> doh = heads_contiguous(d, dctx, d.T, d.Hv, threads);     // (B, N, T, Hv)
-  const Buffer<T> kh = heads_contiguous(d, k, d.S, d.H, threads);          // (B, N, S, H)
-  const Buffer<T> kt = heads_transposed_tiles(d, k, d.H, TK, threads);     // k^T tiles
-  const Buffer<T> vt = heads_transposed_tiles(d, v, d.Hv, TK, threads);    // v^T tiles
+  const Buffer<T>& qh = ops.q;   // (B, N, T, H)
+  const Buffer<T>& kt = ops.kt;  // k^T tiles
+  const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv, false}, threads);
+  Buffer<T>().swap(ctx_buf);   // D and doh hold all that is needed of them
+  Buffer<T>().swap(dctx_buf);
+  const Buffer<T> kh = heads_from_tiles(d, kt, d.H, threads);                          // (B, N, S, H)
+  const Buffer<T> vt = heads_transposed_tiles(d, HeadSource<T>{ops.v.data(), d.S, d.Hv, true},
+                                              threads);                                // v^T tiles
+  Buffer<T>().swap(ops.v);
   const idx chunks = std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, BN)));
   const idx TH = d.T * d.H;
   Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
@@ -384,12 +430,14 @@ void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T*
 }
 
 #define MH_INSTANTIATE_FLASH(T)                                                               \
-  template void flash_attention_forward<T>(const MhaDims&, const T*, const T*, const T*,      \
+  template FlashOperands<T> flash_operands<T>(const MhaDims&, const T*, const T*, const T*,   \
+                                              int);                                            \
+  template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
                                            const AttentionMask&, const DropoutSpec&, T, T*,   \
                                            T*, int);                                          \
-  template void flash_attention_backward<T>(const MhaDims&, const T*, const T*, const T*,     \
-                                            const T*, const T*, const AttentionMask&,         \
-                                            const DropoutSpec&, T, const T*, T*, T*, T*, int);
+  template void flash_attention_backward<T>(const MhaDims&, FlashOperands<T>&, Buffer<T>&,    \
+                                            const T*, const AttentionMask&,                   \
+                                            const DropoutSpec&, T, Buffer<T>&, T*, T*, T*, int);
 
 MH_INSTANTIATE_FLASH(float)
 MH_INSTANTIATE_FLASH(double)

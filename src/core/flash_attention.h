@@ -13,22 +13,37 @@
 
 namespace mh {
 
+// The projections in the layout the flash kernel reads, made once per call
+// from q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv) and kept (instead of
+// them) between the forward and the backward pass: each head contiguous, and
+// k transposed by key tiles, so every tile product reads unit-stride rows.
+template <class T>
+struct FlashOperands {
+  Buffer<T> q;   // (B, N, T, H)
+  Buffer<T> kt;  // (B, N, ceil(S / tile), H, tile): k^T by key tiles, zero-padded
+  Buffer<T> v;   // (B, N, S, Hv)
+};
+
+template <class T>
+FlashOperands<T> flash_operands(const MhaDims& d, const T* q, const T* k, const T* v,
+                                int threads);
+
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
-// q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv).
 // lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for
 // rows where every key is masked (their context is zero).
 template <class T>
-void flash_attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
+void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
                              T* lse, int threads);
 
-// Gradients from the forward's ctx and lse and dctx (B, T, N, Hv); the
-// probabilities (and the dropout mask) are recomputed tile by tile.
-// Writes dq (B, T, N, H), dk (B, S, N, H), dv (B, S, N, Hv) (overwritten).
+// Gradients from the forward's ctx (B, T, N, Hv) and lse and dctx
+// (B, T, N, Hv); the probabilities (and the dropout mask) are recomputed tile
+// by tile. Writes dq (B, T, N, H), dk (B, S, N, H), dv (B, S, N, Hv)
+// (overwritten). `ops`, `ctx` and `dctx` are consumed: their memory is
+// released as soon as it has been read, to keep the peak low.
 template <class T>
-void flash_attention_backward(const MhaDims& d, const T* q, const T* k, const T* v,
-                              const T* ctx, const T* lse, const AttentionMask& mask,
-                              const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk,
-                              T* dv, int threads);
+void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx,
+                              const T* lse, const AttentionMask& mask, const DropoutSpec& drop,
+                              T scale, Buffer<T>& dctx, T* dq, T* dk, T* dv, int threads);
 
 }  // namespace mh

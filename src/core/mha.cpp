@@ -51,10 +51,15 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   c.flash = flash && !scores;
   if (c.flash) {
     Buffer<T>().swap(c.probs);
+    c.ops = flash_operands(d, c.q.data(), c.k.data(), c.v.data(), threads);
+    Buffer<T>().swap(c.q);  // the flash operands replace them
+    Buffer<T>().swap(c.k);
+    Buffer<T>().swap(c.v);
     c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
-    flash_attention_forward(d, c.q.data(), c.k.data(), c.v.data(), mask, drop,
-                            inverse_sqrt_key_dim<T>(d.H), c.ctx.data(), c.lse.data(), threads);
+    flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
+                            c.lse.data(), threads);
   } else {
+    c.ops = FlashOperands<T>();
     Buffer<T>().swap(c.lse);
     T* probs = scores;
     if (cache) {
@@ -84,7 +89,7 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
 template <class T>
 void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                   const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
-                  const MhaCache<T>& c, const T* dout, const MhaGrads<T>& g, int threads) {
+                  MhaCache<T>& c, const T* dout, const MhaGrads<T>& g, int threads) {
   check_dims(d);
   const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
   const bool cached = c.flash ? c.lse.size() == static_cast<size_t>(d.B * d.N * d.T)
@@ -115,17 +120,19 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   }
 
   // Attention.
-  Buffer<T> dq(c.q.size()), dk(c.k.size()), dv(c.v.size());
+  Buffer<T> dq(static_cast<size_t>(BT * NH)), dk(static_cast<size_t>(BS * NH)),
+      dv(static_cast<size_t>(BS * NHv));
   if (c.flash) {
-    flash_attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.ctx.data(), c.lse.data(),
-                             mask, drop, inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(),
-                             dk.data(), dv.data(), threads);
+    flash_attention_backward(d, c.ops, c.ctx, c.lse.data(), mask, drop,
+                             inverse_sqrt_key_dim<T>(d.H), dctx, dq.data(), dk.data(), dv.data(),
+                             threads);
   } else {
     attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.probs.data(), drop,
                        inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(), dk.data(),
                        dv.data(), threads);
   }
   Buffer<T>().swap(dctx);
+  c = MhaCache<T>();  // everything below needs only the inputs and dq, dk, dv
 
   // Input projections.
   dense_backward_weights(xq, dq.data(), BT, d.E, NH, g.dwq, g.dbq, threads);
@@ -142,7 +149,7 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                                bool, int, T*, T*, MhaCache<T>*);                             \
   template void mha_backward<T>(const MhaDims&, const T*, const T*, const T*,               \
                                 const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
-                                const MhaCache<T>&,                                          \
+                                MhaCache<T>&,                                                \
                                 const T*, const MhaGrads<T>&, int);
 
 MH_INSTANTIATE_MHA(float)
