@@ -62,6 +62,14 @@ using RowArrayMap = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
 
 idx ceil_div(idx a, idx b) { return (a + b - 1) / b; }
 
+// Small calls run on one thread: starting a parallel region costs more than
+// the work. (Results do not depend on the thread count either way.)
+int threads_for(const MhaDims& d, int threads) {
+  const double work = static_cast<double>(d.B * d.N) * static_cast<double>(d.T + 1) *
+                      static_cast<double>(d.S + 1) * static_cast<double>(d.H + d.Hv);
+  return work < 1e6 ? 1 : threads;
+}
+
 // Dropout factor of probability element (b, n, t, s): 1/(1-rate) if kept,
 // else 0 (the same decision as the materialised kernel).
 template <class T>
@@ -192,6 +200,7 @@ Buffer<T> heads_from_tiles(const MhaDims& d, const Buffer<T>& tiles, idx W, int 
 template <class T>
 FlashOperands<T> flash_operands(const MhaDims& d, const T* q, const T* k, const T* v,
                                 int threads) {
+  threads = threads_for(d, threads);
   FlashOperands<T> ops;
   ops.q = heads_contiguous(d, HeadSource<T>{q, d.T, d.H, false}, threads);
   ops.kt = heads_transposed_tiles(d, HeadSource<T>{k, d.S, d.H, false}, threads);
@@ -203,6 +212,7 @@ template <class T>
 void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
                              T* lse, int threads) {
+  threads = threads_for(d, threads);
   const idx vs = d.N * d.Hv;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const T pos_inf = std::numeric_limits<T>::infinity();
@@ -299,6 +309,7 @@ template <class T>
 void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx_buf,
                               const T* lse, const AttentionMask& mask, const DropoutSpec& drop,
                               T scale, Buffer<T>& dctx_buf, T* dq, T* dk, T* dv, int threads) {
+  threads = threads_for(d, threads);
   const T* ctx = ctx_buf.data();
   const T* dctx = dctx_buf.data();
   const idx qs = d.N * d.H, vs = d.N * d.Hv, BN = d.B * d.N;
