@@ -41,6 +41,22 @@ void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out
 }
 
 template <class T>
+void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
+                          int threads, const std::function<void(idx, idx, const T*)>& store) {
+  Eigen::Map<const RowMat<T>> W(w, in, out);
+  const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
+  parallel_for(n_blocks(rows, kRowBlock), used, [&](long blk) {
+    const idx r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+    Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
+    Buffer<T> ybuf(static_cast<size_t>(nr * out));
+    Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, out);
+    Y.noalias() = X * W;
+    if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
+    store(r0, nr, ybuf.data());
+  });
+}
+
+template <class T>
 void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
                           bool accumulate, int threads) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
@@ -78,6 +94,8 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
 
 #define MH_INSTANTIATE_DENSE(T)                                                              \
   template void dense_forward<T>(const T*, idx, idx, const T*, const T*, idx, T*, int);      \
+  template void dense_forward_blocks<T>(const T*, idx, idx, const T*, const T*, idx, int,     \
+                                        const std::function<void(idx, idx, const T*)>&);     \
   template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \
   template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);
 

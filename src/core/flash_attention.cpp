@@ -39,14 +39,13 @@ namespace {
 // (The MH_FLASH_* macros exist only for tuning builds.)
 #ifndef MH_FLASH_FQ
 #define MH_FLASH_FQ 64
-#define MH_FLASH_KT 128
 #define MH_FLASH_BQ 64
 #endif
 constexpr idx kForwardQueryTile = MH_FLASH_FQ;
 constexpr idx kBackwardQueryTile = MH_FLASH_BQ;
 // Keys per tile, forward and backward alike (FlashOperands::kt is stored in
 // key tiles of this size).
-constexpr idx kKeyTile = MH_FLASH_KT;
+constexpr idx kKeyTile = kFlashKeyTile;
 constexpr idx kForwardKeyTile = kKeyTile;
 constexpr idx kBackwardKeyTile = kKeyTile;
 // The backward pass splits each (batch, head) into key chunks until there
@@ -164,7 +163,7 @@ Buffer<T> heads_contiguous(const MhaDims& d, const HeadSource<T>& src, int threa
 template <class T>
 Buffer<T> heads_transposed_tiles(const MhaDims& d, const HeadSource<T>& src, int threads) {
   const idx tile = kKeyTile, n_tiles = ceil_div(src.L, tile), W = src.W;
-  Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile), T(0));
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile));  // padding never read
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
     for (idx kt = 0; kt < n_tiles; ++kt) {
       T* o = out.data() + (bn * n_tiles + kt) * W * tile;
@@ -198,14 +197,33 @@ Buffer<T> heads_from_tiles(const MhaDims& d, const Buffer<T>& tiles, idx W, int 
 }  // namespace
 
 template <class T>
-FlashOperands<T> flash_operands(const MhaDims& d, const T* q, const T* k, const T* v,
-                                int threads) {
-  threads = threads_for(d, threads);
-  FlashOperands<T> ops;
-  ops.q = heads_contiguous(d, HeadSource<T>{q, d.T, d.H, false}, threads);
-  ops.kt = heads_transposed_tiles(d, HeadSource<T>{k, d.S, d.H, false}, threads);
-  ops.v = heads_contiguous(d, HeadSource<T>{v, d.S, d.Hv, false}, threads);
-  return ops;
+void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops) {
+  const idx BN = d.B * d.N;
+  ops->q.resize(static_cast<size_t>(BN * d.T * d.H));
+  ops->kt.resize(static_cast<size_t>(BN * ceil_div(d.S, kKeyTile) * d.H * kKeyTile));
+  ops->v.resize(static_cast<size_t>(BN * d.S * d.Hv));
+}
+
+template <class T>
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
+                          FlashOperands<T>* ops) {
+  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
+  const idx n_tiles = ceil_div(d.S, kKeyTile);
+  for (idx i = 0; i < nr; ++i) {
+    const idx r = r0 + i, b = r / L, l = r % L;
+    const T* row = block + i * NW;
+    for (idx n = 0; n < d.N; ++n) {
+      const T* src = row + n * W;
+      if (which == 1) {  // k^T by key tiles
+        T* o = ops->kt.data() + ((b * d.N + n) * n_tiles + l / kKeyTile) * W * kKeyTile +
+               l % kKeyTile;
+        for (idx w = 0; w < W; ++w) o[w * kKeyTile] = src[w];
+      } else {
+        T* o = (which == 0 ? ops->q.data() : ops->v.data()) + ((b * d.N + n) * L + l) * W;
+        std::copy(src, src + W, o);
+      }
+    }
+  }
 }
 
 template <class T>
@@ -441,8 +459,9 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
 }
 
 #define MH_INSTANTIATE_FLASH(T)                                                               \
-  template FlashOperands<T> flash_operands<T>(const MhaDims&, const T*, const T*, const T*,   \
-                                              int);                                            \
+  template void flash_operands_allocate<T>(const MhaDims&, FlashOperands<T>*);                \
+  template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const T*,              \
+                                        FlashOperands<T>*);                                    \
   template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
                                            const AttentionMask&, const DropoutSpec&, T, T*,   \
                                            T*, int);                                          \

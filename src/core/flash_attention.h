@@ -13,10 +13,11 @@
 
 namespace mh {
 
-// The projections in the layout the flash kernel reads, made once per call
-// from q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv) and kept (instead of
-// them) between the forward and the backward pass: each head contiguous, and
-// k transposed by key tiles, so every tile product reads unit-stride rows.
+// The projections q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv) in the
+// layout the flash kernel reads, written by the projection GEMMs directly
+// (flash_operands_store) and kept between the forward and the backward pass:
+// each head contiguous, and k transposed by key tiles, so every tile product
+// reads unit-stride rows.
 template <class T>
 struct FlashOperands {
   Buffer<T> q;   // (B, N, T, H)
@@ -24,9 +25,19 @@ struct FlashOperands {
   Buffer<T> v;   // (B, N, S, Hv)
 };
 
+// Keys per tile of FlashOperands::kt.
+constexpr idx kFlashKeyTile = 128;
+
+// Sizes the three buffers of `ops` (contents left undefined).
 template <class T>
-FlashOperands<T> flash_operands(const MhaDims& d, const T* q, const T* k, const T* v,
-                                int threads);
+void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops);
+
+// Stores rows r0 .. r0 + nr - 1 of a projection given as `block` (nr, N*W)
+// (row r = b * L + l) into ops: which = 0 (q: L = T, W = H), 1 (k: L = S,
+// W = H), 2 (v: L = S, W = Hv). Disjoint rows may be stored concurrently.
+template <class T>
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
+                          FlashOperands<T>* ops);
 
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
 // lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for

@@ -40,26 +40,35 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
   MhaCache<T> local;
   MhaCache<T>& c = cache ? *cache : local;
-  c.q.resize(static_cast<size_t>(BT * NH));
-  c.k.resize(static_cast<size_t>(BS * NH));
-  c.v.resize(static_cast<size_t>(BS * NHv));
   c.ctx.resize(static_cast<size_t>(BT * NHv));
-  dense_forward(xq, BT, d.E, w.wq, w.bq, NH, c.q.data(), threads);
-  dense_forward(xk, BS, d.Dk, w.wk, w.bk, NH, c.k.data(), threads);
-  dense_forward(xv, BS, d.Dv, w.wv, w.bv, NHv, c.v.data(), threads);
-
   c.flash = flash && !scores;
   if (c.flash) {
+    // The projections go straight into the flash kernel's layouts.
     Buffer<T>().swap(c.probs);
-    c.ops = flash_operands(d, c.q.data(), c.k.data(), c.v.data(), threads);
-    Buffer<T>().swap(c.q);  // the flash operands replace them
+    Buffer<T>().swap(c.q);
     Buffer<T>().swap(c.k);
     Buffer<T>().swap(c.v);
+    flash_operands_allocate(d, &c.ops);
+    FlashOperands<T>* ops = &c.ops;
+    auto store = [&](int which) {
+      return [&d, ops, which](idx r0, idx nr, const T* block) {
+        flash_operands_store(d, which, r0, nr, block, ops);
+      };
+    };
+    dense_forward_blocks<T>(xq, BT, d.E, w.wq, w.bq, NH, threads, store(0));
+    dense_forward_blocks<T>(xk, BS, d.Dk, w.wk, w.bk, NH, threads, store(1));
+    dense_forward_blocks<T>(xv, BS, d.Dv, w.wv, w.bv, NHv, threads, store(2));
     c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
     flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
                             c.lse.data(), threads);
   } else {
     c.ops = FlashOperands<T>();
+    c.q.resize(static_cast<size_t>(BT * NH));
+    c.k.resize(static_cast<size_t>(BS * NH));
+    c.v.resize(static_cast<size_t>(BS * NHv));
+    dense_forward(xq, BT, d.E, w.wq, w.bq, NH, c.q.data(), threads);
+    dense_forward(xk, BS, d.Dk, w.wk, w.bk, NH, c.k.data(), threads);
+    dense_forward(xv, BS, d.Dv, w.wv, w.bv, NHv, c.v.data(), threads);
     Buffer<T>().swap(c.lse);
     T* probs = scores;
     if (cache) {
