@@ -25,8 +25,12 @@ struct FlashOperands {
   Buffer<T> v;   // (B, N, S, Hv)
 };
 
-// Keys per tile of FlashOperands::kt.
-constexpr idx kFlashKeyTile = 128;
+// Keys per tile of FlashOperands::kt (MH_FLASH_KEY_TILE exists for tuning
+// builds only).
+#ifndef MH_FLASH_KEY_TILE
+#define MH_FLASH_KEY_TILE 128
+#endif
+constexpr idx kFlashKeyTile = MH_FLASH_KEY_TILE;
 
 // Sizes the three buffers of `ops` (contents left undefined).
 template <class T>
