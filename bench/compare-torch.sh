@@ -4,7 +4,8 @@
 # and causal setting, rounds alternate: ours, then each torch implementation
 # (einsum, fused, sdpa, and native for non-causal forward), each in a fresh
 # process. The ratio per shape and mode is torch's fastest implementation
-# (median ms) over ours (median ms); with several rounds, the median over rounds.
+# (median ms) over ours (median ms); with several rounds, the median over
+# rounds (compare-summary.py prints the table from the records).
 #
 # Needs: multihead installed (pass its library with --lib or R_LIBS), Debian's
 # python3-torch and libopenblas0-openmp (apt-get install -y python3-torch
@@ -59,26 +60,5 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-/usr/bin/python3 - "$out" <<'PY'
-import json, sys, statistics
-from collections import defaultdict
-recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-# per (shape, causal, mode): list of our medians, and per torch impl list of medians
-ours = defaultdict(list); torch = defaultdict(lambda: defaultdict(list))
-for r in recs:
-    key = (r["B"], r["T"], r["E"], r["H"], r["Kd"], bool(r["causal"]), r["mode"])
-    if str(r["impl"]).startswith("multihead"):
-        ours[key].append(r["median_ms"])
-    else:
-        torch[key][r["impl"]].append(r["median_ms"])
-print()
-print("| B, T=S, E, heads, key_dim | causal | mode | multihead ms | torch best ms (impl) | speed-up |")
-print("|---|---|---|---|---|---|")
-for key in sorted(ours, key=lambda k: (k[1], k[0] * 0 + k[1], k[2], k[5], k[6])):
-    B, T, E, H, Kd, causal, mode = key
-    if key not in torch:
-        continue
-    best_impl, best = min(((i, statistics.median(v)) for i, v in torch[key].items()), key=lambda x: x[1])
-    m = statistics.median(ours[key])
-    print(f"| {B}, {T}, {E}, {H}, {Kd} | {'yes' if causal else 'no'} | {mode} | {m:.1f} | {best:.1f} ({best_impl}) | {best / m:.2f}x |")
-PY
+echo
+/usr/bin/python3 "$here/compare-summary.py" "$out" --threads "$threads"

@@ -22,6 +22,16 @@
 #define MH_TILE_GEMM_AVX2 1
 #endif
 
+// Fully unrolled loops over the register block (the accumulators must stay
+// in registers).
+#if defined(__clang__)
+#define MH_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define MH_UNROLL _Pragma("GCC unroll 8")
+#else
+#define MH_UNROLL
+#endif
+
 namespace mh {
 
 namespace detail {
@@ -55,7 +65,7 @@ inline void block_r16(idx n, idx K, const float* a, idx a_rs, idx a_cs, const fl
                       float* c, idx ldc, bool accumulate) {
   __m256 acc0[R], acc1[R];
   const __m256i m0 = lane_mask(n < 8 ? n : 8), m1 = lane_mask(n > 8 ? n - 8 : 0);
-#pragma GCC unroll 8
+MH_UNROLL
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
       if (Full) {
@@ -81,14 +91,14 @@ inline void block_r16(idx n, idx K, const float* a, idx a_rs, idx a_cs, const fl
       b1 = _mm256_maskload_ps(bp + 8, m1);
     }
     const float* ap = a + p * a_cs;
-  #pragma GCC unroll 8
+  MH_UNROLL
   for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(ap + r * a_rs);
       acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
     }
   }
-#pragma GCC unroll 8
+MH_UNROLL
   for (int r = 0; r < R; ++r) {
     if (Full) {
       _mm256_storeu_ps(c + r * ldc, acc0[r]);
