@@ -98,6 +98,23 @@ inline bool needs_element_mask(const AttentionMask& mask, const MaskRow& mrow, i
   return mask.mask || mask.kmask || s0 < mrow.key_begin() || s1 > mrow.key_end(S);
 }
 
+// Sets x[j] = value for every key s0 + j (j < nk) that row `mrow` may not
+// attend. With only causal / window masking the disallowed keys are the two
+// ends outside the band [key_begin, key_end), filled without testing each key.
+template <class T>
+void fill_masked(const AttentionMask& mask, const MaskRow& mrow, idx s0, idx nk, idx S, T value,
+                 T* x) {
+  if (mask.mask || mask.kmask) {
+    for (idx j = 0; j < nk; ++j)
+      if (!mrow.allowed(s0 + j)) x[j] = value;
+    return;
+  }
+  const idx lo = std::min(nk, std::max<idx>(0, mrow.key_begin() - s0));
+  const idx hi = std::max(lo, std::min(nk, mrow.key_end(S) - s0));
+  std::fill(x, x + lo, value);
+  std::fill(x + hi, x + nk, value);
+}
+
 // The query rows [lo, hi) whose causal / window band meets keys [s0, s1).
 // The band's ends never decrease with t, so this is an interval.
 void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, idx s1, idx* lo,
@@ -284,10 +301,7 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
         }
         const bool partial = needs_element_mask(mask, mrow, s0, s0 + nk, d.S);
         xr *= scale;
-        if (partial) {
-          for (idx j = 0; j < nk; ++j)
-            if (!mrow.allowed(s0 + j)) x[j] = neg_inf;
-        }
+        if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
         const T m_new = std::max(m[i], xr.maxCoeff());
         if (m_new == neg_inf) {  // nothing allowed so far
           pr.setZero();
@@ -295,9 +309,13 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
         }
         const T alpha = std::exp(m[i] - m_new);  // rescales the old sum; 0 when m was -Inf
         pr = (xr - m_new).exp();
-        if (partial) {
-          for (idx j = 0; j < nk; ++j)
-            if (x[j] == neg_inf) p[j] = T(0);
+        if (partial) {  // exactly zero (Eigen's exp(-Inf) is a tiny positive number)
+          if (mask.mask || mask.kmask) {
+            for (idx j = 0; j < nk; ++j)
+              if (x[j] == neg_inf) p[j] = T(0);
+          } else {
+            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
+          }
         }
         l[i] = alpha * l[i] + pr.sum();
         m[i] = m_new;
@@ -417,8 +435,7 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
           MaskRow mrow(mask, d, b, n, t);
           pr = (pr * scale - L).exp();
           if (needs_element_mask(mask, mrow, s0, s0 + nk, d.S)) {
-            for (idx j = 0; j < nk; ++j)
-              if (!mrow.allowed(s0 + j)) p[j] = T(0);
+            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
           }
           const T Dt = row_D[t];
           if (dropout) {
