@@ -376,6 +376,7 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   self$build_shapes <- list(query = query_shape, value = value_shape, key = key_shape)
   self$built <- TRUE
   self$weight_cache <- NULL
+  self$plan_key <- NULL  # mha_run's cached attention plan
   invisible(NULL)
 }
 
@@ -455,7 +456,15 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   check_built_input(self, key, "key", bs$key)
 
   axes <- self$axes
-  plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
+  # The plan depends only on the two shapes once the layer is built: reuse it.
+  plan_key <- c(qd, -1L, vd)
+  if (identical(self$plan_key, plan_key)) {
+    plan <- self$plan
+  } else {
+    plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
+    self$plan <- plan
+    self$plan_key <- plan_key
+  }
   if ((use_causal_mask || !is.null(cfg$sliding_window)) && length(axes) > 1L) {
     abort_arg(if (use_causal_mask) "use_causal_mask" else "sliding_window",
               sprintf("used with a single attention axis (this layer attends over axes %s jointly)",
