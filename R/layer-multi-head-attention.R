@@ -390,6 +390,7 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   self$build_shapes <- list(query = query_shape, value = value_shape, key = key_shape)
   self$built <- TRUE
   self$weight_cache <- NULL
+  self$plan_key <- NULL  # mha_run's cached attention plan
   invisible(NULL)
 }
 
@@ -476,7 +477,15 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   check_built_input(self, key, "key", bs$key)
 
   axes <- self$axes
-  plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
+  # The plan depends only on the two shapes once the layer is built: reuse it.
+  plan_key <- c(qd, -1L, vd)
+  if (identical(self$plan_key, plan_key)) {
+    plan <- self$plan
+  } else {
+    plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
+    self$plan <- plan
+    self$plan_key <- plan_key
+  }
   if ((use_causal_mask || !is.null(cfg$sliding_window)) && length(axes) > 1L) {
     abort_arg(if (use_causal_mask) "use_causal_mask" else "sliding_window",
               sprintf("used with a single attention axis (this layer attends over axes %s jointly)",
@@ -506,7 +515,10 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     }
     if (!cpp_all_finite(grad_output)) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
   }
-  check_attention_memory(plan, cfg$num_heads, self$dtype, return_attention_scores || backward)
+  # The flash kernel never stores (T, S) matrices; scores need the materialised one.
+  flash <- !return_attention_scores &&
+    (isTRUE(cfg$flash_attention) || (is.null(cfg$flash_attention) && config_is_flash_attention_enabled()))
+  if (!flash) check_attention_memory(plan, cfg$num_heads, self$dtype, return_attention_scores || backward)
 
   E <- qd[length(qd)]; Dk <- kd[length(kd)]; Dv <- vd[length(vd)]
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
@@ -515,7 +527,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
                       mha_weight_slots(self), mask, mask_bn, qmask, kmask, use_causal_mask,
                       if (is.null(cfg$sliding_window)) 0L else cfg$sliding_window,
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,
-                      identical(self$dtype, "float64"), mh_threads(), plan$out_dims, plan$out_order,
+                      flash, identical(self$dtype, "float64"), mh_threads(), plan$out_dims, plan$out_order,
                       plan$scores_dims, grad_output)
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])
@@ -562,9 +574,10 @@ mha_activity_losses <- function(self, query, key, value, output, batch) {
   lapply(outs, function(o) regularizer_loss(reg, o) / max(1, batch))
 }
 
-# The materialised path holds B*N*T*S probabilities (when scores or gradients
-# are needed) or T*S per thread; refuse sizes beyond the configured limit with
-# a clear error instead of failing to allocate.
+# The materialised path (used when scores are requested or flash attention is
+# off) holds B*N*T*S probabilities (when scores or gradients are needed) or
+# T*S per thread; refuse sizes beyond the configured limit with a clear error
+# instead of failing to allocate. The flash path needs no such check.
 #' @noRd
 check_attention_memory <- function(plan, num_heads, dtype, full) {
   bytes_per <- if (identical(dtype, "float64")) 8 else 4

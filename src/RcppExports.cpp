@@ -253,8 +253,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_mha_call
-Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
-RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
+Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
+RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -275,13 +275,14 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< double >::type dropout_seed(dropout_seedSEXP);
     Rcpp::traits::input_parameter< double >::type dropout_counter(dropout_counterSEXP);
     Rcpp::traits::input_parameter< bool >::type return_scores(return_scoresSEXP);
+    Rcpp::traits::input_parameter< bool >::type flash(flashSEXP);
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_dims(out_dimsSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_order(out_orderSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type scores_dims(scores_dimsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, float64, threads, out_dims, out_order, scores_dims, grad_output));
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -360,7 +361,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
     {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
     {"_multihead_cpp_unflatten", (DL_FUNC) &_multihead_cpp_unflatten, 4},
-    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 23},
+    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 24},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 1},
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},

@@ -25,9 +25,10 @@ inline std::vector<idx> r_dims(SEXP x) {
 }
 
 // Row-major copy of the R array `x` with its (0-based) axes taken in the
-// order `order` (order[0] varies slowest), converted to T.
+// order `order` (order[0] varies slowest), converted to T, on up to
+// `threads` threads.
 template <class T>
-mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
+mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order, int threads = 1) {
   const std::vector<idx> dims = r_dims(x);
   const int r = static_cast<int>(dims.size());
   if (order.size() != r) Rcpp::stop("internal: axis order does not match the array rank");
@@ -38,9 +39,9 @@ mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
   for (idx v : dims) n *= v;
   mh::Buffer<T> out(static_cast<size_t>(n));
   if (TYPEOF(x) == REALSXP) {
-    mh::permute_copy(REAL(x), dims, perm, out.data());
+    mh::permute_copy(REAL(x), dims, perm, out.data(), threads);
   } else if (TYPEOF(x) == INTSXP || TYPEOF(x) == LGLSXP) {
-    mh::permute_copy(INTEGER(x), dims, perm, out.data());
+    mh::permute_copy(INTEGER(x), dims, perm, out.data(), threads);
   } else {
     Rcpp::stop("internal: expected a numeric array");
   }
@@ -51,7 +52,7 @@ mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order) {
 // Keras dims `dims` taken in the order `order`; returns the R array.
 template <class T>
 Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
-                              const Rcpp::IntegerVector& order) {
+                              const Rcpp::IntegerVector& order, int threads = 1) {
   const int r = dims.size();
   // buf is column-major with dims sdim[k] = dims[order[r-1-k]].
   std::vector<idx> sdim(r);
@@ -63,7 +64,7 @@ Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
   idx n = 1;
   for (idx v : sdim) n *= v;
   Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(n)));
-  if (n > 0) mh::permute_copy(buf, sdim, where, REAL(out));
+  if (n > 0) mh::permute_copy(buf, sdim, where, REAL(out), threads);
   out.attr("dim") = dims;
   return out;
 }

@@ -33,7 +33,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                    const Rcpp::IntegerVector& kv_order, const Rcpp::IntegerVector& dims,
                    const Rcpp::List& weights, SEXP mask, const Rcpp::IntegerVector& mask_bn,
                    SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate,
-                   double dropout_seed, double dropout_counter, bool return_scores, int threads,
+                   double dropout_seed, double dropout_counter, bool return_scores, bool flash,
+                   int threads,
                    const Rcpp::IntegerVector& out_dims, const Rcpp::IntegerVector& out_order,
                    const Rcpp::IntegerVector& scores_dims, SEXP grad_output) {
   mh::MhaDims d;
@@ -41,14 +42,14 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
 
   // Inputs: shared arrays (self-attention, key = value) are converted once.
-  mh::Buffer<T> xq = to_core<T>(query, q_order);
+  mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
   mh::Buffer<T> xv_own, xk_own;
   const T* xv;
   const T* xk;
   if (value == query && same_order(kv_order, q_order)) {
     xv = xq.data();
   } else {
-    xv_own = to_core<T>(value, kv_order);
+    xv_own = to_core<T>(value, kv_order, threads);
     xv = xv_own.data();
   }
   if (key == value) {
@@ -56,7 +57,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   } else if (key == query && same_order(kv_order, q_order)) {
     xk = xq.data();
   } else {
-    xk_own = to_core<T>(key, kv_order);
+    xk_own = to_core<T>(key, kv_order, threads);
     xk = xk_own.data();
   }
 
@@ -93,21 +94,29 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   mh::Buffer<T> scores_own;
   mh::MhaCache<T> cache;
   if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
-  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, threads, out.data(),
+  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, flash && !return_scores, threads, out.data(),
                   scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
 
-  Rcpp::List result = Rcpp::List::create(
-      Rcpp::Named("output") = from_core(out.data(), out_dims, out_order),
-      Rcpp::Named("scores") = R_NilValue, Rcpp::Named("grads") = R_NilValue);
+  Rcpp::List result = Rcpp::List::create(Rcpp::Named("output") = R_NilValue,
+                                         Rcpp::Named("scores") = R_NilValue,
+                                         Rcpp::Named("grads") = R_NilValue);
+  // Large buffers go as soon as they are converted; with a backward pass the
+  // output is converted after it (the float copy is the smaller one).
+  auto convert_output = [&]() {
+    result["output"] = from_core(out.data(), out_dims, out_order, threads);
+    mh::Buffer<T>().swap(out);
+  };
+  if (!backward) convert_output();
   if (return_scores) {
     Rcpp::IntegerVector natural(scores_dims.size());
     for (int k = 0; k < natural.size(); ++k) natural[k] = k;
     const T* p = backward ? cache.probs.data() : scores_own.data();
-    result["scores"] = from_core(p, scores_dims, natural);
+    result["scores"] = from_core(p, scores_dims, natural, threads);
+    mh::Buffer<T>().swap(scores_own);
   }
   if (!backward) return result;
 
-  mh::Buffer<T> dout = to_core<T>(grad_output, out_order);
+  mh::Buffer<T> dout = to_core<T>(grad_output, out_order, threads);
   mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
       dxv(static_cast<size_t>(d.B * d.S * d.Dv));
   std::vector<mh::Buffer<T>> dw(N_SLOTS);
@@ -117,7 +126,12 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
   g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
   g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
-  mh::mha_backward(d, xq.data(), xk, xv, w, drop, cache, dout.data(), g, threads);
+  mh::mha_backward(d, xq.data(), xk, xv, w, m, drop, cache, dout.data(), g, threads);
+  // Free each core buffer before the next R array is allocated.
+  mh::Buffer<T>().swap(dout);
+  mh::Buffer<T>().swap(xq);
+  mh::Buffer<T>().swap(xk_own);
+  mh::Buffer<T>().swap(xv_own);
 
   Rcpp::List wgrads(N_SLOTS);
   for (int i = 0; i < N_SLOTS; ++i) {
@@ -126,11 +140,16 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
   Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
   Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
-  result["grads"] = Rcpp::List::create(
-      Rcpp::Named("query") = from_core(dxq.data(), qd, q_order),
-      Rcpp::Named("key") = from_core(dxk.data(), kd, kv_order),
-      Rcpp::Named("value") = from_core(dxv.data(), vd, kv_order),
-      Rcpp::Named("weights") = wgrads);
+  Rcpp::NumericVector gq = from_core(dxq.data(), qd, q_order, threads);
+  mh::Buffer<T>().swap(dxq);
+  Rcpp::NumericVector gk = from_core(dxk.data(), kd, kv_order, threads);
+  mh::Buffer<T>().swap(dxk);
+  Rcpp::NumericVector gv = from_core(dxv.data(), vd, kv_order, threads);
+  mh::Buffer<T>().swap(dxv);
+  convert_output();
+  result["grads"] = Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
+                                       Rcpp::Named("value") = gv,
+                                       Rcpp::Named("weights") = wgrads);
   return result;
 }
 
@@ -140,24 +159,25 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
 // dims = (B, T, S, E, Dk, Dv, N, H, Hv, O) in the core's flattened sense;
 // q_order / kv_order / out_order: 0-based Keras axes in core order;
 // weights: 10 slots (Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo), NULL if absent.
+// flash: use the flash kernel (ignored when return_scores).
 // [[Rcpp::export]]
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
                         Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,
                         Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask,
                         SEXP kmask, bool causal, int window, double dropout_rate,
                         double dropout_seed, double dropout_counter, bool return_scores,
-                        bool float64, int threads, Rcpp::IntegerVector out_dims,
+                        bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
                         SEXP grad_output) {
   if (float64) {
     return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
                            qmask, kmask, causal, window, dropout_rate, dropout_seed,
-                           dropout_counter, return_scores, threads, out_dims, out_order,
+                           dropout_counter, return_scores, flash, threads, out_dims, out_order,
                            scores_dims, grad_output);
   }
   return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
                         kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                        return_scores, threads, out_dims, out_order, scores_dims, grad_output);
+                        return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
 }
 
 // Dense-like einsum: contracts the last `n_contract` axes of x with the
@@ -179,12 +199,12 @@ Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bia
   for (int i = 0; i < xr; ++i) xorder[i] = i;
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, xorder), kc = weight_to_core<T>(kernel), bc;
+    mh::Buffer<T> xc = to_core<T>(x, xorder, threads), kc = weight_to_core<T>(kernel), bc;
     if (!Rf_isNull(bias)) bc = weight_to_core<T>(bias);
     mh::Buffer<T> y(static_cast<size_t>(rows * out));
     mh::dense_forward(xc.data(), rows, in, kc.data(), bc.empty() ? nullptr : bc.data(), out,
                       y.data(), threads);
-    return from_core(y.data(), od, order);
+    return from_core(y.data(), od, order, threads);
   };
   return float64 ? run(0.0) : run(0.0f);
 }

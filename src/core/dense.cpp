@@ -16,9 +16,14 @@ using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
 template <class T>
 using RowVec = Eigen::Matrix<T, 1, Eigen::Dynamic>;
 
-// Rows per parallel task: large enough for an efficient GEMM, fixed so the
-// split never depends on the number of threads.
-constexpr idx kRowBlock = 256;
+// Rows per parallel task: large enough for an efficient GEMM, a function of
+// the shapes only so the split never depends on the number of threads.
+// (Measured with Eigen 3.3 on AVX2+FMA: 512 rows run 25-35% faster than 256
+// when in*out <= 256*512, e.g. 256x256 kernels; 256 rows are better above;
+// fewer than 4 blocks would leave threads idle.)
+idx row_block(idx rows, idx in, idx out) {
+  return (in * out <= 256 * 512 && rows >= 4 * 512) ? 512 : 256;
+}
 // Kernel rows (input features) per task in the weight gradient.
 constexpr idx kFeatureBlock = 64;
 
@@ -31,8 +36,9 @@ void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out
                    int threads) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
   const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
-  parallel_for(n_blocks(rows, kRowBlock), used, [&](long blk) {
-    const idx r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+  const idx rb = row_block(rows, in, out);
+  parallel_for(n_blocks(rows, rb), used, [&](long blk) {
+    const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
     Eigen::Map<RowMat<T>> Y(y + r0 * out, nr, out);
     Y.noalias() = X * W;
@@ -41,12 +47,30 @@ void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out
 }
 
 template <class T>
+void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
+                          int threads, const std::function<void(idx, idx, const T*)>& store) {
+  Eigen::Map<const RowMat<T>> W(w, in, out);
+  const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
+  const idx rb = row_block(rows, in, out);
+  parallel_for(n_blocks(rows, rb), used, [&](long blk) {
+    const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
+    Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
+    Buffer<T> ybuf(static_cast<size_t>(nr * out));
+    Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, out);
+    Y.noalias() = X * W;
+    if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
+    store(r0, nr, ybuf.data());
+  });
+}
+
+template <class T>
 void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
                           bool accumulate, int threads) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
   const int used = (rows * in * out < (idx)1 << 16) ? 1 : threads;
-  parallel_for(n_blocks(rows, kRowBlock), used, [&](long blk) {
-    const idx r0 = blk * kRowBlock, nr = std::min(kRowBlock, rows - r0);
+  const idx rb = row_block(rows, in, out);
+  parallel_for(n_blocks(rows, rb), used, [&](long blk) {
+    const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Eigen::Map<const RowMat<T>> dY(dy + r0 * out, nr, out);
     Eigen::Map<RowMat<T>> dX(dx + r0 * in, nr, in);
     if (accumulate) {
@@ -78,6 +102,8 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
 
 #define MH_INSTANTIATE_DENSE(T)                                                              \
   template void dense_forward<T>(const T*, idx, idx, const T*, const T*, idx, T*, int);      \
+  template void dense_forward_blocks<T>(const T*, idx, idx, const T*, const T*, idx, int,     \
+                                        const std::function<void(idx, idx, const T*)>&);     \
   template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \
   template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);
 

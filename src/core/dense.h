@@ -4,6 +4,8 @@
 // attention layer (Keras's EinsumDense with one contracted axis group).
 #pragma once
 
+#include <functional>
+
 #include "layout.h"
 
 namespace mh {
@@ -12,6 +14,14 @@ namespace mh {
 template <class T>
 void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out, T* y,
                    int threads);
+
+// The same product, block by block: each finished block of `nr` rows
+// (r0 .. r0 + nr - 1) of y, row-major (nr, out), is handed to
+// store(r0, nr, block) (called from worker threads, for disjoint rows), so
+// the caller can write y in another layout without a second pass.
+template <class T>
+void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
+                          int threads, const std::function<void(idx, idx, const T*)>& store);
 
 // dx = dy w^T, or dx += dy w^T when `accumulate`.
 template <class T>

@@ -37,6 +37,7 @@
 #include <Eigen/Core>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace mh {
@@ -46,8 +47,31 @@ using idx = std::ptrdiff_t;
 // Every buffer the core allocates is aligned to Eigen's packet size: Eigen's
 // vectorised loops peel differently for differently aligned data, and the
 // bits of a result must not depend on where the heap put a buffer.
+//
+// Buffer<T>(n) and resize(n) leave new elements UNINITIALISED (like new T[n]):
+// large buffers are then first touched by the (parallel) code that fills
+// them instead of by a serial zero fill. Write Buffer<T>(n, T(0)) when zeros
+// are needed.
 template <class T>
-using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
+struct UninitAllocator : Eigen::aligned_allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;  // default-initialise: no zeroing
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using Buffer = std::vector<T, UninitAllocator<T>>;
 
 // Shapes of one multi-head attention call (see the layout above).
 struct MhaDims {

@@ -7,6 +7,7 @@
 
 #include "attention.h"
 #include "dense.h"
+#include "flash_attention.h"
 
 namespace mh {
 
@@ -34,28 +35,51 @@ void sigmoid_inplace(Buffer<T>& x) {
 template <class T>
 void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                  const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
-                 int threads, T* out, T* scores, MhaCache<T>* cache) {
+                 bool flash, int threads, T* out, T* scores, MhaCache<T>* cache) {
   check_dims(d);
   const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
   MhaCache<T> local;
   MhaCache<T>& c = cache ? *cache : local;
-  c.q.resize(static_cast<size_t>(BT * NH));
-  c.k.resize(static_cast<size_t>(BS * NH));
-  c.v.resize(static_cast<size_t>(BS * NHv));
   c.ctx.resize(static_cast<size_t>(BT * NHv));
-  dense_forward(xq, BT, d.E, w.wq, w.bq, NH, c.q.data(), threads);
-  dense_forward(xk, BS, d.Dk, w.wk, w.bk, NH, c.k.data(), threads);
-  dense_forward(xv, BS, d.Dv, w.wv, w.bv, NHv, c.v.data(), threads);
-
-  T* probs = scores;
-  if (cache) {
-    c.probs.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
-    probs = c.probs.data();
-  }
-  attention_forward(d, c.q.data(), c.k.data(), c.v.data(), mask, drop,
-                    inverse_sqrt_key_dim<T>(d.H), c.ctx.data(), probs, threads);
-  if (cache && scores && scores != probs) {
-    std::copy(c.probs.begin(), c.probs.end(), scores);
+  c.flash = flash && !scores;
+  if (c.flash) {
+    // The projections go straight into the flash kernel's layouts.
+    Buffer<T>().swap(c.probs);
+    Buffer<T>().swap(c.q);
+    Buffer<T>().swap(c.k);
+    Buffer<T>().swap(c.v);
+    flash_operands_allocate(d, &c.ops);
+    FlashOperands<T>* ops = &c.ops;
+    auto store = [&](int which) {
+      return [&d, ops, which](idx r0, idx nr, const T* block) {
+        flash_operands_store(d, which, r0, nr, block, ops);
+      };
+    };
+    dense_forward_blocks<T>(xq, BT, d.E, w.wq, w.bq, NH, threads, store(0));
+    dense_forward_blocks<T>(xk, BS, d.Dk, w.wk, w.bk, NH, threads, store(1));
+    dense_forward_blocks<T>(xv, BS, d.Dv, w.wv, w.bv, NHv, threads, store(2));
+    c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
+    flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
+                            c.lse.data(), threads);
+  } else {
+    c.ops = FlashOperands<T>();
+    c.q.resize(static_cast<size_t>(BT * NH));
+    c.k.resize(static_cast<size_t>(BS * NH));
+    c.v.resize(static_cast<size_t>(BS * NHv));
+    dense_forward(xq, BT, d.E, w.wq, w.bq, NH, c.q.data(), threads);
+    dense_forward(xk, BS, d.Dk, w.wk, w.bk, NH, c.k.data(), threads);
+    dense_forward(xv, BS, d.Dv, w.wv, w.bv, NHv, c.v.data(), threads);
+    Buffer<T>().swap(c.lse);
+    T* probs = scores;
+    if (cache) {
+      c.probs.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
+      probs = c.probs.data();
+    }
+    attention_forward(d, c.q.data(), c.k.data(), c.v.data(), mask, drop,
+                      inverse_sqrt_key_dim<T>(d.H), c.ctx.data(), probs, threads);
+    if (cache && scores && scores != probs) {
+      std::copy(c.probs.begin(), c.probs.end(), scores);
+    }
   }
 
   const T* h = c.ctx.data();
@@ -73,11 +97,13 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
 
 template <class T>
 void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
-                  const MhaWeights<T>& w, const DropoutSpec& drop, const MhaCache<T>& c,
-                  const T* dout, const MhaGrads<T>& g, int threads) {
+                  const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
+                  MhaCache<T>& c, const T* dout, const MhaGrads<T>& g, int threads) {
   check_dims(d);
   const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
-  if (c.probs.size() != static_cast<size_t>(d.B * d.N * d.T * d.S)) {
+  const bool cached = c.flash ? c.lse.size() == static_cast<size_t>(d.B * d.N * d.T)
+                              : c.probs.size() == static_cast<size_t>(d.B * d.N * d.T * d.S);
+  if (!cached || c.ctx.size() != static_cast<size_t>(BT * NHv)) {
     throw std::invalid_argument("multihead core: backward needs the forward cache");
   }
 
@@ -103,10 +129,19 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   }
 
   // Attention.
-  Buffer<T> dq(c.q.size()), dk(c.k.size()), dv(c.v.size());
-  attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.probs.data(), drop,
-                     inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(), dk.data(), dv.data(),
-                     threads);
+  Buffer<T> dq(static_cast<size_t>(BT * NH)), dk(static_cast<size_t>(BS * NH)),
+      dv(static_cast<size_t>(BS * NHv));
+  if (c.flash) {
+    flash_attention_backward(d, c.ops, c.ctx, c.lse.data(), mask, drop,
+                             inverse_sqrt_key_dim<T>(d.H), dctx, dq.data(), dk.data(), dv.data(),
+                             threads);
+  } else {
+    attention_backward(d, c.q.data(), c.k.data(), c.v.data(), c.probs.data(), drop,
+                       inverse_sqrt_key_dim<T>(d.H), dctx.data(), dq.data(), dk.data(),
+                       dv.data(), threads);
+  }
+  Buffer<T>().swap(dctx);
+  c = MhaCache<T>();  // everything below needs only the inputs and dq, dk, dv
 
   // Input projections.
   dense_backward_weights(xq, dq.data(), BT, d.E, NH, g.dwq, g.dbq, threads);
@@ -120,9 +155,10 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
 #define MH_INSTANTIATE_MHA(T)                                                               \
   template void mha_forward<T>(const MhaDims&, const T*, const T*, const T*,                \
                                const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
-                               int, T*, T*, MhaCache<T>*);                                   \
+                               bool, int, T*, T*, MhaCache<T>*);                             \
   template void mha_backward<T>(const MhaDims&, const T*, const T*, const T*,               \
-                                const MhaWeights<T>&, const DropoutSpec&, const MhaCache<T>&, \
+                                const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
+                                MhaCache<T>&,                                                \
                                 const T*, const MhaGrads<T>&, int);
 
 MH_INSTANTIATE_MHA(float)

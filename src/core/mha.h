@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "flash_attention.h"
 #include "layout.h"
 
 namespace mh {
@@ -39,24 +40,31 @@ struct MhaGrads {
 // What the backward pass needs from the forward pass.
 template <class T>
 struct MhaCache {
-  Buffer<T> q, k, v;       // projections (B,T,N,H), (B,S,N,H), (B,S,N,Hv)
+  Buffer<T> q, k, v;       // projections (B,T,N,H), (B,S,N,H), (B,S,N,Hv); materialised path
+  FlashOperands<T> ops;    // the same projections as the flash kernel reads them; flash path
   Buffer<T> gate;          // (B,T,N*Hv), empty without gate
   Buffer<T> ctx;           // (B,T,N*Hv) attention context (before the gate)
-  Buffer<T> probs;         // (B,N,T,S)
+  Buffer<T> probs;         // (B,N,T,S), materialised path only
+  Buffer<T> lse;           // (B,N,T) row log-sum-exp, flash path only
+  bool flash = false;      // which attention kernel the forward pass used
 };
 
 // Computes out (B, T, O). If `scores` is non-null the probabilities
-// (B, N, T, S) are written there. If `cache` is non-null it is filled for
-// mha_backward (and `scores` may then point into cache->probs).
+// (B, N, T, S) are written there (this needs the materialised kernel). If
+// `cache` is non-null it is filled for mha_backward. With `flash` and no
+// scores the flash kernel (flash_attention.h) is used, which never stores
+// (T, S) matrices; cache->flash tells which kernel ran.
 template <class T>
 void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                  const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
-                 int threads, T* out, T* scores, MhaCache<T>* cache);
+                 bool flash, int threads, T* out, T* scores, MhaCache<T>* cache);
 
 // Given dout (B, T, O), writes the gradients of every input and weight.
+// `mask` and `drop` must be those of the forward call. The cache is consumed:
+// its large buffers are released as the backward pass goes.
 template <class T>
 void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
-                  const MhaWeights<T>& w, const DropoutSpec& drop, const MhaCache<T>& cache,
-                  const T* dout, const MhaGrads<T>& g, int threads);
+                  const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
+                  MhaCache<T>& cache, const T* dout, const MhaGrads<T>& g, int threads);
 
 }  // namespace mh

@@ -35,10 +35,14 @@ for (nm in fixture_names()) {
           expect_lt(rel_err(wg[[i]], expected), tol, label = present[i])
         }
       }
-      # plain call equals the backprop forward
-      out <- mha(fx$inputs$query, fx$inputs$value, fx$inputs$key,
-                 attention_mask = fx$inputs$attention_mask, use_causal_mask = causal)
-      expect_identical(out, res$output)
+      # plain call (flash path) equals the backprop forward to rounding; on
+      # the materialised path, bit for bit
+      plain <- function() mha(fx$inputs$query, fx$inputs$value, fx$inputs$key,
+                              attention_mask = fx$inputs$attention_mask, use_causal_mask = causal)
+      expect_lt(rel_err(plain(), res$output), tol)
+      old <- config_disable_flash_attention()
+      on.exit(if (old) config_enable_flash_attention())
+      expect_identical(plain(), res$output)
     })
   }
 }

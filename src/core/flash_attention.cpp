@@ -1,0 +1,492 @@
+// Flash attention: see flash_attention.h.
+//
+// Forward: one task per (batch, head, query tile). For each key tile the
+// task computes the logits tile with one GEMM, updates the running row maximum
+// m and row sum l of the online softmax (rescaling what it accumulated so far
+// by alpha = exp(m_old - m_new)), and adds P_tile V_tile with a second GEMM.
+// At the end ctx = acc / l and lse = m + log(l).
+//
+// Backward: D = rowsum(dctx * ctx). One task per (batch, head, key chunk),
+// a chunk being a fixed set of key tiles; for each key tile and each query
+// tile that can see it, the task recomputes P = exp(scale * q k^T - lse),
+// dP = dctx v^T (times the dropout mask), dS = P * (dP - D), and accumulates
+// dV += P_drop^T dctx, dK += dS^T q and its own partial dQ += dS k. The
+// partial dQs are summed in chunk order afterwards. The split depends only on
+// the shapes, so any thread count gives the same bits.
+//
+// Key tiles entirely outside the causal / sliding-window band of a query tile
+// are skipped (MaskRow::key_begin / key_end), so causal attention costs about
+// half.
+#include "flash_attention.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attention_mask.h"
+#include "dropout_rng.h"
+#include "parallel.h"
+#include "tile_gemm.h"
+
+namespace mh {
+
+namespace {
+
+// Tile sizes (rows of q per query tile, rows of k/v per key tile), chosen by
+// measurement on AVX2+FMA (see bench/README.md).
+// (The MH_FLASH_* macros exist only for tuning builds.)
+#ifndef MH_FLASH_FQ
+#define MH_FLASH_FQ 64
+#define MH_FLASH_BQ 64
+#endif
+constexpr idx kForwardQueryTile = MH_FLASH_FQ;
+constexpr idx kBackwardQueryTile = MH_FLASH_BQ;
+// Keys per tile, forward and backward alike (FlashOperands::kt is stored in
+// key tiles of this size).
+constexpr idx kKeyTile = kFlashKeyTile;
+constexpr idx kForwardKeyTile = kKeyTile;
+constexpr idx kBackwardKeyTile = kKeyTile;
+// The backward pass splits each (batch, head) into key chunks until there
+// are at least this many tasks (a function of the shapes only).
+constexpr idx kMinBackwardTasks = 4;
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using HeadMap = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using RowArrayMap = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+
+idx ceil_div(idx a, idx b) { return (a + b - 1) / b; }
+
+// Small calls run on one thread: starting a parallel region costs more than
+// the work. (Results do not depend on the thread count either way.)
+int threads_for(const MhaDims& d, int threads) {
+  const double work = static_cast<double>(d.B * d.N) * static_cast<double>(d.T + 1) *
+                      static_cast<double>(d.S + 1) * static_cast<double>(d.H + d.Hv);
+  return work < 1e6 ? 1 : threads;
+}
+
+// Dropout factor of probability element (b, n, t, s): 1/(1-rate) if kept,
+// else 0 (the same decision as the materialised kernel).
+template <class T>
+class DropoutRow {
+ public:
+  DropoutRow(const DropoutSpec& drop, const MhaDims& d, idx b, idx n, idx t)
+      : key_(drop.key), rate_(drop.rate),
+        base_(static_cast<uint64_t>(((b * d.N + n) * d.T + t) * d.S)),
+        inv_keep_(drop.rate >= 1.0 ? T(0) : T(1.0 / (1.0 - drop.rate))) {}
+  T factor(idx s) const {
+    if (rate_ >= 1.0) return T(0);
+    return dropout_keep(key_, base_ + static_cast<uint64_t>(s), rate_) ? inv_keep_ : T(0);
+  }
+
+ private:
+  uint64_t key_;
+  double rate_;
+  uint64_t base_;
+  T inv_keep_;
+};
+
+// Whether the keys [s0, s1) of row `mrow` need an element-wise mask: always
+// with an explicit or key mask, else only where the tile crosses the edge of
+// the causal / window band.
+inline bool needs_element_mask(const AttentionMask& mask, const MaskRow& mrow, idx s0, idx s1,
+                               idx S) {
+  return mask.mask || mask.kmask || s0 < mrow.key_begin() || s1 > mrow.key_end(S);
+}
+
+// Sets x[j] = value for every key s0 + j (j < nk) that row `mrow` may not
+// attend. With only causal / window masking the disallowed keys are the two
+// ends outside the band [key_begin, key_end), filled without testing each key.
+template <class T>
+void fill_masked(const AttentionMask& mask, const MaskRow& mrow, idx s0, idx nk, idx S, T value,
+                 T* x) {
+  if (mask.mask || mask.kmask) {
+    for (idx j = 0; j < nk; ++j)
+      if (!mrow.allowed(s0 + j)) x[j] = value;
+    return;
+  }
+  const idx lo = std::min(nk, std::max<idx>(0, mrow.key_begin() - s0));
+  const idx hi = std::max(lo, std::min(nk, mrow.key_end(S) - s0));
+  std::fill(x, x + lo, value);
+  std::fill(x + hi, x + nk, value);
+}
+
+// The query rows [lo, hi) whose causal / window band meets keys [s0, s1).
+// The band's ends never decrease with t, so this is an interval.
+void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, idx s1, idx* lo,
+                          idx* hi) {
+  if (!mask.causal && mask.window <= 0) {
+    *lo = 0;
+    *hi = d.T;
+    return;
+  }
+  auto end_of = [&](idx t) { return MaskRow(mask, d, 0, 0, t).key_end(d.S); };
+  auto begin_of = [&](idx t) { return MaskRow(mask, d, 0, 0, t).key_begin(); };
+  // first t with key_end(t) > s0
+  idx a = 0, b = d.T;
+  while (a < b) {
+    const idx mid = a + (b - a) / 2;
+    if (end_of(mid) > s0) b = mid; else a = mid + 1;
+  }
+  *lo = a;
+  // first t with key_begin(t) >= s1
+  a = *lo;
+  b = d.T;
+  while (a < b) {
+    const idx mid = a + (b - a) / 2;
+    if (begin_of(mid) >= s1) b = mid; else a = mid + 1;
+  }
+  *hi = a;
+}
+
+// A per-head view of a (B, L, N, W) tensor (rows of head (b, n) are W apart
+// by N*W) or of a head-major (B, N, L, W) one.
+template <class T>
+struct HeadSource {
+  const T* x;
+  idx L, W;
+  bool head_major;
+  const T* row(const MhaDims& d, idx bn, idx l) const {
+    if (head_major) return x + (bn * L + l) * W;
+    const idx b = bn / d.N, n = bn % d.N;
+    return x + ((b * L + l) * d.N + n) * W;
+  }
+};
+
+// Contiguous per-head copy: out (B, N, L, W). The tile products then read
+// rows with unit stride and no cache-set aliasing (the row stride N*W of the
+// projections is often a power of two).
+template <class T>
+Buffer<T> heads_contiguous(const MhaDims& d, const HeadSource<T>& src, int threads) {
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * src.L * src.W));
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    T* o = out.data() + bn * src.L * src.W;
+    for (idx l = 0; l < src.L; ++l) {
+      const T* in = src.row(d, bn, l);
+      std::copy(in, in + src.W, o + l * src.W);
+    }
+  });
+  return out;
+}
+
+// Transposed per-head copy in key tiles of kKeyTile columns:
+// out (B, N, ceil(L / tile), W, tile), out[b, n, l / tile, w, l % tile] =
+// x[b, n, l, w], zero-padded past L. One key tile of k^T (or v^T) is then a
+// contiguous (W, tile) block.
+template <class T>
+Buffer<T> heads_transposed_tiles(const MhaDims& d, const HeadSource<T>& src, int threads) {
+  const idx tile = kKeyTile, n_tiles = ceil_div(src.L, tile), W = src.W;
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile));  // padding never read
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    for (idx kt = 0; kt < n_tiles; ++kt) {
+      T* o = out.data() + (bn * n_tiles + kt) * W * tile;
+      const idx s0 = kt * tile, ns = std::min(tile, src.L - s0);
+      for (idx j = 0; j < ns; ++j) {
+        const T* row = src.row(d, bn, s0 + j);
+        for (idx w = 0; w < W; ++w) o[w * tile + j] = row[w];
+      }
+    }
+  });
+  return out;
+}
+
+// Inverse of heads_transposed_tiles for keys: out (B, N, S, W).
+template <class T>
+Buffer<T> heads_from_tiles(const MhaDims& d, const Buffer<T>& tiles, idx W, int threads) {
+  const idx tile = kKeyTile, n_tiles = ceil_div(d.S, tile);
+  Buffer<T> out(static_cast<size_t>(d.B * d.N * d.S * W));
+  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
+    for (idx kt = 0; kt < n_tiles; ++kt) {
+      const T* in = tiles.data() + (bn * n_tiles + kt) * W * tile;
+      const idx s0 = kt * tile, ns = std::min(tile, d.S - s0);
+      T* o = out.data() + (bn * d.S + s0) * W;
+      for (idx j = 0; j < ns; ++j)
+        for (idx w = 0; w < W; ++w) o[j * W + w] = in[w * tile + j];
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+template <class T>
+void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops) {
+  const idx BN = d.B * d.N;
+  ops->q.resize(static_cast<size_t>(BN * d.T * d.H));
+  ops->kt.resize(static_cast<size_t>(BN * ceil_div(d.S, kKeyTile) * d.H * kKeyTile));
+  ops->v.resize(static_cast<size_t>(BN * d.S * d.Hv));
+}
+
+template <class T>
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
+                          FlashOperands<T>* ops) {
+  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
+  const idx n_tiles = ceil_div(d.S, kKeyTile);
+  for (idx i = 0; i < nr; ++i) {
+    const idx r = r0 + i, b = r / L, l = r % L;
+    const T* row = block + i * NW;
+    for (idx n = 0; n < d.N; ++n) {
+      const T* src = row + n * W;
+      if (which == 1) {  // k^T by key tiles
+        T* o = ops->kt.data() + ((b * d.N + n) * n_tiles + l / kKeyTile) * W * kKeyTile +
+               l % kKeyTile;
+        for (idx w = 0; w < W; ++w) o[w * kKeyTile] = src[w];
+      } else {
+        T* o = (which == 0 ? ops->q.data() : ops->v.data()) + ((b * d.N + n) * L + l) * W;
+        std::copy(src, src + W, o);
+      }
+    }
+  }
+}
+
+template <class T>
+void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
+                             const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
+                             T* lse, int threads) {
+  threads = threads_for(d, threads);
+  const idx vs = d.N * d.Hv;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const T pos_inf = std::numeric_limits<T>::infinity();
+  const idx n_qtiles = ceil_div(d.T, kForwardQueryTile);
+  const bool dropout = drop.active();
+  const idx TK = kForwardKeyTile, n_ktiles = ceil_div(d.S, TK);
+  const Buffer<T>& qh = ops.q;
+  const Buffer<T>& kt = ops.kt;
+  const Buffer<T>& vh = ops.v;
+
+  parallel_for(static_cast<long>(d.B * d.N * n_qtiles), threads, [&](long task) {
+    const idx bn = task / n_qtiles, qt = task % n_qtiles;
+    const idx b = bn / d.N, n = bn % d.N;
+    const idx t0 = qt * kForwardQueryTile, nq = std::min(kForwardQueryTile, d.T - t0);
+    const T* Q = qh.data() + (bn * d.T + t0) * d.H;
+    HeadMap<T> C(ctx + (b * d.T + t0) * vs + n * d.Hv, nq, d.Hv, Eigen::OuterStride<>(vs));
+    T* row_lse = lse + bn * d.T + t0;
+
+    std::vector<MaskRow> rows;
+    rows.reserve(static_cast<size_t>(nq));
+    idx lo = d.S, hi = 0;  // keys any row of this tile may see
+    for (idx i = 0; i < nq; ++i) {
+      rows.emplace_back(mask, d, b, n, t0 + i);
+      if (rows[i].query_ok()) {
+        lo = std::min(lo, rows[i].key_begin());
+        hi = std::max(hi, rows[i].key_end(d.S));
+      }
+    }
+
+    Buffer<T> logits_buf(static_cast<size_t>(nq * kForwardKeyTile));
+    Buffer<T> probs_buf(static_cast<size_t>(nq * kForwardKeyTile));
+    RowMat<T> acc = RowMat<T>::Zero(nq, d.Hv);
+    std::vector<T> m(static_cast<size_t>(nq), neg_inf);  // running row maximum
+    std::vector<T> l(static_cast<size_t>(nq), T(0));     // running row sum
+
+    for (idx s0 = lo / TK * TK; s0 < hi; s0 += TK) {
+      const idx nk = std::min(TK, d.S - s0);
+      const T* Kt = kt.data() + (bn * n_ktiles + s0 / TK) * d.H * TK;
+      const T* V = vh.data() + (bn * d.S + s0) * d.Hv;
+      // logits (nq, nk) = Q (nq, H) k^T (H, nk)
+      tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, logits_buf.data(), nk, false);
+
+      for (idx i = 0; i < nq; ++i) {
+        const MaskRow& mrow = rows[i];
+        T* x = logits_buf.data() + i * nk;
+        T* p = probs_buf.data() + i * nk;
+        RowArrayMap<T> xr(x, nk), pr(p, nk);
+        if (!mrow.query_ok()) {
+          pr.setZero();
+          continue;
+        }
+        const bool partial = needs_element_mask(mask, mrow, s0, s0 + nk, d.S);
+        xr *= scale;
+        if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
+        const T m_new = std::max(m[i], xr.maxCoeff());
+        if (m_new == neg_inf) {  // nothing allowed so far
+          pr.setZero();
+          continue;
+        }
+        const T alpha = std::exp(m[i] - m_new);  // rescales the old sum; 0 when m was -Inf
+        pr = (xr - m_new).exp();
+        if (partial) {  // exactly zero (Eigen's exp(-Inf) is a tiny positive number)
+          if (mask.mask || mask.kmask) {
+            for (idx j = 0; j < nk; ++j)
+              if (x[j] == neg_inf) p[j] = T(0);
+          } else {
+            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
+          }
+        }
+        l[i] = alpha * l[i] + pr.sum();
+        m[i] = m_new;
+        if (alpha != T(1)) acc.row(i) *= alpha;
+        if (dropout) {
+          DropoutRow<T> dr(drop, d, b, n, t0 + i);
+          for (idx j = 0; j < nk; ++j) p[j] *= dr.factor(s0 + j);
+        }
+      }
+      // acc (nq, Hv) += P (nq, nk) V (nk, Hv)
+      tile_gemm(nq, d.Hv, nk, probs_buf.data(), nk, 1, V, d.Hv, acc.data(), d.Hv, true);
+    }
+
+    for (idx i = 0; i < nq; ++i) {
+      if (l[i] > T(0)) {
+        C.row(i) = acc.row(i) * (T(1) / l[i]);
+        row_lse[i] = m[i] + std::log(l[i]);
+      } else {  // every key masked: zero probabilities, zero context
+        C.row(i).setZero();
+        row_lse[i] = pos_inf;
+      }
+    }
+  });
+}
+
+template <class T>
+void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx_buf,
+                              const T* lse, const AttentionMask& mask, const DropoutSpec& drop,
+                              T scale, Buffer<T>& dctx_buf, T* dq, T* dk, T* dv, int threads) {
+  threads = threads_for(d, threads);
+  const T* ctx = ctx_buf.data();
+  const T* dctx = dctx_buf.data();
+  const idx qs = d.N * d.H, vs = d.N * d.Hv, BN = d.B * d.N;
+  const T pos_inf = std::numeric_limits<T>::infinity();
+  const bool dropout = drop.active();
+  if (d.T == 0 || d.S == 0) {
+    std::fill(dq, dq + d.B * d.T * qs, T(0));
+    std::fill(dk, dk + d.B * d.S * qs, T(0));
+    std::fill(dv, dv + d.B * d.S * vs, T(0));
+    return;
+  }
+
+  // D (B, N, T) = rowsum(dctx * ctx) per head.
+  Buffer<T> D(static_cast<size_t>(BN * d.T));
+  parallel_for(static_cast<long>(BN), threads, [&](long bn) {
+    const idx b = bn / d.N, n = bn % d.N;
+    for (idx t = 0; t < d.T; ++t) {
+      const T* o = ctx + (b * d.T + t) * vs + n * d.Hv;
+      const T* g = dctx + (b * d.T + t) * vs + n * d.Hv;
+      T s = T(0);
+      for (idx h = 0; h < d.Hv; ++h) s += o[h] * g[h];
+      D[bn * d.T + t] = s;
+    }
+  });
+
+  const idx TK = kBackwardKeyTile, n_ktiles = ceil_div(d.S, TK);
+  const Buffer<T>& qh = ops.q;   // (B, N, T, H)
+  const Buffer<T>& kt = ops.kt;  // k^T tiles
+  const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv, false}, threads);
+  Buffer<T>().swap(ctx_buf);   // D and doh hold all that is needed of them
+  Buffer<T>().swap(dctx_buf);
+  const Buffer<T> kh = heads_from_tiles(d, kt, d.H, threads);                          // (B, N, S, H)
+  const Buffer<T> vt = heads_transposed_tiles(d, HeadSource<T>{ops.v.data(), d.S, d.Hv, true},
+                                              threads);                                // v^T tiles
+  Buffer<T>().swap(ops.v);
+  const idx chunks = std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, BN)));
+  const idx TH = d.T * d.H;
+  Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
+
+  parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
+    const idx bn = task / chunks, chunk = task % chunks;
+    const idx b = bn / d.N, n = bn % d.N;
+    T* dQ = dq_part.data() + task * TH;  // (T, H)
+    const T* row_lse = lse + bn * d.T;
+    const T* row_D = D.data() + bn * d.T;
+
+    Buffer<T> p_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
+    Buffer<T> dp_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
+    Buffer<T> dk_acc(static_cast<size_t>(kBackwardKeyTile * d.H));
+    Buffer<T> dv_acc(static_cast<size_t>(kBackwardKeyTile * d.Hv));
+
+    // Interleaved key tiles (chunk, chunk + chunks, ...) balance causal work.
+    for (idx kt_idx = chunk; kt_idx < n_ktiles; kt_idx += chunks) {
+      const idx s0 = kt_idx * TK, nk = std::min(TK, d.S - s0);
+      const T* K = kh.data() + (bn * d.S + s0) * d.H;
+      const T* Kt = kt.data() + (bn * n_ktiles + kt_idx) * d.H * TK;
+      const T* Vt = vt.data() + (bn * n_ktiles + kt_idx) * d.Hv * TK;
+      HeadMap<T> dK(dk + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
+      HeadMap<T> dV(dv + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
+      Eigen::Map<RowMat<T>> dKa(dk_acc.data(), nk, d.H), dVa(dv_acc.data(), nk, d.Hv);
+      dKa.setZero();
+      dVa.setZero();
+
+      idx tlo, thi;
+      query_range_for_keys(mask, d, s0, s0 + nk, &tlo, &thi);
+      for (idx t0 = tlo; t0 < thi; t0 += kBackwardQueryTile) {
+        const idx nq = std::min(kBackwardQueryTile, thi - t0);
+        const T* Q = qh.data() + (bn * d.T + t0) * d.H;
+        const T* dO = doh.data() + (bn * d.T + t0) * d.Hv;
+        // P (nq, nk) = Q k^T, dP (nq, nk) = dO v^T (before the softmax below)
+        tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), nk, false);
+        tile_gemm(nq, nk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), nk, false);
+
+        bool any_row = false;
+        for (idx i = 0; i < nq; ++i) {
+          const idx t = t0 + i;
+          T* p = p_buf.data() + i * nk;
+          T* dp = dp_buf.data() + i * nk;
+          RowArrayMap<T> pr(p, nk), dpr(dp, nk);
+          const T L = row_lse[t];
+          if (L == pos_inf) {  // every key masked: no gradient through this row
+            pr.setZero();
+            dpr.setZero();
+            continue;
+          }
+          any_row = true;
+          MaskRow mrow(mask, d, b, n, t);
+          pr = (pr * scale - L).exp();
+          if (needs_element_mask(mask, mrow, s0, s0 + nk, d.S)) {
+            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
+          }
+          const T Dt = row_D[t];
+          if (dropout) {
+            // dV needs P_drop = P * f; dP (w.r.t. P) = f * (dctx v^T).
+            DropoutRow<T> dr(drop, d, b, n, t);
+            for (idx j = 0; j < nk; ++j) {
+              const T f = dr.factor(s0 + j);
+              const T pj = p[j];
+              dp[j] = pj * (f * dp[j] - Dt);  // dS
+              p[j] = pj * f;                  // P_drop
+            }
+          } else {
+            dpr = pr * (dpr - Dt);  // dS
+          }
+        }
+        if (!any_row) continue;
+        const T* P = p_buf.data();   // P_drop with dropout
+        const T* dS = dp_buf.data();
+        tile_gemm(nk, d.Hv, nq, P, 1, nk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
+        tile_gemm(nk, d.H, nq, dS, 1, nk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
+        tile_gemm(nq, d.H, nk, dS, nk, 1, K, d.H, dQ + t0 * d.H, d.H, true);     // dQ += dS K
+      }
+      dK = dKa * scale;
+      dV = dVa;
+    }
+  });
+
+  // dq = scale * sum of the partial dQs, in chunk order.
+  parallel_for(static_cast<long>(BN), threads, [&](long bn) {
+    const idx b = bn / d.N, n = bn % d.N;
+    HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+    Eigen::Map<const RowMat<T>> first(dq_part.data() + bn * chunks * TH, d.T, d.H);
+    dQ = first;
+    for (idx c = 1; c < chunks; ++c)
+      dQ += Eigen::Map<const RowMat<T>>(dq_part.data() + (bn * chunks + c) * TH, d.T, d.H);
+    dQ *= scale;
+  });
+}
+
+#define MH_INSTANTIATE_FLASH(T)                                                               \
+  template void flash_operands_allocate<T>(const MhaDims&, FlashOperands<T>*);                \
+  template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const T*,              \
+                                        FlashOperands<T>*);                                    \
+  template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
+                                           const AttentionMask&, const DropoutSpec&, T, T*,   \
+                                           T*, int);                                          \
+  template void flash_attention_backward<T>(const MhaDims&, FlashOperands<T>&, Buffer<T>&,    \
+                                            const T*, const AttentionMask&,                   \
+                                            const DropoutSpec&, T, Buffer<T>&, T*, T*, T*, int);
+
+MH_INSTANTIATE_FLASH(float)
+MH_INSTANTIATE_FLASH(double)
+
+}  // namespace mh

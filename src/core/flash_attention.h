@@ -1,0 +1,64 @@
+// Flash attention: exact scaled dot-product attention computed tile by tile
+// with an online softmax, never storing the (T, S) probabilities. Same
+// layouts, masks, dropout stream and all-masked-row convention as the
+// materialised kernel (attention.h); results agree to float rounding.
+//
+// Memory beyond the inputs and outputs: the row log-sum-exp (B, N, T) kept
+// for the backward pass, fixed-size tiles per task, and in the backward pass
+// a (T) vector per (batch, head) plus, when B*N is small, a few (T, H)
+// partial query gradients. Nothing is proportional to T * S.
+#pragma once
+
+#include "layout.h"
+
+namespace mh {
+
+// The projections q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv) in the
+// layout the flash kernel reads, written by the projection GEMMs directly
+// (flash_operands_store) and kept between the forward and the backward pass:
+// each head contiguous, and k transposed by key tiles, so every tile product
+// reads unit-stride rows.
+template <class T>
+struct FlashOperands {
+  Buffer<T> q;   // (B, N, T, H)
+  Buffer<T> kt;  // (B, N, ceil(S / tile), H, tile): k^T by key tiles, zero-padded
+  Buffer<T> v;   // (B, N, S, Hv)
+};
+
+// Keys per tile of FlashOperands::kt (MH_FLASH_KEY_TILE exists for tuning
+// builds only).
+#ifndef MH_FLASH_KEY_TILE
+#define MH_FLASH_KEY_TILE 128
+#endif
+constexpr idx kFlashKeyTile = MH_FLASH_KEY_TILE;
+
+// Sizes the three buffers of `ops` (contents left undefined).
+template <class T>
+void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops);
+
+// Stores rows r0 .. r0 + nr - 1 of a projection given as `block` (nr, N*W)
+// (row r = b * L + l) into ops: which = 0 (q: L = T, W = H), 1 (k: L = S,
+// W = H), 2 (v: L = S, W = Hv). Disjoint rows may be stored concurrently.
+template <class T>
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
+                          FlashOperands<T>* ops);
+
+// ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
+// lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for
+// rows where every key is masked (their context is zero).
+template <class T>
+void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
+                             const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
+                             T* lse, int threads);
+
+// Gradients from the forward's ctx (B, T, N, Hv) and lse and dctx
+// (B, T, N, Hv); the probabilities (and the dropout mask) are recomputed tile
+// by tile. Writes dq (B, T, N, H), dk (B, S, N, H), dv (B, S, N, Hv)
+// (overwritten). `ops`, `ctx` and `dctx` are consumed: their memory is
+// released as soon as it has been read, to keep the peak low.
+template <class T>
+void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx,
+                              const T* lse, const AttentionMask& mask, const DropoutSpec& drop,
+                              T scale, Buffer<T>& dctx, T* dq, T* dk, T* dv, int threads);
+
+}  // namespace mh
