@@ -21,7 +21,7 @@ install_missing <- function(pkgs) {
 # library on .libPaths()).
 install_multihead <- function(lib = .libPaths()[1]) {
   r <- file.path(R.home("bin"), "R")
-  status <- system2(r, c("CMD", "INSTALL", "--no-test-load", paste0("--library=", shQuote(lib)), "."),
+  status <- system2(r, c("CMD", "INSTALL", "--preclean", "--no-test-load", paste0("--library=", shQuote(lib)), "."),
                     stdout = FALSE, stderr = FALSE)
   if (status != 0L) {
     # Run again showing the compiler's output, then stop.

@@ -381,7 +381,8 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   const Buffer<T> vt = heads_transposed_tiles(d, HeadSource<T>{ops.v.data(), d.S, d.Hv, true},
                                               threads);                                // v^T tiles
   Buffer<T>().swap(ops.v);
-  const idx chunks = std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, BN)));
+  const idx chunks =
+      std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BN))));  // BN may be 0
   const idx TH = d.T * d.H;
   Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
 
