@@ -51,7 +51,12 @@ void check_flash(const mh::MhaDims& d, const MaskStore& mc, const mh::DropoutSpe
   const double scale = 1.0 / std::sqrt(static_cast<double>(d.H));
   const mh::AttentionMask m = mc.view();
   std::vector<T> ctx(gd.size(), T(99)), lse(static_cast<size_t>(d.B * d.N * d.T), T(99));
-  mh::FlashOperands<T> ops = mh::flash_operands(d, q.data(), k.data(), v.data(), 2);
+  // The projections hand their rows to the kernel's layout; here all at once.
+  mh::FlashOperands<T> ops;
+  mh::flash_operands_allocate(d, &ops);
+  mh::flash_operands_store(d, 0, 0, d.B * d.T, q.data(), &ops);
+  mh::flash_operands_store(d, 1, 0, d.B * d.S, k.data(), &ops);
+  mh::flash_operands_store(d, 2, 0, d.B * d.S, v.data(), &ops);
   mh::flash_attention_forward(d, ops, m, drop, static_cast<T>(scale), ctx.data(), lse.data(), 2);
   std::vector<double> ctx_ref, probs_ref;
   mhtest::naive_attention(d, q.data(), k.data(), v.data(), m, drop, scale, &ctx_ref, &probs_ref);
@@ -67,8 +72,10 @@ void check_flash(const mh::MhaDims& d, const MaskStore& mc, const mh::DropoutSpe
   }
 
   std::vector<T> dq(q.size(), T(99)), dk(k.size(), T(99)), dv(v.size(), T(99));
-  mh::flash_attention_backward(d, ops, ctx.data(), lse.data(), m, drop, static_cast<T>(scale),
-                               g.data(), dq.data(), dk.data(), dv.data(), 2);
+  // The backward pass consumes (frees) ops, its ctx and its dctx: give it copies.
+  mh::Buffer<T> ctx_used(ctx.begin(), ctx.end()), dctx_used(g.begin(), g.end());
+  mh::flash_attention_backward(d, ops, ctx_used, lse.data(), m, drop, static_cast<T>(scale),
+                               dctx_used, dq.data(), dk.data(), dv.data(), 2);
   std::vector<T> mctx(ctx.size()), probs(probs_ref.size()), mdq(q.size()), mdk(k.size()),
       mdv(v.size());
   mh::attention_forward(d, q.data(), k.data(), v.data(), m, drop, static_cast<T>(scale),
