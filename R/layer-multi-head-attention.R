@@ -259,22 +259,11 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
               class = "multihead_error_argument")
   }
 
-  self <- new.env(parent = emptyenv())
-  self$class_name <- "MultiHeadAttention"
-  self$name <- if (is.null(name)) unique_layer_name("multi_head_attention") else check_string(name, "name")
-  self$dtype <- dtype
-  self$trainable <- if (is.null(trainable)) TRUE else check_flag(trainable, "trainable")
-  self$config <- cfg
+  self <- new_layer_state("MultiHeadAttention", "multi_head_attention", name = name, dtype = dtype,
+                          trainable = trainable, config = cfg)
   # Dropout stream: the user's seed, or one drawn from R's RNG now.
   self$dropout_seed <- if (is.null(cfg$seed)) draw_seed() else cfg$seed
   self$call_counter <- 0
-  self$built <- FALSE
-  self$sublayers <- list()
-  self$variables <- list()
-  self$variable_names <- character()
-  self$regularizers <- list()
-  self$constraints <- list()
-  self$activity_losses <- list()
   new_layer_object(self, mha_layer_function)
 }
 
