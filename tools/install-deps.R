@@ -13,7 +13,12 @@ install_missing <- function(pkgs) {
   message("Installing from CRAN: ", paste(missing, collapse = ", "))
   install.packages(missing, quiet = TRUE)
   still <- missing[!vapply(missing, requireNamespace, logical(1), quietly = TRUE)]
-  if (length(still)) stop("Could not install: ", paste(still, collapse = ", "), call. = FALSE)
+  if (length(still)) {
+    hint <- if ("hdf5r" %in% still) {
+      " (hdf5r needs the HDF5 C library: run tools/install-system-libs.sh, or apt-get install libhdf5-dev)"
+    } else ""
+    stop("Could not install: ", paste(still, collapse = ", "), hint, call. = FALSE)
+  }
   invisible(missing)
 }
 

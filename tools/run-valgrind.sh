@@ -41,7 +41,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/multihead-valgrind.XXXXXX")
 lib="$work/lib"
 mkdir -p "$lib"
 say "installing multihead into $lib"
-if ! R CMD INSTALL --preclean --no-test-load --library="$lib" . >"$work/install.log" 2>&1; then
+# keep debug symbols so valgrind can name the source lines
+if ! MULTIHEAD_KEEP_DEBUG=1 R CMD INSTALL --preclean --no-test-load --library="$lib" . >"$work/install.log" 2>&1; then
   tail -40 "$work/install.log"
   say "install failed"
   exit 1

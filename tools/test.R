@@ -20,7 +20,9 @@ if (length(dup)) {
   cat("\n0 passed, 1 failed\n")
   quit(status = 1L, save = "no")
 }
-install_missing(c(description_deps(), "testthat", "jsonlite"))
+# hdf5r (Suggests) reads and writes Keras .weights.h5 files; it compiles
+# against the HDF5 C library (tools/install-system-libs.sh installs it).
+install_missing(c(description_deps(), "testthat", "jsonlite", "hdf5r"))
 lib <- file.path(tempdir(), "multihead-lib")
 dir.create(lib, showWarnings = FALSE)
 install_multihead(lib)
