@@ -1,7 +1,8 @@
 # The torch <-> Keras weight conversion shown in the vignette "Coming from
 # keras3 and torch" (functions copied into helper-torch-layout.R): weights
 # converted from torch's layout, set on a multihead layer, give torch's
-# numbers computed by torch_mha_formula() from the original matrices.
+# numbers computed by torch_mha_formula() from the original matrices, and
+# PyTorch's own nn.MultiheadAttention (fixtures/torch-layout/torch-mha.json).
 
 new_torch_like_layer <- function(e, n, t_len, s_len, dtype = "float64") {
   layer <- layer_multi_head_attention(num_heads = n, key_dim = e / n, dtype = dtype)
@@ -80,4 +81,34 @@ test_that("torch -> Keras -> torch and Keras -> torch -> Keras are exact round t
   back <- torch_to_keras_mha(keras_to_torch_mha(keras_weights), n)
   for (i in seq_along(back)) expect_equal(as.vector(back[[i]]), as.vector(keras_weights[[i]]), tolerance = 0)
   expect_identical(lapply(back[1:7], dim), lapply(keras_weights[1:7], dim))
+})
+
+test_that("converted weights reproduce torch.nn.MultiheadAttention itself (PyTorch fixture)", {
+  # fixtures/torch-layout/torch-mha.json: written by make-torch-mha.py in the
+  # same folder with PyTorch 1.13, float64, batch_first = TRUE.
+  fx <- jsonlite::fromJSON(file.path(fixture_dir(), "torch-layout", "torch-mha.json"),
+                           simplifyVector = TRUE, simplifyDataFrame = FALSE, simplifyMatrix = FALSE)
+  state <- lapply(fx$state_dict, fx_array)
+  state <- lapply(state, function(w) if (length(dim(w)) == 1L) as.vector(w) else w)
+  inputs <- lapply(fx$inputs, fx_array)
+  n <- fx$num_heads
+  expect_identical(dim(state$in_proj_weight), c(24L, 8L))
+  ignore <- inputs$key_padding_mask                             # torch: TRUE = ignore
+  expected_output <- fx_array(fx$expected$output)
+  expected_weights <- fx_array(fx$expected$attn_weights)
+
+  # the plain-R formula of the vignette is torch's
+  ref <- torch_mha_formula(inputs$query, inputs$key, inputs$value, state, n, key_padding_mask = ignore)
+  expect_lt(max(abs(ref$output - expected_output)), 1e-12)
+  expect_lt(max(abs(ref$weights - expected_weights)), 1e-12)
+
+  # a multihead layer holding the converted weights gives torch's numbers
+  layer <- layer_multi_head_attention(num_heads = n, key_dim = 8 / n, dtype = "float64")
+  layer$build(dim(inputs$query), dim(inputs$value), dim(inputs$key))
+  set_weights(layer, torch_to_keras_mha(state, n))
+  res <- layer(inputs$query, inputs$value, inputs$key, value_mask = !ignore, key_mask = !ignore,
+               return_attention_scores = TRUE)
+  expect_lt(max(abs(res$output - expected_output)), 1e-12)
+  expect_lt(max(abs(res$scores - expected_weights)), 1e-12)
+  expect_identical(keras_to_torch_mha(get_weights(layer)), state)
 })
