@@ -132,7 +132,9 @@ write_keras_weights_h5 <- function(self, filepath) {
   on.exit(if (!closed) file$close_all(), add = TRUE, after = FALSE)
   for (e in entries) {
     group <- h5_ensure_group(file, if (nzchar(e$path)) paste0(e$path, "/vars") else "vars")
-    hdf5r::h5attr(group, "name") <- e$name
+    # a scalar variable-length UTF-8 string, as h5py writes Keras's metadata
+    group$create_attr("name", robj = e$name, space = hdf5r::H5S$new(type = "scalar"),
+                      dtype = hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8))
     for (i in seq_along(e$slots)) {
       s <- e$slots[[i]]
       value <- s$self$variables[[s$name]]
@@ -207,7 +209,10 @@ read_keras_weights_h5 <- function(self, filepath, skip_mismatch) {
         abort_msg(sprintf("Group \"%s\" of \"%s\" holds datasets %s, not \"0\", \"1\", ...", where, filepath,
                           quote_names(keys)), class = "multihead_error_file")
       }
-      lapply(as.character(sort(idx)), function(k) from_h5_order(group[[k]]$read()))
+      lapply(as.character(sort(idx)), function(k) {
+        ds <- group[[k]]
+        from_h5_order(array(ds$read(), dim = ds$dims))  # read() drops axes of length 1
+      })
     }
     loads[[length(loads) + 1L]] <- list(label = e$label, where = if (is.null(where)) paste0(e$path, "/vars")
                                         else where, slots = e$slots, values = values)
