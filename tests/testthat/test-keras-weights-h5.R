@@ -144,3 +144,25 @@ test_that("a missing hdf5r is an error saying how to install it", {
                class = "multihead_error_dependency")
   expect_true(multihead:::check_suggested_package("stats", "x"))
 })
+
+test_that("Embedding, EinsumDense and weightless layers get Keras's groups and round trip", {
+  make <- function() {
+    keras_model_sequential(input_shape = 5, input_dtype = "int32") |>
+      layer_embedding(10, 4) |>
+      layer_dropout(0.1) |>
+      layer_einsum_dense("abc,cd->abd", output_shape = c(NA, 3), bias_axes = "d") |>
+      layer_flatten()
+  }
+  a <- make()
+  b <- make()
+  path <- tempfile(fileext = ".weights.h5")
+  save_model_weights(a, path)
+  expect_identical(h5_paths(path), c("layers", "layers/dropout", "layers/dropout/vars", "layers/einsum_dense",
+                                     "layers/einsum_dense/vars", "layers/einsum_dense/vars/0",
+                                     "layers/einsum_dense/vars/1", "layers/embedding", "layers/embedding/vars",
+                                     "layers/embedding/vars/0", "layers/flatten", "layers/flatten/vars", "vars"))
+  load_model_weights(b, path)
+  expect_identical(get_weights(b), get_weights(a))
+  ids <- matrix(c(1L, 4L, 9L, 0L, 2L, 3L, 3L, 7L, 5L, 6L), 2)
+  expect_identical(b(ids), a(ids))
+})
