@@ -24,7 +24,9 @@
 #   "1", ... of its vars group; sub-layers' variables are not its own.
 #   load_own_variables() requires the same count; assigning checks shapes.
 # - keras/src/models/sequential.py `layers` omits the InputLayer;
-#   keras/src/models/functional.py `layers` includes the InputLayers.
+#   keras/src/models/functional.py `layers` (the Layers among the
+#   operations) includes the InputLayers, in the order of
+#   keras/src/ops/function.py map_graph() (see keras_layer_order()).
 # - keras/src/layers/attention/multi_head_attention.py: properties
 #   query_dense, key_dense, value_dense, output_dense; private _gate_dense
 #   (use_gate), _softmax and _dropout_layer (weightless, always built).
@@ -84,7 +86,7 @@ keras_h5_entries <- function(self, path = "") {
   if (is_model_self(self)) {
     out <- list(entry(path, self$name, self$name))
     used <- list()
-    for (l in self$layers) {
+    for (l in keras_layer_order(self)) {
       s <- layer_self(l)
       key <- keras_snake_case(s$class_name)
       n <- used[[key]]
@@ -118,6 +120,65 @@ keras_h5_entries <- function(self, path = "") {
 
 #' @noRd
 is_model_self <- function(s) !is.null(s$graph) || identical(s$class_name, "Sequential")
+
+# The order of Keras's `model.layers`, which decides the names "dense",
+# "dense_1", ... of the groups. Sequential: the layers as added (no
+# InputLayer). Functional (keras/src/ops/function.py map_graph() and
+# _build_map()): a depth-first walk from the outputs numbers each
+# operation when first reached and lists the nodes in post-order; going
+# back over that list, a node's depth is the longest path to an output and
+# an operation's depth the largest of its nodes'; operations are sorted by
+# depth (largest first), then by that number; inputs not connected to an
+# output come first among depth 0. Elementwise operations count in the
+# depths but are not layers.
+#' @noRd
+keras_layer_order <- function(self) {
+  if (!identical(self$class_name, "Functional")) return(self$layers)
+  graph <- self$graph
+  input_ids <- vapply(graph$inputs, function(t) t$id, character(1))
+  index <- new.env(parent = emptyenv())      # operation name -> first visit
+  finished <- new.env(parent = emptyenv())   # node id -> TRUE
+  post <- list()
+  visit <- function(t) {
+    node <- t$node
+    if (!is.null(finished[[node$id]])) return(invisible())
+    op <- callee_name(node$callee)
+    if (is.null(index[[op]])) assign(op, length(ls(index)), envir = index)
+    if (!identical(node$kind, "input") && !(t$id %in% input_ids)) {
+      for (u in c(node$inputs, node$arg_tensors)) visit(u)
+    }
+    assign(node$id, TRUE, envir = finished)
+    post[[length(post) + 1L]] <<- node
+  }
+  for (t in graph$outputs) visit(t)
+  node_depth <- new.env(parent = emptyenv())
+  op_depth <- list()
+  callees <- list()
+  for (node in rev(post)) {
+    op <- callee_name(node$callee)
+    d <- max(if (is.null(node_depth[[node$id]])) 0 else node_depth[[node$id]],
+             if (is.null(op_depth[[op]])) 0 else op_depth[[op]])
+    op_depth[[op]] <- d
+    callees[[op]] <- node
+    if (identical(node$kind, "input")) next
+    for (u in c(node$inputs, node$arg_tensors)) {
+      prev <- node_depth[[u$node$id]]
+      assign(u$node$id, max(d + 1, if (is.null(prev)) 0 else prev), envir = node_depth)
+    }
+  }
+  for (t in graph$inputs) {
+    op <- callee_name(t$node$callee)
+    if (is.null(op_depth[[op]])) {
+      op_depth[[op]] <- 0
+      assign(op, -1L, envir = index)
+      callees[[op]] <- t$node
+    }
+  }
+  ops <- names(op_depth)
+  ord <- order(-unlist(op_depth[ops]), vapply(ops, function(o) as.numeric(index[[o]]), numeric(1)))
+  layers <- lapply(callees[ops[ord]], function(node) node$callee)
+  unname(Filter(function(l) !inherits(l, "multihead_op"), layers))
+}
 
 # ---- writing ----------------------------------------------------------------------
 

@@ -129,7 +129,10 @@ load_model <- function(model, compile = TRUE) {
 #' and shapes; a multi-head attention layer's projections are in its
 #' sub-groups `query_dense`, `key_dense`, `value_dense`, `output_dense` (and
 #' `_gate_dense`). Layers are matched by their position among the layers of
-#' their class, as in Keras. Groups the model does not need (such as a
+#' their class in Keras's order of `model$layers`: for a sequential model the
+#' order of adding; for a functional model Keras's topological order (the
+#' layers farthest from the outputs first), which for branching graphs can
+#' differ from the order of creation. Groups the model does not need (such as a
 #' compiled Keras model's `optimizer`) are ignored; the optimizer's state is
 #' not written.
 #'

@@ -50,9 +50,31 @@ test_that("a sequential model (gate, layer normalization, two dense layers) load
   expect_equal(model(fx$input), fx$output, tolerance = 1e-12)
 })
 
+# Keras orders a functional model's layers by depth, not by creation: here
+# the group "dense" holds `b`'s weights (see make-keras-weights-h5.py).
+functional_branches <- function(dtype = "float64") {
+  x <- keras_input(shape = c(3, 4), dtype = dtype)
+  a <- layer_dense(x, 4, dtype = dtype)
+  b <- layer_dense(x, 4, dtype = dtype)
+  c <- layer_dense(b, 4, dtype = dtype)
+  y <- layer_multi_head_attention(num_heads = 2, key_dim = 2, dtype = dtype)(a, c)
+  keras_model(x, y + x)
+}
+
+test_that("a functional model with branches takes Keras's layer order", {
+  fx <- kw_fixture("functional-branches")
+  model <- functional_branches()
+  load_model_weights(model, fx$h5)
+  expect_equal(model(fx$input), fx$output, tolerance = 1e-12)
+  order <- vapply(multihead:::keras_layer_order(multihead:::layer_self(model)), function(l) l$name, "")
+  created <- vapply(model$layers, function(l) l$name, "")
+  expect_identical(order, created[c(1, 3, 2, 4, 5)])
+})
+
 test_that("files we write have exactly Keras's groups and datasets", {
   for (case in list(list("functional-mha-dense", functional_mha_dense),
-                    list("sequential-gate-norm", sequential_gate_norm))) {
+                    list("sequential-gate-norm", sequential_gate_norm),
+                    list("functional-branches", functional_branches))) {
     fx <- kw_fixture(case[[1]])
     path <- tempfile(fileext = ".weights.h5")
     save_model_weights(case[[2]]("float32"), path)
