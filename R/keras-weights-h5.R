@@ -60,7 +60,8 @@ keras_snake_case <- function(x) {
 }
 
 # Where MultiHeadAttention's projections are stored (by the name of our
-# sub-layer), in Keras's visiting order, and the older private name.
+# sub-layer), in Keras's visiting order, and another name tried when
+# reading (the private attribute, which older Keras visited first).
 #' @noRd
 mha_h5_children <- function() {
   list(list(attr = "key_dense", sub = "key", old = "_key_dense"),
@@ -68,7 +69,7 @@ mha_h5_children <- function() {
        list(attr = "query_dense", sub = "query", old = "_query_dense"),
        list(attr = "value_dense", sub = "value", old = "_value_dense"),
        list(attr = "_dropout_layer", sub = NULL, name = "dropout"),
-       list(attr = "_gate_dense", sub = "gate", old = NULL),
+       list(attr = "_gate_dense", sub = "gate", old = "gate_dense"),  # in case a property is added
        list(attr = "_softmax", sub = NULL, name = "softmax"))
 }
 

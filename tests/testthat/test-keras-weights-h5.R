@@ -188,3 +188,19 @@ test_that("Embedding, EinsumDense and weightless layers get Keras's groups and r
   ids <- matrix(c(1L, 4L, 9L, 0L, 2L, 3L, 3L, 7L, 5L, 6L), 2)
   expect_identical(b(ids), a(ids))
 })
+
+test_that("older Keras files with the projections under `_query_dense` etc. load too", {
+  fx <- kw_fixture("functional-mha-dense")
+  old <- tempfile(fileext = ".weights.h5")
+  file.copy(fx$h5, old)
+  f <- hdf5r::H5File$new(old, mode = "r+")
+  g <- f[["layers/multi_head_attention"]]
+  for (p in c("query", "key", "value", "output")) {
+    g$link_move_from(g, paste0(p, "_dense"), paste0("_", p, "_dense"))
+  }
+  f$close_all()
+  expect_true("layers/multi_head_attention/_query_dense/vars/0" %in% h5_paths(old))
+  model <- functional_mha_dense()
+  load_model_weights(model, old)
+  expect_equal(model(fx$input), fx$output, tolerance = 1e-12)
+})
