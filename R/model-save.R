@@ -284,13 +284,44 @@ check_read_path <- function(filepath, what, fun) {
 # ---- files -----------------------------------------------------------------------
 
 # Writes next to the target, then renames: an interrupted write never
-# leaves a truncated file under `filepath`.
+# leaves a truncated file under `filepath`. The record must be plain data.
 #' @noRd
 write_rds_file <- function(x, filepath) {
+  bad <- first_non_plain(x)
+  if (!is.null(bad)) {
+    abort_msg(sprintf("Cannot save: `%s` is %s, which the file format (plain data) cannot hold.", bad$where,
+                      if (is.environment(bad$value)) "an environment" else describe_value(bad$value)),
+              class = "multihead_error_unsupported")
+  }
   tmp <- tempfile(fileext = ".rds", tmpdir = dirname(filepath))
   on.exit(unlink(tmp), add = TRUE)
   saveRDS(x, tmp)
   move_into_place(tmp, filepath)
+}
+
+# The first function, environment or other reference object inside `x`, as
+# list(where = its place ("record$a[[2]]$b"), value), or NULL when `x` is
+# all plain data.
+#' @noRd
+first_non_plain <- function(x, where = "record") {
+  if (is.function(x) || is.environment(x) || typeof(x) %in% c("externalptr", "S4", "weakref", "bytecode")) {
+    return(list(where = where, value = x))
+  }
+  for (a in setdiff(names(attributes(x)), c("names", "dim", "dimnames", "class_name"))) {
+    w <- first_non_plain(attr(x, a), sprintf("attr(%s, \"%s\")", where, a))
+    if (!is.null(w)) return(w)
+  }
+  if (is.list(x)) {
+    nms <- names(x)
+    for (i in seq_along(x)) {
+      sub <- if (!is.null(nms) && nzchar(nms[[i]]) && make.names(nms[[i]]) == nms[[i]]) {
+        paste0(where, "$", nms[[i]])
+      } else sprintf("%s[[%d]]", where, i)
+      w <- first_non_plain(x[[i]], sub)
+      if (!is.null(w)) return(w)
+    }
+  }
+  NULL
 }
 
 #' @noRd

@@ -182,3 +182,12 @@ test_that("own weights format: round trip, model files, mismatches, skip_mismatc
   expect_error(load_model_weights(b, path), "format version 3 .* reads format version 1 only",
                class = "multihead_error_file_version")
 })
+
+test_that("records that are not plain data are refused, naming the place", {
+  bad <- list(format = "multihead.model", layers = list(list(name = "a", f = function() 1)))
+  expect_error(multihead:::write_rds_file(bad, tempfile()),
+               "Cannot save: `record\\$layers\\[\\[1\\]\\]\\$f` is a function", class = "multihead_error_unsupported")
+  bad2 <- list(x = structure(1, extra = new.env()))
+  expect_error(multihead:::write_rds_file(bad2, tempfile()), "`attr\\(record\\$x, \"extra\"\\)` is an environment")
+  expect_null(multihead:::first_non_plain(list(a = 1, b = list(structure(list(), class_name = "Dense")))))
+})
