@@ -37,8 +37,9 @@
 #' * `class_name`: `"Functional"` or `"Sequential"`; `config`: the model's
 #'   [get_config()] list (layer configurations nested, each with its
 #'   `"class_name"` attribute).
-#' * `layers`: one record per layer that holds weights or state, nested
-#'   models flattened, in the order of `get_weights()`: `name`,
+#' * `layers`: one record per layer, weightless ones included, nested
+#'   models flattened (their layers in place of the model), in the order of
+#'   `model$layers`: `name`,
 #'   `class_name`, `weights` (a list of arrays named by Keras weight path,
 #'   e.g. `"dense/kernel"`, in Keras's order and shapes) and `state`
 #'   (`NULL`, or `dropout_seed` and `call_counter` of dropout randomness).
@@ -144,9 +145,10 @@ load_model <- function(model, compile = TRUE) {
 #' @section Own weights format (version 1):
 #' An RDS file of a named list of plain data: `format` (`"multihead.weights"`),
 #' `format_version` (`1L`), `package_version`, `r_version`, `saved_at`, and
-#' `layers`: one record per layer, nested models flattened, with `name`,
-#' `class_name` and `weights` (a list of arrays named by Keras weight path).
-#' Records are matched to the model's layers by position. A file written by
+#' `layers`: one record per layer, as in [save_model()]'s format, with
+#' `name`, `class_name` and `weights` (a list of arrays named by Keras
+#' weight path). Records are matched to the model's layers by position (the
+#' classes must agree; names may differ). A file written by
 #' [save_model()] can be read by `load_model_weights()` too.
 #'
 #' @param model A built model.
