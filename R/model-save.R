@@ -251,7 +251,7 @@ check_not_keras_archive <- function(filepath, what) {
 
 #' @noRd
 check_write_path <- function(filepath, overwrite, what) {
-  filepath <- check_string(filepath, "filepath")
+  filepath <- path.expand(check_string(filepath, "filepath"))  # hdf5r does not expand "~"
   overwrite <- check_flag(overwrite, "overwrite")
   check_not_keras_archive(filepath, what)
   if (dir.exists(filepath)) abort_arg("filepath", "the path of a file, not a directory", sprintf("\"%s\"", filepath))
@@ -280,7 +280,7 @@ check_read_path <- function(filepath, what, fun) {
   if (!file.exists(filepath) || dir.exists(filepath)) {
     abort_arg(arg, "the path of an existing file", sprintf("\"%s\"", filepath))
   }
-  filepath
+  path.expand(filepath)
 }
 
 # ---- files -----------------------------------------------------------------------
