@@ -18,7 +18,7 @@
 #   property `query_dense`). _save_container_state() names each element of
 #   a list by the snake_case of its class (naming.to_snake_case), adding
 #   "_1", "_2", ... for further elements of the same class: layer names
-#   never appear in paths.
+#   never appear in paths (keras/src/utils/naming.py to_snake_case()).
 # - keras/src/layers/layer.py save_own_variables(): a layer's own variables
 #   (trainable, then non-trainable, in creation order) as datasets "0",
 #   "1", ... of its vars group; sub-layers' variables are not its own.
@@ -52,11 +52,13 @@
 
 # ---- the walk: which group holds which variables ------------------------------
 
-# Keras's naming.to_snake_case() for class names.
+# Keras's naming.to_snake_case() (keras/src/utils/naming.py) for class
+# names: "GlobalAveragePooling1D" -> "global_average_pooling1d".
 #' @noRd
 keras_snake_case <- function(x) {
+  x <- gsub("[^A-Za-z0-9_]+", "", x)
   x <- gsub("(.)([A-Z][a-z]+)", "\\1_\\2", x)
-  tolower(gsub("([a-z0-9])([A-Z])", "\\1_\\2", x))
+  tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
 }
 
 # Where MultiHeadAttention's projections are stored (by the name of our

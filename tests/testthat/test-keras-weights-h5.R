@@ -160,6 +160,14 @@ test_that("files that are not Keras weights files are clear errors", {
   expect_error(load_model_weights(model, other), "not a Keras 3 weights file", class = "multihead_error_file")
 })
 
+test_that("group names are Keras's snake_case of the class names", {
+  classes <- c("MultiHeadAttention", "EinsumDense", "LayerNormalization", "GlobalAveragePooling1D", "InputLayer",
+               "Dense", "Functional", "Sequential", "Add")
+  expect_identical(multihead:::keras_snake_case(classes),
+                   c("multi_head_attention", "einsum_dense", "layer_normalization", "global_average_pooling1d",
+                     "input_layer", "dense", "functional", "sequential", "add"))
+})
+
 test_that("a missing hdf5r is an error saying how to install it", {
   expect_error(multihead:::check_suggested_package("hdf5rNotInstalledXYZ", "read Keras weights"),
                "Package \"hdf5rNotInstalledXYZ\" is needed to read Keras weights. Install it with install.packages\\(\"hdf5rNotInstalledXYZ\"\\)",
