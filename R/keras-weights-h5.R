@@ -275,7 +275,9 @@ read_keras_weights_h5 <- function(self, filepath, skip_mismatch) {
       }
       lapply(as.character(sort(idx)), function(k) {
         ds <- group[[k]]
-        from_h5_order(array(ds$read(), dim = ds$dims))  # read() drops axes of length 1
+        d <- ds$dims
+        # read() drops axes of length 1; scalars have no dims
+        if (length(d) > 1L) from_h5_order(array(ds$read(), dim = d)) else as.vector(ds$read())
       })
     }
     loads[[length(loads) + 1L]] <- list(label = e$label, where = if (is.null(where)) paste0(e$path, "/vars")

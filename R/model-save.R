@@ -363,7 +363,8 @@ read_multihead_file <- function(filepath, formats, versions, what) {
 
 # ---- weights -------------------------------------------------------------------
 
-# The layers holding weights, nested models flattened, in weight order.
+# Every layer of a model (weightless ones included), nested models replaced
+# by their layers, in the order of get_weights().
 #' @noRd
 model_leaf_layers <- function(self) {
   out <- list()
@@ -397,9 +398,11 @@ assign_weight_records <- function(self, records, skip_mismatch, filepath, state)
               class = "multihead_error_weights")
   }
   loads <- list()
+  states <- list()
   for (i in seq_along(leaves)) {
     s <- leaves[[i]]
     r <- records[[i]]
+    if (!is.list(r)) r <- list()
     if (!identical(r$class_name, s$class_name)) {
       msg <- sprintf("Layer %d of the model, \"%s\", is a %s layer but the file's layer %d (\"%s\") is a %s layer.",
                      i, s$name, s$class_name, i, format(r$name), format(r$class_name))
@@ -407,23 +410,28 @@ assign_weight_records <- function(self, records, skip_mismatch, filepath, state)
       warning(sprintf("Skipping layer \"%s\": %s", s$name, msg), call. = FALSE)
       next
     }
-    slots <- layer_variable_slots(s)
-    loads[[length(loads) + 1L]] <- list(label = s$name, where = names(r$weights), slots = slots,
-                                        values = unname(r$weights))
-    if (state && !is.null(r$state) && !is.null(s$dropout_seed)) {
-      s$dropout_seed <- r$state$dropout_seed
-      s$call_counter <- r$state$call_counter
-    }
+    w <- if (is.list(r$weights)) r$weights else list()
+    loads[[length(loads) + 1L]] <- list(label = s$name, where = sprintf("layers[[%d]]", i),
+                                        value_names = if (is.null(names(w))) rep("", length(w)) else names(w),
+                                        slots = layer_variable_slots(s), values = unname(w))
+    if (state && is.list(r$state) && !is.null(s$dropout_seed)) states[[length(states) + 1L]] <- list(s, r$state)
   }
   assign_loaded_weights(loads, skip_mismatch, filepath)
+  for (st in states) {
+    st[[1L]]$dropout_seed <- st[[2L]]$dropout_seed
+    st[[1L]]$call_counter <- st[[2L]]$call_counter
+  }
+  invisible(NULL)
 }
 
-# `loads`: list of list(label = layer name, where = the weights' place in
-# the file (one path, or one per value), slots = layer_variable_slots()
-# records, values = list of arrays or NULL when the file has none). Checks
-# every load (counts, shapes, finite values) before changing anything; a
-# mismatch is an error, or with skip_mismatch a warning and that layer is
-# left as it is.
+# `loads`: list of list(label = the layer named in messages, where = the
+# weights' place in the file (an HDF5 group, or "layers[[i]]" of our
+# files), value_names = the names of the values in our files (NULL for
+# HDF5, whose values are "<where>/0", "<where>/1", ...), slots =
+# layer_variable_slots() records, values = list of arrays, or NULL when the
+# file has nothing there). Checks every load (counts, shapes, finite values)
+# before changing anything; a mismatch is an error, or with skip_mismatch a
+# warning and that layer is left as it is.
 #' @noRd
 assign_loaded_weights <- function(loads, skip_mismatch, filepath) {
   accepted <- list()
@@ -451,17 +459,19 @@ assign_loaded_weights <- function(loads, skip_mismatch, filepath) {
 
 #' @noRd
 weights_mismatch <- function(ld, filepath) {
-  where <- function(i) if (length(ld$where) == 1L) sprintf("\"%s/%d\"", ld$where, i - 1L) else
-    sprintf("\"%s\"", ld$where[[i]])
+  value_place <- function(i) {
+    if (is.null(ld$value_names)) sprintf("\"%s/%d\"", ld$where, i - 1L)
+    else sprintf("\"%s\" (%s)", ld$value_names[[i]], ld$where)
+  }
   n_model <- length(ld$slots)
   if (is.null(ld$values)) {
     return(sprintf("layer \"%s\" has %d weights but \"%s\" has none for it (no group \"%s\").", ld$label,
-                   n_model, filepath, ld$where[[1L]]))
+                   n_model, filepath, ld$where))
   }
   n_file <- length(ld$values)
   if (n_file != n_model) {
     return(sprintf("layer \"%s\" has %d weights but \"%s\" has %d for it (at \"%s\").", ld$label, n_model,
-                   filepath, n_file, if (length(ld$where) == 1L) ld$where else paste(ld$where, collapse = "\", \"")))
+                   filepath, n_file, ld$where))
   }
   for (i in seq_len(n_model)) {
     s <- ld$slots[[i]]
@@ -471,11 +481,11 @@ weights_mismatch <- function(ld, filepath) {
     path <- paste0(s$self$name, "/", s$name)
     if (!is.numeric(v) || length(got) != length(expected) || any(got != expected)) {
       return(sprintf("weight \"%s\" of layer \"%s\" has shape (%s) but the file's %s has shape (%s).", path,
-                     ld$label, format_shape(expected), where(i), format_shape(got)))
+                     ld$label, format_shape(expected), value_place(i), format_shape(got)))
     }
     if (!cpp_all_finite(as.double(v))) {
-      return(sprintf("the file's %s for weight \"%s\" of layer \"%s\" contains NA, NaN or Inf.", where(i),
-                     path, ld$label))
+      return(sprintf("the file's %s for weight \"%s\" of layer \"%s\" contains NA, NaN or Inf.",
+                     value_place(i), path, ld$label))
     }
   }
   NULL

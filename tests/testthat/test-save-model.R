@@ -168,7 +168,7 @@ test_that("own weights format: round trip, model files, mismatches, skip_mismatc
   d <- make(units = 3)
   before <- get_weights(d)
   expect_error(load_model_weights(d, path),
-               "weight \"dense[_0-9]*/kernel\" of layer \"dense[_0-9]*\" has shape \\(4, 3\\) but the file's \"dense[_0-9]*/kernel\" has shape \\(4, 2\\)",
+               "weight \"dense[_0-9]*/kernel\" of layer \"dense[_0-9]*\" has shape \\(4, 3\\) but the file's \"dense[_0-9]*/kernel\" \\(layers\\[\\[2\\]\\]\\) has shape \\(4, 2\\)",
                class = "multihead_error_weights")
   expect_identical(get_weights(d), before)
   expect_warning(load_model_weights(d, path, skip_mismatch = TRUE), "Skipping layer \"dense[_0-9]*\"")
@@ -176,6 +176,16 @@ test_that("own weights format: round trip, model files, mismatches, skip_mismatc
   expect_identical(get_weights(d)[9:10], before[9:10])
   other <- keras_model_sequential(input_shape = c(3, 4)) |> layer_dense(2)
   expect_error(load_model_weights(other, path), "holds weights for 2 layers but model .* has 1 layers")
+  # a layer with one weight, and values that are not finite
+  nb <- function(units) keras_model_sequential(input_shape = 4) |> layer_dense(units, use_bias = FALSE)
+  one <- tempfile(fileext = ".rds")
+  save_model_weights(nb(2), one)
+  expect_error(load_model_weights(nb(3), one),
+               "has shape \\(4, 3\\) but the file's \"dense[_0-9]*/kernel\" \\(layers\\[\\[1\\]\\]\\) has shape \\(4, 2\\)")
+  bad <- readRDS(one)
+  bad$layers[[1]]$weights[[1]][2, 1] <- NaN
+  saveRDS(bad, one)
+  expect_error(load_model_weights(nb(2), one), "the file's \"dense[_0-9]*/kernel\" \\(layers\\[\\[1\\]\\]\\) .*contains NA, NaN or Inf")
   # newer version
   rec$format_version <- 3L
   saveRDS(rec, path)
