@@ -23,6 +23,11 @@
 #   (trainable, then non-trainable, in creation order) as datasets "0",
 #   "1", ... of its vars group; sub-layers' variables are not its own.
 #   load_own_variables() requires the same count; assigning checks shapes.
+#   keras/src/layers/core/dense.py and einsum_dense.py override them with
+#   variable_serialization_spec: unquantized, "kernel" then "bias" (when
+#   there is one) as "0", "1". Dropout's SeedGenerator
+#   (keras/src/random/seed_generator.py) is neither a saveable nor one of
+#   the layer's own variables, so dropout layers have empty vars groups.
 # - keras/src/models/sequential.py `layers` omits the InputLayer;
 #   keras/src/models/functional.py `layers` (the Layers among the
 #   operations) includes the InputLayers, in the order of
