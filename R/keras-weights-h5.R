@@ -199,11 +199,12 @@ write_keras_weights_h5 <- function(self, filepath) {
   file <- hdf5r::H5File$new(tmp, mode = "w")
   closed <- FALSE
   on.exit(if (!closed) file$close_all(), add = TRUE, after = FALSE)
+  # names: scalar variable-length UTF-8 strings, as h5py writes Keras's metadata
+  string_type <- hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8)
+  scalar <- hdf5r::H5S$new(type = "scalar")
   for (e in entries) {
     group <- h5_ensure_group(file, if (nzchar(e$path)) paste0(e$path, "/vars") else "vars")
-    # a scalar variable-length UTF-8 string, as h5py writes Keras's metadata
-    group$create_attr("name", robj = e$name, space = hdf5r::H5S$new(type = "scalar"),
-                      dtype = hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8))
+    group$create_attr("name", robj = e$name, space = scalar, dtype = string_type)
     for (i in seq_along(e$slots)) {
       s <- e$slots[[i]]
       value <- s$self$variables[[s$name]]
