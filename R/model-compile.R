@@ -252,7 +252,8 @@ compiled_metrics <- function(self, y_shapes, pred_shapes) {
 # A fresh copy of a metric object (metrics accumulate in place).
 #' @noRd
 clone_metric <- function(m) {
-  copy <- list2env(as.list(m, all.names = TRUE), parent = emptyenv())
+  # as.list.environment: a metric's class hides the environment from as.list()
+  copy <- list2env(as.list.environment(m, all.names = TRUE), parent = emptyenv())
   class(copy) <- class(m)
   metric_reset(copy)
   copy

@@ -1,0 +1,317 @@
+# Keras 3 ".weights.h5" files: the HDF5 layout that Keras's
+# model.save_weights() writes and model.load_weights() reads, read and
+# written through the suggested package hdf5r.
+#
+# Layout followed (learnt from keras-team/keras, not copied):
+# - keras/src/saving/saving_lib.py (revision b470eee6 and the newer one with
+#   ShardedH5IOStore): save_weights_only() and load_weights_only() walk the
+#   model with _save_state() / _load_state(); every object visited gets the
+#   group "<inner path>/vars" (the model itself "/vars"), created even when
+#   the object owns no variables (H5Entry in older versions creates it on
+#   make(); newer H5IOStore.make() creates it at once because layers pass
+#   metadata {"name": layer.name}, written as the attribute "name" of the
+#   vars group). _walk_saveable() visits a Sequential or Functional model's
+#   `layers` first (as the container "layers"), then the object's other
+#   attributes sorted by name with private ("_") names last, skipping the
+#   attributes every plain Layer has; an object already visited is skipped
+#   (so MultiHeadAttention's `_query_dense` is saved once, under the public
+#   property `query_dense`). _save_container_state() names each element of
+#   a list by the snake_case of its class (naming.to_snake_case), adding
+#   "_1", "_2", ... for further elements of the same class: layer names
+#   never appear in paths (keras/src/utils/naming.py to_snake_case()).
+# - keras/src/layers/layer.py save_own_variables(): a layer's own variables
+#   (trainable, then non-trainable, in creation order) as datasets "0",
+#   "1", ... of its vars group; sub-layers' variables are not its own.
+#   load_own_variables() requires the same count; assigning checks shapes.
+#   keras/src/layers/core/dense.py and einsum_dense.py override them with
+#   variable_serialization_spec: unquantized, "kernel" then "bias" (when
+#   there is one) as "0", "1". Dropout's SeedGenerator
+#   (keras/src/random/seed_generator.py) is neither a saveable nor one of
+#   the layer's own variables, so dropout layers have empty vars groups.
+# - keras/src/models/sequential.py `layers` omits the InputLayer;
+#   keras/src/models/functional.py `layers` (the Layers among the
+#   operations) includes the InputLayers, in the order of
+#   keras/src/ops/function.py map_graph() (see keras_layer_order()).
+# - keras/src/layers/attention/multi_head_attention.py: properties
+#   query_dense, key_dense, value_dense, output_dense; private _gate_dense
+#   (use_gate), _softmax and _dropout_layer (weightless, always built).
+#
+# So a functional model input -> MultiHeadAttention -> Dense is stored as
+#   /vars                                             (attr name = model name)
+#   /layers/input_layer/vars
+#   /layers/multi_head_attention/vars
+#   /layers/multi_head_attention/key_dense/vars/0     kernel (Dk, N, H)
+#   /layers/multi_head_attention/key_dense/vars/1     bias (N, H)
+#   /layers/multi_head_attention/output_dense/vars/{0,1}
+#   /layers/multi_head_attention/query_dense/vars/{0,1}
+#   /layers/multi_head_attention/value_dense/vars/{0,1}
+#   /layers/multi_head_attention/_dropout_layer/vars
+#   /layers/multi_head_attention/_gate_dense/vars/{0,1}   (use_gate only)
+#   /layers/multi_head_attention/_softmax/vars
+#   /layers/dense/vars/{0,1}                          kernel (E, units), bias
+# Datasets hold the arrays in Keras's (row-major) axis order; hdf5r shows
+# them with the axes reversed, so arrays are permuted on the way in and out.
+# Files written by Keras for a compiled model also hold "optimizer" and
+# metric groups; reading ignores groups it does not need, and writing
+# writes the layers only (as Keras does for a model that is not compiled).
+
+# ---- the walk: which group holds which variables ------------------------------
+
+# Keras's naming.to_snake_case() (keras/src/utils/naming.py) for class
+# names: "GlobalAveragePooling1D" -> "global_average_pooling1d".
+#' @noRd
+keras_snake_case <- function(x) {
+  x <- gsub("[^A-Za-z0-9_]+", "", x)
+  x <- gsub("(.)([A-Z][a-z]+)", "\\1_\\2", x)
+  tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
+}
+
+# Where MultiHeadAttention's projections are stored (by the name of our
+# sub-layer), in Keras's visiting order, and another name tried when
+# reading (the private attribute, which older Keras visited first).
+#' @noRd
+mha_h5_children <- function() {
+  list(list(attr = "key_dense", sub = "key", old = "_key_dense"),
+       list(attr = "output_dense", sub = "attention_output", old = "_output_dense"),
+       list(attr = "query_dense", sub = "query", old = "_query_dense"),
+       list(attr = "value_dense", sub = "value", old = "_value_dense"),
+       list(attr = "_dropout_layer", sub = NULL, name = "dropout"),
+       list(attr = "_gate_dense", sub = "gate", old = "gate_dense"),  # in case a property is added
+       list(attr = "_softmax", sub = NULL, name = "softmax"))
+}
+
+# One entry per vars group: list(path = group path without "/vars" (""
+# for the root), alt = other paths to try when reading, name = the name
+# attribute, label = the layer named in messages, slots = the variables
+# it owns, as layer_variable_slots() records).
+#' @noRd
+keras_h5_entries <- function(self, path = "") {
+  own_slots <- function(s) lapply(s$variable_names, function(v) list(self = s, name = v))
+  entry <- function(p, name, label, slots = list(), alt = character()) {
+    list(path = p, alt = alt, name = name, label = label, slots = slots)
+  }
+  join <- function(a, b) if (nzchar(a)) paste0(a, "/", b) else b
+  if (is_model_self(self)) {
+    out <- list(entry(path, self$name, self$name))
+    used <- list()
+    for (l in keras_layer_order(self)) {
+      s <- layer_self(l)
+      key <- keras_snake_case(s$class_name)
+      n <- used[[key]]
+      used[[key]] <- if (is.null(n)) 0L else n + 1L
+      child <- join(join(path, "layers"), if (is.null(n)) key else paste0(key, "_", n + 1L))
+      out <- c(out, keras_h5_entries(s, child))
+    }
+    return(out)
+  }
+  if (identical(self$class_name, "MultiHeadAttention")) {
+    out <- list(entry(path, self$name, self$name))
+    for (ch in mha_h5_children()) {
+      if (is.null(ch$sub)) {
+        out <- c(out, list(entry(join(path, ch$attr), ch$name, self$name)))
+        next
+      }
+      sub <- self$sublayers[[ch$sub]]
+      if (is.null(sub)) next
+      ss <- layer_self(sub)
+      out <- c(out, list(entry(join(path, ch$attr), ss$name, paste0(self$name, "/", ss$name), own_slots(ss),
+                               if (is.null(ch$old)) character() else join(path, ch$old))))
+    }
+    return(out)
+  }
+  if (length(self$sublayers)) {
+    abort_msg(sprintf("Layer \"%s\" (%s) has sub-layers that the Keras weights layout of multihead does not cover.",
+                      self$name, self$class_name), class = "multihead_error_unsupported")
+  }
+  list(entry(path, self$name, self$name, own_slots(self)))
+}
+
+#' @noRd
+is_model_self <- function(s) !is.null(s$graph) || identical(s$class_name, "Sequential")
+
+# The order of Keras's `model.layers`, which decides the names "dense",
+# "dense_1", ... of the groups. Sequential: the layers as added (no
+# InputLayer). Functional (keras/src/ops/function.py map_graph() and
+# _build_map()): a depth-first walk from the outputs numbers each
+# operation when first reached and lists the nodes in post-order; going
+# back over that list, a node's depth is the longest path to an output and
+# an operation's depth the largest of its nodes'; operations are sorted by
+# depth (largest first), then by that number; inputs not connected to an
+# output come first among depth 0. Elementwise operations count in the
+# depths but are not layers.
+#' @noRd
+keras_layer_order <- function(self) {
+  if (!identical(self$class_name, "Functional")) return(self$layers)
+  graph <- self$graph
+  input_ids <- vapply(graph$inputs, function(t) t$id, character(1))
+  index <- new.env(parent = emptyenv())      # operation name -> first visit
+  finished <- new.env(parent = emptyenv())   # node id -> TRUE
+  post <- list()
+  visit <- function(t) {
+    node <- t$node
+    if (!is.null(finished[[node$id]])) return(invisible())
+    op <- callee_name(node$callee)
+    if (is.null(index[[op]])) assign(op, length(ls(index)), envir = index)
+    if (!identical(node$kind, "input") && !(t$id %in% input_ids)) {
+      for (u in c(node$inputs, node$arg_tensors)) visit(u)
+    }
+    assign(node$id, TRUE, envir = finished)
+    post[[length(post) + 1L]] <<- node
+  }
+  for (t in graph$outputs) visit(t)
+  node_depth <- new.env(parent = emptyenv())
+  op_depth <- list()
+  callees <- list()
+  for (node in rev(post)) {
+    op <- callee_name(node$callee)
+    d <- max(if (is.null(node_depth[[node$id]])) 0 else node_depth[[node$id]],
+             if (is.null(op_depth[[op]])) 0 else op_depth[[op]])
+    op_depth[[op]] <- d
+    callees[[op]] <- node
+    if (identical(node$kind, "input")) next
+    for (u in c(node$inputs, node$arg_tensors)) {
+      prev <- node_depth[[u$node$id]]
+      assign(u$node$id, max(d + 1, if (is.null(prev)) 0 else prev), envir = node_depth)
+    }
+  }
+  for (t in graph$inputs) {
+    op <- callee_name(t$node$callee)
+    if (is.null(op_depth[[op]])) {
+      op_depth[[op]] <- 0
+      assign(op, -1L, envir = index)
+      callees[[op]] <- t$node
+    }
+  }
+  ops <- names(op_depth)
+  ord <- order(-unlist(op_depth[ops]), vapply(ops, function(o) as.numeric(index[[o]]), numeric(1)))
+  layers <- lapply(callees[ops[ord]], function(node) node$callee)
+  unname(Filter(function(l) !inherits(l, "multihead_op"), layers))
+}
+
+# ---- writing ----------------------------------------------------------------------
+
+#' @noRd
+write_keras_weights_h5 <- function(self, filepath) {
+  check_suggested_package("hdf5r", "read and write Keras \".weights.h5\" files")
+  entries <- keras_h5_entries(self)
+  tmp <- tempfile(fileext = ".weights.h5", tmpdir = dirname(filepath))
+  on.exit(unlink(tmp), add = TRUE)
+  file <- hdf5r::H5File$new(tmp, mode = "w")
+  closed <- FALSE
+  on.exit(if (!closed) file$close_all(), add = TRUE, after = FALSE)
+  # names: scalar variable-length UTF-8 strings, as h5py writes Keras's metadata
+  string_type <- hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8)
+  scalar <- hdf5r::H5S$new(type = "scalar")
+  for (e in entries) {
+    group <- h5_ensure_group(file, if (nzchar(e$path)) paste0(e$path, "/vars") else "vars")
+    group$create_attr("name", robj = e$name, space = scalar, dtype = string_type)
+    for (i in seq_along(e$slots)) {
+      s <- e$slots[[i]]
+      value <- s$self$variables[[s$name]]
+      dtype <- if (identical(s$self$dtype, "float64")) hdf5r::h5types$H5T_IEEE_F64LE else
+        hdf5r::h5types$H5T_IEEE_F32LE
+      group$create_dataset(as.character(i - 1L), robj = to_h5_order(value), dtype = dtype,
+                           chunk_dims = NULL, gzip_level = 0)
+    }
+  }
+  file$close_all()
+  closed <- TRUE
+  move_into_place(tmp, filepath)
+}
+
+# The group at `path` ("a/b/c"), creating the missing ones.
+#' @noRd
+h5_ensure_group <- function(file, path) {
+  g <- file
+  for (part in strsplit(path, "/", fixed = TRUE)[[1L]]) {
+    g <- if (g$exists(part)) g[[part]] else g$create_group(part)
+  }
+  g
+}
+
+# Keras's row-major arrays <-> R arrays: hdf5r reverses the axes.
+#' @noRd
+to_h5_order <- function(x) {
+  d <- shape_of(x)
+  if (length(d) <= 1L) return(as.vector(x))
+  aperm(array(x, d), rev(seq_along(d)))
+}
+
+#' @noRd
+from_h5_order <- function(x) {
+  d <- dim(x)
+  if (length(d) <= 1L) return(as.vector(x))
+  aperm(x, rev(seq_along(d)))
+}
+
+# ---- reading ---------------------------------------------------------------------
+
+# Reads the variables of every entry of `self` from a Keras weights file
+# and assigns them (see assign_loaded_weights()).
+#' @noRd
+read_keras_weights_h5 <- function(self, filepath, skip_mismatch) {
+  check_suggested_package("hdf5r", "read and write Keras \".weights.h5\" files")
+  file <- tryCatch(hdf5r::H5File$new(filepath, mode = "r"), error = function(e) {
+    abort_msg(sprintf("\"%s\" is not an HDF5 file (%s).", filepath, conditionMessage(e)),
+              class = "multihead_error_file")
+  })
+  on.exit(file$close_all(), add = TRUE)
+  if (!file$exists("vars") && !file$exists("layers")) {
+    abort_msg(sprintf(paste0("\"%s\" is an HDF5 file but not a Keras 3 weights file: it has no \"vars\" or ",
+                             "\"layers\" group (Keras 2 \".h5\" files are not supported)."), filepath),
+              class = "multihead_error_file")
+  }
+  loads <- list()
+  for (e in keras_h5_entries(self)) {
+    if (!length(e$slots)) next
+    where <- NULL
+    for (p in c(e$path, e$alt)) {
+      if (h5_path_exists(file, paste0(p, "/vars"))) {
+        where <- paste0(p, "/vars")
+        break
+      }
+    }
+    values <- if (is.null(where)) NULL else {
+      group <- file[[where]]
+      keys <- group$names
+      idx <- suppressWarnings(as.integer(keys))
+      if (anyNA(idx) || !setequal(idx, seq_along(idx) - 1L)) {
+        abort_msg(sprintf("Group \"%s\" of \"%s\" holds datasets %s, not \"0\", \"1\", ...", where, filepath,
+                          quote_names(keys)), class = "multihead_error_file")
+      }
+      lapply(as.character(sort(idx)), function(k) {
+        ds <- group[[k]]
+        d <- ds$dims
+        # read() drops axes of length 1; scalars have no dims
+        if (length(d) > 1L) from_h5_order(array(ds$read(), dim = d)) else as.vector(ds$read())
+      })
+    }
+    loads[[length(loads) + 1L]] <- list(label = e$label, where = if (is.null(where)) paste0(e$path, "/vars")
+                                        else where, slots = e$slots, values = values)
+  }
+  assign_loaded_weights(loads, skip_mismatch, filepath)
+}
+
+# exists() of hdf5r checks one link at a time.
+#' @noRd
+h5_path_exists <- function(file, path) {
+  g <- file
+  for (part in strsplit(path, "/", fixed = TRUE)[[1L]]) {
+    if (!nzchar(part)) next
+    if (!inherits(g, c("H5File", "H5Group")) || !g$exists(part)) return(FALSE)
+    g <- g[[part]]
+  }
+  TRUE
+}
+
+# ---- suggested packages --------------------------------------------------------------
+
+# An error saying how to install `pkg` when it is missing.
+#' @noRd
+check_suggested_package <- function(pkg, purpose) {
+  if (!requireNamespace(pkg, quietly = TRUE)) {
+    abort_msg(sprintf("Package \"%s\" is needed to %s. Install it with install.packages(\"%s\").",
+                      pkg, purpose, pkg), class = "multihead_error_dependency")
+  }
+  invisible(TRUE)
+}
