@@ -358,6 +358,10 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim
   out <- if (is.null(cfg$output_shape)) E else cfg$output_shape
   bias <- function(shape) if (cfg$use_bias) shape else NULL
+  kernel_what <- function(which, shape) sprintf("the %s kernel %s of layer \"%s\"", which, shape, self$name)
+  check_size(c(max(E, Dk), N, H), "key_dim", kernel_what("query/key", "(features, num_heads, key_dim)"))
+  check_size(c(max(E, Dv), N, Hv), "value_dim", kernel_what("value", "(features, num_heads, value_dim)"))
+  check_size(c(N, Hv, out), "output_shape", kernel_what("output", "(num_heads, value_dim, output_shape)"))
   sub <- function(name, kernel_shape, n_contract, salt, free, activation = NULL) {
     new_einsum_dense(
       name = name,
@@ -510,6 +514,11 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   if (!flash) check_attention_memory(plan, cfg$num_heads, self$dtype, return_attention_scores || backward)
 
   E <- qd[length(qd)]; Dk <- kd[length(kd)]; Dv <- vd[length(vd)]
+  # the core's buffers: projections (B, T or S, N, H or Hv) and the output
+  nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
+  check_size(c(plan$B, plan$T, nh), "query", "its projection (batch, positions, num_heads * key_dim)")
+  check_size(c(plan$B, plan$S, nh), "value", "its projection (batch, positions, num_heads * key_dim)")
+  check_size(plan$out_dims, "query", "the attention output")
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
             prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
   res <- cpp_mha_call(query, key, value, plan$order, plan$order, as.integer(dims),
