@@ -166,7 +166,12 @@ check_method_args <- function(method, name, args) {
 }
 
 #' @export
-`[[.multihead_layer` <- function(x, i, ...) `$.multihead_layer`(x, i)
+`[[.multihead_layer` <- function(x, i, ...) {
+  if (!(is.character(i) && length(i) == 1L && !is.na(i) && nzchar(i))) {
+    abort_arg("i", "the name of a property or method (a single string)", describe_value(i))
+  }
+  `$.multihead_layer`(x, i)
+}
 
 #' @export
 `$<-.multihead_layer` <- function(x, name, value) {

@@ -349,3 +349,168 @@ test_that("layer calls, model methods and `$` methods: bad arguments raise our e
   expect(length(res$failures) == 0L,
          paste0(length(res$failures), " bad outcomes:\n", paste(utils::head(unique(res$failures), 40L), collapse = "\n")))
 })
+
+test_that("`$` and `[[` on layers and models: every property and method, bad names and bad method arguments", {
+  env <- fuzz_fixtures()
+  objects <- list(dense = quote(dense()), dense_built = quote(dense_built()), mha = quote(mha()),
+                  mha_built = quote(mha_built()), embedding = quote(emb_built()), model = quote(model()),
+                  compiled = quote(compiled()), sequential = quote(seqm()),
+                  norm = quote(layer_layer_normalization()), dropout = quote(layer_dropout(rate = 0.5)))
+  values <- fuzz_values()
+  failures <- character()
+  note <- function(label, r) if (r$status == "bad") failures <<- c(failures, paste0(label, ": ", r$message))
+  set.seed(2000)
+  for (o in names(objects)) {
+    obj <- eval(objects[[o]], env)
+    members <- names(obj)
+    expect_true(length(members) > 5L, info = o)
+    for (nm in members) {
+      # properties return; methods are called with no, one or two bad arguments
+      note(sprintf("%s$%s", o, nm), fuzz_run(call("$", objects[[o]], as.name(nm))))
+      if (isTRUE(tryCatch(is.function(eval(call("$", objects[[o]], as.name(nm)), env)), error = function(e) FALSE))) {
+        for (k in 0:2) {
+          picks <- sample(length(values), k)
+          cl <- as.call(c(list(call("$", objects[[o]], as.name(nm))), unname(lapply(values[picks], function(v) {
+            if (is.language(v)) call("quote", v) else v
+          }))))
+          note(sprintf("%s$%s(%s)", o, nm, paste(names(values)[picks], collapse = ", ")), fuzz_run(cl))
+        }
+      }
+    }
+    for (i in sample(length(values), 12L)) {
+      v <- values[[i]]
+      note(sprintf("%s[[%s]]", o, names(values)[i]),
+           fuzz_run(call("[[", objects[[o]], if (is.language(v)) call("quote", v) else v)))
+    }
+    note(sprintf("%s$no_such_member", o), fuzz_run(call("$", objects[[o]], as.name("no_such_member"))))
+  }
+  expect(length(failures) == 0L, paste0(length(failures), " bad outcomes:\n", paste(failures, collapse = "\n")))
+})
+
+# ---- sizes: products checked before anything is allocated ---------------------
+
+expect_size_error <- function(expr, arg) {
+  err <- expect_error(expr, paste0("`", arg, "` must be small enough"), fixed = TRUE,
+                      class = "multihead_error_argument")
+  expect_match(conditionMessage(err), "options(multihead.max_tensor_elements)", fixed = TRUE)
+  invisible(err)
+}
+
+test_that("weight sizes that overflow 32-bit products are errors naming the argument, before allocating", {
+  x <- array(1, c(2, 5, 8))
+  mha <- function(...) layer_multi_head_attention(num_heads = 2, key_dim = 2, ...)
+  # each would need 64 GiB or more; the check runs before any allocation
+  err <- expect_size_error(layer_dense(units = 2^30)(x), "units")
+  expect_match(conditionMessage(err), "8,589,934,592 elements for shape (8, 1073741824)", fixed = TRUE)
+  expect_size_error(layer_dense(units = 4)$build(c(NA, 2^30 + 1)), "units")
+  expect_size_error(layer_embedding(input_dim = .Machine$integer.max, output_dim = 4), "output_dim")
+  expect_size_error(layer_embedding(input_dim = 2^16, output_dim = 2^16), "output_dim")
+  expect_size_error(layer_multi_head_attention(num_heads = 2^16, key_dim = 2^16)$build(c(2, 5, 8), c(2, 3, 6)),
+                    "key_dim")
+  expect_size_error(layer_multi_head_attention(num_heads = 2^12, key_dim = 2, value_dim = 2^20)(x, x),
+                    "value_dim")
+  expect_size_error(mha(output_shape = c(2^16, 2^16))(x, x), "output_shape")
+  expect_size_error(mha()$build(c(2, 5, 2^29), c(2, 3, 6)), "key_dim")
+  expect_size_error(layer_einsum_dense(equation = "abc,cd->abd", output_shape = c(NA, 2^30))(x),
+                    "output_shape")
+  expect_size_error(layer_layer_normalization(axis = c(-2, -1))$build(c(NA, 2^16, 2^16)), "input_shape")
+})
+
+test_that("symbolic shapes with huge dimensions: output sizes are checked, never NA from overflow", {
+  expect_size_error(layer_flatten(keras_input(shape = c(2^16, 2^16))), "inputs")
+  expect_size_error(layer_dense(keras_input(shape = c(2^20, 2^20, 8)), units = 4), "inputs")
+  expect_size_error(layer_embedding(keras_input(shape = c(2^20, 2^20)), input_dim = 10, output_dim = 4), "inputs")
+  expect_size_error(layer_dense(keras_input(shape = 2^29), units = 16), "units")
+  expect_size_error(keras_model_sequential(input_shape = .Machine$integer.max) |> layer_dense(units = 2), "units")
+  # huge symbolic shapes alone are fine (nothing is allocated), and so is a
+  # per-sample output within the limit
+  t <- keras_input(shape = c(2^20, 2^10))
+  expect_identical(shape(layer_flatten(t))[[2]], as.integer(2^30))
+})
+
+test_that("run-time outputs larger than the limit are errors naming the input (limit lowered to test)", {
+  with_limit <- function(n, code) {
+    old <- options(multihead.max_tensor_elements = n)
+    on.exit(options(old))
+    code
+  }
+  x <- array(1, c(2, 5, 8)); v <- array(1, c(2, 3, 6)); ids <- matrix(1, 2, 5)
+  dense <- layer_dense(units = 4); dense$build(c(NA, 8))
+  emb <- layer_embedding(input_dim = 10, output_dim = 4); emb$build(c(NA, 5))
+  einsum <- layer_einsum_dense(equation = "abc,cd->abd", output_shape = c(NA, 4)); einsum$build(c(NA, 5, 8))
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2); mha$build(dim(x), dim(v))
+  # every output below has (2, 5, 4) = 40 elements
+  with_limit(39, {
+    expect_match(conditionMessage(expect_size_error(dense(x), "inputs")), "the output of layer", fixed = TRUE)
+    expect_size_error(emb(ids), "inputs")
+    expect_size_error(einsum(x), "inputs")
+  })
+  expect_identical(with_limit(40, dim(dense(x))), c(2L, 5L, 4L))
+  # attention: the projections (2, 5, 2 * 2) = 20 and (2, 3, 4) = 24, the output (2, 5, 8) = 80
+  expect_match(conditionMessage(with_limit(19, expect_size_error(mha(x, v), "query"))), "projection")
+  expect_match(conditionMessage(with_limit(79, expect_size_error(mha(x, v), "query"))), "attention output")
+  expect_identical(with_limit(80, dim(mha(x, v))), c(2L, 5L, 8L))
+  expect_error(with_limit("a", dense(x)), "`options(multihead.max_tensor_elements)` must be", fixed = TRUE,
+               class = "multihead_error")
+})
+
+test_that("the C++ glue checks shape products for overflow before allocating (multihead_error, clear text)", {
+  x <- array(1, c(2, 5, 8))
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2); mha$build(dim(x), dim(x))
+  self <- multihead:::layer_self(mha)
+  huge <- 2^30  # B * T * O = 2^90 overflows 64-bit integers
+  call_core <- function(dims, return_scores = FALSE) {
+    multihead:::cpp_mha_call(x, x, x, 0:2, 0:2, as.integer(dims), multihead:::mha_weight_slots(self),
+                             NULL, c(1L, 1L), NULL, NULL, FALSE, 0L, 0, 1, 0, return_scores, TRUE, FALSE, 1L,
+                             as.integer(c(2, 5, 8)), 0:2, as.integer(c(2, 2, 5, 5)), NULL)
+  }
+  err <- expect_error(call_core(c(huge, huge, 5, 8, 8, 8, 2, 2, 2, huge)), class = "multihead_error")
+  expect_match(conditionMessage(err), "the attention output of shape (1073741824, 1073741824, 1073741824)",
+               fixed = TRUE)
+  expect_match(conditionMessage(err), "more than 2^52 elements", fixed = TRUE)
+  err <- expect_error(call_core(c(2, 5, 2^26, 8, 8, 8, 2^26, 2, 2, 8), TRUE), class = "multihead_error")
+  expect_match(conditionMessage(err), "the attention scores", fixed = TRUE)
+  # the same call with consistent dims runs
+  expect_identical(dim(call_core(c(2, 5, 5, 8, 8, 8, 2, 2, 2, 8))$output), c(2L, 5L, 8L))
+})
+
+# Resident memory (Linux) or R's heap (elsewhere), in MB, after a full gc.
+memory_mb <- function() {
+  gc(full = TRUE)
+  status <- if (file.exists("/proc/self/status")) readLines("/proc/self/status") else character()
+  rss <- grep("^VmRSS:", status, value = TRUE)
+  if (length(rss)) return(as.numeric(gsub("[^0-9]", "", rss)) / 1024)
+  sum(gc()[, 2])
+}
+
+test_that("failing calls, including ones failing in C++ after allocating, do not grow memory", {
+  set.seed(3)
+  x <- array(rnorm(16 * 64 * 64), c(16, 64, 64))          # 0.5 MB per copy; a leak shows at once
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 8); mha$build(dim(x), dim(x))
+  self <- multihead:::layer_self(mha)
+  emb <- layer_embedding(input_dim = 10, output_dim = 64); emb$build(c(NA, 4096))
+  ids <- matrix(c(rep(1, 4095), 10), 1)                     # id 10 is out of range
+  model <- keras_model_sequential(input_shape = c(64, 64)) |> layer_dense(4)
+  compile(model, optimizer = "sgd", loss = "mse")
+  bad <- x; bad[5] <- NaN
+  failing <- list(
+    # C++: the inputs are converted (allocated), then the output size check throws
+    function() multihead:::cpp_mha_call(x, x, x, 0:2, 0:2, as.integer(c(2^30, 2^30, 64, 64, 64, 64, 2, 8, 8, 2^30)),
+                                        multihead:::mha_weight_slots(self), NULL, c(1L, 1L), NULL, NULL, FALSE, 0L,
+                                        0, 1, 0, FALSE, TRUE, FALSE, 2L, dim(x), 0:2, c(16L, 2L, 64L, 64L), NULL),
+    # C++: the output is allocated, then the core throws on an id out of range
+    function() multihead:::cpp_embedding_forward(ids, get_weights(emb)[[1]], FALSE, 2L),
+    function() mha(x, x, attention_mask = array(TRUE, c(16, 64, 63))),
+    function() mha(x, bad),
+    function() backprop(mha, x, x, grad_output = x[, , 1:8]),
+    function() predict(model, bad, verbose = 0),
+    function() fit(model, x, matrix(0, 15, 4), verbose = 0),
+    function() layer_dense(units = 2^30)(x)
+  )
+  run_batch <- function() for (f in failing) expect_error(f())
+  run_batch()
+  before <- memory_mb()
+  for (i in 1:25) run_batch()
+  growth <- memory_mb() - before
+  expect_lt(growth, 20)  # leaking the inputs of one call per batch would be over 25 * 0.5 MB x copies
+})
