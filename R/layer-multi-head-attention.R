@@ -198,7 +198,7 @@ apply_attention_to_inputs <- function(layer, inputs) {
       abort_arg("inputs", "an unnamed list of length 2 or 3: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
-    return(do.call(layer, inputs))
+    return(do.call(layer, inputs, quote = TRUE))
   }
   if (is.numeric(inputs) && !is.null(dim(inputs)) && !is.object(inputs)) return(layer(inputs, inputs))
   abort_arg("inputs", paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
@@ -684,7 +684,7 @@ mha_from_config <- function(config) {
   for (required in c("num_heads", "key_dim")) {
     if (is.null(config[[required]])) abort_arg(required, "in the config (a positive whole number)")
   }
-  do.call(new_multi_head_attention, unclass(config))
+  do.call(new_multi_head_attention, unclass(config), quote = TRUE)
 }
 
 #' @noRd

@@ -166,7 +166,7 @@ base_layer_config <- function(self) list(name = self$name, trainable = self$trai
 #' @noRd
 layer_from_config <- function(ctor, config, keys) {
   args <- config[intersect(names(config), c(keys, base_layer_options()))]
-  do.call(ctor, c(list(NULL), args))
+  do.call(ctor, c(list(NULL), args), quote = TRUE)
 }
 
 #' @noRd

@@ -275,8 +275,11 @@ fuzz_mutate <- function(call, values) {
     args
   }
   arg_label <- function(k) if (is.null(names(args)) || !nzchar(names(args)[k])) paste0("#", k) else names(args)[k]
+  # arguments written as list(...) or c(...) (inputs, shapes) can be fuzzed inside
+  nested <- which(vapply(args, function(a) is.call(a) && length(a) > 1L &&
+                           as.character(a[[1L]])[1L] %in% c("list", "c"), logical(1)))
   mode <- if (n == 0L) sample(c("extra", "named"), 1L) else
-    sample(c("one", "one", "one", "two", "drop", "named", "extra"), 1L)
+    sample(c("one", "one", "one", "two", "drop", "named", "extra", if (length(nested)) c("inner", "inner")), 1L)
   label <- switch(mode,
     one = {
       k <- sample(n, 1L); v <- pick_value(); args <- put(args, k, v)
@@ -286,6 +289,15 @@ fuzz_mutate <- function(call, values) {
       ks <- sample(n, min(2L, n)); labs <- character()
       for (k in ks) { v <- pick_value(); args <- put(args, k, v); labs <- c(labs, sprintf("%s = %s", arg_label(k), v$label)) }
       paste(labs, collapse = ", ")
+    },
+    inner = {
+      k <- nested[sample(length(nested), 1L)]
+      inner <- as.list(args[[k]])
+      j <- 1L + sample(length(inner) - 1L, 1L)
+      v <- pick_value()
+      inner <- put(inner, j, v)
+      args[[k]] <- as.call(inner)
+      sprintf("%s[[%d]] = %s", arg_label(k), j - 1L, v$label)
     },
     drop = {
       k <- sample(n, 1L); lab <- arg_label(k); args <- args[-k]
@@ -485,32 +497,37 @@ memory_mb <- function() {
 
 test_that("failing calls, including ones failing in C++ after allocating, do not grow memory", {
   set.seed(3)
-  x <- array(rnorm(16 * 64 * 64), c(16, 64, 64))          # 0.5 MB per copy; a leak shows at once
+  x <- array(rnorm(32 * 128 * 64), c(32, 128, 64))        # 2 MB per double copy: 25 leaks are 50 MB
   mha <- layer_multi_head_attention(num_heads = 2, key_dim = 8); mha$build(dim(x), dim(x))
   self <- multihead:::layer_self(mha)
-  emb <- layer_embedding(input_dim = 10, output_dim = 64); emb$build(c(NA, 4096))
+  emb <- layer_embedding(input_dim = 10, output_dim = 64, dtype = "float64"); emb$build(c(NA, 4096))
   ids <- matrix(c(rep(1, 4095), 10), 1)                     # id 10 is out of range
-  model <- keras_model_sequential(input_shape = c(64, 64)) |> layer_dense(4)
+  model <- keras_model_sequential(input_shape = c(128, 64)) |> layer_dense(4)
   compile(model, optimizer = "sgd", loss = "mse")
   bad <- x; bad[5] <- NaN
   failing <- list(
     # C++: the inputs are converted (allocated), then the output size check throws
     function() multihead:::cpp_mha_call(x, x, x, 0:2, 0:2, as.integer(c(2^30, 2^30, 64, 64, 64, 64, 2, 8, 8, 2^30)),
                                         multihead:::mha_weight_slots(self), NULL, c(1L, 1L), NULL, NULL, FALSE, 0L,
-                                        0, 1, 0, FALSE, TRUE, FALSE, 2L, dim(x), 0:2, c(16L, 2L, 64L, 64L), NULL),
+                                        0, 1, 0, FALSE, TRUE, TRUE, 2L, dim(x), 0:2, c(32L, 2L, 128L, 128L), NULL),
     # C++: the output is allocated, then the core throws on an id out of range
-    function() multihead:::cpp_embedding_forward(ids, get_weights(emb)[[1]], FALSE, 2L),
-    function() mha(x, x, attention_mask = array(TRUE, c(16, 64, 63))),
+    function() multihead:::cpp_embedding_forward(ids, get_weights(emb)[[1]], TRUE, 2L),
+    function() mha(x, x, attention_mask = array(TRUE, c(32, 128, 127))),
     function() mha(x, bad),
     function() backprop(mha, x, x, grad_output = x[, , 1:8]),
     function() predict(model, bad, verbose = 0),
-    function() fit(model, x, matrix(0, 15, 4), verbose = 0),
+    function() fit(model, x, matrix(0, 31, 4), verbose = 0),
     function() layer_dense(units = 2^30)(x)
   )
-  run_batch <- function() for (f in failing) expect_error(f())
-  run_batch()
+  # collecting after each batch keeps garbage from fragmenting malloc's heap
+  # (which would raise the resident size without any leak)
+  run_batch <- function() {
+    for (f in failing) expect_error(f())
+    invisible(gc())
+  }
+  for (i in 1:5) run_batch()  # warm-up: R's and malloc's pools reach their working size
   before <- memory_mb()
   for (i in 1:25) run_batch()
   growth <- memory_mb() - before
-  expect_lt(growth, 20)  # leaking the inputs of one call per batch would be over 25 * 0.5 MB x copies
+  expect_lt(growth, 20)  # leaking one input copy per batch would be 50 MB
 })
