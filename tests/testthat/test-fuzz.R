@@ -32,7 +32,7 @@ fuzz_exports <- list(
   constraint_unitnorm = quote(constraint_unitnorm(axis = -1)),
   count_params = quote(count_params(object = dense_built())),
   evaluate = quote(evaluate(compiled(), x = x3, y = y2, batch_size = 2, verbose = 0, sample_weight = NULL)),
-  fit = quote(fit(compiled(), x = x3, y = y2, batch_size = 2, epochs = 1, verbose = 0, callbacks = NULL,
+  fit = quote(fit(compiled(), x = x3, y = y2, batch_size = 2, epochs = 1, verbose = 0, callbacks = stop_at_2,
     validation_split = 0, validation_data = NULL, shuffle = TRUE, sample_weight = NULL, initial_epoch = 1)),
   from_config = quote(from_config(config = dense_config)),
   get_config = quote(get_config(object = dense())),
@@ -205,6 +205,7 @@ fuzz_fixtures <- function() {
                                        optimizer = "sgd", loss = "mse")
     seqm_built <- function() keras_model_sequential(input_shape = 8) |> layer_dense(3)
     y8 <- matrix(1, 2, 8)
+    stop_at_2 <- list(callback_early_stopping(monitor = "loss", min_delta = 1e300, patience = 0))
     history <- fit(compiled(), x3, y2, epochs = 2, verbose = 0)
     masked_model <- function() {
       i <- keras_input(shape = 3)
@@ -487,6 +488,21 @@ test_that("symbolic shapes with huge dimensions: output sizes are checked, never
   # per-sample output within the limit
   t <- keras_input(shape = c(2^20, 2^10))
   expect_identical(shape(layer_flatten(t))[[2]], as.integer(2^30))
+})
+
+test_that("fit(epochs = .Machine$integer.max) stopped early allocates nothing per epoch", {
+  model <- keras_model_sequential(input_shape = 3) |> layer_dense(1)
+  compile(model, optimizer = "sgd", loss = "mse")
+  stop_now <- list(callback_early_stopping(monitor = "loss", min_delta = 1e300, patience = 0))
+  # used to build the epoch vector (8 GiB) and warn of an integer overflow
+  time <- system.time(h <- expect_silent(fit(model, matrix(1, 4, 3), matrix(1, 4, 1),
+                                              epochs = .Machine$integer.max, verbose = 0, callbacks = stop_now)))
+  expect_lt(time[["elapsed"]], 5)
+  expect_length(h$metrics$loss, 2L)
+  # as.data.frame() pads to params$epochs only when that is small
+  expect_identical(nrow(as.data.frame(h)), 2L)
+  h5 <- fit(model, matrix(1, 4, 3), matrix(1, 4, 1), epochs = 5, verbose = 0, callbacks = stop_now)
+  expect_identical(nrow(as.data.frame(h5)), 5L)
 })
 
 test_that("run-time outputs larger than the limit are errors naming the input (limit lowered to test)", {
