@@ -527,6 +527,10 @@ test_that("run-time outputs larger than the limit are errors naming the input (l
   expect_match(conditionMessage(with_limit(19, expect_size_error(mha(x, v), "query"))), "projection")
   expect_match(conditionMessage(with_limit(79, expect_size_error(mha(x, v), "query"))), "attention output")
   expect_identical(with_limit(80, dim(mha(x, v))), c(2L, 5L, 8L))
+  # a (B, 1, 1, S) attention mask expands to (B, 1, T, S) = (2, 1, 5, 3) = 30 entries
+  small_mask <- array(TRUE, c(2, 1, 1, 3))
+  expect_identical(with_limit(80, dim(mha(x, v, attention_mask = small_mask))), c(2L, 5L, 8L))
+  with_limit(29, expect_size_error(mha(x, v, attention_mask = small_mask), "attention_mask"))
   expect_error(with_limit("a", dense(x)), "`options(multihead.max_tensor_elements)` must be", fixed = TRUE,
                class = "multihead_error")
 })
