@@ -8,8 +8,11 @@
 # hang trips the time limit, and repeated failing calls must not grow memory.
 #
 # To cover a new export, add ONE line to `fuzz_exports`: the export's name =
-# a quoted VALID call spelling out the arguments to fuzz (evaluated in
-# fuzz_env(); the fuzzer checks that it succeeds, then mutates it).
+# a quoted VALID call spelling out the arguments to fuzz, evaluated in
+# fuzz_fixtures() (add any fixture it needs there); the fuzzer checks that it
+# succeeds, then mutates it. Calls run in a temporary working directory, so
+# functions that write files (with a fuzzed path such as "a") write there.
+# FUZZ_SEED=<n> in the environment fuzzes with other random draws.
 
 # Methods of base generics (summary(), print(), plot(), ...): the first
 # argument selects the method and is not fuzzed.
@@ -285,7 +288,7 @@ fuzz_run <- function(call, seconds = 10) {
   setTimeLimit(elapsed = Inf)
   if (identical(res, "ok")) {
     # ours name an argument; plot()'s `...` go to base graphics, which warns itself
-    if (!is.null(warn) && !any(grepl("multihead|`|is not a graphical parameter", warn))) {
+    if (!all(grepl("multihead|`|is not a graphical parameter", warn))) {
       return(list(status = "bad", message = paste("warning:", warn[1])))
     }
     return(list(status = "ok", message = ""))
@@ -369,7 +372,11 @@ fuzz_table <- function(table, n) {
   failures <- character()
   calls <- 0L
   threads <- get_num_threads(); flash <- config_is_flash_attention_enabled()
+  dir <- tempfile("fuzz"); dir.create(dir)
+  wd <- setwd(dir)
   on.exit({
+    setwd(wd)
+    unlink(dir, recursive = TRUE)
     set_num_threads(threads)
     if (flash) config_enable_flash_attention() else config_disable_flash_attention()
   })
