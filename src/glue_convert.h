@@ -5,6 +5,7 @@
 #include <Rcpp.h>
 
 #include <initializer_list>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,6 +41,19 @@ idx checked_count(const Dims& dims, const char* what) {
 
 inline idx checked_count(std::initializer_list<idx> dims, const char* what) {
   return checked_count<std::initializer_list<idx>>(dims, what);
+}
+
+// Runs f(); a failed allocation becomes a multihead_error that says so
+// (Rcpp would report a bare "std::bad_alloc").
+template <class F>
+auto out_of_memory_as_error(F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw multihead_error(
+        "multihead: not enough memory for this call; use fewer samples per call, shorter sequences "
+        "or float32.");
+  }
 }
 
 inline std::vector<idx> r_dims(SEXP x) {

@@ -29,7 +29,7 @@ namespace {
 // dtype.
 template <class F>
 auto with_dtype(bool float64, F f) {
-  return float64 ? f(0.0) : f(0.0f);
+  return mhglue::out_of_memory_as_error([&]() { return float64 ? f(0.0) : f(0.0f); });
 }
 
 Rcpp::IntegerVector natural_order(int rank) {

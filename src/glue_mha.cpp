@@ -170,15 +170,17 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
                         bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
                         SEXP grad_output) {
-  if (float64) {
-    return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
-                           qmask, kmask, causal, window, dropout_rate, dropout_seed,
-                           dropout_counter, return_scores, flash, threads, out_dims, out_order,
-                           scores_dims, grad_output);
-  }
-  return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
-                        kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                        return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
+  return mhglue::out_of_memory_as_error([&]() {
+    if (float64) {
+      return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
+                             qmask, kmask, causal, window, dropout_rate, dropout_seed,
+                             dropout_counter, return_scores, flash, threads, out_dims, out_order,
+                             scores_dims, grad_output);
+    }
+    return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
+                          kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
+                          return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
+  });
 }
 
 // Dense-like einsum: contracts the last `n_contract` axes of x with the

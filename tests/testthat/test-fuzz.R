@@ -562,6 +562,23 @@ test_that("the C++ glue checks shape products for overflow before allocating (mu
   expect_identical(dim(call_core(c(2, 5, 5, 8, 8, 8, 2, 2, 2, 8))$output), c(2L, 5L, 8L))
 })
 
+test_that("a failed C++ allocation is a multihead_error saying so, not a bare std::bad_alloc", {
+  # in a child R whose address space is capped at 1.5 GB: the flash path's
+  # (1, 32768, 64 heads, 64) projections need 0.5 GB each, all in C++
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script))
+  writeLines(c(sprintf(".libPaths(%s)", paste(deparse(.libPaths()), collapse = "")),
+               "suppressMessages(library(multihead))",
+               "x <- array(rnorm(2^15 * 8), c(1, 2^15, 8))",
+               "m <- layer_multi_head_attention(num_heads = 64, key_dim = 64)",
+               "e <- tryCatch(m(x, x), error = function(e) e)",
+               "cat(class(e), '|', conditionMessage(e), '\\n')"), script)
+  out <- system(sprintf("ulimit -v 1500000; '%s' --vanilla -s -f '%s' 2>&1", file.path(R.home("bin"), "R"), script),
+                intern = TRUE)
+  expect_match(paste(out, collapse = "\n"),
+               "multihead_error C++Error error condition | multihead: not enough memory for this call", fixed = TRUE)
+})
+
 # Resident memory (Linux) or R's heap (elsewhere), in MB, after a full gc.
 memory_mb <- function() {
   gc(full = TRUE)
