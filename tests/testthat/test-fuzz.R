@@ -123,6 +123,13 @@ fuzz_callables <- list(
     value_mask = vm, key_mask = vm, return_attention_scores = FALSE, training = FALSE,
     use_causal_mask = FALSE)),
   mha_fresh_call = quote(mha()(x3, v3, k3, attention_mask = am, training = TRUE)),
+  mha_materialised_call = quote(layer_multi_head_attention(num_heads = 2, key_dim = 2, dropout = 0.1,
+    flash_attention = FALSE, dtype = "float64", seed = 3)(x3, v3, attention_mask = am,
+    return_attention_scores = TRUE, training = TRUE)),
+  mha_axes_call = quote(layer_multi_head_attention(num_heads = 2, key_dim = 2, attention_axes = c(1, 2))(x4, x4,
+    attention_mask = array(TRUE, c(2, 5, 2, 5, 2)))),
+  mha_gate_window_call = quote(layer_multi_head_attention(num_heads = 2, key_dim = 2, use_gate = TRUE,
+    sliding_window = 2)(x3, x3, use_causal_mask = TRUE, query_mask = qm)),
   mha_backprop = quote(backprop(mha_built(), x3, v3, k3, attention_mask = am, training = FALSE, grad_output = g3)),
   embedding_call = quote(emb_built()(ids)),
   einsum_call = quote(layer_einsum_dense(equation = "abc,cd->abd", output_shape = c(NA, 4))(x3)),
@@ -185,6 +192,7 @@ fuzz_fixtures <- function() {
     set.seed(1)
     x3 <- array(rnorm(2 * 5 * 8), c(2, 5, 8)); v3 <- array(rnorm(2 * 3 * 6), c(2, 3, 6))
     k3 <- array(rnorm(2 * 3 * 4), c(2, 3, 4)); x2 <- matrix(rnorm(16), 2, 8)
+    x4 <- array(rnorm(2 * 5 * 2 * 6), c(2, 5, 2, 6))
     g2 <- matrix(1, 2, 4); g3 <- array(1, c(2, 5, 8)); y2 <- matrix(rnorm(6), 2, 3)
     y01 <- rbind(c(1, 0), c(0, 1)); p01 <- rbind(c(0.8, 0.2), c(0.3, 0.7))
     ids <- matrix(c(1, 2, 3, 0, 9, 4), 2)
@@ -255,10 +263,29 @@ fuzz_values <- function() {
   )
 }
 
-# Values only the fixtures can build: layers, models and tensors in the
-# wrong place.
-fuzz_context_values <- list(dense = quote(dense()), model = quote(model()), tensor = quote(tin()),
-                            optimizer = quote(optimizer_sgd()), loss = quote(loss_fn), x3 = quote(x3))
+# An array of random rank (1 to 5) and sizes (0 to 5, mostly the fixtures'
+# sizes 2, 3, 5 and 8), of a random type, sometimes holding NA, NaN or Inf:
+# shapes that almost fit explore the shape checks.
+random_array <- function() {
+  d <- sample(c(0, 1, 2, 2, 3, 3, 5, 5, 8, 8), sample(5L, 1L), replace = TRUE)
+  type <- sample(c("double", "double", "integer", "logical"), 1L)
+  x <- switch(type, double = rnorm(prod(d)), integer = sample(0:9, prod(d), replace = TRUE),
+              logical = rnorm(prod(d)) > 0)
+  special <- if (length(x) && runif(1) < 0.2) sample(list(NA, NaN, Inf), 1L)[[1L]]
+  if (!is.null(special)) x[sample(length(x), 1L)] <- special
+  list(label = sprintf("%s array (%s)%s", type, paste(d, collapse = ", "),
+                       if (is.null(special)) "" else paste(" with", format(special))),
+       value = list(array(x, d)))
+}
+
+# Values only the fixtures can build, and multihead's own objects in the
+# wrong place (a regularizer as an initializer, a loss as an optimizer, ...).
+fuzz_context_values <- list(
+  dense = quote(dense()), model = quote(model()), tensor = quote(tin()), optimizer = quote(optimizer_sgd()),
+  loss_fn = quote(loss_fn), loss = quote(loss_mean_squared_error()), metric = quote(metric_mean_squared_error()),
+  callback = quote(callback_lambda()), initializer = quote(initializer_zeros()),
+  regularizer = quote(regularizer_l2()), constraint = quote(constraint_nonneg()),
+  schedule = quote(learning_rate_schedule_cosine_decay(0.1, 10)), history = quote(history), x3 = quote(x3))
 
 # Errors R itself raises while matching arguments (naming the argument) or
 # dispatching (generics' compile(), fit() and predict() on a non-model; a
@@ -306,6 +333,7 @@ fuzz_mutate <- function(call, values) {
   n <- length(args)
   keep_first <- isTRUE(attr(call, "keep_first"))
   pick_value <- function() {
+    if (runif(1) < 0.2) return(random_array())
     if (runif(1) < 0.15) {
       i <- sample(length(fuzz_context_values), 1L)
       return(list(label = names(fuzz_context_values)[i], value = fuzz_context_values[[i]]))
