@@ -516,8 +516,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   E <- qd[length(qd)]; Dk <- kd[length(kd)]; Dv <- vd[length(vd)]
   # the core's buffers: projections (B, T or S, N, H or Hv) and the output
   nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
-  check_size(c(plan$B, plan$T, nh), "query", "its projection (batch, positions, num_heads * key_dim)")
-  check_size(c(plan$B, plan$S, nh), "value", "its projection (batch, positions, num_heads * key_dim)")
+  proj <- "its projection (batch, positions, num_heads * max(key_dim, value_dim))"
+  check_size(c(plan$B, plan$T, nh), "query", proj)
+  check_size(c(plan$B, plan$S, nh), "value", proj)
   check_size(plan$out_dims, "query", "the attention output")
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
             prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
