@@ -72,6 +72,8 @@ canonical_attention_mask <- function(mask, plan, num_heads) {
   bm_full <- any(full[seq_len(nb)] != 1L)
   nm <- full[nb + 1L]
   target <- c(if (bm_full) plan$bl_dims else rep.int(1L, nb), nm, plan$t_dims, plan$s_dims)
+  # a small mask, e.g. (B, 1, 1, S), expands to (B or 1, N or 1, T, S)
+  check_size(target, "attention_mask", "the mask expanded to its (batch or 1, heads or 1, T, S) layout")
   x <- broadcast_array(vals, full, target)
   list(data = row_major(x), bn = as.integer(c(if (bm_full) plan$B else 1L, nm)))
 }

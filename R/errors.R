@@ -25,9 +25,11 @@ abort_arg <- function(arg, expected, got = NULL, call = NULL) {
 #' @noRd
 describe_value <- function(x) {
   if (is.null(x)) return("NULL")
-  if (inherits(x, "multihead_tensor")) return(sprintf("a symbolic tensor %s", format(x)))
+  if (is_symbolic(x)) return(sprintf("a symbolic tensor %s", format(x)))
   if (inherits(x, "multihead_layer")) return(sprintf("a %s layer", class(x)[1L]))
   if (is.function(x)) return("a function")
+  if (is.environment(x)) return(if (is.object(x)) sprintf("a %s object", class(x)[1L]) else "an environment")
+  if (!is.atomic(x) && !is.list(x)) return(sprintf("an object of type %s", typeof(x)))
   if (is.atomic(x) && length(x) == 1L && is.null(dim(x))) {
     if (is.na(x)) return("NA")
     if (is.character(x)) return(sprintf("\"%s\"", x))

@@ -93,8 +93,11 @@ plot.keras_training_history <- function(x, y, metrics = NULL, method = c("auto",
 
 #' @export
 as.data.frame.keras_training_history <- function(x, ...) {
-  rows <- max(history_epochs(x), if (is.null(x$params$epochs)) 0L else as.integer(x$params$epochs))
   keys <- names(x$metrics)
+  # NA rows up to params$epochs, as keras3 (training stopped early), unless
+  # that would be huge (fit(epochs = 1e9) stopped early by a callback)
+  rows <- max(history_epochs(x), if (is.null(x$params$epochs)) 0L else as.double(x$params$epochs))
+  if (rows * max(1L, length(keys)) > 1e7) rows <- history_epochs(x)
   values <- unlist(lapply(x$metrics, function(v) c(as.double(v), rep(NA_real_, rows - length(v)))),
                    use.names = FALSE)
   base <- sub("^val_", "", keys)

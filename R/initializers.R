@@ -576,7 +576,7 @@ spec_from_config <- function(x, arg, kind, ctors, aliases) {
               describe_value(cn))
   }
   cfg <- spec_config_args(x$config, arg, name, ctors[[name]])
-  tryCatch(do.call(ctors[[name]], cfg), multihead_error_argument = function(e) {
+  tryCatch(do.call(ctors[[name]], cfg, quote = TRUE), multihead_error_argument = function(e) {
     abort_msg(sprintf("Invalid `%s` (%s): %s", arg, name, conditionMessage(e)),
               class = "multihead_error_argument")
   })

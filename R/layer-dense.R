@@ -90,7 +90,7 @@ dense_build <- function(self, input_shape) {
   cfg <- self$config
   in_dim <- input_shape[length(input_shape)]
   add_layer_weight(self, "kernel", c(in_dim, cfg$units), cfg$kernel_initializer,
-                   cfg$kernel_regularizer, cfg$kernel_constraint)
+                   cfg$kernel_regularizer, cfg$kernel_constraint, size_arg = "units")
   if (cfg$use_bias) {
     add_layer_weight(self, "bias", cfg$units, cfg$bias_initializer, cfg$bias_regularizer,
                      cfg$bias_constraint)
@@ -130,6 +130,7 @@ dense_forward <- function(self, inputs, args = list(), training = FALSE, masks =
   if (!isTRUE(self$built)) dense_build(self, batchless_shape(d))
   check_input_size(self, d, "inputs", length(d), dim(self$variables$kernel)[1L],
                    sprintf("%d features on its last axis", dim(self$variables$kernel)[1L]))
+  check_size(c(d[-length(d)], self$config$units), "inputs", sprintf("the output of layer \"%s\"", self$name))
   projection_run_forward(self, x, dense_plan(self, d), self$config$activation,
                          self$config$activity_regularizer, mask)
 }

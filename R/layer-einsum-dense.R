@@ -393,7 +393,7 @@ einsum_dense_build <- function(self, input_shape) {
   fan_in <- prod(sizes[contracted])
   fan_out <- prod(sizes[setdiff(labels$kernel, contracted)])
   add_layer_weight(self, "kernel", kernel_shape, self$kernel_initializer, self$kernel_regularizer,
-                   self$kernel_constraint, fan_in = fan_in, fan_out = fan_out)
+                   self$kernel_constraint, fan_in = fan_in, fan_out = fan_out, size_arg = "output_shape")
   if (!is.null(self$bias_axes)) {
     bias_letters <- strsplit(self$bias_axes, "")[[1L]]
     span <- labels$output[min(match(bias_letters, labels$output)):length(labels$output)]
@@ -519,6 +519,8 @@ einsum_dense_forward <- function(self, inputs, args = list(), training = FALSE, 
   single_input_mask(masks, d)
   if (!isTRUE(self$built)) einsum_dense_build(self, batchless_shape(d))
   activation <- if (is.null(self$activation)) "linear" else self$activation
-  projection_run_forward(self, x, einsum_call_plan(self, d), activation, self$activity_regularizer,
+  plan <- einsum_call_plan(self, d)
+  check_size(plan$out_dims, "inputs", sprintf("the output of layer \"%s\"", self$name))
+  projection_run_forward(self, x, plan, activation, self$activity_regularizer,
                          mask = NULL)
 }

@@ -52,6 +52,7 @@ layer_embedding <- function(object, input_dim, output_dim, embeddings_initialize
                                 embeddings_regularizer = embeddings_regularizer,
                                 embeddings_constraint = embeddings_constraint)),
            list(mask_zero = check_flag(mask_zero, "mask_zero")))
+  check_size(c(cfg$input_dim, cfg$output_dim), "output_dim", "the embeddings table (input_dim, output_dim)")
   if (!is.null(weights)) {
     wd <- dim(weights)
     if (!is.numeric(weights) || is.object(weights) || length(wd) != 2L ||
@@ -107,6 +108,7 @@ check_ids <- function(x, input_dim, arg = "inputs") {
 embedding_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
   ids <- check_ids(inputs, self$config$input_dim)
   if (!isTRUE(self$built)) embedding_build(self, batchless_shape(dim(ids)))
+  check_size(c(dim(ids), self$config$output_dim), "inputs", sprintf("the output of layer \"%s\"", self$name))
   out <- cpp_embedding_forward(ids, self$variables$embeddings, is_float64(self), mh_threads())
   mask <- if (self$config$mask_zero) array(ids != 0, dim(ids)) else NULL
   list(output = out, cache = list(ids = ids, out_dims = dim(out)), mask = mask)

@@ -73,6 +73,7 @@ register_flatten <- function() {
     build = weightless_build(),
     compute_output_shape = function(self, input_shape, args = list()) {
       input_shape <- as_input_shape(input_shape)
+      check_size(input_shape[-1L], "inputs", "each flattened sample")
       as.integer(c(input_shape[1L], if (length(input_shape) == 1L) 1L else prod(input_shape[-1L])))
     },
     forward = flatten_forward, backward = flatten_backward)

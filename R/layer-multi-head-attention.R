@@ -198,7 +198,7 @@ apply_attention_to_inputs <- function(layer, inputs) {
       abort_arg("inputs", "an unnamed list of length 2 or 3: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
-    return(do.call(layer, inputs))
+    return(do.call(layer, inputs, quote = TRUE))
   }
   if (is.numeric(inputs) && !is.null(dim(inputs)) && !is.object(inputs)) return(layer(inputs, inputs))
   abort_arg("inputs", paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
@@ -358,6 +358,10 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim
   out <- if (is.null(cfg$output_shape)) E else cfg$output_shape
   bias <- function(shape) if (cfg$use_bias) shape else NULL
+  kernel_what <- function(which, shape) sprintf("the %s kernel %s of layer \"%s\"", which, shape, self$name)
+  check_size(c(max(E, Dk), N, H), "key_dim", kernel_what("query/key", "(features, num_heads, key_dim)"))
+  check_size(c(max(E, Dv), N, Hv), "value_dim", kernel_what("value", "(features, num_heads, value_dim)"))
+  check_size(c(N, Hv, out), "output_shape", kernel_what("output", "(num_heads, value_dim, output_shape)"))
   sub <- function(name, kernel_shape, n_contract, salt, free, activation = NULL) {
     new_einsum_dense(
       name = name,
@@ -510,6 +514,12 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   if (!flash) check_attention_memory(plan, cfg$num_heads, self$dtype, return_attention_scores || backward)
 
   E <- qd[length(qd)]; Dk <- kd[length(kd)]; Dv <- vd[length(vd)]
+  # the core's buffers: projections (B, T or S, N, H or Hv) and the output
+  nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
+  proj <- "its projection (batch, positions, num_heads * max(key_dim, value_dim))"
+  check_size(c(plan$B, plan$T, nh), "query", proj)
+  check_size(c(plan$B, plan$S, nh), "value", proj)
+  check_size(plan$out_dims, "query", "the attention output")
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
             prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
   res <- cpp_mha_call(query, key, value, plan$order, plan$order, as.integer(dims),
@@ -675,7 +685,7 @@ mha_from_config <- function(config) {
   for (required in c("num_heads", "key_dim")) {
     if (is.null(config[[required]])) abort_arg(required, "in the config (a positive whole number)")
   }
-  do.call(new_multi_head_attention, unclass(config))
+  do.call(new_multi_head_attention, unclass(config), quote = TRUE)
 }
 
 #' @noRd

@@ -50,7 +50,8 @@ base_layer_options <- function() c("name", "dtype", "trainable")
 # draws of a seeded initializer distinct between a layer's weights.
 #' @noRd
 add_layer_weight <- function(self, name, shape, initializer, regularizer = NULL, constraint = NULL,
-                             fan_in = NULL, fan_out = NULL) {
+                             fan_in = NULL, fan_out = NULL, size_arg = "input_shape") {
+  check_size(shape, size_arg, sprintf("weight \"%s/%s\"", self$name, name))
   salt <- length(self$variable_names)
   values <- initializer_sample(initializer, shape, fan_in, fan_out, salt = salt)
   self$variables[[name]] <- store_weight(values, shape, self$dtype)
@@ -165,7 +166,7 @@ base_layer_config <- function(self) list(name = self$name, trainable = self$trai
 #' @noRd
 layer_from_config <- function(ctor, config, keys) {
   args <- config[intersect(names(config), c(keys, base_layer_options()))]
-  do.call(ctor, c(list(NULL), args))
+  do.call(ctor, c(list(NULL), args), quote = TRUE)
 }
 
 #' @noRd

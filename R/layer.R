@@ -84,7 +84,14 @@ new_layer_object <- function(self, fun) {
 }
 
 #' @noRd
-layer_self <- function(x) get("self", envir = environment(unclass(x)), inherits = FALSE)
+layer_self <- function(x) {
+  env <- if (is.function(x)) environment(unclass(x))
+  if (is.null(env) || !exists("self", envir = env, inherits = FALSE)) {
+    abort_msg(sprintf("This %s object is not a layer made by multihead (it has no layer state).",
+                      class(x)[1L]), class = "multihead_error_argument")
+  }
+  get("self", envir = env, inherits = FALSE)
+}
 
 #' @noRd
 is_layer <- function(x) inherits(x, "multihead_layer")
@@ -159,7 +166,12 @@ check_method_args <- function(method, name, args) {
 }
 
 #' @export
-`[[.multihead_layer` <- function(x, i, ...) `$.multihead_layer`(x, i)
+`[[.multihead_layer` <- function(x, i, ...) {
+  if (!(is.character(i) && length(i) == 1L && !is.na(i) && nzchar(i))) {
+    abort_arg("i", "the name of a property or method (a single string)", describe_value(i))
+  }
+  `$.multihead_layer`(x, i)
+}
 
 #' @export
 `$<-.multihead_layer` <- function(x, name, value) {

@@ -41,7 +41,8 @@ model_data <- function(self, x, y, sample_weight = NULL,
   }
   sw <- sample_weight
   if (!is.null(sw)) {
-    if (!is.numeric(sw) || is.object(sw) || anyNA(sw) || !all(is.finite(sw)) || any(sw < 0)) {
+    if (!is.numeric(sw) || is.object(sw) || length(sw) == 0L || anyNA(sw) || !all(is.finite(sw)) ||
+        any(sw < 0)) {
       abort_arg(args[["sample_weight"]], "NULL or non-negative finite numbers, one per sample",
                 describe_value(sw))
     }

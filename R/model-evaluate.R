@@ -28,7 +28,19 @@
 evaluate <- function(object, ...) UseMethod("evaluate")
 
 #' @export
-evaluate.default <- function(object, ...) generics::evaluate(object, ...)
+evaluate.default <- function(object, ...) {
+  # generics::evaluate() would find this method again for classes it has no
+  # method for, and recurse until the C stack overflows
+  generics_ns <- asNamespace("generics")
+  has_method <- any(vapply(.class2(object), function(cl) {
+    !is.null(utils::getS3method("evaluate", cl, optional = TRUE, envir = generics_ns))
+  }, logical(1)))
+  if (!has_method) {
+    abort_arg("object", "a compiled model (or an object with a generics::evaluate() method)",
+              describe_value(object))
+  }
+  generics::evaluate(object, ...)
+}
 
 #' Evaluate a model's loss and metrics
 #'

@@ -129,7 +129,8 @@ fit.multihead_model <- function(object, x, y, batch_size = 32, epochs = 1, verbo
 
   callbacks_call(callbacks, "on_train_begin", context = context)
   interrupted <- tryCatch({
-    for (epoch in seq_len(max(0L, epochs - initial_epoch + 1L)) + initial_epoch - 1L) {
+    # a compact sequence: epochs = .Machine$integer.max (with early stopping) allocates nothing
+    for (epoch in if (epochs >= initial_epoch) seq.int(initial_epoch, epochs) else integer()) {
       state$epoch <- epoch
       state$batch <- 0L
       callbacks_call(callbacks, "on_epoch_begin", epoch, context = context)

@@ -38,7 +38,9 @@ predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto"
     abort_arg("x", "arrays with the same number of samples (first axis)",
               sprintf("sample counts %s", paste(n, collapse = ", ")))
   }
-  starts <- seq(1L, max(n, 1L), by = batch_size)
+  if (n == 0L) abort_arg("x", "arrays with at least one sample (first axis)", "0 samples")
+  batch_size <- min(batch_size, n)  # starts + batch_size must not overflow an integer
+  starts <- seq(1L, n, by = batch_size)
   bar <- NULL
   if ((identical(verbose, "auto") || verbose == 1) && length(starts) > 1L) {
     bar <- cli::cli_progress_bar("Predicting", total = length(starts), .auto_close = FALSE)

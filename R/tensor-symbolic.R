@@ -74,7 +74,7 @@ node_output_tensors <- function(node) {
 }
 
 #' @noRd
-is_symbolic <- function(x) inherits(x, "multihead_tensor")
+is_symbolic <- function(x) inherits(x, "multihead_tensor") && is.list(x) && is.list(x$node)
 
 # TRUE for a symbolic tensor or a plain list holding at least one.
 #' @noRd
@@ -350,6 +350,9 @@ record_layer_call <- function(layer, inputs, args = list()) {
     def$build(self, input_shape)
   }
   out <- def$compute_output_shape(self, input_shape, args)
+  for (o in if (is.list(out)) out else list(out)) {
+    check_size(o, "inputs", sprintf("each sample of the output of layer \"%s\"", self$name))
+  }
   several <- is.list(out)
   out_shapes <- if (several) lapply(out, as.integer) else list(as.integer(out))
   node <- new_graph_node("layer", layer, inputs = inputs, single = single, args = args,

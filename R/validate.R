@@ -81,3 +81,33 @@ check_choice <- function(x, arg, choices) {
   }
   x
 }
+
+# The largest number of elements of any array multihead allocates (weights,
+# outputs, work buffers): options(multihead.max_tensor_elements), by default
+# 2^31 - 1 (16 GiB of doubles), the largest size a 32-bit index reaches.
+#' @noRd
+max_tensor_elements <- function() {
+  limit <- getOption("multihead.max_tensor_elements", .Machine$integer.max)
+  if (!(is.numeric(limit) && length(limit) == 1L && !is.na(limit) && limit >= 1)) {
+    abort_arg("options(multihead.max_tensor_elements)", "a number >= 1", describe_value(limit))
+  }
+  limit
+}
+
+# Errors naming `arg` when an array of shape `dims` (NA sizes, unknown, count
+# as 1) would have more than max_tensor_elements() elements. The product is
+# taken in double precision, so it cannot overflow: call this BEFORE
+# allocating. `what` names the array ("the kernel of layer \"dense\"").
+#' @noRd
+check_size <- function(dims, arg, what) {
+  n <- prod(as.double(dims), na.rm = TRUE)
+  limit <- max_tensor_elements()
+  if (n > limit) {
+    abort_arg(arg, sprintf(paste0("small enough that %s has at most %s elements (the limit set by ",
+                                  "options(multihead.max_tensor_elements))"),
+                           what, format(limit, big.mark = ",", scientific = FALSE)),
+              sprintf("%s elements for shape %s", format(n, big.mark = ",", scientific = FALSE),
+                      fmt_shape(dims)))
+  }
+  invisible(n)
+}

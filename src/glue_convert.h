@@ -4,14 +4,57 @@
 
 #include <Rcpp.h>
 
+#include <initializer_list>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/layout.h"
 #include "core/permute.h"
 
+// Rcpp turns an exception into an R condition whose first class is the
+// exception's C++ class name: this one's is "multihead_error", the class of
+// every multihead error in R (R/errors.R).
+struct multihead_error : std::length_error {
+  using std::length_error::length_error;
+};
+
 namespace mhglue {
 
 using mh::idx;
+
+// The element count of an array of shape `dims`, checked BEFORE allocating:
+// a negative size, an overflowing product or more than 2^52 elements (R's
+// longest vector) throws multihead_error naming `what`.
+template <class Dims>
+idx checked_count(const Dims& dims, const char* what) {
+  idx n = 0;
+  if (!mh::count_fits(dims.begin(), dims.end(), &n)) {
+    std::string shape;
+    for (idx d : dims) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    throw multihead_error(std::string("multihead: ") + what + " of shape (" + shape +
+                          ") would have a negative size or more than 2^52 elements.");
+  }
+  return n;
+}
+
+inline idx checked_count(std::initializer_list<idx> dims, const char* what) {
+  return checked_count<std::initializer_list<idx>>(dims, what);
+}
+
+// Runs f(); a failed allocation becomes a multihead_error that says so
+// (Rcpp would report a bare "std::bad_alloc").
+template <class F>
+auto out_of_memory_as_error(F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw multihead_error(
+        "multihead: not enough memory for this call; use fewer samples per call, shorter sequences "
+        "or float32.");
+  }
+}
 
 inline std::vector<idx> r_dims(SEXP x) {
   SEXP d = Rf_getAttrib(x, R_DimSymbol);
@@ -35,8 +78,7 @@ mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order, int threads = 1)
   // Row-major in `order` == column-major with the axes reversed.
   std::vector<int> perm(r);
   for (int k = 0; k < r; ++k) perm[k] = order[r - 1 - k];
-  idx n = 1;
-  for (idx v : dims) n *= v;
+  const idx n = checked_count(dims, "an input array");
   mh::Buffer<T> out(static_cast<size_t>(n));
   if (TYPEOF(x) == REALSXP) {
     mh::permute_copy(REAL(x), dims, perm, out.data(), threads);
@@ -61,8 +103,7 @@ Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
     sdim[k] = dims[order[r - 1 - k]];
     where[order[r - 1 - k]] = k;
   }
-  idx n = 1;
-  for (idx v : sdim) n *= v;
+  const idx n = checked_count(sdim, "a result array");
   Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(n)));
   if (n > 0) mh::permute_copy(buf, sdim, where, REAL(out), threads);
   out.attr("dim") = dims;

@@ -29,7 +29,7 @@ namespace {
 // dtype.
 template <class F>
 auto with_dtype(bool float64, F f) {
-  return float64 ? f(0.0) : f(0.0f);
+  return mhglue::out_of_memory_as_error([&]() { return float64 ? f(0.0) : f(0.0f); });
 }
 
 Rcpp::IntegerVector natural_order(int rank) {
@@ -129,7 +129,7 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
       bc = flat_to<T>(bias);
       period = static_cast<idx>(bc.size());
     }
-    mh::Buffer<T> y(static_cast<size_t>(rows * out)), saved;
+    mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({rows, out}, "the projection's output"))), saved;
     if (act != mh::Activation::Linear) saved.resize(y.size());
     mh::projection_forward(xc.data(), rows, in, kc.data(), out, bc.empty() ? nullptr : bc.data(),
                            period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
@@ -272,7 +272,8 @@ Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, in
   od.push_back(td[1]);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> tc = mhglue::weight_to_core<T>(table), y(ic.size() * static_cast<size_t>(td[1]));
+    mh::Buffer<T> tc = mhglue::weight_to_core<T>(table),
+        y(static_cast<size_t>(mhglue::checked_count({static_cast<idx>(ic.size()), td[1]}, "the embedding output")));
     mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc.data(), td[0], td[1], y.data(),
                           threads);
     return from_core(y.data(), int_dims(od), natural_order(static_cast<int>(od.size())));
@@ -288,7 +289,7 @@ Rcpp::NumericVector cpp_embedding_backward(SEXP ids, SEXP grad_output, SEXP tabl
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
     mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(static_cast<int>(gd.size())));
-    mh::Buffer<T> dt(static_cast<size_t>(td[0] * td[1]));
+    mh::Buffer<T> dt(static_cast<size_t>(mhglue::checked_count({td[0], td[1]}, "dL/dembeddings")));
     mh::embedding_backward(ic.data(), static_cast<idx>(ic.size()), dy.data(), td[0], td[1],
                            dt.data(), threads);
     return mhglue::weight_from_core(dt.data(), table);

@@ -90,9 +90,10 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                              static_cast<uint64_t>(dropout_counter));
 
   const bool backward = !Rf_isNull(grad_output);
-  mh::Buffer<T> out(static_cast<size_t>(d.B * d.T * d.O));
+  mh::Buffer<T> out(static_cast<size_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
   mh::Buffer<T> scores_own;
   mh::MhaCache<T> cache;
+  if (return_scores) mhglue::checked_count({d.B, d.N, d.T, d.S}, "the attention scores");
   if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
   mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, flash && !return_scores, threads, out.data(),
                   scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
@@ -117,8 +118,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   if (!backward) return result;
 
   mh::Buffer<T> dout = to_core<T>(grad_output, out_order, threads);
-  mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(d.B * d.S * d.Dk)),
-      dxv(static_cast<size_t>(d.B * d.S * d.Dv));
+  mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
+      dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
   std::vector<mh::Buffer<T>> dw(N_SLOTS);
   for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
   auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
@@ -169,15 +170,17 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
                         bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
                         SEXP grad_output) {
-  if (float64) {
-    return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
-                           qmask, kmask, causal, window, dropout_rate, dropout_seed,
-                           dropout_counter, return_scores, flash, threads, out_dims, out_order,
-                           scores_dims, grad_output);
-  }
-  return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
-                        kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                        return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
+  return mhglue::out_of_memory_as_error([&]() {
+    if (float64) {
+      return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
+                             qmask, kmask, causal, window, dropout_rate, dropout_seed,
+                             dropout_counter, return_scores, flash, threads, out_dims, out_order,
+                             scores_dims, grad_output);
+    }
+    return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
+                          kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
+                          return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
+  });
 }
 
 // Dense-like einsum: contracts the last `n_contract` axes of x with the
@@ -201,7 +204,7 @@ Rcpp::NumericVector cpp_dense_call(SEXP x, int n_contract, SEXP kernel, SEXP bia
     using T = decltype(zero);
     mh::Buffer<T> xc = to_core<T>(x, xorder, threads), kc = weight_to_core<T>(kernel), bc;
     if (!Rf_isNull(bias)) bc = weight_to_core<T>(bias);
-    mh::Buffer<T> y(static_cast<size_t>(rows * out));
+    mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({rows, out}, "the projection's output")));
     mh::dense_forward(xc.data(), rows, in, kc.data(), bc.empty() ? nullptr : bc.data(), out,
                       y.data(), threads);
     return from_core(y.data(), od, order, threads);

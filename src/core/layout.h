@@ -37,12 +37,45 @@
 #include <Eigen/Core>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace mh {
 
 using idx = std::ptrdiff_t;
+
+// SIZES. No buffer may have more than kMaxElements elements (2^52, the
+// longest R vector). count_fits() multiplies sizes without overflowing;
+// checked_count() throws std::length_error naming `what` BEFORE anything is
+// allocated when the product is negative, overflows or is too large.
+constexpr idx kMaxElements = idx(1) << 52;
+
+template <class It>
+bool count_fits(It first, It last, idx* count) {
+  idx n = 1;
+  bool zero = false;
+  for (It it = first; it != last; ++it) {
+    const idx d = *it;
+    if (d < 0) return false;
+    if (d == 0) { zero = true; continue; }
+    if (n > kMaxElements / d) return false;
+    n *= d;
+  }
+  *count = zero ? 0 : n;
+  return true;
+}
+
+inline idx checked_count(std::initializer_list<idx> dims, const char* what) {
+  idx n = 0;
+  if (!count_fits(dims.begin(), dims.end(), &n)) {
+    throw std::length_error(std::string("multihead core: ") + what +
+                            " has a negative size or more than 2^52 elements");
+  }
+  return n;
+}
 
 // Every buffer the core allocates is aligned to Eigen's packet size: Eigen's
 // vectorised loops peel differently for differently aligned data, and the

@@ -23,6 +23,13 @@ void check_dims(const MhaDims& d) {
       d.H <= 0 || d.Hv <= 0 || d.O <= 0) {
     throw std::invalid_argument("multihead core: invalid dimensions");
   }
+  // every buffer of the forward and backward passes (the (B, N, T, S)
+  // probabilities are checked where they are materialised)
+  checked_count({d.B, d.T, d.N, std::max(d.H, d.Hv)}, "a projected query (B, T, N, H)");
+  checked_count({d.B, d.S, d.N, std::max(d.H, d.Hv)}, "a projected key or value (B, S, N, H)");
+  checked_count({d.B, d.T, std::max(d.E, d.O)}, "the query or output (B, T, E or O)");
+  checked_count({d.B, d.S, std::max(d.Dk, d.Dv)}, "the key or value (B, S, D)");
+  checked_count({d.B, d.N, d.T}, "the row statistics (B, N, T)");
 }
 
 template <class T>
@@ -72,7 +79,7 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
     Buffer<T>().swap(c.lse);
     T* probs = scores;
     if (cache) {
-      c.probs.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
+      c.probs.resize(static_cast<size_t>(checked_count({d.B, d.N, d.T, d.S}, "the probabilities (B, N, T, S)")));
       probs = c.probs.data();
     }
     attention_forward(d, c.q.data(), c.k.data(), c.v.data(), mask, drop,
