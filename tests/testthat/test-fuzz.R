@@ -110,6 +110,10 @@ fuzz_exports <- list(
   regularizer_l1 = quote(regularizer_l1(l1 = 0.01)),
   regularizer_l1_l2 = quote(regularizer_l1_l2(l1 = 0.01, l2 = 0.01)),
   regularizer_l2 = quote(regularizer_l2(l2 = 0.01)),
+  load_model = quote(load_model(model = saved_model_file, compile = TRUE)),
+  load_model_weights = quote(load_model_weights(model(), filepath = saved_weights_h5, skip_mismatch = FALSE)),
+  save_model = quote(save_model(compiled(), filepath = "fz-model.rds", overwrite = TRUE)),
+  save_model_weights = quote(save_model_weights(model(), filepath = "fz.weights.h5", overwrite = TRUE)),
   set_num_threads = quote(set_num_threads(n = 1)),
   set_weights = quote(set_weights(object = dense_built(), weights = dense_w)),
   shape = quote(shape(2, 3))
@@ -119,6 +123,8 @@ fuzz_exports <- list(
 # inputs, masks and training flags; model methods; `$` methods with bad arguments.
 fuzz_callables <- list(
   dense_call = quote(dense_built()(x3, training = FALSE)),
+  save_weights_own_format = quote(save_model_weights(model(), filepath = "fz-weights.rds", overwrite = TRUE)),
+  load_weights_own_format = quote(load_model_weights(model(), filepath = saved_weights_rds, skip_mismatch = TRUE)),
   mha_call = quote(mha_built()(query = x3, value = v3, key = k3, attention_mask = am, query_mask = qm,
     value_mask = vm, key_mask = vm, return_attention_scores = FALSE, training = FALSE,
     use_causal_mask = FALSE)),
@@ -213,6 +219,12 @@ fuzz_fixtures <- function() {
       keras_model(i, layer_dense(layer_global_average_pooling_1d(i), 3, name = "fz_dense"))
     }
     model_w <- get_weights(model())
+    saved_model_file <- tempfile("fz-model-", fileext = ".rds")
+    save_model(compile(model(), optimizer = "adam", loss = "mse"), saved_model_file)
+    saved_weights_h5 <- tempfile("fz-", fileext = ".weights.h5")
+    save_model_weights(model(), saved_weights_h5)
+    saved_weights_rds <- tempfile("fz-weights-", fileext = ".rds")
+    save_model_weights(model(), saved_weights_rds)
     compiled <- function() compile(model(), optimizer = "sgd", loss = "mse")
     seqm <- function() keras_model_sequential(input_shape = 8)
     seq_compiled <- function() compile(keras_model_sequential(input_shape = 8) |> layer_dense(3),
