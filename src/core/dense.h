@@ -23,6 +23,24 @@ template <class T>
 void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
                           int threads, const std::function<void(idx, idx, const T*)>& store);
 
+// The same blocked product reading x from a column-major array of doubles
+// (an R matrix): x(r, f) = x[r + f * ldx], ldx >= rows. Each block of rows is
+// converted to T right before its product (no converted copy of x is made);
+// store(r0, nr, block) as in dense_forward_blocks, r0 counting rows of x.
+template <class T>
+void dense_forward_blocks_colmajor(const double* x, idx ldx, idx rows, idx in, const T* w,
+                                   const T* b, idx out, int threads,
+                                   const std::function<void(idx, idx, const T*)>& store);
+
+// y = x' w (+ b) written as column-major doubles (an R matrix): row r of x'
+// is row x_row[r] of the row-major x (any number of rows, `in` columns), and
+// y(r, j) goes to y[r + col * ldy] with col = y_col[j] (y_col may be null:
+// col = j). rows = number of rows of y.
+template <class T>
+void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx in, const T* w,
+                                   const T* b, idx out, double* y, idx ldy, const idx* y_col,
+                                   int threads);
+
 // dx = dy w^T, or dx += dy w^T when `accumulate`.
 template <class T>
 void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
