@@ -99,28 +99,50 @@ void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, 
   });
 }
 
+namespace {
+
+// Block `blk` of a column-major product (see dense_forward_blocks_colmajor).
+template <class T>
+void colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk) {
+  Eigen::Map<const RowMat<T>> W(p.w, p.in, p.out);
+  const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
+  // The block of x, converted: column-major (nr, in), each column a
+  // contiguous run of the source.
+  Buffer<T> xbuf(static_cast<size_t>(nr * p.in));
+  for (idx f = 0; f < p.in; ++f) convert_run(p.x + f * p.ldx + r0, nr, xbuf.data() + f * nr);
+  Eigen::Map<const ColMat<T>> X(xbuf.data(), nr, p.in);
+  Buffer<T> ybuf(static_cast<size_t>(nr * p.out));
+  Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, p.out);
+  Y.noalias() = X * W;
+  if (p.b) Y.rowwise() += Eigen::Map<const RowVec<T>>(p.b, p.out);
+  p.store(r0, nr, ybuf.data());
+}
+
+}  // namespace
+
+template <class T>
+void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& products, int threads) {
+  // Task list: (product, block), products in order.
+  std::vector<std::pair<size_t, long>> tasks;
+  std::vector<idx> rbs;
+  double macs = 0;
+  for (size_t k = 0; k < products.size(); ++k) {
+    const ColMajorProduct<T>& p = products[k];
+    rbs.push_back(row_block(p.rows, p.in, p.out));
+    for (long blk = 0; blk < n_blocks(p.rows, rbs.back()); ++blk) tasks.emplace_back(k, blk);
+    macs += static_cast<double>(p.rows) * p.in * p.out;
+  }
+  parallel_for(static_cast<long>(tasks.size()), threads_for_macs(macs, threads), [&](long i) {
+    colmajor_block(products[tasks[i].first], rbs[tasks[i].first], tasks[i].second);
+  });
+}
+
 template <class T>
 void dense_forward_blocks_colmajor(const double* x, idx ldx, idx rows, idx in, const T* w,
                                    const T* b, idx out, int threads,
                                    const std::function<void(idx, idx, const T*)>& store) {
-  Eigen::Map<const RowMat<T>> W(w, in, out);
-  const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
-  const idx rb = row_block(rows, in, out);
-  parallel_for(n_blocks(rows, rb), used, [&](long blk) {
-    const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
-    // The block of x, converted: column-major (nr, in), each column a
-    // contiguous run of the source.
-    Buffer<T> xbuf(static_cast<size_t>(nr * in));
-    for (idx f = 0; f < in; ++f) {
-      convert_run(x + f * ldx + r0, nr, xbuf.data() + f * nr);
-    }
-    Eigen::Map<const ColMat<T>> X(xbuf.data(), nr, in);
-    Buffer<T> ybuf(static_cast<size_t>(nr * out));
-    Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, out);
-    Y.noalias() = X * W;
-    if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
-    store(r0, nr, ybuf.data());
-  });
+  dense_forward_blocks_colmajor<T>({ColMajorProduct<T>{x, ldx, rows, in, w, b, out, store}},
+                                   threads);
 }
 
 template <class T>
@@ -192,6 +214,7 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
   template void dense_forward_blocks_colmajor<T>(const double*, idx, idx, idx, const T*,        \
                                                  const T*, idx, int,                             \
                                                  const std::function<void(idx, idx, const T*)>&); \
+  template void dense_forward_blocks_colmajor<T>(const std::vector<ColMajorProduct<T>>&, int); \
   template void dense_forward_gather_colmajor<T>(const T*, const idx*, idx, idx, const T*,       \
                                                  const T*, idx, double*, idx, const idx*, int);  \
   template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "layout.h"
 
@@ -31,6 +32,23 @@ template <class T>
 void dense_forward_blocks_colmajor(const double* x, idx ldx, idx rows, idx in, const T* w,
                                    const T* b, idx out, int threads,
                                    const std::function<void(idx, idx, const T*)>& store);
+
+// One product of the above.
+template <class T>
+struct ColMajorProduct {
+  const double* x;
+  idx ldx, rows, in;
+  const T* w;
+  const T* b;
+  idx out;
+  std::function<void(idx, idx, const T*)> store;
+};
+
+// Several such products (e.g. the query, key and value projections) in one
+// parallel loop over all their row blocks: one synchronisation instead of
+// one per product, and better balance. Same blocks and bits as one by one.
+template <class T>
+void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& products, int threads);
 
 // y = x' w (+ b) written as column-major doubles (an R matrix): row r of x'
 // is row x_row[r] of the row-major x (any number of rows, `in` columns), and

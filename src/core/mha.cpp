@@ -113,9 +113,11 @@ void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const Mh
         flash_operands_store(d, which, r0, nr, row_map, block, o);
       };
     };
-    dense_forward_blocks_colmajor<T>(io.xq, BT, BT, d.E, w.wq, w.bq, NH, threads, store(0, io.q_row));
-    dense_forward_blocks_colmajor<T>(io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, threads, store(1, io.kv_row));
-    dense_forward_blocks_colmajor<T>(io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, threads, store(2, io.kv_row));
+    dense_forward_blocks_colmajor<T>(
+        {ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row)},
+         ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row)},
+         ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row)}},
+        threads);
     Buffer<T> lse(static_cast<size_t>(d.B * d.N * d.T));
     flash_attention_forward(d, ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), ctx.data(),
                             lse.data(), threads);
