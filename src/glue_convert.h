@@ -110,6 +110,42 @@ Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
   return out;
 }
 
+// An R array with dims `dims` seen as a column-major matrix: its first
+// `n_row_axes` axes (column-major) index the rows, the others the columns.
+// The core orders the same axes row-major in the order `order` (row axes
+// first). Returns, for each row of the R matrix, its row in the core's order
+// (only the first n_row_axes entries of `order` are read; they must be a
+// permutation of 0 .. n_row_axes - 1).
+inline std::vector<idx> core_row_of(const std::vector<idx>& dims, int n_row_axes,
+                                    const Rcpp::IntegerVector& order) {
+  std::vector<idx> stride(n_row_axes, 0);  // core stride of each R axis
+  idx rows = 1;
+  for (int k = n_row_axes - 1; k >= 0; --k) {
+    stride[order[k]] = rows;
+    rows *= dims[order[k]];
+  }
+  std::vector<idx> out(static_cast<size_t>(rows));
+  std::vector<idx> counter(n_row_axes, 0);
+  idx core = 0;
+  for (idx i = 0; i < rows; ++i) {
+    out[i] = core;
+    for (int a = 0; a < n_row_axes; ++a) {  // odometer, axis 0 fastest (R's order)
+      core += stride[a];
+      if (++counter[a] < dims[a]) break;
+      core -= stride[a] * dims[a];
+      counter[a] = 0;
+    }
+  }
+  return out;
+}
+
+// Whether order[k] == k for k >= from (those axes keep R's axis order).
+inline bool keeps_tail(const Rcpp::IntegerVector& order, int from) {
+  for (int k = from; k < order.size(); ++k)
+    if (order[k] != k) return false;
+  return true;
+}
+
 // Keras-shaped weight (R array) -> row-major copy.
 template <class T>
 mh::Buffer<T> weight_to_core(SEXP w) {

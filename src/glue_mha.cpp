@@ -11,7 +11,10 @@
 #include "core/mha.h"
 #include "glue_convert.h"
 
+using mhglue::core_row_of;
 using mhglue::from_core;
+using mhglue::idx;
+using mhglue::keeps_tail;
 using mhglue::to_core;
 using mhglue::weight_from_core;
 using mhglue::weight_to_core;
@@ -40,26 +43,6 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   mh::MhaDims d;
   d.B = dims[0]; d.T = dims[1]; d.S = dims[2]; d.E = dims[3]; d.Dk = dims[4]; d.Dv = dims[5];
   d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
-
-  // Inputs: shared arrays (self-attention, key = value) are converted once.
-  mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
-  mh::Buffer<T> xv_own, xk_own;
-  const T* xv;
-  const T* xk;
-  if (value == query && same_order(kv_order, q_order)) {
-    xv = xq.data();
-  } else {
-    xv_own = to_core<T>(value, kv_order, threads);
-    xv = xv_own.data();
-  }
-  if (key == value) {
-    xk = xv;
-  } else if (key == query && same_order(kv_order, q_order)) {
-    xk = xq.data();
-  } else {
-    xk_own = to_core<T>(key, kv_order, threads);
-    xk = xk_own.data();
-  }
 
   std::vector<mh::Buffer<T>> wbuf(N_SLOTS);
   const T* wp[N_SLOTS] = {nullptr};
@@ -90,6 +73,71 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                              static_cast<uint64_t>(dropout_counter));
 
   const bool backward = !Rf_isNull(grad_output);
+  // The forward-only flash call reads the R arrays and writes the R output
+  // directly (mh::mha_forward_colmajor): no converted copies.
+  const int rq = Rf_length(Rf_getAttrib(query, R_DimSymbol));
+  const int rkv = Rf_length(Rf_getAttrib(value, R_DimSymbol));
+  if (flash && !return_scores && !backward && TYPEOF(query) == REALSXP &&
+      TYPEOF(key) == REALSXP && TYPEOF(value) == REALSXP && rq == q_order.size() &&
+      rkv == kv_order.size() && Rf_length(Rf_getAttrib(key, R_DimSymbol)) == rkv &&
+      keeps_tail(q_order, rq - 1) && keeps_tail(kv_order, rkv - 1) &&
+      keeps_tail(out_order, rq - 1)) {
+    bool same_rows = true;  // the output's rows are the query's
+    for (int k = 0; k < rq - 1; ++k) same_rows = same_rows && out_order[k] == q_order[k];
+    if (same_rows) {
+      const std::vector<idx> q_row = core_row_of(mhglue::r_dims(query), rq - 1, q_order);
+      const std::vector<idx> kv_row = core_row_of(mhglue::r_dims(value), rkv - 1, kv_order);
+      // Output features: the core orders them row-major, R column-major.
+      std::vector<idx> out_col;
+      const int n_out_axes = out_dims.size() - (rq - 1);
+      if (n_out_axes > 1) {
+        std::vector<idx> fd(n_out_axes);
+        Rcpp::IntegerVector natural(n_out_axes);
+        for (int k = 0; k < n_out_axes; ++k) {
+          fd[k] = out_dims[rq - 1 + k];
+          natural[k] = k;
+        }
+        const std::vector<idx> core_of_col = core_row_of(fd, n_out_axes, natural);
+        out_col.resize(core_of_col.size());
+        for (size_t c = 0; c < core_of_col.size(); ++c) out_col[core_of_col[c]] = static_cast<idx>(c);
+      }
+      Rcpp::NumericVector out(Rcpp::no_init(
+          static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output"))));
+      mh::MhaColumnMajorIO io;
+      io.xq = REAL(query);
+      io.xk = REAL(key);
+      io.xv = REAL(value);
+      io.q_row = q_row.data();
+      io.kv_row = kv_row.data();
+      io.out = REAL(out);
+      io.out_col = out_col.empty() ? nullptr : out_col.data();
+      mh::mha_forward_colmajor(d, io, w, m, drop, threads);
+      out.attr("dim") = out_dims;
+      return Rcpp::List::create(Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
+                                Rcpp::Named("grads") = R_NilValue);
+    }
+  }
+
+  // Inputs: shared arrays (self-attention, key = value) are converted once.
+  mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
+  mh::Buffer<T> xv_own, xk_own;
+  const T* xv;
+  const T* xk;
+  if (value == query && same_order(kv_order, q_order)) {
+    xv = xq.data();
+  } else {
+    xv_own = to_core<T>(value, kv_order, threads);
+    xv = xv_own.data();
+  }
+  if (key == value) {
+    xk = xv;
+  } else if (key == query && same_order(kv_order, q_order)) {
+    xk = xq.data();
+  } else {
+    xk_own = to_core<T>(key, kv_order, threads);
+    xk = xk_own.data();
+  }
+
   mh::Buffer<T> out(static_cast<size_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
   mh::Buffer<T> scores_own;
   mh::MhaCache<T> cache;

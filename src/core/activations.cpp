@@ -20,7 +20,7 @@ constexpr double kLeakySlope = 0.2;
 constexpr double kInvSqrt2 = 0.70710678118654752440084436210485;
 constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
 
-int threads_for(idx n, int threads) { return n < (idx)1 << 15 ? 1 : threads; }
+int threads_for(idx n, int threads) { return threads_for_elements(static_cast<double>(n), threads); }
 
 template <class T>
 T sigmoid(T z) {

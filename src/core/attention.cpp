@@ -83,6 +83,7 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
                        const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
                        T* probs, int threads) {
   const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
   const bool masked = mask.any();
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
     const idx b = task / d.N, n = task % d.N;
@@ -121,6 +122,7 @@ void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, co
                         const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk, T* dv,
                         int threads) {
   const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
     const idx b = task / d.N, n = task % d.N;
     ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));

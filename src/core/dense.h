@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "layout.h"
 
@@ -22,6 +23,41 @@ void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out
 template <class T>
 void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
                           int threads, const std::function<void(idx, idx, const T*)>& store);
+
+// The same blocked product reading x from a column-major array of doubles
+// (an R matrix): x(r, f) = x[r + f * ldx], ldx >= rows. Each block of rows is
+// converted to T right before its product (no converted copy of x is made);
+// store(r0, nr, block) as in dense_forward_blocks, r0 counting rows of x.
+template <class T>
+void dense_forward_blocks_colmajor(const double* x, idx ldx, idx rows, idx in, const T* w,
+                                   const T* b, idx out, int threads,
+                                   const std::function<void(idx, idx, const T*)>& store);
+
+// One product of the above.
+template <class T>
+struct ColMajorProduct {
+  const double* x;
+  idx ldx, rows, in;
+  const T* w;
+  const T* b;
+  idx out;
+  std::function<void(idx, idx, const T*)> store;
+};
+
+// Several such products (e.g. the query, key and value projections) in one
+// parallel loop over all their row blocks: one synchronisation instead of
+// one per product, and better balance. Same blocks and bits as one by one.
+template <class T>
+void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& products, int threads);
+
+// y = x' w (+ b) written as column-major doubles (an R matrix): row r of x'
+// is row x_row[r] of the row-major x (any number of rows, `in` columns), and
+// y(r, j) goes to y[r + col * ldy] with col = y_col[j] (y_col may be null:
+// col = j). rows = number of rows of y.
+template <class T>
+void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx in, const T* w,
+                                   const T* b, idx out, double* y, idx ldy, const idx* y_col,
+                                   int threads);
 
 // dx = dy w^T, or dx += dy w^T when `accumulate`.
 template <class T>

@@ -36,7 +36,7 @@ void dropout_apply(const T* x, const std::vector<idx>& dims, const std::vector<i
     return;
   }
   const T scale = static_cast<T>(1.0 / (1.0 - rate));
-  const int used = n < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(n), threads);
   Buffer<T> factor(static_cast<size_t>(m));
   parallel_for(n_blocks(m, kBlock), used, [&](long blk) {
     const idx j0 = blk * kBlock, j1 = std::min(m, j0 + kBlock);

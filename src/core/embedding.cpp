@@ -30,7 +30,7 @@ template <class T>
 void embedding_forward(const int32_t* ids, idx n, const T* table, idx V, idx D, T* out,
                        int threads) {
   check_ids(ids, n, V);
-  const int used = n * D < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(n * D), threads);
   parallel_for(n_blocks(n, kIdBlock), used, [&](long blk) {
     const idx i0 = blk * kIdBlock, i1 = std::min(n, i0 + kIdBlock);
     for (idx i = i0; i < i1; ++i) {
@@ -45,7 +45,7 @@ void embedding_backward(const int32_t* ids, idx n, const T* dout, idx V, idx D, 
                         int threads) {
   check_ids(ids, n, V);
   std::fill(dtable, dtable + V * D, T(0));
-  const int used = n * D < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(n * D), threads);
   parallel_for(n_blocks(D, kBand), used, [&](long blk) {
     const idx j0 = blk * kBand, j1 = std::min(D, j0 + kBand);
     for (idx i = 0; i < n; ++i) {

@@ -16,7 +16,11 @@
 //
 // Key tiles entirely outside the causal / sliding-window band of a query tile
 // are skipped (MaskRow::key_begin / key_end), so causal attention costs about
-// half.
+// half; within a tile, keys past the band's end for every row of the query
+// tile are not computed either (with T = S = 128 a single key tile holds all
+// keys, and this is what makes causal attention cheaper there). With no
+// explicit or key mask, each row's softmax works on its visible run of keys
+// only (never on exp(-Inf)).
 #include "flash_attention.h"
 
 #include <Eigen/Dense>
@@ -66,7 +70,7 @@ idx ceil_div(idx a, idx b) { return (a + b - 1) / b; }
 int threads_for(const MhaDims& d, int threads) {
   const double work = static_cast<double>(d.B * d.N) * static_cast<double>(d.T + 1) *
                       static_cast<double>(d.S + 1) * static_cast<double>(d.H + d.Hv);
-  return work < 1e6 ? 1 : threads;
+  return threads_for_macs(work, threads);
 }
 
 // Dropout factor of probability element (b, n, t, s): 1/(1-rate) if kept,
@@ -113,6 +117,16 @@ void fill_masked(const AttentionMask& mask, const MaskRow& mrow, idx s0, idx nk,
   const idx hi = std::max(lo, std::min(nk, mrow.key_end(S) - s0));
   std::fill(x, x + lo, value);
   std::fill(x + hi, x + nk, value);
+}
+
+// The keys [*a, *e) (tile offsets, 0 <= *a <= *e <= nk) of the tile of keys
+// [s0, s0 + nk) that row `mrow` may see, when only the causal flag and the
+// sliding window mask keys (no explicit or key mask): the softmax then works
+// on that run alone, and the keys outside it are exact zeros without ever
+// passing through exp(-Inf).
+inline void band_in_tile(const MaskRow& mrow, idx s0, idx nk, idx S, idx* a, idx* e) {
+  *a = std::min(nk, std::max<idx>(0, mrow.key_begin() - s0));
+  *e = std::max(*a, std::min(nk, mrow.key_end(S) - s0));
 }
 
 // The query rows [lo, hi) whose causal / window band meets keys [s0, s1).
@@ -222,12 +236,22 @@ void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops) {
 }
 
 template <class T>
-void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
-                          FlashOperands<T>* ops) {
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
+                          const T* block, FlashOperands<T>* ops) {
   const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
   const idx n_tiles = ceil_div(d.S, kKeyTile);
-  for (idx i = 0; i < nr; ++i) {
-    const idx r = r0 + i, b = r / L, l = r % L;
+  // Mapped rows are stored in increasing destination order: consecutive
+  // positions l of one batch then write neighbouring elements of k^T.
+  std::vector<idx> order;
+  if (row_map) {
+    order.resize(static_cast<size_t>(nr));
+    for (idx i = 0; i < nr; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](idx x, idx y) { return row_map[r0 + x] < row_map[r0 + y]; });
+  }
+  for (idx k = 0; k < nr; ++k) {
+    const idx i = row_map ? order[k] : k;
+    const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
     const T* row = block + i * NW;
     for (idx n = 0; n < d.N; ++n) {
       const T* src = row + n * W;
@@ -283,8 +307,10 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
     std::vector<T> m(static_cast<size_t>(nq), neg_inf);  // running row maximum
     std::vector<T> l(static_cast<size_t>(nq), T(0));     // running row sum
 
+    const bool band_only = !mask.mask && !mask.kmask;
     for (idx s0 = lo / TK * TK; s0 < hi; s0 += TK) {
-      const idx nk = std::min(TK, d.S - s0);
+      // Keys past `hi` are masked for every row of the tile: not computed.
+      const idx nk = std::min(TK, std::min(d.S, hi) - s0);
       const T* Kt = kt.data() + (bn * n_ktiles + s0 / TK) * d.H * TK;
       const T* V = vh.data() + (bn * d.S + s0) * d.Hv;
       // logits (nq, nk) = Q (nq, H) k^T (H, nk)
@@ -299,25 +325,36 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
           pr.setZero();
           continue;
         }
-        const bool partial = needs_element_mask(mask, mrow, s0, s0 + nk, d.S);
-        xr *= scale;
-        if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
-        const T m_new = std::max(m[i], xr.maxCoeff());
-        if (m_new == neg_inf) {  // nothing allowed so far
-          pr.setZero();
-          continue;
-        }
-        const T alpha = std::exp(m[i] - m_new);  // rescales the old sum; 0 when m was -Inf
-        pr = (xr - m_new).exp();
-        if (partial) {  // exactly zero (Eigen's exp(-Inf) is a tiny positive number)
-          if (mask.mask || mask.kmask) {
+        T m_new, alpha;
+        if (band_only) {
+          idx a, e;
+          band_in_tile(mrow, s0, nk, d.S, &a, &e);
+          std::fill(p, p + a, T(0));
+          std::fill(p + e, p + nk, T(0));
+          if (a == e) continue;  // no key of this tile: m, l and acc unchanged
+          RowArrayMap<T> xs(x + a, e - a), ps(p + a, e - a);
+          xs *= scale;
+          m_new = std::max(m[i], xs.maxCoeff());
+          alpha = std::exp(m[i] - m_new);  // rescales the old sum; 0 when m was -Inf
+          ps = (xs - m_new).exp();
+          l[i] = alpha * l[i] + ps.sum();
+        } else {
+          const bool partial = needs_element_mask(mask, mrow, s0, s0 + nk, d.S);
+          xr *= scale;
+          if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
+          m_new = std::max(m[i], xr.maxCoeff());
+          if (m_new == neg_inf) {  // nothing allowed so far
+            pr.setZero();
+            continue;
+          }
+          alpha = std::exp(m[i] - m_new);
+          pr = (xr - m_new).exp();
+          if (partial) {  // exactly zero (Eigen's exp(-Inf) is a tiny positive number)
             for (idx j = 0; j < nk; ++j)
               if (x[j] == neg_inf) p[j] = T(0);
-          } else {
-            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
           }
+          l[i] = alpha * l[i] + pr.sum();
         }
-        l[i] = alpha * l[i] + pr.sum();
         m[i] = m_new;
         if (alpha != T(1)) acc.row(i) *= alpha;
         if (dropout) {
@@ -386,6 +423,7 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   const idx TH = d.T * d.H;
   Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
 
+  const bool band_only = !mask.mask && !mask.kmask;
   parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
     const idx bn = task / chunks, chunk = task % chunks;
     const idx b = bn / d.N, n = bn % d.N;
@@ -414,18 +452,22 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
       query_range_for_keys(mask, d, s0, s0 + nk, &tlo, &thi);
       for (idx t0 = tlo; t0 < thi; t0 += kBackwardQueryTile) {
         const idx nq = std::min(kBackwardQueryTile, thi - t0);
+        // Keys [s0 + mk, s0 + nk) are masked for every row of this query tile
+        // (the band's end never decreases with t): not computed.
+        const idx mk = std::min(nk, MaskRow(mask, d, b, n, t0 + nq - 1).key_end(d.S) - s0);
+        if (mk <= 0) continue;
         const T* Q = qh.data() + (bn * d.T + t0) * d.H;
         const T* dO = doh.data() + (bn * d.T + t0) * d.Hv;
-        // P (nq, nk) = Q k^T, dP (nq, nk) = dO v^T (before the softmax below)
-        tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), nk, false);
-        tile_gemm(nq, nk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), nk, false);
+        // P (nq, mk) = Q k^T, dP (nq, mk) = dO v^T (before the softmax below)
+        tile_gemm(nq, mk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), mk, false);
+        tile_gemm(nq, mk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), mk, false);
 
         bool any_row = false;
         for (idx i = 0; i < nq; ++i) {
           const idx t = t0 + i;
-          T* p = p_buf.data() + i * nk;
-          T* dp = dp_buf.data() + i * nk;
-          RowArrayMap<T> pr(p, nk), dpr(dp, nk);
+          T* p = p_buf.data() + i * mk;
+          T* dp = dp_buf.data() + i * mk;
+          RowArrayMap<T> pr(p, mk), dpr(dp, mk);
           const T L = row_lse[t];
           if (L == pos_inf) {  // every key masked: no gradient through this row
             pr.setZero();
@@ -434,15 +476,24 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
           }
           any_row = true;
           MaskRow mrow(mask, d, b, n, t);
-          pr = (pr * scale - L).exp();
-          if (needs_element_mask(mask, mrow, s0, s0 + nk, d.S)) {
-            fill_masked(mask, mrow, s0, nk, d.S, T(0), p);
+          if (band_only) {  // exp over the visible run only, exact zeros elsewhere
+            idx a, e;
+            band_in_tile(mrow, s0, mk, d.S, &a, &e);
+            std::fill(p, p + a, T(0));
+            std::fill(p + e, p + mk, T(0));
+            RowArrayMap<T> ps(p + a, e - a);
+            ps = (ps * scale - L).exp();
+          } else {
+            pr = (pr * scale - L).exp();
+            if (needs_element_mask(mask, mrow, s0, s0 + mk, d.S)) {
+              fill_masked(mask, mrow, s0, mk, d.S, T(0), p);
+            }
           }
           const T Dt = row_D[t];
           if (dropout) {
             // dV needs P_drop = P * f; dP (w.r.t. P) = f * (dctx v^T).
             DropoutRow<T> dr(drop, d, b, n, t);
-            for (idx j = 0; j < nk; ++j) {
+            for (idx j = 0; j < mk; ++j) {
               const T f = dr.factor(s0 + j);
               const T pj = p[j];
               dp[j] = pj * (f * dp[j] - Dt);  // dS
@@ -455,9 +506,9 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
         if (!any_row) continue;
         const T* P = p_buf.data();   // P_drop with dropout
         const T* dS = dp_buf.data();
-        tile_gemm(nk, d.Hv, nq, P, 1, nk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
-        tile_gemm(nk, d.H, nq, dS, 1, nk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
-        tile_gemm(nq, d.H, nk, dS, nk, 1, K, d.H, dQ + t0 * d.H, d.H, true);     // dQ += dS K
+        tile_gemm(mk, d.Hv, nq, P, 1, mk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
+        tile_gemm(mk, d.H, nq, dS, 1, mk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
+        tile_gemm(nq, d.H, mk, dS, mk, 1, K, d.H, dQ + t0 * d.H, d.H, true);     // dQ += dS K
       }
       dK = dKa * scale;
       dV = dVa;
@@ -478,7 +529,7 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
 
 #define MH_INSTANTIATE_FLASH(T)                                                               \
   template void flash_operands_allocate<T>(const MhaDims&, FlashOperands<T>*);                \
-  template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const T*,              \
+  template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const idx*, const T*,  \
                                         FlashOperands<T>*);                                    \
   template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
                                            const AttentionMask&, const DropoutSpec&, T, T*,   \

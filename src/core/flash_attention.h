@@ -37,11 +37,12 @@ template <class T>
 void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops);
 
 // Stores rows r0 .. r0 + nr - 1 of a projection given as `block` (nr, N*W)
-// (row r = b * L + l) into ops: which = 0 (q: L = T, W = H), 1 (k: L = S,
-// W = H), 2 (v: L = S, W = Hv). Disjoint rows may be stored concurrently.
+// into ops: which = 0 (q: L = T, W = H), 1 (k: L = S, W = H), 2 (v: L = S,
+// W = Hv). Row r is row b * L + l of the projection, or, when row_map is not
+// null, row row_map[r]. Disjoint rows may be stored concurrently.
 template <class T>
-void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const T* block,
-                          FlashOperands<T>* ops);
+void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
+                          const T* block, FlashOperands<T>* ops);
 
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
 // lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for

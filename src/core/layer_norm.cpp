@@ -18,7 +18,7 @@ constexpr idx kBand = 64;
 
 long n_blocks(idx n, idx block) { return static_cast<long>((n + block - 1) / block); }
 
-int threads_for(idx work, int threads) { return work < (idx)1 << 15 ? 1 : threads; }
+int threads_for(idx work, int threads) { return threads_for_elements(static_cast<double>(work), threads); }
 
 // mean and 1 / sqrt(var + eps) of one row.
 template <class T>

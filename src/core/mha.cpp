@@ -59,7 +59,7 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
     FlashOperands<T>* ops = &c.ops;
     auto store = [&](int which) {
       return [&d, ops, which](idx r0, idx nr, const T* block) {
-        flash_operands_store(d, which, r0, nr, block, ops);
+        flash_operands_store(d, which, r0, nr, nullptr, block, ops);
       };
     };
     dense_forward_blocks<T>(xq, BT, d.E, w.wq, w.bq, NH, threads, store(0));
@@ -100,6 +100,49 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
     h = gated.data();
   }
   dense_forward(h, BT, NHv, w.wo, w.bo, d.O, out, threads);
+}
+
+template <class T>
+void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
+                          const AttentionMask& mask, const DropoutSpec& drop, int threads) {
+  check_dims(d);
+  if (!io.xq || !io.xk || !io.xv || !io.q_row || !io.kv_row || !io.out) {
+    throw std::invalid_argument("multihead core: mha_forward_colmajor needs every input, row map and the output");
+  }
+  const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
+  Buffer<T> ctx(static_cast<size_t>(BT * NHv));
+  {
+    FlashOperands<T> ops;
+    flash_operands_allocate(d, &ops);
+    FlashOperands<T>* o = &ops;
+    auto store = [&d, o](int which, const idx* row_map) {
+      return [&d, o, which, row_map](idx r0, idx nr, const T* block) {
+        flash_operands_store(d, which, r0, nr, row_map, block, o);
+      };
+    };
+    dense_forward_blocks_colmajor<T>(
+        {ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row)},
+         ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row)},
+         ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row)}},
+        threads);
+    Buffer<T> lse(static_cast<size_t>(d.B * d.N * d.T));
+    flash_attention_forward(d, ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), ctx.data(),
+                            lse.data(), threads);
+  }
+  if (w.wg) {
+    Buffer<T> gate(ctx.size());
+    T* g = gate.data();
+    dense_forward_blocks_colmajor<T>(io.xq, BT, BT, d.E, w.wg, w.bg, NHv, threads,
+                                     [&](idx r0, idx nr, const T* block) {
+                                       for (idx i = 0; i < nr; ++i)
+                                         std::copy(block + i * NHv, block + (i + 1) * NHv,
+                                                   g + io.q_row[r0 + i] * NHv);
+                                     });
+    sigmoid_inplace(gate);
+    for (size_t i = 0; i < ctx.size(); ++i) ctx[i] *= gate[i];
+  }
+  dense_forward_gather_colmajor<T>(ctx.data(), io.q_row, BT, NHv, w.wo, w.bo, d.O, io.out, BT,
+                                   io.out_col, threads);
 }
 
 template <class T>
@@ -163,6 +206,9 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   template void mha_forward<T>(const MhaDims&, const T*, const T*, const T*,                \
                                const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
                                bool, int, T*, T*, MhaCache<T>*);                             \
+  template void mha_forward_colmajor<T>(const MhaDims&, const MhaColumnMajorIO&,            \
+                                        const MhaWeights<T>&, const AttentionMask&,          \
+                                        const DropoutSpec&, int);                            \
   template void mha_backward<T>(const MhaDims&, const T*, const T*, const T*,               \
                                 const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
                                 MhaCache<T>&,                                                \

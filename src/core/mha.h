@@ -59,6 +59,33 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                  const MhaWeights<T>& w, const AttentionMask& mask, const DropoutSpec& drop,
                  bool flash, int threads, T* out, T* scores, MhaCache<T>* cache);
 
+// The layer's inputs and output where the caller keeps them: column-major
+// doubles (R arrays seen as matrices), rows in the caller's order.
+//   xq (B*T, E), xk (B*S, Dk), xv (B*S, Dv): element (r, f) at x[r + f * rows]
+//   q_row (B*T): q_row[r] = b * T + t, the query position of row r of xq;
+//     row r of `out` belongs to the same position
+//   kv_row (B*S): the same for the rows of xk and xv (b * S + s)
+//   out (B*T, O): element (r, f) at out[r + out_col[f] * B*T] (out_col may
+//     be null: out_col[f] = f), f the core's output feature (layout.h)
+struct MhaColumnMajorIO {
+  const double* xq = nullptr;
+  const double* xk = nullptr;
+  const double* xv = nullptr;
+  const idx* q_row = nullptr;
+  const idx* kv_row = nullptr;
+  double* out = nullptr;
+  const idx* out_col = nullptr;
+};
+
+// mha_forward with the flash kernel, reading and writing the caller's layout
+// directly: each block of input rows is converted to T right before its
+// projection, and the output projection writes `out` (so no converted copy
+// of an input or of the output exists). Results agree with mha_forward's
+// flash path to float rounding (the projections group rows differently).
+template <class T>
+void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
+                          const AttentionMask& mask, const DropoutSpec& drop, int threads);
+
 // Given dout (B, T, O), writes the gradients of every input and weight.
 // `mask` and `drop` must be those of the forward call. The cache is consumed:
 // its large buffers are released as the backward pass goes.

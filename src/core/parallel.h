@@ -12,6 +12,25 @@
 
 namespace mh {
 
+// Below these amounts of work a kernel runs on one thread. Opening a
+// parallel region costs microseconds on an idle machine, but when other
+// processes keep the cores busy a region waits until each of its threads has
+// been scheduled (libgomp's threads spin, then sleep), which can cost a
+// scheduler time slice: small calls must not pay that. The counts are
+// functions of the shapes only, so they never change results.
+//   kMinParallelMacs: multiply-adds (GEMMs, attention);
+//   kMinParallelElements: elements read or written (element-wise kernels,
+//   copies).
+constexpr double kMinParallelMacs = double(1 << 21);
+constexpr double kMinParallelElements = double(1 << 18);
+
+inline int threads_for_macs(double macs, int threads) {
+  return macs < kMinParallelMacs ? 1 : threads;
+}
+inline int threads_for_elements(double elements, int threads) {
+  return elements < kMinParallelElements ? 1 : threads;
+}
+
 // Runs body(i) for i in [0, n) on up to `threads` threads. Exceptions thrown
 // by body are captured and the first one is rethrown after the loop (an
 // exception must never leave an OpenMP region).

@@ -102,7 +102,8 @@ void permute_copy(const S* src, const std::vector<idx>& sdim, const std::vector<
   int axis = 0;
   for (int k = 1; k < rank; ++k)
     if (ddim[k] > ddim[axis]) axis = k;
-  const idx parts = (threads > 1 && total >= (idx(1) << 16)) ? std::min<idx>(ddim[axis], 8 * threads) : 1;
+  const idx parts = threads_for_elements(static_cast<double>(total), threads) > 1
+                        ? std::min<idx>(ddim[axis], 8 * threads) : 1;
   parallel_for(static_cast<long>(parts), threads, [&](long part) {
     std::vector<idx> plo(lo), phi(ddim);
     plo[axis] = ddim[axis] * part / parts;

@@ -23,7 +23,7 @@ idx count_steps(const int32_t* mask, idx b, idx steps) {
 template <class T>
 void average_steps_forward(const T* x, idx B, idx steps, idx C, const int32_t* mask, T* y,
                            int threads) {
-  const int used = B * steps * C < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(B * steps * C), threads);
   parallel_for(static_cast<long>(B), used, [&](long b) {
     std::vector<double> acc(static_cast<size_t>(C), 0.0);
     const idx count = count_steps(mask, b, steps);
@@ -42,7 +42,7 @@ void average_steps_forward(const T* x, idx B, idx steps, idx C, const int32_t* m
 template <class T>
 void average_steps_backward(const T* dy, idx B, idx steps, idx C, const int32_t* mask, T* dx,
                             int threads) {
-  const int used = B * steps * C < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(B * steps * C), threads);
   parallel_for(static_cast<long>(B), used, [&](long b) {
     const idx count = count_steps(mask, b, steps);
     const T* gr = dy + b * C;

@@ -23,7 +23,7 @@ template <class T>
 void add_periodic(T* y, idx n, const T* bias, idx period, int threads) {
   if (period <= 0 || n % period != 0) throw std::invalid_argument("bias period must divide the output size");
   const idx reps = n / period;
-  const int used = n < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(n), threads);
   parallel_for(n_blocks(period, kBand), used, [&](long blk) {
     const idx j0 = blk * kBand, j1 = std::min(period, j0 + kBand);
     for (idx r = 0; r < reps; ++r) {
@@ -37,7 +37,7 @@ template <class T>
 void sum_periodic(const T* dy, idx n, idx period, T* out, int threads) {
   if (period <= 0 || n % period != 0) throw std::invalid_argument("bias period must divide the output size");
   const idx reps = n / period;
-  const int used = n < (idx)1 << 15 ? 1 : threads;
+  const int used = threads_for_elements(static_cast<double>(n), threads);
   parallel_for(n_blocks(period, kBand), used, [&](long blk) {
     const idx j0 = blk * kBand, j1 = std::min(period, j0 + kBand);
     std::fill(out + j0, out + j1, T(0));

@@ -54,9 +54,9 @@ void check_flash(const mh::MhaDims& d, const MaskStore& mc, const mh::DropoutSpe
   // The projections hand their rows to the kernel's layout; here all at once.
   mh::FlashOperands<T> ops;
   mh::flash_operands_allocate(d, &ops);
-  mh::flash_operands_store(d, 0, 0, d.B * d.T, q.data(), &ops);
-  mh::flash_operands_store(d, 1, 0, d.B * d.S, k.data(), &ops);
-  mh::flash_operands_store(d, 2, 0, d.B * d.S, v.data(), &ops);
+  mh::flash_operands_store(d, 0, 0, d.B * d.T, nullptr, q.data(), &ops);
+  mh::flash_operands_store(d, 1, 0, d.B * d.S, nullptr, k.data(), &ops);
+  mh::flash_operands_store(d, 2, 0, d.B * d.S, nullptr, v.data(), &ops);
   mh::flash_attention_forward(d, ops, m, drop, static_cast<T>(scale), ctx.data(), lse.data(), 2);
   std::vector<double> ctx_ref, probs_ref;
   mhtest::naive_attention(d, q.data(), k.data(), v.data(), m, drop, scale, &ctx_ref, &probs_ref);

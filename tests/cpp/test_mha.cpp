@@ -147,6 +147,67 @@ void check_forward(double tol) {
 TEST(Mha, ForwardMatchesNaiveCompositionDouble) { check_forward<double>(1e-12); }
 TEST(Mha, ForwardMatchesNaiveCompositionFloat) { check_forward<float>(2e-5); }
 
+// mha_forward_colmajor: inputs as R stores (B, L, F) arrays (column-major,
+// row b + B * l), the output written the same way, with a two-axis output
+// (O = 2 x 2: core feature o1 * 2 + o2 is R column o1 + 2 * o2).
+template <class T>
+void check_forward_colmajor(const mh::MhaDims& d, double tol) {
+  const idx BT = d.B * d.T;
+  auto to_r = [](const std::vector<double>& x, idx B, idx L, idx F) {
+    std::vector<double> r(x.size());
+    for (idx b = 0; b < B; ++b)
+      for (idx l = 0; l < L; ++l)
+        for (idx f = 0; f < F; ++f) r[b + B * l + B * L * f] = x[(b * L + l) * F + f];
+    return r;
+  };
+  auto rows = [](idx B, idx L) {
+    std::vector<idx> m(static_cast<size_t>(B * L));
+    for (idx b = 0; b < B; ++b)
+      for (idx l = 0; l < L; ++l) m[b + B * l] = b * L + l;
+    return m;
+  };
+  const std::vector<idx> q_row = rows(d.B, d.T), kv_row = rows(d.B, d.S);
+  const std::vector<idx> out_col = {0, 2, 1, 3};
+  for (const Config& c : kConfigs) {
+    SCOPED_TRACE(describe(c, true));
+    const Problem p(d, c.bias, c.gate, 120);
+    const Typed<T> x(p);
+    const mhtest::MaskStore ms = c.masked ? some_mask(d) : mhtest::MaskStore{};
+    mh::DropoutSpec drop;
+    drop.rate = c.rate;
+    drop.key = mh::dropout_key(5, 1);
+    std::vector<double> out_ref, probs_ref;
+    naive_mha(p, ms.view(), drop, &out_ref, &probs_ref);
+    const std::vector<double> xq = to_r(p.xq, d.B, d.T, d.E), xk = to_r(p.xk, d.B, d.S, d.Dk),
+                              xv = to_r(p.xv, d.B, d.S, d.Dv);
+    std::vector<std::vector<double>> outs;
+    for (int threads : {1, 2}) {
+      std::vector<double> out(out_ref.size(), 99.0);
+      mh::MhaColumnMajorIO io;
+      io.xq = xq.data(); io.xk = xk.data(); io.xv = xv.data();
+      io.q_row = q_row.data(); io.kv_row = kv_row.data();
+      io.out = out.data(); io.out_col = out_col.data();
+      mh::mha_forward_colmajor<T>(d, io, x.weights(), ms.view(), drop, threads);
+      std::vector<double> core(out.size());  // back to the core's (B, T, O)
+      for (idx r = 0; r < BT; ++r)
+        for (idx o = 0; o < d.O; ++o) core[q_row[r] * d.O + o] = out[r + out_col[o] * BT];
+      expect_close(core, out_ref, tol, "out");
+      outs.push_back(out);
+    }
+    EXPECT_TRUE(mhtest::bitwise_equal(outs[0], outs[1]));  // thread count never matters
+  }
+}
+
+TEST(Mha, ForwardFromColumnMajorInputsMatchesNaiveComposition) {
+  mh::MhaDims big;  // several projection row blocks, several key tiles
+  big.B = 3; big.T = 130; big.S = 150; big.E = 8; big.Dk = 6; big.Dv = 5;
+  big.N = 2; big.H = 4; big.Hv = 3; big.O = 4;
+  check_forward_colmajor<double>(small_dims(), 1e-12);
+  check_forward_colmajor<float>(small_dims(), 2e-5);
+  check_forward_colmajor<double>(big, 1e-12);
+  check_forward_colmajor<float>(big, 5e-5);
+}
+
 TEST(Mha, BackwardMatchesFiniteDifferencesForEveryInputAndWeight) {
   const mh::MhaDims d = small_dims();
   for (const Config& c : kConfigs) {

@@ -32,6 +32,17 @@ TEST(ParallelFor, VisitsEveryIndexExactlyOnce) {
   EXPECT_EQ(calls, 0);
 }
 
+TEST(ParallelFor, TinyCallsStayOnOneThreadLargeOnesDoNot) {
+  // A tiny attention call (B = 1, T = S = 8, E = 16, 2 heads of 8): its
+  // largest product and its element-wise passes run on the calling thread.
+  EXPECT_EQ(mh::threads_for_macs(8.0 * 16 * 16, 4), 1);
+  EXPECT_EQ(mh::threads_for_macs(2.0 * 9 * 9 * 16, 4), 1);
+  EXPECT_EQ(mh::threads_for_elements(8.0 * 16, 4), 1);
+  // B = 32, T = 128, E = 256: the projections are split.
+  EXPECT_EQ(mh::threads_for_macs(4096.0 * 256 * 256, 4), 4);
+  EXPECT_EQ(mh::threads_for_elements(4096.0 * 256, 2), 2);
+}
+
 TEST(ParallelFor, RethrowsTheBodysException) {
   for (int threads : {1, 2, 4}) {
     try {
