@@ -73,11 +73,14 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                              static_cast<uint64_t>(dropout_counter));
 
   const bool backward = !Rf_isNull(grad_output);
-  // The forward-only flash call reads the R arrays and writes the R output
-  // directly (mh::mha_forward_colmajor): no converted copies.
+  // The flash call without scores reads the R arrays and writes the R output
+  // (and, with grad_output, reads it and writes the input gradients)
+  // directly (mh::mha_forward_colmajor, mh::mha_forward_backward_colmajor):
+  // no converted copies.
   const int rq = Rf_length(Rf_getAttrib(query, R_DimSymbol));
   const int rkv = Rf_length(Rf_getAttrib(value, R_DimSymbol));
-  if (flash && !return_scores && !backward && TYPEOF(query) == REALSXP &&
+  if (flash && !return_scores && (!backward || TYPEOF(grad_output) == REALSXP) &&
+      TYPEOF(query) == REALSXP &&
       TYPEOF(key) == REALSXP && TYPEOF(value) == REALSXP && rq == q_order.size() &&
       rkv == kv_order.size() && Rf_length(Rf_getAttrib(key, R_DimSymbol)) == rkv &&
       keeps_tail(q_order, rq - 1) && keeps_tail(kv_order, rkv - 1) &&
@@ -111,10 +114,46 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
       io.kv_row = kv_row.data();
       io.out = REAL(out);
       io.out_col = out_col.empty() ? nullptr : out_col.data();
-      mh::mha_forward_colmajor(d, io, w, m, drop, threads);
+      if (!backward) {
+        mh::mha_forward_colmajor(d, io, w, m, drop, threads);
+        out.attr("dim") = out_dims;
+        return Rcpp::List::create(Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
+                                  Rcpp::Named("grads") = R_NilValue);
+      }
+      // With grad_output: dL/dquery, dL/dkey, dL/dvalue written straight
+      // into R arrays (three of them even when the inputs are one array; R
+      // sums them as the converted path's callers do).
+      Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
+      Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
+      Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
+      Rcpp::NumericVector gq(Rcpp::no_init(Rf_xlength(query))), gk(Rcpp::no_init(Rf_xlength(key))),
+          gv(Rcpp::no_init(Rf_xlength(value)));
+      std::vector<mh::Buffer<T>> dw(N_SLOTS);
+      for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
+      auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
+      mh::MhaGrads<T> g;
+      g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
+      g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
+      mh::MhaColumnMajorGrads cg;
+      cg.dout = REAL(grad_output);
+      cg.dxq = REAL(gq);
+      cg.dxk = REAL(gk);
+      cg.dxv = REAL(gv);
+      mh::mha_forward_backward_colmajor(d, io, w, m, drop, cg, g, threads);
+      Rcpp::List wgrads(N_SLOTS);
+      for (int i = 0; i < N_SLOTS; ++i) {
+        if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), weights[i]);
+      }
       out.attr("dim") = out_dims;
-      return Rcpp::List::create(Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
-                                Rcpp::Named("grads") = R_NilValue);
+      gq.attr("dim") = qd;
+      gk.attr("dim") = kd;
+      gv.attr("dim") = vd;
+      return Rcpp::List::create(
+          Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
+          Rcpp::Named("grads") = Rcpp::List::create(Rcpp::Named("query") = gq,
+                                                    Rcpp::Named("key") = gk,
+                                                    Rcpp::Named("value") = gv,
+                                                    Rcpp::Named("weights") = wgrads));
     }
   }
 

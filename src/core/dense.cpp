@@ -31,6 +31,8 @@ idx row_block(idx rows, idx in, idx out) {
 }
 // Kernel rows (input features) per task in the weight gradient.
 constexpr idx kFeatureBlock = 64;
+// At most this many partial weight gradients in dense_backward_colmajor_dy.
+constexpr long kWeightGroups = 8;
 
 long n_blocks(idx n, idx block) { return static_cast<long>((n + block - 1) / block); }
 
@@ -207,6 +209,128 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
   }
 }
 
+template <class T>
+void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, const idx* x_row,
+                                idx rows, const T* x, idx in, const T* w, idx out, T* dx, T* dw,
+                                T* db, int threads) {
+  Eigen::Map<const RowMat<T>> W(w, in, out);
+  const idx rb = row_block(rows, in, out);
+  const long nb = n_blocks(rows, rb);
+  // Groups of consecutive blocks, each with its own dw and db partial sums;
+  // their number depends on the shapes only.
+  const long groups = std::min<long>(nb, kWeightGroups);
+  if (groups == 0) {
+    std::fill(dw, dw + in * out, T(0));
+    if (db) std::fill(db, db + out, T(0));
+    return;
+  }
+  Buffer<T> part(static_cast<size_t>(groups * (in * out + out)));
+  const int used = threads_for_macs(2.0 * rows * in * out, threads);
+  parallel_for(groups, used, [&](long grp) {
+    Eigen::Map<RowMat<T>> dW(part.data() + grp * (in * out + out), in, out);
+    Eigen::Map<RowVec<T>> dB(part.data() + grp * (in * out + out) + in * out, out);
+    Buffer<T> ybuf(static_cast<size_t>(rb * out)), xbuf(static_cast<size_t>(rb * in)),
+        dxbuf(static_cast<size_t>(rb * in));
+    const long b0 = grp * nb / groups, b1 = (grp + 1) * nb / groups;
+    for (long blk = b0; blk < b1; ++blk) {
+      const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
+      for (idx j = 0; j < out; ++j)
+        convert_run(dy + (y_col ? y_col[j] : j) * ldy + r0, nr, ybuf.data() + j * nr);
+      Eigen::Map<const ColMat<T>> dY(ybuf.data(), nr, out);
+      for (idx i = 0; i < nr; ++i) {
+        const T* src = x + x_row[r0 + i] * in;
+        std::copy(src, src + in, xbuf.data() + i * in);
+      }
+      Eigen::Map<const RowMat<T>> X(xbuf.data(), nr, in);
+      if (blk == b0) {
+        dW.noalias() = X.transpose() * dY;
+        dB = dY.colwise().sum();
+      } else {
+        dW.noalias() += X.transpose() * dY;
+        dB += dY.colwise().sum();
+      }
+      Eigen::Map<RowMat<T>> dX(dxbuf.data(), nr, in);
+      dX.noalias() = dY * W.transpose();
+      for (idx i = 0; i < nr; ++i)
+        std::copy(dxbuf.data() + i * in, dxbuf.data() + (i + 1) * in, dx + x_row[r0 + i] * in);
+    }
+  });
+  // Sum the groups in order, each element by one task.
+  const idx n = in * out + out;
+  const idx chunk = 4096;
+  parallel_for(n_blocks(n, chunk), threads_for_elements(double(groups) * n, threads), [&](long c) {
+    const idx e0 = c * chunk, e1 = std::min(n, e0 + chunk);
+    for (idx e = e0; e < e1; ++e) {
+      T s = part[static_cast<size_t>(e)];
+      for (long grp = 1; grp < groups; ++grp) s += part[static_cast<size_t>(grp * n + e)];
+      if (e < in * out) {
+        dw[e] = s;
+      } else if (db) {
+        db[e - in * out] = s;
+      }
+    }
+  });
+}
+
+template <class T>
+void dense_backward_weights_colmajor(const double* x, idx ldx, const idx* x_row, idx rows,
+                                     idx in, const T* dy, idx out, T* dw, T* db, int threads) {
+  Eigen::Map<const RowMat<T>> dY(dy, rows, out);
+  Eigen::Map<RowMat<T>> dW(dw, in, out);
+  const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
+  parallel_for(n_blocks(in, kFeatureBlock), used, [&](long blk) {
+    const idx f0 = blk * kFeatureBlock, nf = std::min(kFeatureBlock, in - f0);
+    // Columns f0 .. f0 + nf - 1 of x, rows in dy's order: (rows, nf) column-major.
+    Buffer<T> xbuf(static_cast<size_t>(rows * nf));
+    for (idx j = 0; j < nf; ++j) {
+      const double* src = x + (f0 + j) * ldx;
+      T* dst = xbuf.data() + j * rows;
+      for (idx r = 0; r < rows; ++r) dst[x_row[r]] = static_cast<T>(src[r]);
+    }
+    Eigen::Map<const ColMat<T>> X(xbuf.data(), rows, nf);
+    dW.middleRows(f0, nf).noalias() = X.transpose() * dY;
+  });
+  if (db) {
+    Eigen::Map<RowVec<T>> dB(db, out);
+    dB.setZero();
+    for (idx r = 0; r < rows; ++r) dB += dY.row(r);
+  }
+}
+
+template <class T>
+void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& terms,
+                                   const idx* dy_row, idx rows, idx in, double* dx, idx ldx,
+                                   int threads) {
+  if (terms.empty()) return;
+  idx out_max = 0;
+  double macs = 0;
+  for (const BackwardInputTerm<T>& t : terms) {
+    out_max = std::max(out_max, t.out);
+    macs += static_cast<double>(rows) * in * t.out;
+  }
+  const idx rb = row_block(rows, in, terms[0].out);
+  parallel_for(n_blocks(rows, rb), threads_for_macs(macs, threads), [&](long blk) {
+    const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
+    Buffer<T> ybuf(static_cast<size_t>(nr * out_max)), xbuf(static_cast<size_t>(nr * in));
+    Eigen::Map<ColMat<T>> dX(xbuf.data(), nr, in);  // each column a run of the destination
+    for (size_t k = 0; k < terms.size(); ++k) {
+      const BackwardInputTerm<T>& t = terms[k];
+      for (idx i = 0; i < nr; ++i) {
+        const T* src = t.dy + dy_row[r0 + i] * t.out;
+        std::copy(src, src + t.out, ybuf.data() + i * t.out);
+      }
+      Eigen::Map<const RowMat<T>> dY(ybuf.data(), nr, t.out);
+      Eigen::Map<const RowMat<T>> W(t.w, in, t.out);
+      if (k == 0) {
+        dX.noalias() = dY * W.transpose();
+      } else {
+        dX.noalias() += dY * W.transpose();
+      }
+    }
+    for (idx f = 0; f < in; ++f) convert_run(xbuf.data() + f * nr, nr, dx + f * ldx + r0);
+  });
+}
+
 #define MH_INSTANTIATE_DENSE(T)                                                              \
   template void dense_forward<T>(const T*, idx, idx, const T*, const T*, idx, T*, int);      \
   template void dense_forward_blocks<T>(const T*, idx, idx, const T*, const T*, idx, int,     \
@@ -218,7 +342,13 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
   template void dense_forward_gather_colmajor<T>(const T*, const idx*, idx, idx, const T*,       \
                                                  const T*, idx, double*, idx, const idx*, int);  \
   template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \
-  template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);
+  template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);  \
+  template void dense_backward_colmajor_dy<T>(const double*, idx, const idx*, const idx*, idx,  \
+                                              const T*, idx, const T*, idx, T*, T*, T*, int);   \
+  template void dense_backward_weights_colmajor<T>(const double*, idx, const idx*, idx, idx,    \
+                                                   const T*, idx, T*, T*, int);                 \
+  template void dense_backward_input_colmajor<T>(const std::vector<BackwardInputTerm<T>>&,     \
+                                                 const idx*, idx, idx, double*, idx, int);
 
 MH_INSTANTIATE_DENSE(float)
 MH_INSTANTIATE_DENSE(double)

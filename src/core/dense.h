@@ -69,4 +69,41 @@ template <class T>
 void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, T* dw, T* db,
                             int threads);
 
+// Backward of a product whose input x is row-major in the core's row order
+// and whose output gradient dy comes as column-major doubles (an R array):
+// row r of dy (dy(r, j) at dy[r + col * ldy], col = y_col[j], y_col may be
+// null) belongs to row x_row[r] of x (rows x in). Writes dx = dy w^T in x's
+// layout (rows x in, row x_row[r]), dw = x^T dy (in, out) and db = column
+// sums of dy (skipped if null). dy is converted to T block by block (no
+// converted copy of it); dw and db are summed per fixed group of row blocks,
+// then over the groups in order (so not bitwise dense_backward_weights).
+template <class T>
+void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, const idx* x_row,
+                                idx rows, const T* x, idx in, const T* w, idx out, T* dx, T* dw,
+                                T* db, int threads);
+
+// dw = x^T dy (in, out), db = column sums of dy (skipped if null), where x is
+// column-major doubles (an R matrix, x(r, f) at x[r + f * ldx]) whose row r
+// is row x_row[r] of dy (row-major, rows x out). Each band of kernel rows
+// converts its columns of x on the fly (no converted copy of x exists).
+template <class T>
+void dense_backward_weights_colmajor(const double* x, idx ldx, const idx* x_row, idx rows,
+                                     idx in, const T* dy, idx out, T* dw, T* db, int threads);
+
+// One term dy w^T of an input gradient: dy row-major (any rows, out), w the
+// forward kernel (in, out) row-major.
+template <class T>
+struct BackwardInputTerm {
+  const T* dy;
+  idx out;
+  const T* w;
+};
+
+// dx = sum of the terms' dy w^T (in order), written as column-major doubles
+// (an R matrix): dx(r, f) at dx[r + f * ldx], from row dy_row[r] of each dy.
+template <class T>
+void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& terms,
+                                   const idx* dy_row, idx rows, idx in, double* dx, idx ldx,
+                                   int threads);
+
 }  // namespace mh

@@ -102,19 +102,24 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   dense_forward(h, BT, NHv, w.wo, w.bo, d.O, out, threads);
 }
 
+namespace {
+
+// The forward pass of mha_forward_colmajor into `c` (ctx, lse, gate and, if
+// `keep_operands`, the flash operands), writing io.out.
 template <class T>
-void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
-                          const AttentionMask& mask, const DropoutSpec& drop, int threads) {
+void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
+                      const AttentionMask& mask, const DropoutSpec& drop, int threads,
+                      bool keep_operands, MhaCache<T>& c) {
   check_dims(d);
   if (!io.xq || !io.xk || !io.xv || !io.q_row || !io.kv_row || !io.out) {
     throw std::invalid_argument("multihead core: mha_forward_colmajor needs every input, row map and the output");
   }
   const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
-  Buffer<T> ctx(static_cast<size_t>(BT * NHv));
+  c.flash = true;
+  c.ctx.resize(static_cast<size_t>(BT * NHv));
   {
-    FlashOperands<T> ops;
-    flash_operands_allocate(d, &ops);
-    FlashOperands<T>* o = &ops;
+    flash_operands_allocate(d, &c.ops);
+    FlashOperands<T>* o = &c.ops;
     auto store = [&d, o](int which, const idx* row_map) {
       return [&d, o, which, row_map](idx r0, idx nr, const T* block) {
         flash_operands_store(d, which, r0, nr, row_map, block, o);
@@ -125,24 +130,107 @@ void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const Mh
          ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row)},
          ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row)}},
         threads);
-    Buffer<T> lse(static_cast<size_t>(d.B * d.N * d.T));
-    flash_attention_forward(d, ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), ctx.data(),
-                            lse.data(), threads);
+    c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
+    flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
+                            c.lse.data(), threads);
+    if (!keep_operands) c.ops = FlashOperands<T>();
   }
+  const T* h = c.ctx.data();
+  Buffer<T> gated;
   if (w.wg) {
-    Buffer<T> gate(ctx.size());
-    T* g = gate.data();
+    c.gate.resize(c.ctx.size());
+    T* gp = c.gate.data();
     dense_forward_blocks_colmajor<T>(io.xq, BT, BT, d.E, w.wg, w.bg, NHv, threads,
                                      [&](idx r0, idx nr, const T* block) {
                                        for (idx i = 0; i < nr; ++i)
                                          std::copy(block + i * NHv, block + (i + 1) * NHv,
-                                                   g + io.q_row[r0 + i] * NHv);
+                                                   gp + io.q_row[r0 + i] * NHv);
                                      });
-    sigmoid_inplace(gate);
-    for (size_t i = 0; i < ctx.size(); ++i) ctx[i] *= gate[i];
+    sigmoid_inplace(c.gate);
+    if (keep_operands) {  // the backward pass needs ctx before the gate
+      gated.resize(c.ctx.size());
+      for (size_t i = 0; i < gated.size(); ++i) gated[i] = c.ctx[i] * c.gate[i];
+      h = gated.data();
+    } else {
+      for (size_t i = 0; i < c.ctx.size(); ++i) c.ctx[i] *= c.gate[i];
+    }
   }
-  dense_forward_gather_colmajor<T>(ctx.data(), io.q_row, BT, NHv, w.wo, w.bo, d.O, io.out, BT,
+  dense_forward_gather_colmajor<T>(h, io.q_row, BT, NHv, w.wo, w.bo, d.O, io.out, BT,
                                    io.out_col, threads);
+}
+
+}  // namespace
+
+template <class T>
+void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
+                          const AttentionMask& mask, const DropoutSpec& drop, int threads) {
+  MhaCache<T> c;
+  forward_colmajor(d, io, w, mask, drop, threads, false, c);
+}
+
+template <class T>
+void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
+                                   const MhaWeights<T>& w, const AttentionMask& mask,
+                                   const DropoutSpec& drop, const MhaColumnMajorGrads& cg,
+                                   const MhaGrads<T>& g, int threads) {
+  if (!cg.dout || !cg.dxq || !cg.dxk || !cg.dxv) {
+    throw std::invalid_argument("multihead core: mha_forward_backward_colmajor needs dout and every input gradient");
+  }
+  MhaCache<T> c;
+  forward_colmajor(d, io, w, mask, drop, threads, true, c);
+  const idx BT = d.B * d.T, BS = d.B * d.S, NH = d.N * d.H, NHv = d.N * d.Hv;
+
+  // Output projection: out = h Wo + bo, dout read from the caller's layout.
+  Buffer<T> dh(static_cast<size_t>(BT * NHv));
+  Buffer<T> dctx, dz;
+  if (w.wg) {
+    Buffer<T> h(c.ctx.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = c.ctx[i] * c.gate[i];
+    dense_backward_colmajor_dy<T>(cg.dout, BT, io.out_col, io.q_row, BT, h.data(), NHv, w.wo,
+                                  d.O, dh.data(), g.dwo, g.dbo, threads);
+    dctx.resize(c.ctx.size());
+    dz.resize(c.ctx.size());
+    for (size_t i = 0; i < h.size(); ++i) {
+      const T gi = c.gate[i];
+      dctx[i] = dh[i] * gi;
+      dz[i] = dh[i] * c.ctx[i] * gi * (T(1) - gi);  // through the sigmoid
+    }
+    Buffer<T>().swap(dh);
+    dense_backward_weights_colmajor<T>(io.xq, BT, io.q_row, BT, d.E, dz.data(), NHv, g.dwg,
+                                       g.dbg, threads);
+  } else {
+    dense_backward_colmajor_dy<T>(cg.dout, BT, io.out_col, io.q_row, BT, c.ctx.data(), NHv,
+                                  w.wo, d.O, dh.data(), g.dwo, g.dbo, threads);
+    dctx.swap(dh);
+  }
+
+  // Attention.
+  Buffer<T> dq(static_cast<size_t>(BT * NH)), dk(static_cast<size_t>(BS * NH)),
+      dv(static_cast<size_t>(BS * NHv));
+  flash_attention_backward(d, c.ops, c.ctx, c.lse.data(), mask, drop,
+                           inverse_sqrt_key_dim<T>(d.H), dctx, dq.data(), dk.data(), dv.data(),
+                           threads);
+  Buffer<T>().swap(dctx);
+  c = MhaCache<T>();
+
+  // Input projections, the gradients written in the caller's layout.
+  dense_backward_weights_colmajor<T>(io.xq, BT, io.q_row, BT, d.E, dq.data(), NH, g.dwq, g.dbq,
+                                     threads);
+  std::vector<BackwardInputTerm<T>> q_terms;
+  if (w.wg) q_terms.push_back({dz.data(), NHv, w.wg});
+  q_terms.push_back({dq.data(), NH, w.wq});
+  dense_backward_input_colmajor<T>(q_terms, io.q_row, BT, d.E, cg.dxq, BT, threads);
+  Buffer<T>().swap(dq);
+  Buffer<T>().swap(dz);
+  dense_backward_weights_colmajor<T>(io.xk, BS, io.kv_row, BS, d.Dk, dk.data(), NH, g.dwk,
+                                     g.dbk, threads);
+  dense_backward_input_colmajor<T>({{dk.data(), NH, w.wk}}, io.kv_row, BS, d.Dk, cg.dxk, BS,
+                                   threads);
+  Buffer<T>().swap(dk);
+  dense_backward_weights_colmajor<T>(io.xv, BS, io.kv_row, BS, d.Dv, dv.data(), NHv, g.dwv,
+                                     g.dbv, threads);
+  dense_backward_input_colmajor<T>({{dv.data(), NHv, w.wv}}, io.kv_row, BS, d.Dv, cg.dxv, BS,
+                                   threads);
 }
 
 template <class T>
@@ -209,6 +297,9 @@ void mha_backward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
   template void mha_forward_colmajor<T>(const MhaDims&, const MhaColumnMajorIO&,            \
                                         const MhaWeights<T>&, const AttentionMask&,          \
                                         const DropoutSpec&, int);                            \
+  template void mha_forward_backward_colmajor<T>(                                           \
+      const MhaDims&, const MhaColumnMajorIO&, const MhaWeights<T>&, const AttentionMask&,  \
+      const DropoutSpec&, const MhaColumnMajorGrads&, const MhaGrads<T>&, int);             \
   template void mha_backward<T>(const MhaDims&, const T*, const T*, const T*,               \
                                 const MhaWeights<T>&, const AttentionMask&, const DropoutSpec&, \
                                 MhaCache<T>&,                                                \

@@ -86,6 +86,32 @@ template <class T>
 void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWeights<T>& w,
                           const AttentionMask& mask, const DropoutSpec& drop, int threads);
 
+// The output gradient and the input gradients where the caller keeps them
+// (see MhaColumnMajorIO): dout (B*T, O) laid out as io.out (same out_col);
+// dxq, dxk, dxv laid out as io.xq, io.xk, io.xv (overwritten; three separate
+// arrays even when the caller's inputs are one array).
+struct MhaColumnMajorGrads {
+  const double* dout = nullptr;
+  double* dxq = nullptr;
+  double* dxk = nullptr;
+  double* dxv = nullptr;
+};
+
+// mha_forward_colmajor (writes io.out) followed by mha_backward, reading
+// dout and writing dxq, dxk, dxv in the caller's layout: dout is converted
+// block by block inside the output projection's backward, the input
+// gradients are written by their projections' backward, and the weight
+// gradients convert the inputs' columns on the fly (no converted copy of an
+// input, of dout or of an input gradient exists). g's weight gradients are
+// written as by mha_backward (its dx pointers are ignored). Results agree
+// with mha_forward + mha_backward (flash) to float rounding; bitwise the same
+// for any thread count.
+template <class T>
+void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
+                                   const MhaWeights<T>& w, const AttentionMask& mask,
+                                   const DropoutSpec& drop, const MhaColumnMajorGrads& cg,
+                                   const MhaGrads<T>& g, int threads);
+
 // Given dout (B, T, O), writes the gradients of every input and weight.
 // `mask` and `drop` must be those of the forward call. The cache is consumed:
 // its large buffers are released as the backward pass goes.

@@ -147,26 +147,36 @@ void check_forward(double tol) {
 TEST(Mha, ForwardMatchesNaiveCompositionDouble) { check_forward<double>(1e-12); }
 TEST(Mha, ForwardMatchesNaiveCompositionFloat) { check_forward<float>(2e-5); }
 
+// A (B, L, F) row-major array as R stores it: column-major, row b + B * l.
+std::vector<double> to_r(const std::vector<double>& x, idx B, idx L, idx F) {
+  std::vector<double> r(x.size());
+  for (idx b = 0; b < B; ++b)
+    for (idx l = 0; l < L; ++l)
+      for (idx f = 0; f < F; ++f) r[b + B * l + B * L * f] = x[(b * L + l) * F + f];
+  return r;
+}
+std::vector<double> from_r(const std::vector<double>& r, idx B, idx L, idx F) {
+  std::vector<double> x(r.size());
+  for (idx b = 0; b < B; ++b)
+    for (idx l = 0; l < L; ++l)
+      for (idx f = 0; f < F; ++f) x[(b * L + l) * F + f] = r[b + B * l + B * L * f];
+  return x;
+}
+// R row b + B * l -> core row b * L + l.
+std::vector<idx> r_rows(idx B, idx L) {
+  std::vector<idx> m(static_cast<size_t>(B * L));
+  for (idx b = 0; b < B; ++b)
+    for (idx l = 0; l < L; ++l) m[b + B * l] = b * L + l;
+  return m;
+}
+
 // mha_forward_colmajor: inputs as R stores (B, L, F) arrays (column-major,
 // row b + B * l), the output written the same way, with a two-axis output
 // (O = 2 x 2: core feature o1 * 2 + o2 is R column o1 + 2 * o2).
 template <class T>
 void check_forward_colmajor(const mh::MhaDims& d, double tol) {
   const idx BT = d.B * d.T;
-  auto to_r = [](const std::vector<double>& x, idx B, idx L, idx F) {
-    std::vector<double> r(x.size());
-    for (idx b = 0; b < B; ++b)
-      for (idx l = 0; l < L; ++l)
-        for (idx f = 0; f < F; ++f) r[b + B * l + B * L * f] = x[(b * L + l) * F + f];
-    return r;
-  };
-  auto rows = [](idx B, idx L) {
-    std::vector<idx> m(static_cast<size_t>(B * L));
-    for (idx b = 0; b < B; ++b)
-      for (idx l = 0; l < L; ++l) m[b + B * l] = b * L + l;
-    return m;
-  };
-  const std::vector<idx> q_row = rows(d.B, d.T), kv_row = rows(d.B, d.S);
+  const std::vector<idx> q_row = r_rows(d.B, d.T), kv_row = r_rows(d.B, d.S);
   const std::vector<idx> out_col = {0, 2, 1, 3};
   for (const Config& c : kConfigs) {
     SCOPED_TRACE(describe(c, true));
@@ -206,6 +216,95 @@ TEST(Mha, ForwardFromColumnMajorInputsMatchesNaiveComposition) {
   check_forward_colmajor<float>(small_dims(), 2e-5);
   check_forward_colmajor<double>(big, 1e-12);
   check_forward_colmajor<float>(big, 5e-5);
+}
+
+// mha_forward_backward_colmajor against mha_forward (flash) + mha_backward on
+// the core's layout, same T: output, input gradients (read back from R's
+// layout) and weight gradients; bitwise the same on 1 and 2 threads.
+template <class T>
+void check_backward_colmajor(const mh::MhaDims& d, double tol) {
+  const idx BT = d.B * d.T;
+  const std::vector<idx> q_row = r_rows(d.B, d.T), kv_row = r_rows(d.B, d.S);
+  // A two-axis output (2, O / 2): core feature o1 * O / 2 + o2 is R column o1 + 2 * o2.
+  std::vector<idx> out_col(static_cast<size_t>(d.O));
+  for (idx o = 0; o < d.O; ++o) out_col[o] = o / (d.O / 2) + 2 * (o % (d.O / 2));
+  for (const Config& c : kConfigs) {
+    SCOPED_TRACE(describe(c, true));
+    const Problem p(d, c.bias, c.gate, 140);
+    const Typed<T> x(p);
+    const mhtest::MaskStore ms = c.masked ? some_mask(d) : mhtest::MaskStore{};
+    mh::DropoutSpec drop;
+    drop.rate = c.rate;
+    drop.key = mh::dropout_key(9, 4);
+    const std::vector<double> dout = random_values<double>(BT * d.O, 141);
+    // The converted path.
+    const std::vector<T> dout_t(dout.begin(), dout.end());
+    std::vector<T> out_ref(dout.size());
+    mh::MhaCache<T> cache;
+    mhtest::run_mha_forward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(),
+                            drop, true, 2, out_ref.data(), static_cast<T*>(nullptr), &cache);
+    const std::vector<const std::vector<double>*> shapes = {
+        &p.xq, &p.xk, &p.xv, &p.wq, &p.bq, &p.wk, &p.bk, &p.wg, &p.bg, &p.wv, &p.bv, &p.wo, &p.bo};
+    auto grad_set = [&](std::vector<std::vector<T>>& gs) {
+      gs.clear();
+      for (const auto* v : shapes) gs.emplace_back(v->size(), T(1e30));
+      mh::MhaGrads<T> gr;
+      T** slots[] = {&gr.dxq, &gr.dxk, &gr.dxv, &gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk,
+                     &gr.dwg, &gr.dbg, &gr.dwv, &gr.dbv, &gr.dwo, &gr.dbo};
+      for (size_t i = 0; i < gs.size(); ++i) *slots[i] = ptr(gs[i]);
+      return gr;
+    };
+    std::vector<std::vector<T>> ref;
+    mhtest::run_mha_backward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(),
+                             drop, cache, dout_t.data(), grad_set(ref), 2);
+    // The column-major path.
+    const std::vector<double> xq = to_r(p.xq, d.B, d.T, d.E), xk = to_r(p.xk, d.B, d.S, d.Dk),
+                              xv = to_r(p.xv, d.B, d.S, d.Dv);
+    std::vector<double> dout_r(dout.size());
+    for (idx r = 0; r < BT; ++r)
+      for (idx o = 0; o < d.O; ++o) dout_r[r + out_col[o] * BT] = dout[q_row[r] * d.O + o];
+    std::vector<std::vector<double>> runs;  // everything written, per thread count
+    for (int threads : {1, 2}) {
+      std::vector<double> out(dout.size(), 99.0), dxq(xq.size(), 99.0), dxk(xk.size(), 99.0),
+          dxv(xv.size(), 99.0);
+      mh::MhaColumnMajorIO io;
+      io.xq = xq.data(); io.xk = xk.data(); io.xv = xv.data();
+      io.q_row = q_row.data(); io.kv_row = kv_row.data();
+      io.out = out.data(); io.out_col = out_col.data();
+      mh::MhaColumnMajorGrads cg;
+      cg.dout = dout_r.data(); cg.dxq = dxq.data(); cg.dxk = dxk.data(); cg.dxv = dxv.data();
+      std::vector<std::vector<T>> gs;
+      const mh::MhaGrads<T> gr = grad_set(gs);
+      mh::mha_forward_backward_colmajor<T>(d, io, x.weights(), ms.view(), drop, cg, gr, threads);
+      std::vector<double> core(out.size());
+      for (idx r = 0; r < BT; ++r)
+        for (idx o = 0; o < d.O; ++o) core[q_row[r] * d.O + o] = out[r + out_col[o] * BT];
+      auto as_double = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
+      expect_close(core, as_double(out_ref), tol, "out");
+      expect_close(from_r(dxq, d.B, d.T, d.E), as_double(ref[0]), tol, "dxq");
+      expect_close(from_r(dxk, d.B, d.S, d.Dk), as_double(ref[1]), tol, "dxk");
+      expect_close(from_r(dxv, d.B, d.S, d.Dv), as_double(ref[2]), tol, "dxv");
+      const char* names[] = {"wq", "bq", "wk", "bk", "wg", "bg", "wv", "bv", "wo", "bo"};
+      std::vector<double> all = out;
+      for (const auto* v : {&dxq, &dxk, &dxv}) all.insert(all.end(), v->begin(), v->end());
+      for (size_t i = 3; i < gs.size(); ++i) {
+        expect_close(gs[i], as_double(ref[i]), tol, names[i - 3]);
+        all.insert(all.end(), gs[i].begin(), gs[i].end());
+      }
+      runs.push_back(all);
+    }
+    EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));  // thread count never matters
+  }
+}
+
+TEST(Mha, ForwardBackwardColumnMajorMatchesConvertedPath) {
+  mh::MhaDims big;  // several projection row blocks (and weight-gradient groups), key tiles
+  big.B = 4; big.T = 700; big.S = 300; big.E = 96; big.Dk = 40; big.Dv = 24;
+  big.N = 2; big.H = 8; big.Hv = 8; big.O = 48;  // above the parallel thresholds
+  check_backward_colmajor<double>(small_dims(), 1e-12);
+  check_backward_colmajor<float>(small_dims(), 1e-5);
+  check_backward_colmajor<double>(big, 1e-11);
+  check_backward_colmajor<float>(big, 1e-4);
 }
 
 TEST(Mha, BackwardMatchesFiniteDifferencesForEveryInputAndWeight) {
