@@ -14,17 +14,15 @@ if command -v h5cc >/dev/null 2>&1 || pkg-config --exists hdf5 2>/dev/null; then
   say "the HDF5 library is installed"
   exit 0
 fi
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+. "$(dirname "$0")/apt-install.sh"
+apt_install libhdf5-dev
+rc=$?
+if [ $rc -eq 2 ]; then
   say "hdf5r needs the HDF5 C library (Debian/Ubuntu: apt-get install libhdf5-dev;"
   say "macOS: brew install hdf5); install it, then run the tests again"
   exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt-get update; fi
-if ! apt-get install -y --no-install-recommends libhdf5-dev; then
-  apt-get update && apt-get install -y --no-install-recommends libhdf5-dev || {
-    say "apt-get install libhdf5-dev failed"
-    exit 1
-  }
+elif [ $rc -ne 0 ]; then
+  say "apt-get install libhdf5-dev failed"
+  exit 1
 fi
 say "installed libhdf5-dev"

@@ -36,19 +36,17 @@ elif [ ! -f /usr/include/gtest/gtest.h ]; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "missing: ${missing[*]}"
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    say "install them (Debian: apt-get install -y ${missing[*]}) and run again"
+  . "$(dirname "$0")/apt-install.sh"
+  apt_install "${missing[@]}"
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    if [ $rc -eq 2 ]; then
+      say "install them (Debian: apt-get install -y ${missing[*]}) and run again"
+    else
+      say "apt-get install failed"
+    fi
     echo "0 passed, 1 failed"
     exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt-get update; fi
-  if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
-    apt-get update && apt-get install -y --no-install-recommends "${missing[@]}" || {
-      say "apt-get install failed"
-      echo "0 passed, 1 failed"
-      exit 1
-    }
   fi
 fi
 
