@@ -85,3 +85,7 @@ cpp_round_float32 <- function(x) {
     .Call(`_multihead_cpp_round_float32`, x)
 }
 
+cpp_large_buffer_cache <- function(action) {
+    .Call(`_multihead_cpp_large_buffer_cache`, action)
+}
+

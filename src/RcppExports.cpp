@@ -344,6 +344,17 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_large_buffer_cache
+Rcpp::List cpp_large_buffer_cache(std::string action);
+RcppExport SEXP _multihead_cpp_large_buffer_cache(SEXP actionSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type action(actionSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_large_buffer_cache(action));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 12},
@@ -367,6 +378,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},
     {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},
+    {"_multihead_cpp_large_buffer_cache", (DL_FUNC) &_multihead_cpp_large_buffer_cache, 1},
     {NULL, NULL, 0}
 };
 

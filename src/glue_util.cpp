@@ -11,6 +11,8 @@
 
 #include <Eigen/Core>
 
+#include "core/large_buffers.h"
+
 // TRUE when every element of a numeric/integer/logical vector is finite
 // (no NA, NaN or Inf). One pass, no allocation.
 // [[Rcpp::export]]
@@ -90,4 +92,24 @@ Rcpp::NumericVector cpp_round_float32(Rcpp::NumericVector x) {
   Rcpp::NumericVector out(Rcpp::no_init(x.size()));
   for (R_xlen_t i = 0; i < x.size(); ++i) out[i] = static_cast<double>(static_cast<float>(x[i]));
   return out;
+}
+
+// The core's cache of large work buffers (src/core/large_buffers.h), for
+// tests and diagnostics: "stats" reports it, "clear" empties it, "poison_on"
+// / "poison_off" switch the 0xFF fill of every large buffer handed out.
+// Returns the statistics after the action.
+// [[Rcpp::export]]
+Rcpp::List cpp_large_buffer_cache(std::string action) {
+  if (action == "clear") {
+    mh::large_buffer_cache_clear();
+  } else if (action == "poison_on" || action == "poison_off") {
+    mh::set_large_buffer_poison(action == "poison_on");
+  } else if (action != "stats") {
+    Rcpp::stop("cpp_large_buffer_cache: unknown action");
+  }
+  const mh::LargeBufferCacheStats s = mh::large_buffer_cache_stats();
+  return Rcpp::List::create(Rcpp::Named("blocks") = static_cast<double>(s.blocks),
+                            Rcpp::Named("bytes") = static_cast<double>(s.bytes),
+                            Rcpp::Named("hits") = static_cast<double>(s.hits),
+                            Rcpp::Named("misses") = static_cast<double>(s.misses));
 }

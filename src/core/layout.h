@@ -1,7 +1,9 @@
 // multihead core: data layout and shared types.
 //
 // The core is plain C++17 + Eigen. It never includes R headers, keeps no
-// state between calls, and reports errors by throwing std::exception.
+// state between calls that could change a result (its one process-wide
+// thing is the cache of large work buffers, large_buffers.h), and reports
+// errors by throwing std::exception.
 //
 // LAYOUT. Every tensor the core sees is dense and ROW-MAJOR ("C order"): the
 // last index varies fastest. The R glue converts once at the boundary (R
@@ -41,11 +43,10 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 #include <utility>
 #include <vector>
+
+#include "large_buffers.h"
 
 namespace mh {
 
@@ -90,15 +91,10 @@ inline idx checked_count(std::initializer_list<idx> dims, const char* what) {
 // them instead of by a serial zero fill. Write Buffer<T>(n, T(0)) when zeros
 // are needed.
 //
-// On Linux, buffers of kHugeBufferBytes or more are mapped on their own,
-// 2 MiB aligned, and offered transparent huge pages (madvise): the kernel
-// then maps them with one page fault per 2 MiB instead of one per 4 KiB
-// (fresh memory is the rule here: every call allocates its projections
-// anew, and 4 KiB faults cost several milliseconds per call at B = 32,
-// T = 128, E = 256).
-constexpr std::size_t kHugeBufferBytes = std::size_t(4) << 20;
-constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
-
+// Buffers of kHugeBufferBytes or more come from large_buffer_acquire()
+// (large_buffers.h): their own 2 MiB-aligned mappings with transparent huge
+// pages, reused across calls through a small cache, so a call does not pay
+// for page faults and the kernel's zeroing of fresh memory.
 template <class T>
 struct UninitAllocator : Eigen::aligned_allocator<T> {
   template <class U>
@@ -108,35 +104,20 @@ struct UninitAllocator : Eigen::aligned_allocator<T> {
   UninitAllocator() = default;
   template <class U>
   UninitAllocator(const UninitAllocator<U>&) {}
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // Own mappings (not the heap): freed memory goes back to the system at
-  // once, so huge pages never linger in the heap and raise the peak.
-  static std::size_t mapped_bytes(std::size_t bytes) {
-    return (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-  }
   T* allocate(std::size_t n) {
+    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_alloc();
     const std::size_t bytes = n * sizeof(T);
     if (bytes < kHugeBufferBytes) return Eigen::aligned_allocator<T>::allocate(n);
-    const std::size_t len = mapped_bytes(bytes), over = len + kHugePageBytes;
-    void* raw = mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) throw std::bad_alloc();
-    const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(raw);
-    const std::uintptr_t aligned = (start + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-    if (aligned > start) munmap(raw, aligned - start);
-    const std::size_t tail = over - (aligned - start) - len;
-    if (tail > 0) munmap(reinterpret_cast<void*>(aligned + len), tail);
-    madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);  // a hint only
-    return reinterpret_cast<T*>(aligned);
+    return static_cast<T*>(large_buffer_acquire(bytes));
   }
   void deallocate(T* p, std::size_t n) {
     const std::size_t bytes = n * sizeof(T);
     if (bytes < kHugeBufferBytes) {
       Eigen::aligned_allocator<T>::deallocate(p, n);
     } else {
-      munmap(static_cast<void*>(p), mapped_bytes(bytes));
+      large_buffer_release(static_cast<void*>(p), bytes);
     }
   }
-#endif
   template <class U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;  // default-initialise: no zeroing

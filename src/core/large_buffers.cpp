@@ -1,0 +1,158 @@
+// Large work buffers and their cache: see large_buffers.h.
+#include "large_buffers.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace mh {
+
+namespace {
+
+struct CachedBlock {
+  void* p;
+  std::size_t len;     // mapped bytes
+  std::uint64_t when;  // release order (larger = more recent)
+};
+
+struct Cache {
+  std::mutex lock;
+  std::vector<CachedBlock> blocks;
+  std::size_t bytes = 0;
+  std::uint64_t clock = 0;
+  std::size_t hits = 0, misses = 0;
+  std::unordered_map<void*, std::size_t> live;  // blocks handed out: their mapped length
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: safe in exit-time releases
+  return *c;
+}
+
+std::atomic<bool> poison{false};
+
+#if defined(__linux__)
+void* map_new(std::size_t len) {
+  const std::size_t over = len + kHugePageBytes;
+  void* raw = mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(raw);
+  const std::uintptr_t aligned = (start + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  if (aligned > start) munmap(raw, aligned - start);
+  const std::size_t tail = over - (aligned - start) - len;
+  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + len), tail);
+#ifdef MADV_HUGEPAGE
+  madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);  // a hint only
+#endif
+  return reinterpret_cast<void*>(aligned);
+}
+void unmap(void* p, std::size_t len) { munmap(p, len); }
+#else
+void* map_new(std::size_t len) { return ::operator new(len, std::align_val_t(kHugePageBytes)); }
+void unmap(void* p, std::size_t) { ::operator delete(p, std::align_val_t(kHugePageBytes)); }
+#endif
+
+}  // namespace
+
+void* large_buffer_acquire(std::size_t bytes) {
+  const std::size_t len = large_buffer_mapped_bytes(bytes);
+  void* p = nullptr;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> guard(c.lock);
+    std::size_t best = c.blocks.size();
+    for (std::size_t i = 0; i < c.blocks.size(); ++i) {
+      const std::size_t l = c.blocks[i].len;
+      if (l >= len && l / 2 <= len && (best == c.blocks.size() || l < c.blocks[best].len)) best = i;
+    }
+    if (best < c.blocks.size()) {
+      p = c.blocks[best].p;
+      c.bytes -= c.blocks[best].len;
+      c.live[p] = c.blocks[best].len;
+      c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
+      ++c.hits;
+    } else {
+      ++c.misses;
+    }
+  }
+  if (!p) {
+    p = map_new(len);
+    try {
+      Cache& c = cache();
+      std::lock_guard<std::mutex> guard(c.lock);
+      c.live[p] = len;
+    } catch (...) {
+      unmap(p, len);
+      throw;
+    }
+  }
+  if (poison.load(std::memory_order_relaxed)) std::memset(p, 0xFF, len);
+  return p;
+}
+
+void large_buffer_release(void* p, std::size_t bytes) {
+  if (!p) return;
+  std::vector<CachedBlock> evicted;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> guard(c.lock);
+    // The mapping's own length (a cached block may be larger than the
+    // request it served).
+    std::size_t len = large_buffer_mapped_bytes(bytes);
+    const auto it = c.live.find(p);
+    if (it != c.live.end()) {
+      len = it->second;
+      c.live.erase(it);
+    }
+    if (len > kLargeBufferCacheBytes) {
+      evicted.push_back({p, len, 0});
+    } else {
+      c.blocks.push_back({p, len, ++c.clock});
+      c.bytes += len;
+      // Over a limit: the least recently released mappings go first.
+      while (c.bytes > kLargeBufferCacheBytes || c.blocks.size() > kLargeBufferCacheBlocks) {
+        const auto oldest = std::min_element(
+            c.blocks.begin(), c.blocks.end(),
+            [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });
+        evicted.push_back(*oldest);
+        c.bytes -= oldest->len;
+        c.blocks.erase(oldest);
+      }
+    }
+  }
+  for (const CachedBlock& b : evicted) unmap(b.p, b.len);  // outside the lock
+}
+
+LargeBufferCacheStats large_buffer_cache_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> guard(c.lock);
+  LargeBufferCacheStats s;
+  s.blocks = c.blocks.size();
+  s.bytes = c.bytes;
+  s.hits = c.hits;
+  s.misses = c.misses;
+  return s;
+}
+
+void large_buffer_cache_clear() {
+  std::vector<CachedBlock> all;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> guard(c.lock);
+    all.swap(c.blocks);
+    c.bytes = 0;
+  }
+  for (const CachedBlock& b : all) unmap(b.p, b.len);
+}
+
+void set_large_buffer_poison(bool on) { poison.store(on, std::memory_order_relaxed); }
+
+}  // namespace mh

@@ -1,0 +1,60 @@
+// Large work buffers: their own 2 MiB-aligned mappings with transparent huge
+// pages, and a small process-wide cache of released mappings.
+//
+// Why: every layer call allocates its projections and gradients anew, and a
+// fresh mapping costs one page fault plus the kernel zeroing every page on
+// first touch. At B = 32, T = 128, E = 256 that zeroing was 10-15% of a
+// forward+backward call (bench/README.md). Mappings released by one call are
+// kept (up to kLargeBufferCacheBytes in all) and handed to the next call that
+// asks for a size they fit, already mapped and populated.
+//
+// This cache is the core's only process-wide state. It never affects results:
+// a buffer's contents are undefined either way (Buffer<T> never initialises),
+// and set_large_buffer_poison(true) fills every large buffer handed out with
+// 0xFF bytes (NaN in float and double) so tests can prove no kernel reads
+// memory it has not written. Thread-safe (one mutex); buffers are acquired
+// and released from worker threads too.
+#pragma once
+
+#include <cstddef>
+
+namespace mh {
+
+// Buffers of at least this many bytes go through large_buffer_acquire();
+// smaller ones come from the heap.
+constexpr std::size_t kHugeBufferBytes = std::size_t(4) << 20;
+constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
+// At most this many bytes, and this many mappings, are kept for reuse.
+constexpr std::size_t kLargeBufferCacheBytes = std::size_t(64) << 20;
+constexpr std::size_t kLargeBufferCacheBlocks = 16;
+
+// The bytes actually mapped for a request of `bytes` (whole huge pages).
+inline std::size_t large_buffer_mapped_bytes(std::size_t bytes) {
+  return (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+}
+
+// A 2 MiB-aligned block of at least `bytes` bytes (contents undefined):
+// the smallest cached mapping of between large_buffer_mapped_bytes(bytes)
+// and twice that, else a new mapping. Throws std::bad_alloc.
+void* large_buffer_acquire(std::size_t bytes);
+
+// Returns a block from large_buffer_acquire(p, bytes) with the same `bytes`:
+// kept for reuse, or unmapped when the cache would exceed its limits (the
+// least recently released mappings go first).
+void large_buffer_release(void* p, std::size_t bytes);
+
+struct LargeBufferCacheStats {
+  std::size_t blocks = 0;  // mappings kept now
+  std::size_t bytes = 0;   // their total size
+  std::size_t hits = 0;    // acquisitions served from the cache so far
+  std::size_t misses = 0;  // acquisitions that mapped new memory so far
+};
+LargeBufferCacheStats large_buffer_cache_stats();
+
+// Unmaps every kept mapping.
+void large_buffer_cache_clear();
+
+// When on, every block handed out is first filled with 0xFF bytes.
+void set_large_buffer_poison(bool on);
+
+}  // namespace mh

@@ -1,0 +1,80 @@
+// The cache of large work buffers (large_buffers.h): released mappings are
+// reused for requests they fit, the limits hold, poisoning fills with 0xFF,
+// and Buffer<T> goes through it from kHugeBufferBytes up.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "large_buffers.h"
+#include "layout.h"
+#include "test_util.h"
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t(1) << 20;
+
+TEST(LargeBuffers, ReleasedMappingsAreReusedForRequestsTheyFit) {
+  mh::large_buffer_cache_clear();
+  void* a = mh::large_buffer_acquire(5 * MiB);  // maps 6 MiB
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a) % mh::kHugePageBytes, 0u);
+  std::memset(a, 1, 5 * MiB);
+  mh::large_buffer_release(a, 5 * MiB);
+  EXPECT_EQ(mh::large_buffer_cache_stats().blocks, 1u);
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 6 * MiB);
+  const std::size_t hits = mh::large_buffer_cache_stats().hits;
+  void* b = mh::large_buffer_acquire(4 * MiB);  // 6 MiB is at most twice 4 MiB: reused
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(mh::large_buffer_cache_stats().hits, hits + 1);
+  EXPECT_EQ(mh::large_buffer_cache_stats().blocks, 0u);
+  mh::large_buffer_release(b, 4 * MiB);  // goes back with its own 6 MiB
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 6 * MiB);
+  void* c = mh::large_buffer_acquire(2 * MiB);  // 6 MiB is more than twice: a new mapping
+  EXPECT_NE(c, a);
+  mh::large_buffer_release(c, 2 * MiB);
+  mh::large_buffer_cache_clear();
+  EXPECT_EQ(mh::large_buffer_cache_stats().blocks, 0u);
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 0u);
+}
+
+TEST(LargeBuffers, CacheLimitsHoldAndOldestGoFirst) {
+  mh::large_buffer_cache_clear();
+  std::vector<void*> blocks;
+  for (std::size_t i = 0; i < mh::kLargeBufferCacheBlocks + 4; ++i)
+    blocks.push_back(mh::large_buffer_acquire(4 * MiB));
+  for (void* p : blocks) mh::large_buffer_release(p, 4 * MiB);
+  mh::LargeBufferCacheStats s = mh::large_buffer_cache_stats();
+  EXPECT_LE(s.blocks, mh::kLargeBufferCacheBlocks);
+  EXPECT_LE(s.bytes, mh::kLargeBufferCacheBytes);
+  // The most recently released mapping is still there: the next request gets
+  // one of the kept (most recent) ones, never an evicted one.
+  void* again = mh::large_buffer_acquire(4 * MiB);
+  bool recent = false;
+  for (std::size_t i = blocks.size() - s.blocks; i < blocks.size(); ++i) recent |= again == blocks[i];
+  EXPECT_TRUE(recent);
+  mh::large_buffer_release(again, 4 * MiB);
+  // A mapping larger than the whole cache is never kept.
+  void* huge = mh::large_buffer_acquire(mh::kLargeBufferCacheBytes + MiB);
+  mh::large_buffer_release(huge, mh::kLargeBufferCacheBytes + MiB);
+  EXPECT_LE(mh::large_buffer_cache_stats().bytes, mh::kLargeBufferCacheBytes);
+  mh::large_buffer_cache_clear();
+}
+
+TEST(LargeBuffers, PoisonFillsEveryHandedOutBlock) {
+  mh::large_buffer_cache_clear();
+  mh::set_large_buffer_poison(true);
+  mh::Buffer<float> x(mh::kHugeBufferBytes / sizeof(float) + 3);  // through the cache
+  bool all_nan = true;
+  for (float v : x) all_nan = all_nan && std::isnan(v);
+  EXPECT_TRUE(all_nan);
+  for (float& v : x) v = 1.0f;
+  mh::Buffer<float>().swap(x);  // released into the cache
+  mh::Buffer<double> y(mh::kHugeBufferBytes / sizeof(double));  // reused, poisoned again
+  all_nan = true;
+  for (double v : y) all_nan = all_nan && std::isnan(v);
+  EXPECT_TRUE(all_nan);
+  mh::set_large_buffer_poison(false);
+  mh::Buffer<double>().swap(y);
+  mh::large_buffer_cache_clear();
+}
+
+}  // namespace

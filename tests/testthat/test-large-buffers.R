@@ -1,0 +1,75 @@
+# The core's cache of large work buffers (src/core/large_buffers.h): reused
+# memory must never change a result. With poisoning on, every large buffer
+# handed out is filled with NaN bytes first, so a kernel that read memory it
+# had not written (or relied on fresh pages being zero) would change the
+# output or gradients below.
+
+cache <- function(action = "stats") multihead:::cpp_large_buffer_cache(action)
+
+# Shapes whose projections, k^T tiles (S = 200 is not a multiple of the
+# 128-key tile: padded) and gradients are all 4 MiB or more in float64.
+large_case <- function(dtype) {
+  set.seed(11)
+  B <- 8L; T <- 300L; S <- 200L; E <- 24L; N <- 4L; H <- 64L
+  q <- rand_array(B, T, E); v <- rand_array(B, S, E)
+  w <- random_weights(E, E, E, N, H, H, E, use_gate = TRUE)
+  mha <- layer_multi_head_attention(num_heads = N, key_dim = H, use_gate = TRUE, dtype = dtype)
+  mha$build(dim(q), dim(v))
+  set_weights(mha, w$ordered)
+  kmask <- matrix(TRUE, B, S); kmask[2, 150:200] <- FALSE
+  list(mha = mha, q = q, v = v, w = w, R = rand_array(B, T, E), kmask = kmask, N = N, H = H)
+}
+
+run_all <- function(x) {
+  list(fwd = x$mha(x$q, x$v, use_causal_mask = TRUE),
+       bwd = backprop(x$mha, x$q, x$v, grad_output = x$R, value_mask = x$kmask),
+       scores = x$mha(x$q, x$v, return_attention_scores = TRUE),
+       bwd_scores = backprop(x$mha, x$q, x$v, grad_output = x$R, return_attention_scores = TRUE))
+}
+
+test_that("reused and poisoned large buffers give the same bits as fresh memory", {
+  on.exit(cache("poison_off"), add = TRUE)
+  for (dtype in c("float64", "float32")) {
+    x <- large_case(dtype)
+    cache("clear")
+    fresh <- run_all(x)
+    hits0 <- cache()$hits
+    again <- run_all(x)
+    expect_gt(cache()$hits, hits0)  # the second round reused mappings
+    expect_identical(again, fresh)
+    cache("poison_on")
+    poisoned <- run_all(x)
+    cache("clear")
+    poisoned_fresh <- run_all(x)
+    cache("poison_off")
+    expect_identical(poisoned, fresh)
+    expect_identical(poisoned_fresh, fresh)
+    expect_false(anyNA(unlist(poisoned)))
+  }
+})
+
+test_that("results through the cache match the plain-R reference", {
+  x <- large_case("float64")
+  cache("clear")
+  cache("poison_on")
+  on.exit(cache("poison_off"), add = TRUE)
+  run_all(x)  # fill the cache with poisoned, used mappings
+  got <- backprop(x$mha, x$q, x$v, grad_output = x$R, value_mask = x$kmask)
+  ref <- ref_mha_loss_grads(x$q, x$v, weights = x$w$ref, num_heads = x$N, key_dim = x$H,
+                            value_mask = x$kmask, use_gate = TRUE, R = x$R)
+  expect_lt(rel_err(got$output, ref$output), 1e-10)
+  expect_lt(rel_err(got$grads$query, ref$grads$query), 1e-10)
+  expect_lt(rel_err(got$grads$value, ref$grads$value + ref$grads$key), 1e-10)
+})
+
+test_that("the cache stays within its limits", {
+  x <- large_case("float64")
+  for (i in 1:3) run_all(x)
+  s <- cache()
+  expect_lte(s$blocks, 16)
+  expect_lte(s$bytes, 64 * 2^20)
+  expect_equal(s$bytes %% (2 * 2^20), 0)
+  cache("clear")
+  expect_identical(cache()[c("blocks", "bytes")], list(blocks = 0, bytes = 0))
+  expect_error(cache("nonsense"), "unknown action")
+})
