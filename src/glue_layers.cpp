@@ -70,7 +70,7 @@ mh::Buffer<T> flat_to(SEXP x) {
 // Double vector from a typed buffer, with the dim attribute of `like` (if any).
 template <class T>
 Rcpp::NumericVector flat_from(const mh::Buffer<T>& buf, SEXP like) {
-  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(buf.size())));
+  Rcpp::NumericVector out = mhglue::fresh_numeric(static_cast<R_xlen_t>(buf.size()));
   for (size_t i = 0; i < buf.size(); ++i) out[i] = static_cast<double>(buf[i]);
   SEXP d = Rf_getAttrib(like, R_DimSymbol);
   if (!Rf_isNull(d)) out.attr("dim") = d;

@@ -104,8 +104,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
         out_col.resize(core_of_col.size());
         for (size_t c = 0; c < core_of_col.size(); ++c) out_col[core_of_col[c]] = static_cast<idx>(c);
       }
-      Rcpp::NumericVector out(Rcpp::no_init(
-          static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output"))));
+      Rcpp::NumericVector out = mhglue::fresh_numeric(
+          static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
       mh::MhaColumnMajorIO io;
       io.xq = REAL(query);
       io.xk = REAL(key);
@@ -126,8 +126,9 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
       Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
       Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
       Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
-      Rcpp::NumericVector gq(Rcpp::no_init(Rf_xlength(query))), gk(Rcpp::no_init(Rf_xlength(key))),
-          gv(Rcpp::no_init(Rf_xlength(value)));
+      Rcpp::NumericVector gq = mhglue::fresh_numeric(Rf_xlength(query)),
+                          gk = mhglue::fresh_numeric(Rf_xlength(key)),
+                          gv = mhglue::fresh_numeric(Rf_xlength(value));
       std::vector<mh::Buffer<T>> dw(N_SLOTS);
       for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
       auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };

@@ -153,6 +153,18 @@ void large_buffer_cache_clear() {
   for (const CachedBlock& b : all) unmap(b.p, b.len);
 }
 
+void advise_huge_pages(void* p, std::size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t lo = (start + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  const std::uintptr_t hi = (start + bytes) / kHugePageBytes * kHugePageBytes;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 void set_large_buffer_poison(bool on) { poison.store(on, std::memory_order_relaxed); }
 
 }  // namespace mh

@@ -54,6 +54,13 @@ LargeBufferCacheStats large_buffer_cache_stats();
 // Unmaps every kept mapping.
 void large_buffer_cache_clear();
 
+// Offers transparent huge pages for the 2 MiB-aligned pages inside
+// [p, p + bytes) of memory the caller owns but has not touched yet (e.g. a
+// freshly allocated R vector the core will fill): first-touch page faults
+// then map 2 MiB at a time instead of 4 KiB. A hint; no effect elsewhere
+// than Linux or below one aligned huge page.
+void advise_huge_pages(void* p, std::size_t bytes);
+
 // When on, every block handed out is first filled with 0xFF bytes.
 void set_large_buffer_poison(bool on);
 
