@@ -331,6 +331,142 @@ void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& term
   });
 }
 
+namespace {
+
+// Partial weight gradients of dense_backward_colmajor_x: at most this many
+// elements per problem (all groups and terms), so wide kernels do not
+// multiply their memory by the number of groups.
+constexpr double kMaxPartialElements = double(1 << 23);
+
+// Row-block groups of one problem of dense_backward_colmajor_x (a function of
+// the shapes only), 0 when it must use the unfused functions.
+template <class T>
+long backward_groups(const ColMajorBackward<T>& p) {
+  const idx rb = row_block(p.rows, p.in, p.terms.empty() ? 1 : p.terms[0].out);
+  const long nb = n_blocks(p.rows, rb);
+  double per_group = 0;
+  for (const BackwardTerm<T>& t : p.terms) per_group += double(p.in) * t.out + t.out;
+  const long fit = static_cast<long>(kMaxPartialElements / std::max(1.0, per_group));
+  const long groups = std::min<long>(std::min<long>(nb, kWeightGroups), fit);
+  return groups >= 2 || nb <= 1 ? std::max<long>(groups, nb > 0 ? 1 : 0) : 0;
+}
+
+}  // namespace
+
+template <class T>
+void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads) {
+  struct Task {
+    size_t p;
+    long grp;
+  };
+  std::vector<Task> tasks;
+  std::vector<long> groups(problems.size());
+  std::vector<std::vector<size_t>> offset(problems.size());  // partials of (term, group)
+  size_t partial_size = 0;
+  double macs = 0;
+  for (size_t k = 0; k < problems.size(); ++k) {
+    const ColMajorBackward<T>& p = problems[k];
+    if (p.terms.empty()) continue;
+    groups[k] = backward_groups(p);
+    if (groups[k] == 0) {  // too wide for partial sums: feature bands instead
+      for (const BackwardTerm<T>& t : p.terms)
+        dense_backward_weights_colmajor<T>(p.x, p.ldx, p.x_row, p.rows, p.in, t.dy, t.out, t.dw,
+                                           t.db, threads);
+      std::vector<BackwardInputTerm<T>> in_terms;
+      for (const BackwardTerm<T>& t : p.terms) in_terms.push_back({t.dy, t.out, t.w});
+      dense_backward_input_colmajor<T>(in_terms, p.x_row, p.rows, p.in, p.dx, p.lddx, threads);
+      continue;
+    }
+    for (size_t t = 0; t < p.terms.size(); ++t) {
+      for (long g = 0; g < groups[k]; ++g) {
+        offset[k].push_back(partial_size);
+        partial_size += static_cast<size_t>(p.in * p.terms[t].out + p.terms[t].out);
+      }
+      macs += 2.0 * p.rows * p.in * p.terms[t].out;
+    }
+    for (long g = 0; g < groups[k]; ++g) tasks.push_back({k, g});
+  }
+  if (tasks.empty()) return;
+  Buffer<T> part(partial_size);
+  parallel_for(static_cast<long>(tasks.size()), threads_for_macs(macs, threads), [&](long i) {
+    const ColMajorBackward<T>& p = problems[tasks[i].p];
+    const long grp = tasks[i].grp, ng = groups[tasks[i].p];
+    idx out_max = 0;
+    for (const BackwardTerm<T>& t : p.terms) out_max = std::max(out_max, t.out);
+    const idx rb = row_block(p.rows, p.in, p.terms[0].out);
+    const long nb = n_blocks(p.rows, rb);
+    const long b0 = grp * nb / ng, b1 = (grp + 1) * nb / ng;
+    Buffer<T> xbuf(static_cast<size_t>(rb * p.in)), ybuf(static_cast<size_t>(rb * out_max)),
+        dxbuf(static_cast<size_t>(rb * p.in));
+    for (long blk = b0; blk < b1; ++blk) {
+      const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
+      // x's block, column-major (nr, in): each column a contiguous run of x.
+      for (idx f = 0; f < p.in; ++f) convert_run(p.x + f * p.ldx + r0, nr, xbuf.data() + f * nr);
+      Eigen::Map<const ColMat<T>> X(xbuf.data(), nr, p.in);
+      Eigen::Map<ColMat<T>> dX(dxbuf.data(), nr, p.in);  // each column a run of dx
+      for (size_t k = 0; k < p.terms.size(); ++k) {
+        const BackwardTerm<T>& t = p.terms[k];
+        for (idx i = 0; i < nr; ++i) {
+          const T* src = t.dy + p.x_row[r0 + i] * t.out;
+          std::copy(src, src + t.out, ybuf.data() + i * t.out);
+        }
+        Eigen::Map<const RowMat<T>> dY(ybuf.data(), nr, t.out);
+        T* pw = part.data() + offset[tasks[i].p][k * static_cast<size_t>(ng) + grp];
+        Eigen::Map<RowMat<T>> dW(pw, p.in, t.out);
+        Eigen::Map<RowVec<T>> dB(pw + p.in * t.out, t.out);
+        if (blk == b0) {
+          dW.noalias() = X.transpose() * dY;
+          dB = dY.colwise().sum();
+        } else {
+          dW.noalias() += X.transpose() * dY;
+          dB += dY.colwise().sum();
+        }
+        Eigen::Map<const RowMat<T>> W(t.w, p.in, t.out);
+        if (k == 0) {
+          dX.noalias() = dY * W.transpose();
+        } else {
+          dX.noalias() += dY * W.transpose();
+        }
+      }
+      for (idx f = 0; f < p.in; ++f) convert_run(dxbuf.data() + f * nr, nr, p.dx + f * p.lddx + r0);
+    }
+  });
+  // Sum each term's groups in order, each element by one task.
+  struct Sum {
+    size_t p, t;
+  };
+  std::vector<Sum> sums;
+  for (size_t k = 0; k < problems.size(); ++k)
+    if (groups[k] > 0)
+      for (size_t t = 0; t < problems[k].terms.size(); ++t) sums.push_back({k, t});
+  const idx chunk = 4096;
+  std::vector<std::pair<size_t, long>> jobs;  // (sum, chunk)
+  for (size_t j = 0; j < sums.size(); ++j) {
+    const BackwardTerm<T>& t = problems[sums[j].p].terms[sums[j].t];
+    const idx n = problems[sums[j].p].in * t.out + t.out;
+    for (long c = 0; c < n_blocks(n, chunk); ++c) jobs.emplace_back(j, c);
+  }
+  parallel_for(static_cast<long>(jobs.size()),
+               threads_for_elements(static_cast<double>(partial_size), threads), [&](long q) {
+    const Sum& sm = sums[jobs[q].first];
+    const ColMajorBackward<T>& p = problems[sm.p];
+    const BackwardTerm<T>& t = p.terms[sm.t];
+    const long ng = groups[sm.p];
+    const idx n = p.in * t.out + t.out, nw = p.in * t.out;
+    const idx e0 = jobs[q].second * chunk, e1 = std::min(n, e0 + chunk);
+    const size_t base = sm.t * static_cast<size_t>(ng);
+    for (idx e = e0; e < e1; ++e) {
+      T s = part[offset[sm.p][base] + static_cast<size_t>(e)];
+      for (long g = 1; g < ng; ++g) s += part[offset[sm.p][base + g] + static_cast<size_t>(e)];
+      if (e < nw) {
+        t.dw[e] = s;
+      } else if (t.db) {
+        t.db[e - nw] = s;
+      }
+    }
+  });
+}
+
 #define MH_INSTANTIATE_DENSE(T)                                                              \
   template void dense_forward<T>(const T*, idx, idx, const T*, const T*, idx, T*, int);      \
   template void dense_forward_blocks<T>(const T*, idx, idx, const T*, const T*, idx, int,     \
@@ -348,7 +484,8 @@ void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& term
   template void dense_backward_weights_colmajor<T>(const double*, idx, const idx*, idx, idx,    \
                                                    const T*, idx, T*, T*, int);                 \
   template void dense_backward_input_colmajor<T>(const std::vector<BackwardInputTerm<T>>&,     \
-                                                 const idx*, idx, idx, double*, idx, int);
+                                                 const idx*, idx, idx, double*, idx, int);      \
+  template void dense_backward_colmajor_x<T>(const std::vector<ColMajorBackward<T>>&, int);
 
 MH_INSTANTIATE_DENSE(float)
 MH_INSTANTIATE_DENSE(double)

@@ -106,4 +106,43 @@ void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& term
                                    const idx* dy_row, idx rows, idx in, double* dx, idx ldx,
                                    int threads);
 
+// One term of a projection's backward: its output gradient dy (row-major,
+// rows in the core's order, `out` columns), its kernel w (in, out) and where
+// its kernel and bias gradients go (db may be null).
+template <class T>
+struct BackwardTerm {
+  const T* dy;
+  idx out;
+  const T* w;
+  T* dw;
+  T* db;
+};
+
+// The backward of a projection whose input x is column-major doubles (an R
+// matrix, x(r, f) at x[r + f * ldx]) and whose output gradients are in the
+// core's row order (row r of x is row x_row[r] of every dy):
+//   dw_t = x^T dy_t, db_t = column sums of dy_t for every term t, and
+//   dx = sum over the terms of dy_t w_t^T, written as column-major doubles
+//   (dx(r, f) at dx[r + f * lddx]).
+template <class T>
+struct ColMajorBackward {
+  const double* x;
+  idx ldx;
+  const idx* x_row;
+  idx rows, in;
+  std::vector<BackwardTerm<T>> terms;
+  double* dx;
+  idx lddx;
+};
+
+// Several such backward passes (e.g. the query, key and value projections)
+// in one parallel loop over fixed groups of row blocks: each block of x is
+// converted once and used for both the weight gradients (summed per group,
+// then over the groups in order) and the input gradient. Bitwise the same
+// for any thread count. When the per-group partial sums would need too much
+// memory (very wide kernels), a problem falls back to
+// dense_backward_weights_colmajor + dense_backward_input_colmajor.
+template <class T>
+void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads);
+
 }  // namespace mh

@@ -196,8 +196,6 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
       dz[i] = dh[i] * c.ctx[i] * gi * (T(1) - gi);  // through the sigmoid
     }
     Buffer<T>().swap(dh);
-    dense_backward_weights_colmajor<T>(io.xq, BT, io.q_row, BT, d.E, dz.data(), NHv, g.dwg,
-                                       g.dbg, threads);
   } else {
     dense_backward_colmajor_dy<T>(cg.dout, BT, io.out_col, io.q_row, BT, c.ctx.data(), NHv,
                                   w.wo, d.O, dh.data(), g.dwo, g.dbo, threads);
@@ -213,24 +211,18 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
   Buffer<T>().swap(dctx);
   c = MhaCache<T>();
 
-  // Input projections, the gradients written in the caller's layout.
-  dense_backward_weights_colmajor<T>(io.xq, BT, io.q_row, BT, d.E, dq.data(), NH, g.dwq, g.dbq,
-                                     threads);
-  std::vector<BackwardInputTerm<T>> q_terms;
-  if (w.wg) q_terms.push_back({dz.data(), NHv, w.wg});
-  q_terms.push_back({dq.data(), NH, w.wq});
-  dense_backward_input_colmajor<T>(q_terms, io.q_row, BT, d.E, cg.dxq, BT, threads);
-  Buffer<T>().swap(dq);
-  Buffer<T>().swap(dz);
-  dense_backward_weights_colmajor<T>(io.xk, BS, io.kv_row, BS, d.Dk, dk.data(), NH, g.dwk,
-                                     g.dbk, threads);
-  dense_backward_input_colmajor<T>({{dk.data(), NH, w.wk}}, io.kv_row, BS, d.Dk, cg.dxk, BS,
-                                   threads);
-  Buffer<T>().swap(dk);
-  dense_backward_weights_colmajor<T>(io.xv, BS, io.kv_row, BS, d.Dv, dv.data(), NHv, g.dwv,
-                                     g.dbv, threads);
-  dense_backward_input_colmajor<T>({{dv.data(), NHv, w.wv}}, io.kv_row, BS, d.Dv, cg.dxv, BS,
-                                   threads);
+  // Input projections (query with the gate's term, key, value) in one
+  // parallel pass, the input gradients written in the caller's layout.
+  std::vector<BackwardTerm<T>> q_terms;
+  if (w.wg) q_terms.push_back({dz.data(), NHv, w.wg, g.dwg, g.dbg});
+  q_terms.push_back({dq.data(), NH, w.wq, g.dwq, g.dbq});
+  dense_backward_colmajor_x<T>(
+      {ColMajorBackward<T>{io.xq, BT, io.q_row, BT, d.E, q_terms, cg.dxq, BT},
+       ColMajorBackward<T>{io.xk, BS, io.kv_row, BS, d.Dk, {{dk.data(), NH, w.wk, g.dwk, g.dbk}},
+                           cg.dxk, BS},
+       ColMajorBackward<T>{io.xv, BS, io.kv_row, BS, d.Dv,
+                           {{dv.data(), NHv, w.wv, g.dwv, g.dbv}}, cg.dxv, BS}},
+      threads);
 }
 
 template <class T>

@@ -96,3 +96,56 @@ TEST(Dense, BackwardMatchesFiniteDifferences) {
 }
 
 }  // namespace
+
+namespace {
+
+// dense_backward_colmajor_x against dense_backward_weights +
+// dense_backward_input on the core's layout (double): x given as R stores it
+// (column-major, rows in a shuffled order), two terms (as the query with a
+// gate), several row blocks; and a kernel so wide that its per-group partial
+// sums would be too large, which takes the unfused feature-band path.
+void check_backward_colmajor_x(idx rows, idx in, idx out1, idx out2, double tol) {
+  const auto x = random_values<double>(rows * in, 21);  // core layout (rows, in)
+  const auto dy1 = random_values<double>(rows * out1, 22), dy2 = random_values<double>(rows * out2, 23);
+  const auto w1 = random_values<double>(in * out1, 24), w2 = random_values<double>(in * out2, 25);
+  std::vector<idx> x_row(static_cast<size_t>(rows));  // R row r is core row x_row[r]
+  for (idx r = 0; r < rows; ++r) x_row[r] = (r * 7 + 3) % rows;  // a permutation (rows % 7 != 0)
+  std::vector<double> xr(x.size());
+  for (idx r = 0; r < rows; ++r)
+    for (idx f = 0; f < in; ++f) xr[r + f * rows] = x[x_row[r] * in + f];
+  std::vector<double> dw1(in * out1), db1(out1), dw2(in * out2), db2(out2), dx(rows * in, 99.0);
+  std::vector<std::vector<double>> runs;
+  for (int threads : {1, 2}) {
+    mh::dense_backward_colmajor_x<double>(
+        {mh::ColMajorBackward<double>{xr.data(), rows, x_row.data(), rows, in,
+                                      {{dy1.data(), out1, w1.data(), dw1.data(), db1.data()},
+                                       {dy2.data(), out2, w2.data(), dw2.data(), db2.data()}},
+                                      dx.data(), rows}},
+        threads);
+    std::vector<double> all = dw1;
+    for (const auto* v : {&db1, &dw2, &db2, &dx}) all.insert(all.end(), v->begin(), v->end());
+    runs.push_back(all);
+  }
+  EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
+  std::vector<double> rdw1(dw1.size()), rdb1(out1), rdw2(dw2.size()), rdb2(out2), rdx(dx.size());
+  mh::dense_backward_weights<double>(x.data(), dy1.data(), rows, in, out1, rdw1.data(), rdb1.data(), 1);
+  mh::dense_backward_weights<double>(x.data(), dy2.data(), rows, in, out2, rdw2.data(), rdb2.data(), 1);
+  mh::dense_backward_input<double>(dy1.data(), rows, out1, w1.data(), in, rdx.data(), false, 1);
+  mh::dense_backward_input<double>(dy2.data(), rows, out2, w2.data(), in, rdx.data(), true, 1);
+  std::vector<double> dx_core(dx.size());
+  for (idx r = 0; r < rows; ++r)
+    for (idx f = 0; f < in; ++f) dx_core[x_row[r] * in + f] = dx[r + f * rows];
+  expect_close(dw1, rdw1, tol, "dw1");
+  expect_close(db1, rdb1, tol, "db1");
+  expect_close(dw2, rdw2, tol, "dw2");
+  expect_close(db2, rdb2, tol, "db2");
+  expect_close(dx_core, rdx, tol, "dx");
+}
+
+TEST(Dense, FusedColumnMajorBackwardMatchesUnfused) {
+  check_backward_colmajor_x(1300, 40, 24, 16, 1e-12);  // 6 row blocks in groups
+  check_backward_colmajor_x(5, 3, 2, 4, 1e-12);        // one block
+  check_backward_colmajor_x(600, 2100, 2000, 8, 1e-10);  // too wide for partials: feature bands
+}
+
+}  // namespace

@@ -218,8 +218,28 @@ TEST(Mha, ForwardFromColumnMajorInputsMatchesNaiveComposition) {
   check_forward_colmajor<float>(big, 5e-5);
 }
 
+// Expects |actual[i] - expected[i]| <= tol * (1 + max_j |expected[j]|): the
+// bound for float results checked against double ones, whose errors scale
+// with the sums' terms (e.g. the key bias gradient is zero in exact
+// arithmetic, a float sum of 2800 O(1) terms leaves ~1e-4).
+template <class A>
+void expect_close_scaled(const std::vector<A>& actual, const std::vector<double>& expected,
+                         double tol, const std::string& what) {
+  double scale = 0;
+  for (double e : expected) scale = std::max(scale, std::fabs(e));
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double a = static_cast<double>(actual[i]);
+    if (!(std::fabs(a - expected[i]) <= tol * (1.0 + scale))) {
+      ADD_FAILURE() << what << ": element " << i << " is " << a << ", expected " << expected[i]
+                    << " (tolerance " << tol << " x (1 + " << scale << "))";
+      return;
+    }
+  }
+}
+
 // mha_forward_backward_colmajor against mha_forward (flash) + mha_backward on
-// the core's layout, same T: output, input gradients (read back from R's
+// the core's layout in double precision: output, input gradients (read back from R's
 // layout) and weight gradients; bitwise the same on 1 and 2 threads.
 template <class T>
 void check_backward_colmajor(const mh::MhaDims& d, double tol) {
@@ -237,26 +257,30 @@ void check_backward_colmajor(const mh::MhaDims& d, double tol) {
     drop.rate = c.rate;
     drop.key = mh::dropout_key(9, 4);
     const std::vector<double> dout = random_values<double>(BT * d.O, 141);
-    // The converted path.
-    const std::vector<T> dout_t(dout.begin(), dout.end());
-    std::vector<T> out_ref(dout.size());
-    mh::MhaCache<T> cache;
-    mhtest::run_mha_forward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(),
-                            drop, true, 2, out_ref.data(), static_cast<T*>(nullptr), &cache);
+    // The converted path, in double precision (float results are checked
+    // against it: both float paths sum weight gradients over thousands of
+    // rows in different orders, so they differ from each other by float
+    // rounding, not from the double values by more than tol).
+    const Typed<double> xd(p);
+    std::vector<double> out_ref(dout.size());
+    mh::MhaCache<double> cache;
+    mhtest::run_mha_forward(d, xd.xq.data(), xd.xk.data(), xd.xv.data(), xd.weights(), ms.view(),
+                            drop, true, 2, out_ref.data(), static_cast<double*>(nullptr), &cache);
     const std::vector<const std::vector<double>*> shapes = {
         &p.xq, &p.xk, &p.xv, &p.wq, &p.bq, &p.wk, &p.bk, &p.wg, &p.bg, &p.wv, &p.bv, &p.wo, &p.bo};
-    auto grad_set = [&](std::vector<std::vector<T>>& gs) {
+    auto grad_set = [&](auto& gs) {
+      using U = typename std::decay_t<decltype(gs)>::value_type::value_type;
       gs.clear();
-      for (const auto* v : shapes) gs.emplace_back(v->size(), T(1e30));
-      mh::MhaGrads<T> gr;
-      T** slots[] = {&gr.dxq, &gr.dxk, &gr.dxv, &gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk,
+      for (const auto* v : shapes) gs.emplace_back(v->size(), U(1e30));
+      mh::MhaGrads<U> gr;
+      U** slots[] = {&gr.dxq, &gr.dxk, &gr.dxv, &gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk,
                      &gr.dwg, &gr.dbg, &gr.dwv, &gr.dbv, &gr.dwo, &gr.dbo};
       for (size_t i = 0; i < gs.size(); ++i) *slots[i] = ptr(gs[i]);
       return gr;
     };
-    std::vector<std::vector<T>> ref;
-    mhtest::run_mha_backward(d, x.xq.data(), x.xk.data(), x.xv.data(), x.weights(), ms.view(),
-                             drop, cache, dout_t.data(), grad_set(ref), 2);
+    std::vector<std::vector<double>> ref;
+    mhtest::run_mha_backward(d, xd.xq.data(), xd.xk.data(), xd.xv.data(), xd.weights(), ms.view(),
+                             drop, cache, dout.data(), grad_set(ref), 2);
     // The column-major path.
     const std::vector<double> xq = to_r(p.xq, d.B, d.T, d.E), xk = to_r(p.xk, d.B, d.S, d.Dk),
                               xv = to_r(p.xv, d.B, d.S, d.Dv);
@@ -279,16 +303,22 @@ void check_backward_colmajor(const mh::MhaDims& d, double tol) {
       std::vector<double> core(out.size());
       for (idx r = 0; r < BT; ++r)
         for (idx o = 0; o < d.O; ++o) core[q_row[r] * d.O + o] = out[r + out_col[o] * BT];
-      auto as_double = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
-      expect_close(core, as_double(out_ref), tol, "out");
-      expect_close(from_r(dxq, d.B, d.T, d.E), as_double(ref[0]), tol, "dxq");
-      expect_close(from_r(dxk, d.B, d.S, d.Dk), as_double(ref[1]), tol, "dxk");
-      expect_close(from_r(dxv, d.B, d.S, d.Dv), as_double(ref[2]), tol, "dxv");
+      expect_close_scaled(core, out_ref, tol, "out");
+      expect_close_scaled(from_r(dxq, d.B, d.T, d.E), ref[0], tol, "dxq");
+      expect_close_scaled(from_r(dxk, d.B, d.S, d.Dk), ref[1], tol, "dxk");
+      expect_close_scaled(from_r(dxv, d.B, d.S, d.Dv), ref[2], tol, "dxv");
       const char* names[] = {"wq", "bq", "wk", "bk", "wg", "bg", "wv", "bv", "wo", "bo"};
       std::vector<double> all = out;
       for (const auto* v : {&dxq, &dxk, &dxv}) all.insert(all.end(), v->begin(), v->end());
       for (size_t i = 3; i < gs.size(); ++i) {
-        expect_close(gs[i], as_double(ref[i]), tol, names[i - 3]);
+        if (std::is_same<T, float>::value && std::string(names[i - 3]) == "bk") {
+          // The key bias gradient is zero in exact arithmetic (softmax does
+          // not change when every logit of a row moves by the same amount): in
+          // float it is the noise of column sums over B * S rows of dk.
+          expect_close(gs[i], ref[i], 1e-2, "bk (float: analytic zero)");
+        } else {
+          expect_close_scaled(gs[i], ref[i], tol, names[i - 3]);
+        }
         all.insert(all.end(), gs[i].begin(), gs[i].end());
       }
       runs.push_back(all);
@@ -304,7 +334,7 @@ TEST(Mha, ForwardBackwardColumnMajorMatchesConvertedPath) {
   check_backward_colmajor<double>(small_dims(), 1e-12);
   check_backward_colmajor<float>(small_dims(), 1e-5);
   check_backward_colmajor<double>(big, 1e-11);
-  check_backward_colmajor<float>(big, 1e-4);
+  check_backward_colmajor<float>(big, 2e-5);
 }
 
 TEST(Mha, BackwardMatchesFiniteDifferencesForEveryInputAndWeight) {
