@@ -61,16 +61,24 @@ cpp_unflatten <- function(y, x_dims, order, float64) {
     .Call(`_multihead_cpp_unflatten`, y, x_dims, order, float64)
 }
 
-cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output) {
-    .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output)
+cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output) {
+    .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output)
+}
+
+cpp_mha_core_weights <- function(weights, float64) {
+    .Call(`_multihead_cpp_mha_core_weights`, weights, float64)
+}
+
+cpp_core_weights_alive <- function(x) {
+    .Call(`_multihead_cpp_core_weights_alive`, x)
 }
 
 cpp_dense_call <- function(x, n_contract, kernel, bias, float64, threads) {
     .Call(`_multihead_cpp_dense_call`, x, n_contract, kernel, bias, float64, threads)
 }
 
-cpp_all_finite <- function(x) {
-    .Call(`_multihead_cpp_all_finite`, x)
+cpp_all_finite <- function(x, threads = 1L) {
+    .Call(`_multihead_cpp_all_finite`, x, threads)
 }
 
 cpp_max_threads <- function() {

@@ -405,12 +405,12 @@ mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape =
 # ---- call --------------------------------------------------------------------
 
 #' @noRd
-check_numeric_array <- function(x, arg, min_rank = 3L) {
+check_numeric_array <- function(x, arg, min_rank = 3L, check_finite = TRUE) {
   if (!(is.numeric(x) && !is.null(dim(x)) && length(dim(x)) >= min_rank) || is.object(x)) {
     abort_arg(arg, sprintf("a numeric array with %d or more axes (batch first, features last)", min_rank),
               describe_value(x))
   }
-  if (!cpp_all_finite(x)) abort_arg(arg, "finite: it contains NA, NaN or Inf")
+  if (check_finite && !cpp_all_finite(x, mh_threads())) abort_arg(arg, "finite: it contains NA, NaN or Inf")
   if (any(dim(x) == 0L)) {
     abort_arg(arg, "an array without zero-length axes", sprintf("shape %s", fmt_shape(dim(x))))
   }
@@ -445,13 +445,36 @@ mha_weight_slots <- function(self) {
   slots
 }
 
+# The weight slots converted once for the core (cpp_mha_core_weights(): an
+# external pointer), kept as an attribute of the slot cache: whatever clears
+# self$weight_cache (new weights) drops them too. A layer read back by
+# readRDS() holds a null pointer, rebuilt here on its first call.
+#' @noRd
+mha_core_weights <- function(self, slots, float64) {
+  key <- if (float64) "core_float64" else "core_float32"
+  cw <- attr(slots, key, exact = TRUE)
+  if (is.null(cw) || !cpp_core_weights_alive(cw)) {
+    cw <- cpp_mha_core_weights(slots, float64)
+    attr(slots, key) <- cw
+    self$weight_cache <- slots
+  }
+  cw
+}
+
 #' @noRd
 mha_run <- function(self, query, value, key, attention_mask, return_attention_scores, training,
                     use_causal_mask, query_mask, value_mask, key_mask, grad_output) {
   check_numeric_array(query, "query")
-  check_numeric_array(value, "value")
+  # self-attention passes one array twice: scan it for NA/NaN/Inf once
+  # (identical() is immediate for the same object)
+  check_numeric_array(value, "value", check_finite = !identical(value, query))
   key_given <- !is.null(key)
-  if (key_given) check_numeric_array(key, "key", min_rank = 1L) else key <- value
+  if (key_given) {
+    check_numeric_array(key, "key", min_rank = 1L,
+                        check_finite = !(identical(key, value) || identical(key, query)))
+  } else {
+    key <- value
+  }
   return_attention_scores <- check_flag(return_attention_scores, "return_attention_scores")
   use_causal_mask <- check_flag(use_causal_mask, "use_causal_mask")
   training <- check_flag(training, "training", null_ok = TRUE)
@@ -506,7 +529,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
       abort_arg("grad_output", sprintf("a numeric array of the output's shape %s", fmt_shape(plan$out_dims)),
                 describe_value(grad_output))
     }
-    if (!cpp_all_finite(grad_output)) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
+    if (!cpp_all_finite(grad_output, mh_threads())) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
   }
   # The flash kernel never stores (T, S) matrices; scores need the materialised one.
   flash <- !return_attention_scores &&
@@ -522,11 +545,13 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   check_size(plan$out_dims, "query", "the attention output")
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
             prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
+  slots <- mha_weight_slots(self)
+  float64 <- identical(self$dtype, "float64")
   res <- cpp_mha_call(query, key, value, plan$order, plan$order, as.integer(dims),
-                      mha_weight_slots(self), mask, mask_bn, qmask, kmask, use_causal_mask,
+                      slots, mha_core_weights(self, slots, float64), mask, mask_bn, qmask, kmask, use_causal_mask,
                       if (is.null(cfg$sliding_window)) 0L else cfg$sliding_window,
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,
-                      flash, identical(self$dtype, "float64"), mh_threads(), plan$out_dims, plan$out_order,
+                      flash, float64, mh_threads(), plan$out_dims, plan$out_order,
                       plan$scores_dims, grad_output)
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])

@@ -200,7 +200,7 @@ check_layer_input <- function(x, arg = "inputs", min_rank = 1L, what = "a numeri
     abort_arg(arg, sprintf("%s with at least %d axes (batch first)", what, min_rank),
               sprintf("rank %d (shape %s)", length(d), fmt_shape(d)))
   }
-  if (!cpp_all_finite(x)) abort_arg(arg, "finite: it contains NA, NaN or Inf")
+  if (!cpp_all_finite(x, mh_threads())) abort_arg(arg, "finite: it contains NA, NaN or Inf")
   if (is.null(dim(x))) dim(x) <- d
   x
 }
@@ -264,7 +264,7 @@ check_grad_output <- function(grad_output, dims) {
     abort_arg("grad_output", sprintf("a numeric array of the output's shape %s", fmt_shape(dims)),
               if (is.numeric(grad_output)) sprintf("shape %s", fmt_shape(gd)) else describe_value(grad_output))
   }
-  if (!cpp_all_finite(grad_output)) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
+  if (!cpp_all_finite(grad_output, mh_threads())) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
   if (is.null(dim(grad_output))) dim(grad_output) <- dims
   grad_output
 }

@@ -253,8 +253,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_mha_call
-Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
-RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
+Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
+RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP core_weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -265,6 +265,7 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type kv_order(kv_orderSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
     Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type core_weights(core_weightsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type mask_bn(mask_bnSEXP);
     Rcpp::traits::input_parameter< SEXP >::type qmask(qmaskSEXP);
@@ -282,7 +283,30 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_order(out_orderSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type scores_dims(scores_dimsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output));
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_mha_core_weights
+SEXP cpp_mha_core_weights(Rcpp::List weights, bool float64);
+RcppExport SEXP _multihead_cpp_mha_core_weights(SEXP weightsSEXP, SEXP float64SEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_core_weights(weights, float64));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_core_weights_alive
+bool cpp_core_weights_alive(SEXP x);
+RcppExport SEXP _multihead_cpp_core_weights_alive(SEXP xSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_core_weights_alive(x));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -303,13 +327,14 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_all_finite
-bool cpp_all_finite(SEXP x);
-RcppExport SEXP _multihead_cpp_all_finite(SEXP xSEXP) {
+bool cpp_all_finite(SEXP x, int threads);
+RcppExport SEXP _multihead_cpp_all_finite(SEXP xSEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_all_finite(x));
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_all_finite(x, threads));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -372,9 +397,11 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
     {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
     {"_multihead_cpp_unflatten", (DL_FUNC) &_multihead_cpp_unflatten, 4},
-    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 24},
+    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 25},
+    {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
+    {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
-    {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 1},
+    {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 2},
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},
     {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},

@@ -4,6 +4,8 @@
 #include <Rcpp.h>
 
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "core/dropout_rng.h"
@@ -31,10 +33,52 @@ bool same_order(const Rcpp::IntegerVector& a, const Rcpp::IntegerVector& b) {
 // Weight slots in the order of `weights` below (Keras's order, gate in place).
 enum Slot { WQ, BQ, WK, BK, WG, BG, WV, BV, WO, BO, N_SLOTS };
 
+// The ten weight slots converted to the core's layout and type once, kept by
+// the layer between calls (R caches the external pointer with its weights,
+// see mha_core_weights() in R/layer-multi-head-attention.R): a call then
+// skips converting them (about 0.6 ms per call at E = 256, 8 heads of 32).
+struct CoreWeights {
+  bool float64 = false;
+  std::vector<mh::Buffer<float>> f;   // slots, float32 layers
+  std::vector<mh::Buffer<double>> d;  // slots, float64 layers
+  std::vector<R_xlen_t> length;       // each slot's element count (-1: absent)
+  // The R arrays they were made from, compared by address only: R attaches
+  // the pointer to the very list of those arrays and drops both together
+  // when the weights change, so a pointer offered with other arrays (e.g.
+  // attached by hand) is refused instead of giving another layer's weights.
+  std::vector<SEXP> source;
+};
+
+template <class T>
+const std::vector<mh::Buffer<T>>& core_slots(const CoreWeights& cw);
+template <>
+const std::vector<mh::Buffer<float>>& core_slots<float>(const CoreWeights& cw) { return cw.f; }
+template <>
+const std::vector<mh::Buffer<double>>& core_slots<double>(const CoreWeights& cw) { return cw.d; }
+
+// The converted weights in `core_weights` when it is a live pointer made for
+// these weights' shapes and this type, else null (then the call converts).
+template <class T>
+const CoreWeights* usable_core_weights(SEXP core_weights, const Rcpp::List& weights) {
+  if (TYPEOF(core_weights) != EXTPTRSXP || !R_ExternalPtrAddr(core_weights)) return nullptr;
+  if (!Rf_inherits(core_weights, "multihead_core_weights")) return nullptr;
+  const CoreWeights* cw = static_cast<const CoreWeights*>(R_ExternalPtrAddr(core_weights));
+  if (cw->float64 != std::is_same<T, double>::value || weights.size() != N_SLOTS ||
+      cw->length.size() != static_cast<size_t>(N_SLOTS)) {
+    return nullptr;
+  }
+  for (int i = 0; i < N_SLOTS; ++i) {
+    const R_xlen_t n = Rf_isNull(weights[i]) ? -1 : Rf_xlength(weights[i]);
+    if (n != cw->length[i] || SEXP(weights[i]) != cw->source[i]) return nullptr;
+  }
+  return cw;
+}
+
 template <class T>
 Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& q_order,
                    const Rcpp::IntegerVector& kv_order, const Rcpp::IntegerVector& dims,
-                   const Rcpp::List& weights, SEXP mask, const Rcpp::IntegerVector& mask_bn,
+                   const Rcpp::List& weights, SEXP core_weights, SEXP mask,
+                   const Rcpp::IntegerVector& mask_bn,
                    SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate,
                    double dropout_seed, double dropout_counter, bool return_scores, bool flash,
                    int threads,
@@ -46,10 +90,17 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
 
   std::vector<mh::Buffer<T>> wbuf(N_SLOTS);
   const T* wp[N_SLOTS] = {nullptr};
+  size_t wsize[N_SLOTS] = {0};
+  const CoreWeights* cw = usable_core_weights<T>(core_weights, weights);
   for (int i = 0; i < N_SLOTS; ++i) {
-    if (!Rf_isNull(weights[i])) {
+    if (Rf_isNull(weights[i])) continue;
+    if (cw) {
+      wp[i] = core_slots<T>(*cw)[i].data();
+      wsize[i] = core_slots<T>(*cw)[i].size();
+    } else {
       wbuf[i] = weight_to_core<T>(weights[i]);
       wp[i] = wbuf[i].data();
+      wsize[i] = wbuf[i].size();
     }
   }
   mh::MhaWeights<T> w;
@@ -130,7 +181,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
                           gk = mhglue::fresh_numeric(Rf_xlength(key)),
                           gv = mhglue::fresh_numeric(Rf_xlength(value));
       std::vector<mh::Buffer<T>> dw(N_SLOTS);
-      for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
+      for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wsize[i]);
       auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
       mh::MhaGrads<T> g;
       g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
@@ -209,7 +260,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
       dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
   std::vector<mh::Buffer<T>> dw(N_SLOTS);
-  for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wbuf[i].size());
+  for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wsize[i]);
   auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
   mh::MhaGrads<T> g;
   g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
@@ -252,7 +303,8 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
 // [[Rcpp::export]]
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
                         Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,
-                        Rcpp::List weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask,
+                        Rcpp::List weights, SEXP core_weights, SEXP mask,
+                        Rcpp::IntegerVector mask_bn, SEXP qmask,
                         SEXP kmask, bool causal, int window, double dropout_rate,
                         double dropout_seed, double dropout_counter, bool return_scores,
                         bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
@@ -260,15 +312,52 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
                         SEXP grad_output) {
   return mhglue::out_of_memory_as_error([&]() {
     if (float64) {
-      return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn,
+      return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, core_weights,
+                             mask, mask_bn,
                              qmask, kmask, causal, window, dropout_rate, dropout_seed,
                              dropout_counter, return_scores, flash, threads, out_dims, out_order,
                              scores_dims, grad_output);
     }
-    return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, mask, mask_bn, qmask,
+    return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, core_weights, mask,
+                          mask_bn, qmask,
                           kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
                           return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
   });
+}
+
+// The layer's ten weight slots (NULL where absent) converted for the core
+// (see CoreWeights): an external pointer of class "multihead_core_weights".
+// [[Rcpp::export]]
+SEXP cpp_mha_core_weights(Rcpp::List weights, bool float64) {
+  if (weights.size() != N_SLOTS) Rcpp::stop("cpp_mha_core_weights: expected 10 weight slots");
+  return mhglue::out_of_memory_as_error([&]() {
+    std::unique_ptr<CoreWeights> cw(new CoreWeights());
+    cw->float64 = float64;
+    cw->length.assign(N_SLOTS, -1);
+    cw->source.assign(N_SLOTS, R_NilValue);
+    if (float64) cw->d.resize(N_SLOTS); else cw->f.resize(N_SLOTS);
+    for (int i = 0; i < N_SLOTS; ++i) {
+      if (Rf_isNull(weights[i])) continue;
+      cw->length[i] = Rf_xlength(weights[i]);
+      cw->source[i] = weights[i];
+      if (float64) {
+        cw->d[i] = weight_to_core<double>(weights[i]);
+      } else {
+        cw->f[i] = weight_to_core<float>(weights[i]);
+      }
+    }
+    Rcpp::XPtr<CoreWeights> ptr(cw.release(), true);
+    ptr.attr("class") = "multihead_core_weights";
+    return SEXP(ptr);
+  });
+}
+
+// TRUE when x is core weights that still exist (an external pointer read back
+// by readRDS() is null).
+// [[Rcpp::export]]
+bool cpp_core_weights_alive(SEXP x) {
+  return TYPEOF(x) == EXTPTRSXP && Rf_inherits(x, "multihead_core_weights") &&
+         R_ExternalPtrAddr(x) != nullptr;
 }
 
 // Dense-like einsum: contracts the last `n_contract` axes of x with the

@@ -1,9 +1,11 @@
 // Small Rcpp helpers used by the R layer: finiteness checks and build info.
 #include <Rcpp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -12,31 +14,53 @@
 #include <Eigen/Core>
 
 #include "core/large_buffers.h"
+#include "core/parallel.h"
+
+namespace {
+
+// TRUE when x[0 .. n) holds no NA, NaN or Inf: a double is finite iff its
+// exponent bits are not all ones. Fixed-size chunks without an early exit
+// vectorise.
+bool doubles_finite(const double* p, R_xlen_t n) {
+  constexpr R_xlen_t kChunk = 1024;
+  constexpr uint64_t kExponent = 0x7FF0000000000000ULL;
+  R_xlen_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    uint64_t bad = 0;
+    for (R_xlen_t j = 0; j < kChunk; ++j) {
+      uint64_t bits;
+      std::memcpy(&bits, p + i + j, sizeof bits);
+      bad |= static_cast<uint64_t>((bits & kExponent) == kExponent);
+    }
+    if (bad) return false;
+  }
+  for (; i < n; ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+}  // namespace
 
 // TRUE when every element of a numeric/integer/logical vector is finite
-// (no NA, NaN or Inf). One pass, no allocation.
+// (no NA, NaN or Inf). One pass, no allocation; doubles are split into fixed
+// blocks over up to `threads` threads (inputs are often 1e6+ values; the
+// answer does not depend on the split).
 // [[Rcpp::export]]
-bool cpp_all_finite(SEXP x) {
+bool cpp_all_finite(SEXP x, int threads = 1) {
   const R_xlen_t n = Rf_xlength(x);
   switch (TYPEOF(x)) {
     case REALSXP: {
-      // A double is finite iff its exponent bits are not all ones. Fixed-size
-      // chunks without an early exit vectorise (inputs are often 1e6+ values).
       const double* p = REAL(x);
-      constexpr R_xlen_t kChunk = 1024;
-      constexpr uint64_t kExponent = 0x7FF0000000000000ULL;
-      R_xlen_t i = 0;
-      for (; i + kChunk <= n; i += kChunk) {
-        uint64_t bad = 0;
-        for (R_xlen_t j = 0; j < kChunk; ++j) {
-          uint64_t bits;
-          std::memcpy(&bits, p + i + j, sizeof bits);
-          bad |= static_cast<uint64_t>((bits & kExponent) == kExponent);
-        }
-        if (bad) return false;
-      }
-      for (; i < n; ++i)
-        if (!std::isfinite(p[i])) return false;
+      constexpr R_xlen_t kBlock = R_xlen_t(1) << 18;
+      const long blocks = static_cast<long>((n + kBlock - 1) / kBlock);
+      std::vector<char> ok(static_cast<size_t>(blocks), 1);
+      mh::parallel_for(blocks, mh::threads_for_elements(static_cast<double>(n), threads),
+                       [&](long b) {
+                         const R_xlen_t i0 = b * kBlock;
+                         ok[static_cast<size_t>(b)] = doubles_finite(p + i0, std::min(kBlock, n - i0));
+                       });
+      for (char v : ok)
+        if (!v) return false;
       return true;
     }
     case INTSXP:

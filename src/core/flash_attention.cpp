@@ -421,13 +421,22 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   const idx chunks =
       std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BN))));  // BN may be 0
   const idx TH = d.T * d.H;
-  Buffer<T> dq_part(static_cast<size_t>(BN * chunks * TH), T(0));  // (B, N, chunks, T, H)
+  // With one chunk per (batch, head) (the usual case) each task owns its
+  // head's rows of dq and accumulates there; else partial dQs (B, N, chunks,
+  // T, H) are summed in chunk order afterwards.
+  const bool direct_dq = chunks == 1;
+  Buffer<T> dq_part;
+  if (!direct_dq) dq_part.assign(static_cast<size_t>(BN * chunks * TH), T(0));
 
   const bool band_only = !mask.mask && !mask.kmask;
   parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
     const idx bn = task / chunks, chunk = task % chunks;
     const idx b = bn / d.N, n = bn % d.N;
-    T* dQ = dq_part.data() + task * TH;  // (T, H)
+    // (T, H) with row stride ldq
+    T* dQ = direct_dq ? dq + b * d.T * qs + n * d.H : dq_part.data() + task * TH;
+    const idx ldq = direct_dq ? qs : d.H;
+    if (direct_dq)
+      for (idx t = 0; t < d.T; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + d.H, T(0));
     const T* row_lse = lse + bn * d.T;
     const T* row_D = D.data() + bn * d.T;
 
@@ -508,12 +517,16 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
         const T* dS = dp_buf.data();
         tile_gemm(mk, d.Hv, nq, P, 1, mk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
         tile_gemm(mk, d.H, nq, dS, 1, mk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
-        tile_gemm(nq, d.H, mk, dS, mk, 1, K, d.H, dQ + t0 * d.H, d.H, true);     // dQ += dS K
+        tile_gemm(nq, d.H, mk, dS, mk, 1, K, d.H, dQ + t0 * ldq, ldq, true);     // dQ += dS K
       }
       dK = dKa * scale;
       dV = dVa;
     }
+    if (direct_dq)
+      for (idx t = 0; t < d.T; ++t)
+        for (idx h = 0; h < d.H; ++h) dQ[t * ldq + h] *= scale;
   });
+  if (direct_dq) return;
 
   // dq = scale * sum of the partial dQs, in chunk order.
   parallel_for(static_cast<long>(BN), threads, [&](long bn) {

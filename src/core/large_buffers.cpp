@@ -65,13 +65,16 @@ void unmap(void* p, std::size_t) { ::operator delete(p, std::align_val_t(kHugePa
 void* large_buffer_acquire(std::size_t bytes) {
   const std::size_t len = large_buffer_mapped_bytes(bytes);
   void* p = nullptr;
+  std::vector<CachedBlock> flushed;
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> guard(c.lock);
+    // The most recently released mapping of exactly this length (a larger
+    // one would keep pages resident that this request does not need).
     std::size_t best = c.blocks.size();
     for (std::size_t i = 0; i < c.blocks.size(); ++i) {
-      const std::size_t l = c.blocks[i].len;
-      if (l >= len && l / 2 <= len && (best == c.blocks.size() || l < c.blocks[best].len)) best = i;
+      if (c.blocks[i].len == len && (best == c.blocks.size() || c.blocks[i].when > c.blocks[best].when))
+        best = i;
     }
     if (best < c.blocks.size()) {
       p = c.blocks[best].p;
@@ -80,9 +83,15 @@ void* large_buffer_acquire(std::size_t bytes) {
       c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
       ++c.hits;
     } else {
+      // A miss empties the cache before mapping anew, so kept mappings never
+      // add to a peak: live + kept bytes never exceed what the same calls
+      // would hold at their peak without the cache.
       ++c.misses;
+      flushed.swap(c.blocks);
+      c.bytes = 0;
     }
   }
+  for (const CachedBlock& b : flushed) unmap(b.p, b.len);
   if (!p) {
     p = map_new(len);
     try {
@@ -104,8 +113,6 @@ void large_buffer_release(void* p, std::size_t bytes) {
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> guard(c.lock);
-    // The mapping's own length (a cached block may be larger than the
-    // request it served).
     std::size_t len = large_buffer_mapped_bytes(bytes);
     const auto it = c.live.find(p);
     if (it != c.live.end()) {

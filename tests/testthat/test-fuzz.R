@@ -592,7 +592,7 @@ test_that("the C++ glue checks shape products for overflow before allocating (mu
   huge <- 2^30  # B * T * O = 2^90 overflows 64-bit integers
   call_core <- function(dims, return_scores = FALSE) {
     multihead:::cpp_mha_call(x, x, x, 0:2, 0:2, as.integer(dims), multihead:::mha_weight_slots(self),
-                             NULL, c(1L, 1L), NULL, NULL, FALSE, 0L, 0, 1, 0, return_scores, TRUE, FALSE, 1L,
+                             NULL, NULL, c(1L, 1L), NULL, NULL, FALSE, 0L, 0, 1, 0, return_scores, TRUE, FALSE, 1L,
                              as.integer(c(2, 5, 8)), 0:2, as.integer(c(2, 2, 5, 5)), NULL)
   }
   err <- expect_error(call_core(c(huge, huge, 5, 8, 8, 8, 2, 2, 2, huge)), class = "multihead_error")
