@@ -30,6 +30,8 @@ struct Cache {
   std::uint64_t clock = 0;
   std::size_t hits = 0, misses = 0;
   std::unordered_map<void*, std::size_t> live;  // blocks handed out: their mapped length
+  std::size_t live_bytes = 0;  // total length of the blocks handed out
+  std::size_t peak_live = 0;   // the largest live_bytes so far
 };
 
 Cache& cache() {
@@ -82,24 +84,41 @@ void* large_buffer_acquire(std::size_t bytes) {
       c.live[p] = c.blocks[best].len;
       c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
       ++c.hits;
+      c.live_bytes += len;
     } else {
-      // A miss empties the cache before mapping anew, so kept mappings never
-      // add to a peak: live + kept bytes never exceed what the same calls
-      // would hold at their peak without the cache.
+      // A miss first unmaps kept mappings, least recently released first,
+      // until live + new + kept bytes are within the largest live total so
+      // far: kept mappings then never raise the peak of the large buffers
+      // above what the same requests would reach without the cache.
       ++c.misses;
-      flushed.swap(c.blocks);
-      c.bytes = 0;
+      const std::size_t need = c.live_bytes + len;
+      while (!c.blocks.empty() && need + c.bytes > c.peak_live) {
+        const auto oldest = std::min_element(
+            c.blocks.begin(), c.blocks.end(),
+            [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });
+        flushed.push_back(*oldest);
+        c.bytes -= oldest->len;
+        c.blocks.erase(oldest);
+      }
+      c.live_bytes += len;  // reserved now, mapped below
     }
+    c.peak_live = std::max(c.peak_live, c.live_bytes);
   }
   for (const CachedBlock& b : flushed) unmap(b.p, b.len);
   if (!p) {
-    p = map_new(len);
     try {
+      p = map_new(len);
       Cache& c = cache();
       std::lock_guard<std::mutex> guard(c.lock);
       c.live[p] = len;
     } catch (...) {
-      unmap(p, len);
+      Cache& c = cache();
+      {
+        std::lock_guard<std::mutex> guard(c.lock);
+        c.live_bytes -= len;
+        if (p) c.live.erase(p);
+      }
+      if (p) unmap(p, len);
       throw;
     }
   }
@@ -119,6 +138,7 @@ void large_buffer_release(void* p, std::size_t bytes) {
       len = it->second;
       c.live.erase(it);
     }
+    c.live_bytes -= std::min(c.live_bytes, len);
     if (len > kLargeBufferCacheBytes) {
       evicted.push_back({p, len, 0});
     } else {
@@ -146,6 +166,8 @@ LargeBufferCacheStats large_buffer_cache_stats() {
   s.bytes = c.bytes;
   s.hits = c.hits;
   s.misses = c.misses;
+  s.live_bytes = c.live_bytes;
+  s.peak_live_bytes = c.peak_live;
   return s;
 }
 

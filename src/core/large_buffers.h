@@ -9,8 +9,9 @@
 // of their size, already mapped and populated. The cost: up to that much
 // memory stays resident between calls (measured: the T = S = 16384 benchmark's
 // peak goes from 236 to 285 MB, its kept buffers on top of the R arrays the
-// call returns). A request that no kept mapping fits empties the cache first,
-// so within a call kept mappings never add to the core's own peak.
+// call returns). A request that no kept mapping fits first unmaps kept
+// mappings until live + kept bytes are within the largest live total so far,
+// so kept mappings never raise the core's own peak.
 //
 // This cache is the core's only process-wide state. It never affects results:
 // a buffer's contents are undefined either way (Buffer<T> never initialises),
@@ -39,9 +40,9 @@ inline std::size_t large_buffer_mapped_bytes(std::size_t bytes) {
 
 // A 2 MiB-aligned block of at least `bytes` bytes (contents undefined): the
 // most recently released cached mapping of exactly
-// large_buffer_mapped_bytes(bytes); else every cached mapping is unmapped and
-// a new one made (live + kept bytes then never exceed the largest live total
-// of the requests so far). Throws std::bad_alloc.
+// large_buffer_mapped_bytes(bytes); else a new mapping, after unmapping kept
+// ones (least recently released first) until live + kept bytes stay within
+// the largest live total so far. Throws std::bad_alloc.
 void* large_buffer_acquire(std::size_t bytes);
 
 // Returns a block from large_buffer_acquire() with the same `bytes`: kept
@@ -54,6 +55,8 @@ struct LargeBufferCacheStats {
   std::size_t bytes = 0;   // their total size
   std::size_t hits = 0;    // acquisitions served from the cache so far
   std::size_t misses = 0;  // acquisitions that mapped new memory so far
+  std::size_t live_bytes = 0;       // mappings handed out and not yet released
+  std::size_t peak_live_bytes = 0;  // the largest live_bytes so far
 };
 LargeBufferCacheStats large_buffer_cache_stats();
 
