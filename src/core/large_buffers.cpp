@@ -87,12 +87,13 @@ void* large_buffer_acquire(std::size_t bytes) {
       c.live_bytes += len;
     } else {
       // A miss first unmaps kept mappings, least recently released first,
-      // until live + new + kept bytes are within the largest live total so
-      // far: kept mappings then never raise the peak of the large buffers
-      // above what the same requests would reach without the cache.
+      // while live + new + kept bytes would exceed the largest live total so
+      // far by more than kLargeBufferCacheBytes: the cache then raises the
+      // peak of the large buffers by at most its own size. (Evicting down to
+      // the peak itself made later requests of the same call miss in turn.)
       ++c.misses;
       const std::size_t need = c.live_bytes + len;
-      while (!c.blocks.empty() && need + c.bytes > c.peak_live) {
+      while (!c.blocks.empty() && need + c.bytes > c.peak_live + kLargeBufferCacheBytes) {
         const auto oldest = std::min_element(
             c.blocks.begin(), c.blocks.end(),
             [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });

@@ -8,10 +8,10 @@
 // kept (up to kLargeBufferCacheBytes in all) and handed to the next request
 // of their size, already mapped and populated. The cost: up to that much
 // memory stays resident between calls (measured: the T = S = 16384 benchmark's
-// peak goes from 236 to 285 MB, its kept buffers on top of the R arrays the
+// peak goes from 236 to 270 MB, its kept buffers on top of the R arrays the
 // call returns). A request that no kept mapping fits first unmaps kept
-// mappings until live + kept bytes are within the largest live total so far,
-// so kept mappings never raise the core's own peak.
+// mappings while live + kept bytes would exceed the largest live total so far
+// by more than the cache's size.
 //
 // This cache is the core's only process-wide state. It never affects results:
 // a buffer's contents are undefined either way (Buffer<T> never initialises),
@@ -30,7 +30,7 @@ namespace mh {
 constexpr std::size_t kHugeBufferBytes = std::size_t(4) << 20;
 constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
 // At most this many bytes, and this many mappings, are kept for reuse.
-constexpr std::size_t kLargeBufferCacheBytes = std::size_t(64) << 20;
+constexpr std::size_t kLargeBufferCacheBytes = std::size_t(48) << 20;
 constexpr std::size_t kLargeBufferCacheBlocks = 16;
 
 // The bytes actually mapped for a request of `bytes` (whole huge pages).
@@ -41,8 +41,9 @@ inline std::size_t large_buffer_mapped_bytes(std::size_t bytes) {
 // A 2 MiB-aligned block of at least `bytes` bytes (contents undefined): the
 // most recently released cached mapping of exactly
 // large_buffer_mapped_bytes(bytes); else a new mapping, after unmapping kept
-// ones (least recently released first) until live + kept bytes stay within
-// the largest live total so far. Throws std::bad_alloc.
+// ones (least recently released first) while live + kept bytes would exceed
+// the largest live total so far plus kLargeBufferCacheBytes. Throws
+// std::bad_alloc.
 void* large_buffer_acquire(std::size_t bytes);
 
 // Returns a block from large_buffer_acquire() with the same `bytes`: kept

@@ -67,7 +67,7 @@ test_that("the cache stays within its limits", {
   for (i in 1:3) run_all(x)
   s <- cache()
   expect_lte(s$blocks, 16)
-  expect_lte(s$bytes, 64 * 2^20)
+  expect_lte(s$bytes, 48 * 2^20)
   expect_equal(s$bytes %% (2 * 2^20), 0)
   cache("clear")
   expect_identical(cache()[c("blocks", "bytes")], list(blocks = 0, bytes = 0))
