@@ -67,6 +67,19 @@ template <>
 }
 #endif
 
+// dW (+)= X^T dY and dB (+)= column sums of dY: `first` starts the sums
+// (one block of rows of a weight gradient summed block by block).
+template <class XM, class YM, class WM, class BM>
+void add_weight_grads(const XM& X, const YM& dY, bool first, WM& dW, BM& dB) {
+  if (first) {
+    dW.noalias() = X.transpose() * dY;
+    dB = dY.colwise().sum();
+  } else {
+    dW.noalias() += X.transpose() * dY;
+    dB += dY.colwise().sum();
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -242,13 +255,7 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
         std::copy(src, src + in, xbuf.data() + i * in);
       }
       Eigen::Map<const RowMat<T>> X(xbuf.data(), nr, in);
-      if (blk == b0) {
-        dW.noalias() = X.transpose() * dY;
-        dB = dY.colwise().sum();
-      } else {
-        dW.noalias() += X.transpose() * dY;
-        dB += dY.colwise().sum();
-      }
+      add_weight_grads(X, dY, blk == b0, dW, dB);
       Eigen::Map<RowMat<T>> dX(dxbuf.data(), nr, in);
       dX.noalias() = dY * W.transpose();
       for (idx i = 0; i < nr; ++i)
@@ -414,13 +421,7 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
         T* pw = part.data() + offset[tasks[i].p][k * static_cast<size_t>(ng) + grp];
         Eigen::Map<RowMat<T>> dW(pw, p.in, t.out);
         Eigen::Map<RowVec<T>> dB(pw + p.in * t.out, t.out);
-        if (blk == b0) {
-          dW.noalias() = X.transpose() * dY;
-          dB = dY.colwise().sum();
-        } else {
-          dW.noalias() += X.transpose() * dY;
-          dB += dY.colwise().sum();
-        }
+        add_weight_grads(X, dY, blk == b0, dW, dB);
         Eigen::Map<const RowMat<T>> W(t.w, p.in, t.out);
         if (k == 0) {
           dX.noalias() = dY * W.transpose();

@@ -41,6 +41,17 @@ Cache& cache() {
 
 std::atomic<bool> poison{false};
 
+// Moves the least recently released kept mapping of `c` to `out` (the
+// caller unmaps it outside the lock). `c.blocks` must not be empty.
+void evict_oldest(Cache& c, std::vector<CachedBlock>* out) {
+  const auto oldest = std::min_element(
+      c.blocks.begin(), c.blocks.end(),
+      [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });
+  out->push_back(*oldest);
+  c.bytes -= oldest->len;
+  c.blocks.erase(oldest);
+}
+
 #if defined(__linux__)
 void* map_new(std::size_t len) {
   const std::size_t over = len + kHugePageBytes;
@@ -93,14 +104,8 @@ void* large_buffer_acquire(std::size_t bytes) {
       // the peak itself made later requests of the same call miss in turn.)
       ++c.misses;
       const std::size_t need = c.live_bytes + len;
-      while (!c.blocks.empty() && need + c.bytes > c.peak_live + kLargeBufferCacheBytes) {
-        const auto oldest = std::min_element(
-            c.blocks.begin(), c.blocks.end(),
-            [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });
-        flushed.push_back(*oldest);
-        c.bytes -= oldest->len;
-        c.blocks.erase(oldest);
-      }
+      while (!c.blocks.empty() && need + c.bytes > c.peak_live + kLargeBufferCacheBytes)
+        evict_oldest(c, &flushed);
       c.live_bytes += len;  // reserved now, mapped below
     }
     c.peak_live = std::max(c.peak_live, c.live_bytes);
@@ -146,14 +151,8 @@ void large_buffer_release(void* p, std::size_t bytes) {
       c.blocks.push_back({p, len, ++c.clock});
       c.bytes += len;
       // Over a limit: the least recently released mappings go first.
-      while (c.bytes > kLargeBufferCacheBytes || c.blocks.size() > kLargeBufferCacheBlocks) {
-        const auto oldest = std::min_element(
-            c.blocks.begin(), c.blocks.end(),
-            [](const CachedBlock& a, const CachedBlock& b) { return a.when < b.when; });
-        evicted.push_back(*oldest);
-        c.bytes -= oldest->len;
-        c.blocks.erase(oldest);
-      }
+      while (c.bytes > kLargeBufferCacheBytes || c.blocks.size() > kLargeBufferCacheBlocks)
+        evict_oldest(c, &evicted);
     }
   }
   for (const CachedBlock& b : evicted) unmap(b.p, b.len);  // outside the lock
