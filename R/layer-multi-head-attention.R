@@ -464,14 +464,13 @@ mha_core_weights <- function(self, slots, float64) {
 #' @noRd
 mha_run <- function(self, query, value, key, attention_mask, return_attention_scores, training,
                     use_causal_mask, query_mask, value_mask, key_mask, grad_output) {
-  check_numeric_array(query, "query")
-  # self-attention passes one array twice: scan it for NA/NaN/Inf once
-  # (identical() is immediate for the same object)
-  check_numeric_array(value, "value", check_finite = !identical(value, query))
+  # NA/NaN/Inf in the inputs or grad_output: found by cpp_mha_call() (while
+  # it converts them), reported below naming the argument.
+  check_numeric_array(query, "query", check_finite = FALSE)
+  check_numeric_array(value, "value", check_finite = FALSE)
   key_given <- !is.null(key)
   if (key_given) {
-    check_numeric_array(key, "key", min_rank = 1L,
-                        check_finite = !(identical(key, value) || identical(key, query)))
+    check_numeric_array(key, "key", min_rank = 1L, check_finite = FALSE)
   } else {
     key <- value
   }
@@ -529,7 +528,6 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
       abort_arg("grad_output", sprintf("a numeric array of the output's shape %s", fmt_shape(plan$out_dims)),
                 describe_value(grad_output))
     }
-    if (!cpp_all_finite(grad_output, mh_threads())) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
   }
   # The flash kernel never stores (T, S) matrices; scores need the materialised one.
   flash <- !return_attention_scores &&
@@ -553,6 +551,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,
                       flash, float64, mh_threads(), plan$out_dims, plan$out_order,
                       plan$scores_dims, grad_output)
+  if (!is.null(res$nonfinite)) {
+    abort_arg(c("query", "value", "key", "grad_output")[res$nonfinite], "finite: it contains NA, NaN or Inf")
+  }
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])
   if (backward) {

@@ -21,6 +21,9 @@ struct multihead_error : std::length_error {
   using std::length_error::length_error;
 };
 
+// glue_util.cpp: TRUE when every element of x is finite (no NA, NaN, Inf).
+bool cpp_all_finite(SEXP x, int threads);
+
 namespace mhglue {
 
 using mh::idx;

@@ -158,6 +158,7 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
       Rcpp::NumericVector out = mhglue::fresh_numeric(
           static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
       mh::MhaColumnMajorIO io;
+      io.check_finite = true;  // NA/NaN/Inf found while converting (NonFiniteInput)
       io.xq = REAL(query);
       io.xk = REAL(key);
       io.xv = REAL(value);
@@ -210,6 +211,16 @@ Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& 
   }
 
   // Inputs: shared arrays (self-attention, key = value) are converted once.
+  // The converted path scans its inputs here (the column-major path checks
+  // them while converting); each array once, in the order of NonFiniteInput.
+  auto scan = [&](SEXP x, mh::NonFiniteInput::Input which) {
+    if (!cpp_all_finite(x, threads)) throw mh::NonFiniteInput(which);
+  };
+  scan(query, mh::NonFiniteInput::kQuery);
+  if (value != query) scan(value, mh::NonFiniteInput::kValue);
+  if (key != value && key != query) scan(key, mh::NonFiniteInput::kKey);
+  if (backward) scan(grad_output, mh::NonFiniteInput::kOutputGradient);
+
   mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
   mh::Buffer<T> xv_own, xk_own;
   const T* xv;
@@ -310,18 +321,24 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
                         bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
                         SEXP grad_output) {
-  return mhglue::out_of_memory_as_error([&]() {
-    if (float64) {
-      return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, core_weights,
+  return mhglue::out_of_memory_as_error([&]() -> Rcpp::List {
+    // An input with NA/NaN/Inf: R reports it, naming the argument
+    // (nonfinite: 1 query, 2 value, 3 key, 4 grad_output).
+    try {
+      if (float64) {
+        return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, core_weights,
                              mask, mask_bn,
                              qmask, kmask, causal, window, dropout_rate, dropout_seed,
                              dropout_counter, return_scores, flash, threads, out_dims, out_order,
                              scores_dims, grad_output);
+      }
+      return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, core_weights, mask,
+                            mask_bn, qmask,
+                            kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
+                            return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
+    } catch (const mh::NonFiniteInput& e) {
+      return Rcpp::List::create(Rcpp::Named("nonfinite") = static_cast<int>(e.input) + 1);
     }
-    return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, core_weights, mask,
-                          mask_bn, qmask,
-                          kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                          return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
   });
 }
 

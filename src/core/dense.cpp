@@ -67,6 +67,47 @@ template <>
 }
 #endif
 
+// convert_run that also returns whether every source value is finite: x - x
+// is 0 for a finite x and NaN for NA, NaN and +-Inf, so a sum of those
+// differences is 0 exactly when all are finite.
+template <class D>
+bool convert_run_finite(const double* src, idx n, D* dst) {
+  double acc = 0;
+  for (idx i = 0; i < n; ++i) {
+    acc += src[i] - src[i];
+    dst[i] = static_cast<D>(src[i]);
+  }
+  return acc == 0;
+}
+#ifdef __AVX__
+template <>
+[[maybe_unused]] bool convert_run_finite<float>(const double* src, idx n, float* dst) {
+  __m256d acc = _mm256_setzero_pd();
+  idx i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d a = _mm256_loadu_pd(src + i), b = _mm256_loadu_pd(src + i + 4);
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_sub_pd(a, a), _mm256_sub_pd(b, b)));
+    _mm_storeu_ps(dst + i, _mm256_cvtpd_ps(a));
+    _mm_storeu_ps(dst + i + 4, _mm256_cvtpd_ps(b));
+  }
+  bool ok = _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
+  for (; i < n; ++i) {
+    ok = ok && src[i] - src[i] == 0;
+    dst[i] = static_cast<float>(src[i]);
+  }
+  return ok;
+}
+#endif
+
+// Converts `n` doubles into dst; when `check` is set, returns whether all
+// were finite (else true without looking).
+template <class D>
+bool convert_run(const double* src, idx n, D* dst, bool check) {
+  if (check) return convert_run_finite(src, n, dst);
+  convert_run(src, n, dst);
+  return true;
+}
+
 // dW (+)= X^T dY and dB (+)= column sums of dY: `first` starts the sums
 // (one block of rows of a weight gradient summed block by block).
 template <class XM, class YM, class WM, class BM>
@@ -117,20 +158,24 @@ void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, 
 namespace {
 
 // Block `blk` of a column-major product (see dense_forward_blocks_colmajor).
+// Returns false if p.finite is set and the block held a non-finite value.
 template <class T>
-void colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk) {
+bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk) {
   Eigen::Map<const RowMat<T>> W(p.w, p.in, p.out);
   const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
   // The block of x, converted: column-major (nr, in), each column a
   // contiguous run of the source.
   Buffer<T> xbuf(static_cast<size_t>(nr * p.in));
-  for (idx f = 0; f < p.in; ++f) convert_run(p.x + f * p.ldx + r0, nr, xbuf.data() + f * nr);
+  bool ok = true;
+  for (idx f = 0; f < p.in; ++f)
+    ok &= convert_run(p.x + f * p.ldx + r0, nr, xbuf.data() + f * nr, p.finite != nullptr);
   Eigen::Map<const ColMat<T>> X(xbuf.data(), nr, p.in);
   Buffer<T> ybuf(static_cast<size_t>(nr * p.out));
   Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, p.out);
   Y.noalias() = X * W;
   if (p.b) Y.rowwise() += Eigen::Map<const RowVec<T>>(p.b, p.out);
   p.store(r0, nr, ybuf.data());
+  return ok;
 }
 
 }  // namespace
@@ -147,9 +192,17 @@ void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& produc
     for (long blk = 0; blk < n_blocks(p.rows, rbs.back()); ++blk) tasks.emplace_back(k, blk);
     macs += static_cast<double>(p.rows) * p.in * p.out;
   }
+  std::vector<char> task_ok(tasks.size(), 1);  // one flag per task: no shared writes
   parallel_for(static_cast<long>(tasks.size()), threads_for_macs(macs, threads), [&](long i) {
-    colmajor_block(products[tasks[i].first], rbs[tasks[i].first], tasks[i].second);
+    task_ok[static_cast<size_t>(i)] =
+        colmajor_block(products[tasks[i].first], rbs[tasks[i].first], tasks[i].second);
   });
+  for (const ColMajorProduct<T>& p : products)
+    if (p.finite) *p.finite = true;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const ColMajorProduct<T>& p = products[tasks[i].first];
+    if (p.finite && !task_ok[i]) *p.finite = false;
+  }
 }
 
 template <class T>
@@ -225,8 +278,9 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
 template <class T>
 void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, const idx* x_row,
                                 idx rows, const T* x, idx in, const T* w, idx out, T* dx, T* dw,
-                                T* db, int threads) {
+                                T* db, int threads, bool* dy_finite) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
+  if (dy_finite) *dy_finite = true;
   const idx rb = row_block(rows, in, out);
   const long nb = n_blocks(rows, rb);
   // Groups of consecutive blocks, each with its own dw and db partial sums;
@@ -238,6 +292,7 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
     return;
   }
   Buffer<T> part(static_cast<size_t>(groups * (in * out + out)));
+  std::vector<char> group_ok(static_cast<size_t>(groups), 1);
   const int used = threads_for_macs(2.0 * rows * in * out, threads);
   parallel_for(groups, used, [&](long grp) {
     Eigen::Map<RowMat<T>> dW(part.data() + grp * (in * out + out), in, out);
@@ -247,8 +302,11 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
     const long b0 = grp * nb / groups, b1 = (grp + 1) * nb / groups;
     for (long blk = b0; blk < b1; ++blk) {
       const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
+      bool ok = true;
       for (idx j = 0; j < out; ++j)
-        convert_run(dy + (y_col ? y_col[j] : j) * ldy + r0, nr, ybuf.data() + j * nr);
+        ok &= convert_run(dy + (y_col ? y_col[j] : j) * ldy + r0, nr, ybuf.data() + j * nr,
+                          dy_finite != nullptr);
+      if (!ok) group_ok[static_cast<size_t>(grp)] = 0;
       Eigen::Map<const ColMat<T>> dY(ybuf.data(), nr, out);
       for (idx i = 0; i < nr; ++i) {
         const T* src = x + x_row[r0 + i] * in;
@@ -262,6 +320,7 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
         std::copy(dxbuf.data() + i * in, dxbuf.data() + (i + 1) * in, dx + x_row[r0 + i] * in);
     }
   });
+  if (dy_finite) *dy_finite = std::find(group_ok.begin(), group_ok.end(), 0) == group_ok.end();
   // Sum the groups in order, each element by one task.
   const idx n = in * out + out;
   const idx chunk = 4096;
@@ -481,7 +540,8 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
   template void dense_backward_input<T>(const T*, idx, idx, const T*, idx, T*, bool, int);   \
   template void dense_backward_weights<T>(const T*, const T*, idx, idx, idx, T*, T*, int);  \
   template void dense_backward_colmajor_dy<T>(const double*, idx, const idx*, const idx*, idx,  \
-                                              const T*, idx, const T*, idx, T*, T*, T*, int);   \
+                                              const T*, idx, const T*, idx, T*, T*, T*, int,    \
+                                              bool*);                                           \
   template void dense_backward_weights_colmajor<T>(const double*, idx, const idx*, idx, idx,    \
                                                    const T*, idx, T*, T*, int);                 \
   template void dense_backward_input_colmajor<T>(const std::vector<BackwardInputTerm<T>>&,     \

@@ -42,6 +42,9 @@ struct ColMajorProduct {
   const T* b;
   idx out;
   std::function<void(idx, idx, const T*)> store;
+  // If set, *finite tells afterwards whether every value of x was finite (the
+  // check rides on the conversion: no second pass over x).
+  bool* finite = nullptr;
 };
 
 // Several such products (e.g. the query, key and value projections) in one
@@ -77,10 +80,12 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
 // sums of dy (skipped if null). dy is converted to T block by block (no
 // converted copy of it); dw and db are summed per fixed group of row blocks,
 // then over the groups in order (so not bitwise dense_backward_weights).
+// If dy_finite is set, *dy_finite tells afterwards whether every value of dy
+// was finite (checked while converting it).
 template <class T>
 void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, const idx* x_row,
                                 idx rows, const T* x, idx in, const T* w, idx out, T* dx, T* dw,
-                                T* db, int threads);
+                                T* db, int threads, bool* dy_finite = nullptr);
 
 // dw = x^T dy (in, out), db = column sums of dy (skipped if null), where x is
 // column-major doubles (an R matrix, x(r, f) at x[r + f * ldx]) whose row r

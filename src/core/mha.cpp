@@ -125,11 +125,17 @@ void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWei
         flash_operands_store(d, which, r0, nr, row_map, block, o);
       };
     };
+    bool finite[3] = {true, true, true};  // query, key, value
+    auto check = [&](int k) { return io.check_finite ? &finite[k] : nullptr; };
     dense_forward_blocks_colmajor<T>(
-        {ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row)},
-         ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row)},
-         ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row)}},
+        {ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row), check(0)},
+         ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row), check(1)},
+         ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row),
+                            check(2)}},
         threads);
+    if (!finite[0]) throw NonFiniteInput(NonFiniteInput::kQuery);
+    if (!finite[2]) throw NonFiniteInput(NonFiniteInput::kValue);
+    if (!finite[1]) throw NonFiniteInput(NonFiniteInput::kKey);
     c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
     flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
                             c.lse.data(), threads);
@@ -183,11 +189,13 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
   // Output projection: out = h Wo + bo, dout read from the caller's layout.
   Buffer<T> dh(static_cast<size_t>(BT * NHv));
   Buffer<T> dctx, dz;
+  bool dout_finite = true;
+  bool* check_dout = io.check_finite ? &dout_finite : nullptr;
   if (w.wg) {
     Buffer<T> h(c.ctx.size());
     for (size_t i = 0; i < h.size(); ++i) h[i] = c.ctx[i] * c.gate[i];
     dense_backward_colmajor_dy<T>(cg.dout, BT, io.out_col, io.q_row, BT, h.data(), NHv, w.wo,
-                                  d.O, dh.data(), g.dwo, g.dbo, threads);
+                                  d.O, dh.data(), g.dwo, g.dbo, threads, check_dout);
     dctx.resize(c.ctx.size());
     dz.resize(c.ctx.size());
     for (size_t i = 0; i < h.size(); ++i) {
@@ -198,9 +206,10 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
     Buffer<T>().swap(dh);
   } else {
     dense_backward_colmajor_dy<T>(cg.dout, BT, io.out_col, io.q_row, BT, c.ctx.data(), NHv,
-                                  w.wo, d.O, dh.data(), g.dwo, g.dbo, threads);
+                                  w.wo, d.O, dh.data(), g.dwo, g.dbo, threads, check_dout);
     dctx.swap(dh);
   }
+  if (!dout_finite) throw NonFiniteInput(NonFiniteInput::kOutputGradient);
 
   // Attention.
   Buffer<T> dq(static_cast<size_t>(BT * NH)), dk(static_cast<size_t>(BS * NH)),

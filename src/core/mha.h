@@ -7,6 +7,7 @@
 //   out = h Wo + bo
 #pragma once
 
+#include <stdexcept>
 #include <vector>
 
 #include "flash_attention.h"
@@ -68,6 +69,9 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
 //   out (B*T, O): element (r, f) at out[r + out_col[f] * B*T] (out_col may
 //     be null: out_col[f] = f), f the core's output feature (layout.h)
 struct MhaColumnMajorIO {
+  // Check the inputs (and dout) for NA/NaN/Inf while converting them; a
+  // non-finite value throws NonFiniteInput.
+  bool check_finite = false;
   const double* xq = nullptr;
   const double* xk = nullptr;
   const double* xv = nullptr;
@@ -75,6 +79,16 @@ struct MhaColumnMajorIO {
   const idx* kv_row = nullptr;
   double* out = nullptr;
   const idx* out_col = nullptr;
+};
+
+// Thrown by the column-major calls when io.check_finite is set and an input
+// holds NA, NaN or Inf. `input` is the first such input in the order query,
+// value, key, output gradient.
+struct NonFiniteInput : std::invalid_argument {
+  enum Input { kQuery = 0, kValue = 1, kKey = 2, kOutputGradient = 3 };
+  explicit NonFiniteInput(Input which)
+      : std::invalid_argument("multihead core: an input holds NA, NaN or Inf"), input(which) {}
+  Input input;
 };
 
 // mha_forward with the flash kernel, reading and writing the caller's layout
