@@ -157,6 +157,59 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
   *hi = a;
 }
 
+// One online-softmax step over a run x[0, n) of raw logits (before the
+// scale; masked keys -Inf): *m_new = max(m_old, scale * max x) (scale > 0, so
+// this is the maximum of the scaled logits), p[j] = exp(scale * x[j] - *m_new)
+// and the return value is sum p. Two passes over x (the generic version goes
+// through Eigen; the AVX2 one fuses scale, subtraction, exp and sum). p[j] for
+// x[j] = -Inf is tiny but not zero (the caller zeroes those); when *m_new is
+// -Inf nothing is written and 0 is returned.
+template <class T>
+T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
+  Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> xr(x, n);
+  RowArrayMap<T> pr(p, n);
+  *m_new = std::max(m_old, n > 0 ? scale * xr.maxCoeff() : m_old);
+  if (*m_new == -std::numeric_limits<T>::infinity()) return T(0);
+  pr = (xr * scale - *m_new).exp();
+  return pr.sum();
+}
+
+#ifdef MH_TILE_GEMM_AVX2
+template <>
+float softmax_run<float>(const float* x, idx n, float scale, float m_old, float* m_new, float* p) {
+  using Eigen::internal::pexp;
+  __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  idx j = 0;
+  for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
+  float mx = -std::numeric_limits<float>::infinity();
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float v : lanes) mx = std::max(mx, v);
+  for (; j < n; ++j) mx = std::max(mx, x[j]);
+  const float m = std::max(m_old, scale * mx);
+  *m_new = m;
+  if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
+  const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
+  __m256 acc = _mm256_setzero_ps();
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 e = pexp(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+    _mm256_storeu_ps(p + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  if (j < n) {  // the tail through one masked vector (masked-off lanes add 0)
+    const __m256i mask = detail::lane_mask(n - j);
+    const __m256 xv = _mm256_maskload_ps(x + j, mask);
+    const __m256 e = _mm256_and_ps(pexp(_mm256_fmadd_ps(xv, vs, vm)), _mm256_castsi256_ps(mask));
+    _mm256_maskstore_ps(p + j, mask, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  _mm256_store_ps(lanes, acc);
+  // fixed summation order: lanes in pairs, then the halves
+  return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
+         ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+}
+#endif
+
 // A per-head view of a (B, L, N, W) tensor (rows of head (b, n) are W apart
 // by N*W) or of a head-major (B, N, L, W) one.
 template <class T>
@@ -320,7 +373,7 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
         const MaskRow& mrow = rows[i];
         T* x = logits_buf.data() + i * nk;
         T* p = probs_buf.data() + i * nk;
-        RowArrayMap<T> xr(x, nk), pr(p, nk);
+        RowArrayMap<T> pr(p, nk);
         if (!mrow.query_ok()) {
           pr.setZero();
           continue;
@@ -332,28 +385,24 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
           std::fill(p, p + a, T(0));
           std::fill(p + e, p + nk, T(0));
           if (a == e) continue;  // no key of this tile: m, l and acc unchanged
-          RowArrayMap<T> xs(x + a, e - a), ps(p + a, e - a);
-          xs *= scale;
-          m_new = std::max(m[i], xs.maxCoeff());
+          const T sum = softmax_run(x + a, e - a, scale, m[i], &m_new, p + a);
           alpha = std::exp(m[i] - m_new);  // rescales the old sum; 0 when m was -Inf
-          ps = (xs - m_new).exp();
-          l[i] = alpha * l[i] + ps.sum();
+          l[i] = alpha * l[i] + sum;
         } else {
           const bool partial = needs_element_mask(mask, mrow, s0, s0 + nk, d.S);
-          xr *= scale;
           if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
-          m_new = std::max(m[i], xr.maxCoeff());
+          const T sum = softmax_run(x, nk, scale, m[i], &m_new, p);
           if (m_new == neg_inf) {  // nothing allowed so far
             pr.setZero();
             continue;
           }
           alpha = std::exp(m[i] - m_new);
-          pr = (xr - m_new).exp();
-          if (partial) {  // exactly zero (Eigen's exp(-Inf) is a tiny positive number)
+          if (partial) {  // exactly zero (exp(-Inf) above is a tiny positive number)
             for (idx j = 0; j < nk; ++j)
               if (x[j] == neg_inf) p[j] = T(0);
           }
-          l[i] = alpha * l[i] + pr.sum();
+          // the tiny values just zeroed were counted in `sum`: recount
+          l[i] = alpha * l[i] + (partial ? pr.sum() : sum);
         }
         m[i] = m_new;
         if (alpha != T(1)) acc.row(i) *= alpha;
