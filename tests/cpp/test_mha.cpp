@@ -3,6 +3,7 @@
 // the gradient of every input and weight, gate included, against finite
 // differences in double.
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "mha_call.h"
@@ -423,3 +424,94 @@ TEST(Mha, EmptyBatchOrSequencesRunWithoutTouchingMemory) {
 }
 
 }  // namespace
+
+// With io.check_finite the column-major calls report NA/NaN/Inf in an input
+// (query before value before key, then dout) as NonFiniteInput; without it
+// they do not look. Positions: first element, inside a vector run, the tail.
+template <class T>
+void check_nonfinite_colmajor() {
+  mh::MhaDims d;  // B*T = 3*37 = 111 rows: 13 vectors of 8 and a tail of 7
+  d.B = 3; d.T = 37; d.S = 29; d.E = 8; d.Dk = 6; d.Dv = 5; d.N = 2; d.H = 4; d.Hv = 3; d.O = 4;
+  const Problem p(d, true, true, 150);
+  const Typed<T> x(p);
+  const std::vector<idx> q_row = r_rows(d.B, d.T), kv_row = r_rows(d.B, d.S);
+  const std::vector<double> xq0 = to_r(p.xq, d.B, d.T, d.E), xk0 = to_r(p.xk, d.B, d.S, d.Dk),
+                            xv0 = to_r(p.xv, d.B, d.S, d.Dv);
+  const std::vector<double> dout0(static_cast<size_t>(d.B * d.T * d.O), 0.5);
+  const double bad_values[] = {std::numeric_limits<double>::quiet_NaN(),
+                               std::numeric_limits<double>::infinity(),
+                               -std::numeric_limits<double>::infinity()};
+  using In = mh::NonFiniteInput;
+  for (int which = 0; which < 4; ++which) {
+    for (double bad : bad_values) {
+      for (idx pos : {idx(0), idx(9), idx(110)}) {
+        std::vector<double> xq = xq0, xk = xk0, xv = xv0, dout = dout0;
+        std::vector<double>& target = which == 0 ? xq : which == 1 ? xv : which == 2 ? xk : dout;
+        target[static_cast<size_t>(pos % static_cast<idx>(target.size()))] = bad;
+        std::vector<double> out(dout.size()), dxq(xq.size()), dxk(xk.size()), dxv(xv.size());
+        mh::MhaColumnMajorIO io;
+        io.xq = xq.data(); io.xk = xk.data(); io.xv = xv.data();
+        io.q_row = q_row.data(); io.kv_row = kv_row.data(); io.out = out.data();
+        mh::MhaColumnMajorGrads cg;
+        cg.dout = dout.data(); cg.dxq = dxq.data(); cg.dxk = dxk.data(); cg.dxv = dxv.data();
+        std::vector<std::vector<T>> gs;
+        mh::MhaGrads<T> gr;
+        T** slots[] = {&gr.dwq, &gr.dbq, &gr.dwk, &gr.dbk, &gr.dwg, &gr.dbg, &gr.dwv, &gr.dbv,
+                       &gr.dwo, &gr.dbo};
+        const std::vector<const std::vector<double>*> shapes = {
+            &p.wq, &p.bq, &p.wk, &p.bk, &p.wg, &p.bg, &p.wv, &p.bv, &p.wo, &p.bo};
+        for (size_t i = 0; i < shapes.size(); ++i) gs.emplace_back(shapes[i]->size());
+        for (size_t i = 0; i < shapes.size(); ++i) *slots[i] = gs[i].data();
+        SCOPED_TRACE("input " + std::to_string(which) + " value " + std::to_string(bad) +
+                     " at " + std::to_string(pos));
+        io.check_finite = false;  // not asked: no error
+        EXPECT_NO_THROW(mh::mha_forward_colmajor<T>(d, io, x.weights(), mh::AttentionMask{},
+                                                    mh::DropoutSpec{}, 2));
+        EXPECT_NO_THROW(mh::mha_forward_backward_colmajor<T>(
+            d, io, x.weights(), mh::AttentionMask{}, mh::DropoutSpec{}, cg, gr, 2));
+        io.check_finite = true;
+        for (int threads : {1, 2}) {
+          for (bool backward : {false, true}) {
+            if (which == 3 && !backward) {
+              EXPECT_NO_THROW(mh::mha_forward_colmajor<T>(d, io, x.weights(), mh::AttentionMask{},
+                                                          mh::DropoutSpec{}, threads));
+              continue;
+            }
+            try {
+              if (backward) {
+                mh::mha_forward_backward_colmajor<T>(d, io, x.weights(), mh::AttentionMask{},
+                                                     mh::DropoutSpec{}, cg, gr, threads);
+              } else {
+                mh::mha_forward_colmajor<T>(d, io, x.weights(), mh::AttentionMask{},
+                                            mh::DropoutSpec{}, threads);
+              }
+              ADD_FAILURE() << "no NonFiniteInput";
+            } catch (const In& e) {
+              const In::Input want[] = {In::kQuery, In::kValue, In::kKey, In::kOutputGradient};
+              EXPECT_EQ(e.input, want[which]);
+            }
+          }
+        }
+      }
+    }
+  }
+  // Several bad inputs: the first in the order query, value, key wins.
+  std::vector<double> xq = xq0, xk = xk0, xv = xv0, out(static_cast<size_t>(d.B * d.T * d.O));
+  xk[3] = std::numeric_limits<double>::quiet_NaN();
+  xv[100] = std::numeric_limits<double>::infinity();
+  mh::MhaColumnMajorIO io;
+  io.check_finite = true;
+  io.xq = xq.data(); io.xk = xk.data(); io.xv = xv.data();
+  io.q_row = q_row.data(); io.kv_row = kv_row.data(); io.out = out.data();
+  try {
+    mh::mha_forward_colmajor<T>(d, io, x.weights(), mh::AttentionMask{}, mh::DropoutSpec{}, 2);
+    ADD_FAILURE() << "no NonFiniteInput";
+  } catch (const In& e) {
+    EXPECT_EQ(e.input, In::kValue);
+  }
+}
+
+TEST(Mha, ColumnMajorCallsReportNonFiniteInputs) {
+  check_nonfinite_colmajor<float>();
+  check_nonfinite_colmajor<double>();
+}
