@@ -97,3 +97,7 @@ cpp_large_buffer_cache <- function(action) {
     .Call(`_multihead_cpp_large_buffer_cache`, action)
 }
 
+cpp_buffer_cache_limit <- function(bytes) {
+    .Call(`_multihead_cpp_buffer_cache_limit`, bytes)
+}
+

@@ -380,6 +380,17 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_buffer_cache_limit
+double cpp_buffer_cache_limit(SEXP bytes);
+RcppExport SEXP _multihead_cpp_buffer_cache_limit(SEXP bytesSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type bytes(bytesSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_buffer_cache_limit(bytes));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 12},
@@ -406,6 +417,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},
     {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},
     {"_multihead_cpp_large_buffer_cache", (DL_FUNC) &_multihead_cpp_large_buffer_cache, 1},
+    {"_multihead_cpp_buffer_cache_limit", (DL_FUNC) &_multihead_cpp_buffer_cache_limit, 1},
     {NULL, NULL, 0}
 };
 

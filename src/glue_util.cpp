@@ -137,3 +137,15 @@ Rcpp::List cpp_large_buffer_cache(std::string action) {
                             Rcpp::Named("hits") = static_cast<double>(s.hits),
                             Rcpp::Named("misses") = static_cast<double>(s.misses));
 }
+
+// The buffer cache's limit in bytes: set when `bytes` is a number (R has
+// checked it: a whole number >= 0; a negative number restores the default),
+// returned either way.
+// [[Rcpp::export]]
+double cpp_buffer_cache_limit(SEXP bytes) {
+  if (!Rf_isNull(bytes)) {
+    const double b = Rf_asReal(bytes);
+    mh::set_large_buffer_cache_limit(b < 0 ? mh::kLargeBufferCacheBytes : static_cast<std::size_t>(b));
+  }
+  return static_cast<double>(mh::large_buffer_cache_limit());
+}

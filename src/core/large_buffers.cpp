@@ -32,6 +32,7 @@ struct Cache {
   std::unordered_map<void*, std::size_t> live;  // blocks handed out: their mapped length
   std::size_t live_bytes = 0;  // total length of the blocks handed out
   std::size_t peak_live = 0;   // the largest live_bytes so far
+  std::size_t limit = kLargeBufferCacheBytes;  // set_large_buffer_cache_limit()
 };
 
 Cache& cache() {
@@ -99,12 +100,12 @@ void* large_buffer_acquire(std::size_t bytes) {
     } else {
       // A miss first unmaps kept mappings, least recently released first,
       // while live + new + kept bytes would exceed the largest live total so
-      // far by more than kLargeBufferCacheBytes: the cache then raises the
+      // far by more than the cache's limit: the cache then raises the
       // peak of the large buffers by at most its own size. (Evicting down to
       // the peak itself made later requests of the same call miss in turn.)
       ++c.misses;
       const std::size_t need = c.live_bytes + len;
-      while (!c.blocks.empty() && need + c.bytes > c.peak_live + kLargeBufferCacheBytes)
+      while (!c.blocks.empty() && need + c.bytes > c.peak_live + c.limit)
         evict_oldest(c, &flushed);
       c.live_bytes += len;  // reserved now, mapped below
     }
@@ -145,13 +146,13 @@ void large_buffer_release(void* p, std::size_t bytes) {
       c.live.erase(it);
     }
     c.live_bytes -= std::min(c.live_bytes, len);
-    if (len > kLargeBufferCacheBytes) {
+    if (len > c.limit) {
       evicted.push_back({p, len, 0});
     } else {
       c.blocks.push_back({p, len, ++c.clock});
       c.bytes += len;
       // Over a limit: the least recently released mappings go first.
-      while (c.bytes > kLargeBufferCacheBytes || c.blocks.size() > kLargeBufferCacheBlocks)
+      while (c.bytes > c.limit || c.blocks.size() > kLargeBufferCacheBlocks)
         evict_oldest(c, &evicted);
     }
   }
@@ -180,6 +181,23 @@ void large_buffer_cache_clear() {
     c.bytes = 0;
   }
   for (const CachedBlock& b : all) unmap(b.p, b.len);
+}
+
+void set_large_buffer_cache_limit(std::size_t bytes) {
+  std::vector<CachedBlock> evicted;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> guard(c.lock);
+    c.limit = bytes;
+    while (c.bytes > c.limit) evict_oldest(c, &evicted);
+  }
+  for (const CachedBlock& b : evicted) unmap(b.p, b.len);  // outside the lock
+}
+
+std::size_t large_buffer_cache_limit() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> guard(c.lock);
+  return c.limit;
 }
 
 void advise_huge_pages(void* p, std::size_t bytes) {

@@ -6,7 +6,8 @@
 // first touch. At B = 32, T = 128, E = 256 that zeroing was 10-15% of a
 // forward+backward call (bench/README.md). Mappings released by one call are
 // kept (up to kLargeBufferCacheBytes in all) and handed to the next request
-// of their size, already mapped and populated. The cost: up to that much
+// of their size, already mapped and populated (the limit can be changed with
+// set_large_buffer_cache_limit()). The cost: up to that much
 // memory stays resident between calls (measured: the T = S = 16384 benchmark's
 // peak goes from 236 to 270 MB, its kept buffers on top of the R arrays the
 // call returns). A request that no kept mapping fits first unmaps kept
@@ -29,7 +30,8 @@ namespace mh {
 // smaller ones come from the heap.
 constexpr std::size_t kHugeBufferBytes = std::size_t(4) << 20;
 constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
-// At most this many bytes, and this many mappings, are kept for reuse.
+// At most this many bytes (by default; set_large_buffer_cache_limit()), and
+// this many mappings, are kept for reuse.
 constexpr std::size_t kLargeBufferCacheBytes = std::size_t(48) << 20;
 constexpr std::size_t kLargeBufferCacheBlocks = 16;
 
@@ -42,7 +44,7 @@ inline std::size_t large_buffer_mapped_bytes(std::size_t bytes) {
 // most recently released cached mapping of exactly
 // large_buffer_mapped_bytes(bytes); else a new mapping, after unmapping kept
 // ones (least recently released first) while live + kept bytes would exceed
-// the largest live total so far plus kLargeBufferCacheBytes. Throws
+// the largest live total so far plus the cache's limit. Throws
 // std::bad_alloc.
 void* large_buffer_acquire(std::size_t bytes);
 
@@ -63,6 +65,12 @@ LargeBufferCacheStats large_buffer_cache_stats();
 
 // Unmaps every kept mapping.
 void large_buffer_cache_clear();
+
+// The most bytes of released mappings kept for reuse (default
+// kLargeBufferCacheBytes; 0 keeps none). Lowering it unmaps kept mappings,
+// least recently released first, until they fit.
+void set_large_buffer_cache_limit(std::size_t bytes);
+std::size_t large_buffer_cache_limit();
 
 // Offers transparent huge pages for the 2 MiB-aligned pages inside
 // [p, p + bytes) of memory the caller owns but has not touched yet (e.g. a

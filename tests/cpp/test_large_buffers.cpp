@@ -81,6 +81,25 @@ TEST(LargeBuffers, CacheLimitsHoldAndOldestGoFirst) {
   mh::large_buffer_cache_clear();
 }
 
+TEST(LargeBuffers, SettableLimitEvictsAtOnceAndBoundsWhatIsKept) {
+  mh::large_buffer_cache_clear();
+  EXPECT_EQ(mh::large_buffer_cache_limit(), mh::kLargeBufferCacheBytes);
+  std::vector<void*> held;
+  for (int i = 0; i < 8; ++i) held.push_back(mh::large_buffer_acquire(8 * MiB));  // 64 MiB live
+  mh::set_large_buffer_cache_limit(96 * MiB);
+  for (void* p : held) mh::large_buffer_release(p, 8 * MiB);
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 64 * MiB);  // above the default, within 96
+  mh::set_large_buffer_cache_limit(20 * MiB);  // lowering unmaps down to the limit
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 16 * MiB);
+  mh::set_large_buffer_cache_limit(0);
+  EXPECT_EQ(mh::large_buffer_cache_stats().bytes, 0u);
+  void* p = mh::large_buffer_acquire(8 * MiB);
+  mh::large_buffer_release(p, 8 * MiB);  // nothing kept with a limit of 0
+  EXPECT_EQ(mh::large_buffer_cache_stats().blocks, 0u);
+  mh::set_large_buffer_cache_limit(mh::kLargeBufferCacheBytes);
+  EXPECT_EQ(mh::large_buffer_cache_limit(), mh::kLargeBufferCacheBytes);
+}
+
 TEST(LargeBuffers, PoisonFillsEveryHandedOutBlock) {
   mh::large_buffer_cache_clear();
   mh::set_large_buffer_poison(true);

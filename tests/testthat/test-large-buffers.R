@@ -73,3 +73,51 @@ test_that("the cache stays within its limits", {
   expect_identical(cache()[c("blocks", "bytes")], list(blocks = 0, bytes = 0))
   expect_error(cache("nonsense"), "unknown action")
 })
+
+test_that("set_buffer_cache_size() bounds the kept bytes, restores the default, never changes results", {
+  old <- set_buffer_cache_size(NULL)
+  on.exit(set_buffer_cache_size(old), add = TRUE)
+  expect_identical(get_buffer_cache_size(), 48 * 2^20)  # the documented default
+  x <- large_case("float64")
+  cache("clear")
+  want <- run_all(x)
+  expect_gt(cache()$bytes, 0)
+
+  # 0 keeps nothing: lowering the limit unmaps what is kept at once
+  expect_identical(withVisible(set_buffer_cache_size(0))$visible, FALSE)
+  expect_identical(get_buffer_cache_size(), 0)
+  expect_identical(cache()$bytes, 0)
+  hits0 <- cache()$hits
+  expect_identical(run_all(x), want)
+  expect_identical(cache()$bytes, 0)
+  expect_identical(cache()$hits, hits0)  # nothing could be reused
+
+  # a limit below one buffer keeps none either; a large one keeps more than the default
+  set_buffer_cache_size(2^20)
+  run_all(x)
+  expect_identical(cache()$bytes, 0)
+  set_buffer_cache_size(NULL)
+  run_all(x)
+  kept_default <- cache()$bytes
+  expect_lte(kept_default, 48 * 2^20)
+  expect_identical(set_buffer_cache_size(512 * 2^20), 48 * 2^20)
+  run_all(x)
+  expect_gt(cache()$bytes, kept_default)
+  expect_lte(cache()$bytes, 512 * 2^20)
+  expect_identical(run_all(x), want)
+  # lowering to 8 MiB unmaps down to it
+  set_buffer_cache_size(8 * 2^20)
+  expect_lte(cache()$bytes, 8 * 2^20)
+})
+
+test_that("set_buffer_cache_size(): bad values name `bytes`", {
+  old <- get_buffer_cache_size()
+  on.exit(set_buffer_cache_size(old), add = TRUE)
+  expect_error(set_buffer_cache_size(), "`bytes`", class = "multihead_error")
+  for (bad in list(NA, NA_real_, NaN, Inf, -1, 1.5, 2^49, "1", TRUE, c(1, 2), numeric(0), matrix(1),
+                   list(1), factor(1))) {
+    expect_error(set_buffer_cache_size(bad), "`bytes`", class = "multihead_error",
+                 info = paste(deparse(bad), collapse = " "))
+  }
+  expect_identical(get_buffer_cache_size(), old)  # unchanged by the failed calls
+})
