@@ -10,14 +10,16 @@
 #   Rscript bench/mha.R --big                   # T = S = 16384 forward+backward peak-memory case
 # Options: --lib DIR (library holding multihead), --dtype float32|float64,
 #   --min-time SECONDS (timed runs per mode, default 1.5), --flash TRUE|FALSE,
-#   --jsonl FILE (append one JSON record per mode).
+#   --jsonl FILE (append one JSON record per mode), --buffer-cache MIB (the
+#   large-buffer cache's size, set_buffer_cache_size(); default 48).
 # One case per process: the peak-RSS figure (VmHWM, reset through
 # /proc/self/clear_refs after set-up) then belongs to that case alone.
 
 parse_args <- function(argv) {
   a <- list(B = NULL, T = NULL, S = NULL, E = NULL, H = NULL, Kd = NULL, threads = 2L,
             causal = FALSE, mode = "fwd,fwdbwd", dtype = "float32", min_time = 1.5,
-            min_reps = 5L, max_reps = 100L, lib = NULL, flash = TRUE, jsonl = NULL, big = FALSE)
+            min_reps = 5L, max_reps = 100L, lib = NULL, flash = TRUE, jsonl = NULL, big = FALSE,
+            buffer_cache = NULL)
   i <- 1L
   while (i <= length(argv)) {
     key <- sub("^--", "", argv[i])
@@ -66,6 +68,7 @@ run_case <- function(a) {
   if (!is.null(a$lib)) .libPaths(c(a$lib, .libPaths()))
   suppressPackageStartupMessages(library(multihead))
   set_num_threads(a$threads)
+  if (!is.null(a$buffer_cache)) set_buffer_cache_size(a$buffer_cache * 2^20)
   B <- a$B; T <- a$T; S <- if (is.null(a$S)) T else a$S; E <- a$E; H <- a$H; Kd <- a$Kd
   set.seed(1)
   q <- array(rnorm(B * T * E), c(B, T, E))

@@ -212,6 +212,22 @@ void advise_huge_pages(void* p, std::size_t bytes) {
 #endif
 }
 
+void populate_pages(void* p, std::size_t bytes) {
+  if (!p || bytes < kHugeBufferBytes) return;
+  constexpr std::uintptr_t kPage = 4096;
+  const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(p), hi = lo + bytes;
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+  // The whole pages inside [lo, hi): madvise needs an aligned start, and
+  // the partial first page holds R's vector header (already mapped).
+  const std::uintptr_t a = (lo + kPage - 1) / kPage * kPage, b = hi / kPage * kPage;
+  if (b > a && madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  // Elsewhere (or a kernel before 5.14): one write per page. The caller
+  // overwrites every byte, so what is written does not matter.
+  for (std::uintptr_t q = lo; q < hi; q = (q / kPage + 1) * kPage)
+    *reinterpret_cast<volatile unsigned char*>(q) = 0;
+}
+
 void set_large_buffer_poison(bool on) { poison.store(on, std::memory_order_relaxed); }
 
 }  // namespace mh

@@ -8,6 +8,7 @@
 #include "attention.h"
 #include "dense.h"
 #include "flash_attention.h"
+#include "large_buffers.h"
 
 namespace mh {
 
@@ -161,6 +162,9 @@ void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWei
       for (size_t i = 0; i < c.ctx.size(); ++i) c.ctx[i] *= c.gate[i];
     }
   }
+  // io.out is the caller's fresh array: mapped in first, so the output
+  // projection's threads do not fault the same pages at once.
+  populate_pages(io.out, static_cast<size_t>(BT * d.O) * sizeof(double));
   dense_forward_gather_colmajor<T>(h, io.q_row, BT, NHv, w.wo, w.bo, d.O, io.out, BT,
                                    io.out_col, threads);
 }
@@ -221,7 +225,11 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
   c = MhaCache<T>();
 
   // Input projections (query with the gate's term, key, value) in one
-  // parallel pass, the input gradients written in the caller's layout.
+  // parallel pass, the input gradients written in the caller's layout (its
+  // fresh arrays mapped in first, now that the attention's buffers are gone).
+  populate_pages(cg.dxq, static_cast<size_t>(BT * d.E) * sizeof(double));
+  populate_pages(cg.dxk, static_cast<size_t>(BS * d.Dk) * sizeof(double));
+  populate_pages(cg.dxv, static_cast<size_t>(BS * d.Dv) * sizeof(double));
   std::vector<BackwardTerm<T>> q_terms;
   if (w.wg) q_terms.push_back({dz.data(), NHv, w.wg, g.dwg, g.dbg});
   q_terms.push_back({dq.data(), NH, w.wq, g.dwq, g.dbq});

@@ -6,6 +6,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "large_buffers.h"
 #include "layout.h"
 #include "test_util.h"
@@ -99,6 +103,35 @@ TEST(LargeBuffers, SettableLimitEvictsAtOnceAndBoundsWhatIsKept) {
   mh::set_large_buffer_cache_limit(mh::kLargeBufferCacheBytes);
   EXPECT_EQ(mh::large_buffer_cache_limit(), mh::kLargeBufferCacheBytes);
 }
+
+#if defined(__linux__)
+// Pages of [p, p + bytes) resident now (mincore), whole pages only.
+std::size_t resident_pages(void* p, std::size_t bytes) {
+  std::vector<unsigned char> v(bytes / 4096);
+  if (mincore(p, bytes, v.data()) != 0) return 0;
+  std::size_t n = 0;
+  for (unsigned char c : v) n += c & 1u;
+  return n;
+}
+
+TEST(LargeBuffers, PopulatePagesMapsInFreshMemoryFromFourMiBUp) {
+  const std::size_t len = 9 * MiB;
+  void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  EXPECT_EQ(resident_pages(m, len), 0u);
+  // an unaligned start, as R's vector data (after its header) has
+  char* data = static_cast<char*>(m) + 48;
+  mh::populate_pages(data, 2 * MiB);  // below kHugeBufferBytes: nothing
+  EXPECT_EQ(resident_pages(m, len), 0u);
+  mh::populate_pages(data, 8 * MiB);
+  // every whole page after the first (partial) one, up to the last whole page
+  EXPECT_GE(resident_pages(static_cast<char*>(m) + 4096, 8 * MiB - 4096), 8 * MiB / 4096 - 1);
+  std::memset(data, 7, 8 * MiB);  // still plain writable memory
+  EXPECT_EQ(data[8 * MiB - 1], 7);
+  munmap(m, len);
+  mh::populate_pages(nullptr, 8 * MiB);  // a null pointer is ignored
+}
+#endif
 
 TEST(LargeBuffers, PoisonFillsEveryHandedOutBlock) {
   mh::large_buffer_cache_clear();
