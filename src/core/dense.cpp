@@ -108,6 +108,19 @@ bool convert_run(const double* src, idx n, D* dst, bool check) {
   return true;
 }
 
+// Y = X W + b (b may be null): Y starts as the bias on every row and the
+// product is accumulated onto it. Eigen's `Y = X * W` zeroes Y before its
+// GEMM accumulates anyway, so this saves the separate bias pass over Y.
+template <class XM, class WM, class YM, class T>
+void product_plus_bias(const XM& X, const WM& W, const T* b, YM& Y) {
+  if (b) {
+    Y.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b, Y.cols());
+    Y.noalias() += X * W;
+  } else {
+    Y.noalias() = X * W;
+  }
+}
+
 // dW (+)= X^T dY and dB (+)= column sums of dY: `first` starts the sums
 // (one block of rows of a weight gradient summed block by block).
 template <class XM, class YM, class WM, class BM>
@@ -172,8 +185,7 @@ bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk) {
   Eigen::Map<const ColMat<T>> X(xbuf.data(), nr, p.in);
   Buffer<T> ybuf(static_cast<size_t>(nr * p.out));
   Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, p.out);
-  Y.noalias() = X * W;
-  if (p.b) Y.rowwise() += Eigen::Map<const RowVec<T>>(p.b, p.out);
+  product_plus_bias(X, W, p.b, Y);
   p.store(r0, nr, ybuf.data());
   return ok;
 }
@@ -230,8 +242,7 @@ void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx i
     Eigen::Map<const RowMat<T>> X(xbuf.data(), nr, in);
     Buffer<T> ybuf(static_cast<size_t>(nr * out));
     Eigen::Map<ColMat<T>> Y(ybuf.data(), nr, out);  // each column a run of the destination
-    Y.noalias() = X * W;
-    if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
+    product_plus_bias(X, W, b, Y);
     for (idx j = 0; j < out; ++j) {
       convert_run(ybuf.data() + j * nr, nr, y + (y_col ? y_col[j] : j) * ldy + r0);
     }

@@ -293,17 +293,18 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
                           const T* block, FlashOperands<T>* ops) {
   const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
   const idx n_tiles = ceil_div(d.S, kKeyTile);
-  // Mapped rows are stored in increasing destination order: consecutive
-  // positions l of one batch then write neighbouring elements of k^T.
+  // Rows of k are stored in increasing destination order: consecutive
+  // positions l of one batch then write neighbouring elements of k^T. (q
+  // and v rows are contiguous runs wherever they go: no sorting.)
   std::vector<idx> order;
-  if (row_map) {
+  if (row_map && which == 1) {
     order.resize(static_cast<size_t>(nr));
     for (idx i = 0; i < nr; ++i) order[i] = i;
     std::sort(order.begin(), order.end(),
               [&](idx x, idx y) { return row_map[r0 + x] < row_map[r0 + y]; });
   }
   for (idx k = 0; k < nr; ++k) {
-    const idx i = row_map ? order[k] : k;
+    const idx i = order.empty() ? k : order[k];
     const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
     const T* row = block + i * NW;
     for (idx n = 0; n < d.N; ++n) {
