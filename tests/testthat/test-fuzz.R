@@ -40,6 +40,7 @@ fuzz_exports <- list(
   from_config = quote(from_config(config = dense_config)),
   get_config = quote(get_config(object = dense())),
   get_layer = quote(get_layer(model(), name = "fz_dense", index = NULL)),
+  get_buffer_cache_size = quote(get_buffer_cache_size()),
   get_num_threads = quote(get_num_threads()),
   get_weights = quote(get_weights(object = dense_built(), trainable = NA)),
   initializer_constant = quote(initializer_constant(value = 0.5)),
@@ -114,6 +115,7 @@ fuzz_exports <- list(
   load_model_weights = quote(load_model_weights(model(), filepath = saved_weights_h5, skip_mismatch = FALSE)),
   save_model = quote(save_model(compiled(), filepath = "fz-model.rds", overwrite = TRUE)),
   save_model_weights = quote(save_model_weights(model(), filepath = "fz.weights.h5", overwrite = TRUE)),
+  set_buffer_cache_size = quote(set_buffer_cache_size(bytes = 16 * 2^20)),
   set_num_threads = quote(set_num_threads(n = 1)),
   set_weights = quote(set_weights(object = dense_built(), weights = dense_w)),
   shape = quote(shape(2, 3))
@@ -415,12 +417,14 @@ fuzz_table <- function(table, n) {
   failures <- character()
   calls <- 0L
   threads <- get_num_threads(); flash <- config_is_flash_attention_enabled()
+  buffer_cache <- get_buffer_cache_size()
   dir <- tempfile("fuzz"); dir.create(dir)
   wd <- setwd(dir)
   on.exit({
     setwd(wd)
     unlink(dir, recursive = TRUE)
     set_num_threads(threads)
+    set_buffer_cache_size(buffer_cache)
     if (flash) config_enable_flash_attention() else config_disable_flash_attention()
   })
   for (i in seq_along(table)) {
