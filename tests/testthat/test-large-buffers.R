@@ -121,3 +121,30 @@ test_that("set_buffer_cache_size(): bad values name `bytes`", {
   }
   expect_identical(get_buffer_cache_size(), old)  # unchanged by the failed calls
 })
+
+test_that("result arrays of 4 MiB or more (mapped in before the threads write them) match the reference", {
+  # output (4, 128, 1024) and each input gradient are 4 MiB of doubles: the
+  # flash path populates them (populate_pages) before filling them
+  set.seed(17)
+  B <- 4L; T <- 128L; S <- 136L; E <- 1024L; N <- 2L; H <- 8L
+  q <- rand_array(B, T, E); v <- rand_array(B, S, E); k <- rand_array(B, S, E)
+  w <- random_weights(E, E, E, N, H, H, E)
+  R <- rand_array(B, T, E)
+  ref <- ref_mha_loss_grads(q, v, k, weights = w$ref, num_heads = N, key_dim = H,
+                            use_causal_mask = TRUE, R = R)
+  for (threads in c(1L, 2L)) {
+    old <- set_num_threads(threads)
+    mha <- layer_multi_head_attention(num_heads = N, key_dim = H, dtype = "float64")
+    mha$build(dim(q), dim(v), dim(k))
+    set_weights(mha, w$ordered)
+    expect_gte(length(mha(q, v, k)) * 8, 4 * 2^20)
+    out <- mha(q, v, k, use_causal_mask = TRUE)
+    got <- backprop(mha, q, v, k, use_causal_mask = TRUE, grad_output = R)
+    set_num_threads(old)
+    expect_lt(rel_err(out, ref$output), 1e-10)
+    expect_identical(got$output, out)
+    expect_lt(rel_err(got$grads$query, ref$grads$query), 1e-10)
+    expect_lt(rel_err(got$grads$key, ref$grads$key), 1e-10)
+    expect_lt(rel_err(got$grads$value, ref$grads$value), 1e-10)
+  }
+})
