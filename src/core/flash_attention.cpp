@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "attention_mask.h"
@@ -288,36 +289,93 @@ void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops) {
   ops->v.resize(static_cast<size_t>(BN * d.S * d.Hv));
 }
 
+namespace {
+
+#ifdef MH_TILE_GEMM_AVX2
+// In-register transpose of an 8 x 8 block of floats (r[i] = row i in, column
+// i out).
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
+// o[w * ld + j] = rows[j][w] for j < m, w < W: m rows of W values stored
+// transposed (one key run of one head into its k^T tile).
+template <class T>
+void store_transposed(const T* const* rows, idx m, idx W, idx ld, T* o) {
+  for (idx w = 0; w < W; ++w)
+    for (idx j = 0; j < m; ++j) o[w * ld + j] = rows[j][w];
+}
+#ifdef MH_TILE_GEMM_AVX2
+template <>
+void store_transposed<float>(const float* const* rows, idx m, idx W, idx ld, float* o) {
+  idx j = 0;
+  for (; j + 8 <= m; j += 8) {
+    idx w = 0;
+    for (; w + 8 <= W; w += 8) {
+      __m256 r[8];
+      for (int c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(rows[j + c] + w);
+      transpose8(r);
+      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(o + (w + c) * ld + j, r[c]);
+    }
+    for (; w < W; ++w)
+      for (idx c = 0; c < 8; ++c) o[w * ld + j + c] = rows[j + c][w];
+  }
+  for (idx w = 0; w < W; ++w)
+    for (idx c = j; c < m; ++c) o[w * ld + c] = rows[c][w];
+}
+#endif
+
+}  // namespace
+
 template <class T>
 void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
                           const T* block, FlashOperands<T>* ops) {
   const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
-  const idx n_tiles = ceil_div(d.S, kKeyTile);
-  // Rows of k are stored in increasing destination order: consecutive
-  // positions l of one batch then write neighbouring elements of k^T. (q
-  // and v rows are contiguous runs wherever they go: no sorting.)
-  std::vector<idx> order;
-  if (row_map && which == 1) {
-    order.resize(static_cast<size_t>(nr));
-    for (idx i = 0; i < nr; ++i) order[i] = i;
-    std::sort(order.begin(), order.end(),
-              [&](idx x, idx y) { return row_map[r0 + x] < row_map[r0 + y]; });
-  }
-  for (idx k = 0; k < nr; ++k) {
-    const idx i = order.empty() ? k : order[k];
-    const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
-    const T* row = block + i * NW;
-    for (idx n = 0; n < d.N; ++n) {
-      const T* src = row + n * W;
-      if (which == 1) {  // k^T by key tiles
-        T* o = ops->kt.data() + ((b * d.N + n) * n_tiles + l / kKeyTile) * W * kKeyTile +
-               l % kKeyTile;
-        for (idx w = 0; w < W; ++w) o[w * kKeyTile] = src[w];
-      } else {
-        T* o = (which == 0 ? ops->q.data() : ops->v.data()) + ((b * d.N + n) * L + l) * W;
-        std::copy(src, src + W, o);
-      }
+  if (which != 1) {  // q and v rows are contiguous runs wherever they go
+    for (idx i = 0; i < nr; ++i) {
+      const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
+      const T* row = block + i * NW;
+      T* o = (which == 0 ? ops->q.data() : ops->v.data()) + (b * d.N * L + l) * W;
+      for (idx n = 0; n < d.N; ++n) std::copy(row + n * W, row + (n + 1) * W, o + n * L * W);
     }
+    return;
+  }
+  // k^T by key tiles: the rows in increasing destination order, cut into runs
+  // of consecutive keys of one batch and one key tile; each run of each head
+  // is one transposed (W, run) block of its tile.
+  const idx n_tiles = ceil_div(d.S, kKeyTile);
+  std::vector<std::pair<idx, idx>> dest(static_cast<size_t>(nr));  // (destination row, i)
+  for (idx i = 0; i < nr; ++i) dest[i] = {row_map ? row_map[r0 + i] : r0 + i, i};
+  if (!std::is_sorted(dest.begin(), dest.end())) std::sort(dest.begin(), dest.end());
+  std::vector<const T*> rows(static_cast<size_t>(kKeyTile));
+  for (idx k = 0; k < nr;) {
+    const idx b = dest[k].first / L, l0 = dest[k].first % L;
+    const idx tile_end = std::min(L, (l0 / kKeyTile + 1) * kKeyTile);
+    idx m = 1;
+    while (k + m < nr && dest[k + m].first == dest[k].first + m && l0 + m < tile_end) ++m;
+    for (idx n = 0; n < d.N; ++n) {
+      for (idx j = 0; j < m; ++j) rows[j] = block + dest[k + j].second * NW + n * W;
+      T* o = ops->kt.data() + ((b * d.N + n) * n_tiles + l0 / kKeyTile) * W * kKeyTile +
+             l0 % kKeyTile;
+      store_transposed(rows.data(), m, W, kKeyTile, o);
+    }
+    k += m;
   }
 }
 

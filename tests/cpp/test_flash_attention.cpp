@@ -5,6 +5,7 @@
 // shapes with several ragged query and key tiles, for every mask kind.
 #if __has_include("flash_attention.h")
 
+#include <algorithm>
 #include <cmath>
 
 #include "attention.h"
@@ -108,6 +109,57 @@ TEST(FlashAttention, DropoutMatchesTheMaterialisedStream) {
   check_flash<double>(d, cases.front(), drop, 1e-10);
   check_flash<double>(d, cases[cases.size() - 2], drop, 1e-10);
   check_flash<float>(d, cases.back(), drop, 1e-4);
+}
+
+// flash_operands_store puts every projected row where the kernel reads it,
+// for rows handed over in blocks of any size and in any order (a row map, as
+// the column-major calls pass), key runs shorter and longer than a vector,
+// ragged key tiles, and head widths with and without a vector remainder.
+template <class T>
+void check_operand_store(const mh::MhaDims& d, idx block_rows) {
+  SCOPED_TRACE("H " + std::to_string(d.H) + ", block " + std::to_string(block_rows));
+  const idx tile = mh::kFlashKeyTile, n_tiles = (d.S + tile - 1) / tile;
+  for (int which = 0; which < 3; ++which) {
+    const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
+    const idx rows = d.B * L;
+    // row_map: a fixed shuffle of the rows (R's batch-fastest order, reversed
+    // in the second half)
+    std::vector<idx> row_map(static_cast<size_t>(rows));
+    for (idx r = 0; r < rows; ++r) row_map[r] = (r % d.B) * L + r / d.B;
+    std::reverse(row_map.begin() + rows / 2, row_map.end());
+    mh::FlashOperands<T> ops;
+    mh::flash_operands_allocate(d, &ops);
+    for (idx r0 = 0; r0 < rows; r0 += block_rows) {
+      const idx nr = std::min(block_rows, rows - r0);
+      std::vector<T> block(static_cast<size_t>(nr * NW));
+      for (idx i = 0; i < nr; ++i)
+        for (idx c = 0; c < NW; ++c) block[i * NW + c] = static_cast<T>(row_map[r0 + i] * 1000 + c);
+      mh::flash_operands_store(d, which, r0, nr, row_map.data(), block.data(), &ops);
+    }
+    int wrong = 0;
+    for (idx b = 0; b < d.B; ++b)
+      for (idx n = 0; n < d.N; ++n)
+        for (idx l = 0; l < L; ++l)
+          for (idx w = 0; w < W; ++w) {
+            const T want = static_cast<T>((b * L + l) * 1000 + n * W + w);
+            T got;
+            if (which == 0) got = ops.q[((b * d.N + n) * L + l) * W + w];
+            else if (which == 2) got = ops.v[((b * d.N + n) * L + l) * W + w];
+            else got = ops.kt[((b * d.N + n) * n_tiles + l / tile) * W * tile + w * tile + l % tile];
+            if (got != want) ++wrong;
+          }
+    EXPECT_EQ(wrong, 0) << "operand " << which;
+  }
+}
+
+TEST(FlashAttention, OperandStoreForAnyBlocksAndRowOrder) {
+  for (idx H : {3, 8, 20}) {
+    const mh::MhaDims d = mhtest::dims(3, 2, 37, 300, H, 12);
+    for (idx block_rows : {1, 7, 64, 1000}) {
+      check_operand_store<float>(d, block_rows);
+      check_operand_store<double>(d, block_rows);
+    }
+  }
 }
 
 }  // namespace
