@@ -382,7 +382,7 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
 template <class T>
 void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
-                             T* lse, int threads) {
+                             T* lse, int threads, const std::function<void()>& alongside) {
   threads = threads_for(d, threads);
   const idx vs = d.N * d.Hv;
   const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -394,7 +394,10 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
   const Buffer<T>& kt = ops.kt;
   const Buffer<T>& vh = ops.v;
 
-  parallel_for(static_cast<long>(d.B * d.N * n_qtiles), threads, [&](long task) {
+  auto side = [&] {
+    if (alongside) alongside();
+  };
+  parallel_for_alongside(static_cast<long>(d.B * d.N * n_qtiles), threads, side, [&](long task) {
     const idx bn = task / n_qtiles, qt = task % n_qtiles;
     const idx b = bn / d.N, n = bn % d.N;
     const idx t0 = qt * kForwardQueryTile, nq = std::min(kForwardQueryTile, d.T - t0);
@@ -654,7 +657,7 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
                                         FlashOperands<T>*);                                    \
   template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
                                            const AttentionMask&, const DropoutSpec&, T, T*,   \
-                                           T*, int);                                          \
+                                           T*, int, const std::function<void()>&);            \
   template void flash_attention_backward<T>(const MhaDims&, FlashOperands<T>&, Buffer<T>&,    \
                                             const T*, const AttentionMask&,                   \
                                             const DropoutSpec&, T, Buffer<T>&, T*, T*, T*, int);

@@ -9,6 +9,8 @@
 // partial query gradients. Nothing is proportional to T * S.
 #pragma once
 
+#include <functional>
+
 #include "layout.h"
 
 namespace mh {
@@ -46,11 +48,14 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
 
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
 // lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for
-// rows where every key is masked (their context is zero).
+// rows where every key is masked (their context is zero). `alongside`, if
+// set, runs once on one of the threads while the others start on the tiles
+// (it must not touch ctx or lse).
 template <class T>
 void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
-                             T* lse, int threads);
+                             T* lse, int threads,
+                             const std::function<void()>& alongside = nullptr);
 
 // Gradients from the forward's ctx (B, T, N, Hv) and lse and dctx
 // (B, T, N, Hv); the probabilities (and the dropout mask) are recomputed tile

@@ -138,8 +138,13 @@ void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWei
     if (!finite[2]) throw NonFiniteInput(NonFiniteInput::kValue);
     if (!finite[1]) throw NonFiniteInput(NonFiniteInput::kKey);
     c.lse.resize(static_cast<size_t>(d.B * d.N * d.T));
+    // io.out is the caller's fresh array: one thread maps it in while the
+    // other starts on the attention tiles, so the output projection's
+    // threads do not fault the same pages at once.
     flash_attention_forward(d, c.ops, mask, drop, inverse_sqrt_key_dim<T>(d.H), c.ctx.data(),
-                            c.lse.data(), threads);
+                            c.lse.data(), threads, [&] {
+                              populate_pages(io.out, static_cast<size_t>(BT * d.O) * sizeof(double));
+                            });
     if (!keep_operands) c.ops = FlashOperands<T>();
   }
   const T* h = c.ctx.data();
@@ -162,9 +167,6 @@ void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWei
       for (size_t i = 0; i < c.ctx.size(); ++i) c.ctx[i] *= c.gate[i];
     }
   }
-  // io.out is the caller's fresh array: mapped in first, so the output
-  // projection's threads do not fault the same pages at once.
-  populate_pages(io.out, static_cast<size_t>(BT * d.O) * sizeof(double));
   dense_forward_gather_colmajor<T>(h, io.q_row, BT, NHv, w.wo, w.bo, d.O, io.out, BT,
                                    io.out_col, threads);
 }

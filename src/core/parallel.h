@@ -57,4 +57,40 @@ void parallel_for(long n, int threads, F body) {
   if (error) std::rethrow_exception(error);
 }
 
+// parallel_for with a side job: one thread runs side() once, then joins the
+// others on body(i). The loop is scheduled dynamically anyway, so which
+// thread runs which i never changes results. With one thread, side() runs
+// first. (Used to map in the caller's fresh output array, kernel work that
+// needs memory bandwidth, while the other thread computes attention tiles.)
+template <class S, class F>
+void parallel_for_alongside(long n, int threads, S side, F body) {
+  if (threads <= 1 || n <= 1) {
+    side();
+    for (long i = 0; i < n; ++i) body(i);
+    return;
+  }
+  std::exception_ptr error = nullptr;
+  std::mutex error_lock;
+  auto run = [&](auto&& f) {
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> guard(error_lock);
+      if (!error) error = std::current_exception();
+    }
+  };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  {
+    if (omp_get_thread_num() == omp_get_num_threads() - 1) run(side);
+#pragma omp for schedule(dynamic, 1) nowait
+    for (long i = 0; i < n; ++i) run([&] { body(i); });
+  }
+#else
+  run(side);
+  for (long i = 0; i < n; ++i) run([&] { body(i); });
+#endif
+  if (error) std::rethrow_exception(error);
+}
+
 }  // namespace mh

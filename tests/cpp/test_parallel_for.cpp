@@ -1,4 +1,4 @@
-// parallel_for (parallel.h): every index once, exceptions reach the caller,
+// parallel_for and parallel_for_alongside (parallel.h): every index once, exceptions reach the caller,
 // and the kernels built on it give bitwise identical results for 1, 2 and 4
 // threads.
 #include <atomic>
@@ -60,6 +60,30 @@ TEST(ParallelFor, RethrowsTheBodysException) {
     std::atomic<long> sum{0};
     mh::parallel_for(10, threads, [&](long i) { sum += i; });
     EXPECT_EQ(sum.load(), 45);
+  }
+}
+
+TEST(ParallelFor, AlongsideRunsTheSideJobOnceAndEveryIndexOnce) {
+  for (int threads : {1, 2, 4}) {
+    for (long n : {0L, 1L, 2L, 37L, 1000L}) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      for (auto& s : seen) s = 0;
+      std::atomic<int> side{0};
+      mh::parallel_for_alongside(n, threads, [&] { side++; },
+                                 [&](long i) { seen[static_cast<size_t>(i)]++; });
+      EXPECT_EQ(side.load(), 1) << "threads " << threads << ", n " << n;
+      for (long i = 0; i < n; ++i) EXPECT_EQ(seen[i].load(), 1) << "n " << n << ", i " << i;
+    }
+    // An exception from the side job or from the body reaches the caller.
+    EXPECT_THROW(mh::parallel_for_alongside(
+                     40, threads, [] { throw std::runtime_error("side"); }, [](long) {}),
+                 std::runtime_error);
+    EXPECT_THROW(mh::parallel_for_alongside(
+                     40, threads, [] {},
+                     [](long i) {
+                       if (i == 3) throw std::out_of_range("body");
+                     }),
+                 std::out_of_range);
   }
 }
 
