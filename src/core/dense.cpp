@@ -32,6 +32,12 @@ idx row_block(idx rows, idx in, idx out) {
   if (in * out <= 256 * 512 && rows >= 4 * 1024) return 1024;
   return (in * out <= 256 * 512 && rows >= 4 * 512) ? 512 : 256;
 }
+// The backward kernels keep blocks of at most 512 rows: their tasks are
+// longer (two products per block), and finer tasks let a thread that starts
+// late (mapping in the fresh input gradients) share the work evenly.
+idx backward_row_block(idx rows, idx in, idx out) {
+  return std::min<idx>(512, row_block(rows, in, out));
+}
 // Kernel rows (input features) per task in the weight gradient.
 constexpr idx kFeatureBlock = 64;
 // At most this many partial weight gradients in dense_backward_colmajor_dy.
@@ -257,7 +263,7 @@ void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T*
                           bool accumulate, int threads) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
   const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
-  const idx rb = row_block(rows, in, out);
+  const idx rb = backward_row_block(rows, in, out);
   parallel_for(n_blocks(rows, rb), used, [&](long blk) {
     const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Eigen::Map<const RowMat<T>> dY(dy + r0 * out, nr, out);
@@ -295,7 +301,7 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
                                 T* db, int threads, bool* dy_finite) {
   Eigen::Map<const RowMat<T>> W(w, in, out);
   if (dy_finite) *dy_finite = true;
-  const idx rb = row_block(rows, in, out);
+  const idx rb = backward_row_block(rows, in, out);
   const long nb = n_blocks(rows, rb);
   // Groups of consecutive blocks, each with its own dw and db partial sums;
   // their number depends on the shapes only.
@@ -388,7 +394,7 @@ void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& term
     out_max = std::max(out_max, t.out);
     macs += static_cast<double>(rows) * in * t.out;
   }
-  const idx rb = row_block(rows, in, terms[0].out);
+  const idx rb = backward_row_block(rows, in, terms[0].out);
   parallel_for(n_blocks(rows, rb), threads_for_macs(macs, threads), [&](long blk) {
     const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Buffer<T> ybuf(static_cast<size_t>(nr * out_max)), xbuf(static_cast<size_t>(nr * in));
@@ -422,7 +428,7 @@ constexpr double kMaxPartialElements = double(1 << 23);
 // the shapes only), 0 when it must use the unfused functions.
 template <class T>
 long backward_groups(const ColMajorBackward<T>& p) {
-  const idx rb = row_block(p.rows, p.in, p.terms.empty() ? 1 : p.terms[0].out);
+  const idx rb = backward_row_block(p.rows, p.in, p.terms.empty() ? 1 : p.terms[0].out);
   const long nb = n_blocks(p.rows, rb);
   double per_group = 0;
   for (const BackwardTerm<T>& t : p.terms) per_group += double(p.in) * t.out + t.out;
@@ -434,7 +440,16 @@ long backward_groups(const ColMajorBackward<T>& p) {
 }  // namespace
 
 template <class T>
-void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads) {
+void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads,
+                               const std::function<void()>& alongside) {
+  auto side = [&] {
+    if (alongside) alongside();
+  };
+  bool side_done = false;
+  auto side_now = [&] {
+    if (!side_done) side();
+    side_done = true;
+  };
   struct Task {
     size_t p;
     long grp;
@@ -449,6 +464,7 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
     if (p.terms.empty()) continue;
     groups[k] = backward_groups(p);
     if (groups[k] == 0) {  // too wide for partial sums: feature bands instead
+      side_now();
       for (const BackwardTerm<T>& t : p.terms)
         dense_backward_weights_colmajor<T>(p.x, p.ldx, p.x_row, p.rows, p.in, t.dy, t.out, t.dw,
                                            t.db, threads);
@@ -466,14 +482,17 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
     }
     for (long g = 0; g < groups[k]; ++g) tasks.push_back({k, g});
   }
-  if (tasks.empty()) return;
+  if (tasks.empty()) {
+    side_now();
+    return;
+  }
   Buffer<T> part(partial_size);
-  parallel_for(static_cast<long>(tasks.size()), threads_for_macs(macs, threads), [&](long i) {
+  auto body = [&](long i) {
     const ColMajorBackward<T>& p = problems[tasks[i].p];
     const long grp = tasks[i].grp, ng = groups[tasks[i].p];
     idx out_max = 0;
     for (const BackwardTerm<T>& t : p.terms) out_max = std::max(out_max, t.out);
-    const idx rb = row_block(p.rows, p.in, p.terms[0].out);
+    const idx rb = backward_row_block(p.rows, p.in, p.terms[0].out);
     const long nb = n_blocks(p.rows, rb);
     const long b0 = grp * nb / ng, b1 = (grp + 1) * nb / ng;
     Buffer<T> xbuf(static_cast<size_t>(rb * p.in)), ybuf(static_cast<size_t>(rb * out_max)),
@@ -504,7 +523,14 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
       }
       for (idx f = 0; f < p.in; ++f) convert_run(dxbuf.data() + f * nr, nr, p.dx + f * p.lddx + r0);
     }
-  });
+  };
+  const long n_tasks = static_cast<long>(tasks.size());
+  const int used = threads_for_macs(macs, threads);
+  if (side_done) {
+    parallel_for(n_tasks, used, body);
+  } else {
+    parallel_for_alongside(n_tasks, used, side, body);
+  }
   // Sum each term's groups in order, each element by one task.
   struct Sum {
     size_t p, t;
@@ -560,7 +586,8 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
                                                    const T*, idx, T*, T*, int);                 \
   template void dense_backward_input_colmajor<T>(const std::vector<BackwardInputTerm<T>>&,     \
                                                  const idx*, idx, idx, double*, idx, int);      \
-  template void dense_backward_colmajor_x<T>(const std::vector<ColMajorBackward<T>>&, int);
+  template void dense_backward_colmajor_x<T>(const std::vector<ColMajorBackward<T>>&, int,   \
+                                             const std::function<void()>&);
 
 MH_INSTANTIATE_DENSE(float)
 MH_INSTANTIATE_DENSE(double)

@@ -147,7 +147,10 @@ struct ColMajorBackward {
 // for any thread count. When the per-group partial sums would need too much
 // memory (very wide kernels), a problem falls back to
 // dense_backward_weights_colmajor + dense_backward_input_colmajor.
+// `alongside`, if set, runs once on one thread while the others start on the
+// blocks (with the fallback, before them).
 template <class T>
-void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads);
+void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems, int threads,
+                               const std::function<void()>& alongside = nullptr);
 
 }  // namespace mh

@@ -227,11 +227,16 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
   c = MhaCache<T>();
 
   // Input projections (query with the gate's term, key, value) in one
-  // parallel pass, the input gradients written in the caller's layout (its
-  // fresh arrays mapped in first, now that the attention's buffers are gone).
-  populate_pages(cg.dxq, static_cast<size_t>(BT * d.E) * sizeof(double));
-  populate_pages(cg.dxk, static_cast<size_t>(BS * d.Dk) * sizeof(double));
-  populate_pages(cg.dxv, static_cast<size_t>(BS * d.Dv) * sizeof(double));
+  // parallel pass, the input gradients written in the caller's layout. Its
+  // fresh arrays are mapped in (now that the attention's buffers are gone)
+  // by one thread, in the order the blocks write them, while the other
+  // starts on the query blocks: a block writes its rows of dx only after
+  // its products.
+  auto populate_dx = [&] {
+    populate_pages(cg.dxq, static_cast<size_t>(BT * d.E) * sizeof(double));
+    populate_pages(cg.dxk, static_cast<size_t>(BS * d.Dk) * sizeof(double));
+    populate_pages(cg.dxv, static_cast<size_t>(BS * d.Dv) * sizeof(double));
+  };
   std::vector<BackwardTerm<T>> q_terms;
   if (w.wg) q_terms.push_back({dz.data(), NHv, w.wg, g.dwg, g.dbg});
   q_terms.push_back({dq.data(), NH, w.wq, g.dwq, g.dbq});
@@ -241,7 +246,7 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
                            cg.dxk, BS},
        ColMajorBackward<T>{io.xv, BS, io.kv_row, BS, d.Dv,
                            {{dv.data(), NHv, w.wv, g.dwv, g.dbv}}, cg.dxv, BS}},
-      threads);
+      threads, populate_dx);
 }
 
 template <class T>

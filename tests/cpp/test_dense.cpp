@@ -116,12 +116,14 @@ void check_backward_colmajor_x(idx rows, idx in, idx out1, idx out2, double tol)
   std::vector<double> dw1(in * out1), db1(out1), dw2(in * out2), db2(out2), dx(rows * in, 99.0);
   std::vector<std::vector<double>> runs;
   for (int threads : {1, 2}) {
+    int side_runs = 0;  // the side job runs exactly once, on every path
     mh::dense_backward_colmajor_x<double>(
         {mh::ColMajorBackward<double>{xr.data(), rows, x_row.data(), rows, in,
                                       {{dy1.data(), out1, w1.data(), dw1.data(), db1.data()},
                                        {dy2.data(), out2, w2.data(), dw2.data(), db2.data()}},
                                       dx.data(), rows}},
-        threads);
+        threads, [&] { ++side_runs; });
+    EXPECT_EQ(side_runs, 1) << threads << " threads";
     std::vector<double> all = dw1;
     for (const auto* v : {&db1, &dw2, &db2, &dx}) all.insert(all.end(), v->begin(), v->end());
     runs.push_back(all);
