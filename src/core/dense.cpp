@@ -4,11 +4,14 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <stdexcept>
+#include <type_traits>
 #ifdef __AVX__
 #include <immintrin.h>
 #endif
 
 #include "parallel.h"
+#include "tile_gemm.h"
 
 namespace mh {
 
@@ -179,12 +182,160 @@ void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, 
 
 namespace {
 
+// The packed float kernel of the column-major products (AVX2 + FMA builds):
+// the weights are packed once per call into strips of 16 columns, each block
+// of x is converted from R's doubles straight into panels of 6 rows, and
+// tile_gemm.h's 6 x 16 register block runs over them starting from the bias.
+// Eigen's GEMM instead packs both operands on every block and needs the bias
+// (or zeros) written first: measured at 32/128/256, packing the kernel per
+// block and the bias pass were ~10% of the projections' time.
+//
+// w (in, out) as strips of 16 columns: data[(s * in + p) * 16 + j] =
+// w[p, 16 s + j], zero past `out`.
+struct PackedWeights {
+  Buffer<float> data;
+  idx in = 0, out = 0;
+};
+
+#ifdef MH_TILE_GEMM_AVX2
+constexpr bool kPackedProjection = true;
+#else
+constexpr bool kPackedProjection = false;
+#endif
+constexpr idx kPanelRows = 6;   // rows of x per panel (register block rows)
+constexpr idx kStrip = 16;      // columns of w per strip (register block columns)
+constexpr idx kPackedDepth = 256;  // features of x per pass over a block of y
+
+PackedWeights pack_weights(const float* w, idx in, idx out) {
+  PackedWeights pw;
+  pw.in = in;
+  pw.out = out;
+  const idx strips = (out + kStrip - 1) / kStrip;
+  pw.data.assign(static_cast<size_t>(strips * in * kStrip), 0.0f);
+  for (idx s = 0; s < strips; ++s) {
+    const idx j0 = s * kStrip, nj = std::min(kStrip, out - j0);
+    for (idx f = 0; f < in; ++f)
+      std::copy(w + f * out + j0, w + f * out + j0 + nj, pw.data.data() + (s * in + f) * kStrip);
+  }
+  return pw;
+}
+
+// Rows of x per task of the packed kernel (a function of the shapes only):
+// the block's panels and its y stay within the 1 MiB L2 cache.
+idx packed_row_block(idx in, idx out) { return in + out <= 512 ? 256 : 128; }
+
+#ifdef MH_TILE_GEMM_AVX2
+// One register block of R rows of y (R = 1 .. 6), columns [16 s, 16 s + n).
+template <int R>
+void packed_block(idx n, idx K, const float* a, const float* b, float* c, idx ldc, bool accumulate,
+                  const float* init) {
+  if (n == kStrip) {
+    detail::block_r16<R, true>(n, K, a, 1, kPanelRows, b, kStrip, c, ldc, accumulate, init);
+  } else {
+    detail::block_r16<R, false>(n, K, a, 1, kPanelRows, b, kStrip, c, ldc, accumulate, init);
+  }
+}
+#endif
+
+// Floats of scratch packed_projection_block needs for up to nr rows: the
+// panels of x, then y.
+idx packed_scratch_floats(idx nr, idx in, idx out) {
+  return (nr + kPanelRows - 1) / kPanelRows * kPanelRows * in + nr * out;
+}
+
+// Panels of x: a[(q * in + f) * 6 + i] = x(r0 + 6 q + i, f) as float, zero
+// past nr. Returns false if `check` and a value was not finite.
+bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, bool check) {
+  const idx full = nr / kPanelRows, panels = (nr + kPanelRows - 1) / kPanelRows;
+  bool ok = true;
+  for (idx f = 0; f < in; ++f) {
+    const double* src = x + f * ldx + r0;
+    float* dst = a + f * kPanelRows;
+    const idx step = in * kPanelRows;  // from one panel to the next
+    idx q = 0;
+#ifdef __AVX__
+    __m256d acc = _mm256_setzero_pd();
+    for (; q < full; ++q) {
+      const __m256d v4 = _mm256_loadu_pd(src + q * kPanelRows);
+      const __m128d v2 = _mm_loadu_pd(src + q * kPanelRows + 4);
+      if (check) {
+        acc = _mm256_add_pd(acc, _mm256_sub_pd(v4, v4));
+        acc = _mm256_add_pd(acc, _mm256_castpd128_pd256(_mm_sub_pd(v2, v2)));
+      }
+      _mm_storeu_ps(dst + q * step, _mm256_cvtpd_ps(v4));
+      _mm_storel_pi(reinterpret_cast<__m64*>(dst + q * step + 4), _mm_cvtpd_ps(v2));
+    }
+    if (check) ok = ok && _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
+#endif
+    for (; q < panels; ++q) {
+      for (idx i = 0; i < kPanelRows; ++i) {
+        const idx r = q * kPanelRows + i;
+        const double v = r < nr ? src[r] : 0.0;
+        if (check) ok = ok && v - v == 0;
+        dst[q * step + i] = static_cast<float>(v);
+      }
+    }
+  }
+  return ok;
+}
+
+// y (nr, out) row-major = rows r0 .. r0 + nr - 1 of the column-major x times
+// w, plus b (may be null), using `scratch` (packed_scratch_floats(nr, in,
+// out) floats; y is its tail, returned). Returns false in *ok if `check` and
+// a value of x was not finite. Sums over the features in order, in chunks
+// of kPackedDepth.
+float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const PackedWeights& w,
+                               const float* b, float* scratch, bool check, bool* ok) {
+  const idx in = w.in, out = w.out, panels = (nr + kPanelRows - 1) / kPanelRows;
+  float* a = scratch;
+  float* y = scratch + panels * kPanelRows * in;
+  *ok = pack_panels(x, ldx, r0, nr, in, a, check);
+#ifdef MH_TILE_GEMM_AVX2
+  const idx strips = (out + kStrip - 1) / kStrip;
+  for (idx k0 = 0; k0 < in; k0 += kPackedDepth) {
+    const idx kc = std::min(kPackedDepth, in - k0);
+    for (idx s = 0; s < strips; ++s) {
+      const idx n = std::min(kStrip, out - s * kStrip);
+      const float* bs = w.data.data() + (s * in + k0) * kStrip;
+      const float* init = k0 == 0 && b ? b + s * kStrip : nullptr;
+      for (idx q = 0; q < panels; ++q) {
+        const float* aq = a + (q * in + k0) * kPanelRows;
+        float* c = y + q * kPanelRows * out + s * kStrip;
+        switch (std::min(kPanelRows, nr - q * kPanelRows)) {
+          case 6: packed_block<6>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+          case 5: packed_block<5>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+          case 4: packed_block<4>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+          case 3: packed_block<3>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+          case 2: packed_block<2>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+          default: packed_block<1>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+        }
+      }
+    }
+  }
+#else
+  (void)b;
+  throw std::logic_error("multihead core: the packed projection needs AVX2 + FMA");
+#endif
+  return y;
+}
+
 // Block `blk` of a column-major product (see dense_forward_blocks_colmajor).
 // Returns false if p.finite is set and the block held a non-finite value.
+// `packed`: the product's packed weights when the packed kernel runs it,
+// with the calling thread's scratch.
 template <class T>
-bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk) {
-  Eigen::Map<const RowMat<T>> W(p.w, p.in, p.out);
+bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk, const PackedWeights* packed,
+                    float* scratch) {
   const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
+  if (packed) {
+    bool ok = true;
+    const float* y = packed_projection_block(p.x, p.ldx, r0, nr, *packed,
+                                             reinterpret_cast<const float*>(p.b), scratch,
+                                             p.finite != nullptr, &ok);
+    p.store(r0, nr, reinterpret_cast<const T*>(y));
+    return ok;
+  }
+  Eigen::Map<const RowMat<T>> W(p.w, p.in, p.out);
   // The block of x, converted: column-major (nr, in), each column a
   // contiguous run of the source.
   Buffer<T> xbuf(static_cast<size_t>(nr * p.in));
@@ -206,17 +357,36 @@ void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& produc
   // Task list: (product, block), products in order.
   std::vector<std::pair<size_t, long>> tasks;
   std::vector<idx> rbs;
+  std::vector<PackedWeights> packed;  // one per product with the packed kernel
+  const bool use_packed = kPackedProjection && std::is_same<T, float>::value;
   double macs = 0;
   for (size_t k = 0; k < products.size(); ++k) {
     const ColMajorProduct<T>& p = products[k];
-    rbs.push_back(row_block(p.rows, p.in, p.out));
+    if (use_packed) {
+      packed.push_back(pack_weights(reinterpret_cast<const float*>(p.w), p.in, p.out));
+      rbs.push_back(packed_row_block(p.in, p.out));
+    } else {
+      rbs.push_back(row_block(p.rows, p.in, p.out));
+    }
     for (long blk = 0; blk < n_blocks(p.rows, rbs.back()); ++blk) tasks.emplace_back(k, blk);
     macs += static_cast<double>(p.rows) * p.in * p.out;
   }
   std::vector<char> task_ok(tasks.size(), 1);  // one flag per task: no shared writes
-  parallel_for(static_cast<long>(tasks.size()), threads_for_macs(macs, threads), [&](long i) {
+  const int used = threads_for_macs(macs, threads);
+  // The packed kernel's scratch: one area per thread, allocated once per call
+  // (per block, the heap would hand out freshly faulted pages again and again).
+  std::vector<Buffer<float>> scratch(use_packed ? static_cast<size_t>(used) : 0);
+  if (use_packed) {
+    idx floats = 0;
+    for (size_t k = 0; k < products.size(); ++k)
+      floats = std::max(floats, packed_scratch_floats(rbs[k], products[k].in, products[k].out));
+    for (Buffer<float>& b : scratch) b.resize(static_cast<size_t>(floats));
+  }
+  parallel_for(static_cast<long>(tasks.size()), used, [&](long i) {
+    const size_t k = tasks[i].first;
     task_ok[static_cast<size_t>(i)] =
-        colmajor_block(products[tasks[i].first], rbs[tasks[i].first], tasks[i].second);
+        colmajor_block(products[k], rbs[k], tasks[i].second, use_packed ? &packed[k] : nullptr,
+                       use_packed ? scratch[static_cast<size_t>(thread_index())].data() : nullptr);
   });
   for (const ColMajorProduct<T>& p : products)
     if (p.finite) *p.finite = true;

@@ -31,6 +31,16 @@ inline int threads_for_elements(double elements, int threads) {
   return elements < kMinParallelElements ? 1 : threads;
 }
 
+// The calling thread's number in the innermost parallel region (0 outside
+// one): an index into per-thread scratch buffers, never into results.
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Runs body(i) for i in [0, n) on up to `threads` threads. Exceptions thrown
 // by body are captured and the first one is rethrown after the loop (an
 // exception must never leave an OpenMP region).

@@ -59,12 +59,19 @@ inline __m256i lane_mask(idx n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lanes);
 }
 
-// One block of R rows (R <= 6) and up to 16 columns (n of them).
+// One block of R rows (R <= 6) and up to 16 columns (n of them). Without
+// `accumulate`, the block starts from `init` (16 values, the same for every
+// row: a bias) when it is set, else from zero.
 template <int R, bool Full>
 inline void block_r16(idx n, idx K, const float* a, idx a_rs, idx a_cs, const float* b, idx ldb,
-                      float* c, idx ldc, bool accumulate) {
+                      float* c, idx ldc, bool accumulate, const float* init = nullptr) {
   __m256 acc0[R], acc1[R];
   const __m256i m0 = lane_mask(n < 8 ? n : 8), m1 = lane_mask(n > 8 ? n - 8 : 0);
+  __m256 init0 = _mm256_setzero_ps(), init1 = _mm256_setzero_ps();
+  if (init && !accumulate) {
+    init0 = Full ? _mm256_loadu_ps(init) : _mm256_maskload_ps(init, m0);
+    init1 = Full ? _mm256_loadu_ps(init + 8) : _mm256_maskload_ps(init + 8, m1);
+  }
 MH_UNROLL
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
@@ -76,8 +83,8 @@ MH_UNROLL
         acc1[r] = _mm256_maskload_ps(c + r * ldc + 8, m1);
       }
     } else {
-      acc0[r] = _mm256_setzero_ps();
-      acc1[r] = _mm256_setzero_ps();
+      acc0[r] = init0;
+      acc1[r] = init1;
     }
   }
   for (idx p = 0; p < K; ++p) {

@@ -1,5 +1,7 @@
 // dense_forward / dense_backward_* (dense.h) against naive loops, and the
 // backward pass against finite differences of the forward pass (double).
+#include <cmath>
+
 #include "dense.h"
 #include "test_util.h"
 
@@ -96,6 +98,77 @@ TEST(Dense, BackwardMatchesFiniteDifferences) {
 }
 
 }  // namespace
+
+// dense_forward_blocks_colmajor (x as R stores it: column-major doubles)
+// against naive loops: rows that are not a multiple of any block or panel,
+// outputs that are not a multiple of a register strip, more inputs than one
+// pass of the packed float kernel covers (256), with and without a bias,
+// two products in one call, 1 and 2 threads bitwise equal; and the
+// finite-value check (a NaN, an Inf, in a panel body and in the last,
+// partial panel).
+template <class T>
+void check_forward_colmajor(idx rows, idx in, idx out, double tol) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + ", in " + std::to_string(in) + ", out " +
+               std::to_string(out));
+  const auto x1 = random_values<double>(rows * in, 31), x2 = random_values<double>(rows * in, 32);
+  const auto w1 = random_values<T>(in * out, 33), w2 = random_values<T>(in * out, 34),
+             b1 = random_values<T>(out, 35);
+  // core layout (rows, in) of the column-major sources, for the naive product
+  std::vector<T> x1c(x1.size()), x2c(x2.size());
+  for (idx r = 0; r < rows; ++r)
+    for (idx f = 0; f < in; ++f) {
+      x1c[r * in + f] = static_cast<T>(x1[r + f * rows]);
+      x2c[r * in + f] = static_cast<T>(x2[r + f * rows]);
+    }
+  std::vector<std::vector<T>> runs;
+  for (int threads : {1, 2}) {
+    std::vector<T> y1(static_cast<size_t>(rows * out), T(99)), y2(y1);
+    auto store = [&](std::vector<T>& y) {
+      return [&y, out](idx r0, idx nr, const T* block) {
+        std::copy(block, block + nr * out, y.begin() + r0 * out);
+      };
+    };
+    bool finite1 = false, finite2 = false;
+    mh::dense_forward_blocks_colmajor<T>(
+        {mh::ColMajorProduct<T>{x1.data(), rows, rows, in, w1.data(), b1.data(), out, store(y1),
+                                &finite1},
+         mh::ColMajorProduct<T>{x2.data(), rows, rows, in, w2.data(), nullptr, out, store(y2),
+                                &finite2}},
+        threads);
+    EXPECT_TRUE(finite1 && finite2);
+    expect_close(y1, mhtest::naive_dense(x1c.data(), rows, in, w1.data(), b1.data(), out), tol, "y1");
+    expect_close(y2, mhtest::naive_dense(x2c.data(), rows, in, w2.data(), static_cast<const T*>(nullptr), out), tol, "y2");
+    y1.insert(y1.end(), y2.begin(), y2.end());
+    runs.push_back(y1);
+  }
+  EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
+  // A non-finite value anywhere is reported (and only for its product).
+  for (idx at : {idx(0), rows * in / 2, rows * in - 1}) {
+    for (double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
+      std::vector<double> xb = x1;
+      xb[static_cast<size_t>(at)] = bad;
+      bool finite1 = true, finite2 = false;
+      auto discard = [](idx, idx, const T*) {};
+      mh::dense_forward_blocks_colmajor<T>(
+          {mh::ColMajorProduct<T>{xb.data(), rows, rows, in, w1.data(), b1.data(), out, discard,
+                                  &finite1},
+           mh::ColMajorProduct<T>{x2.data(), rows, rows, in, w2.data(), nullptr, out, discard,
+                                  &finite2}},
+          2);
+      EXPECT_FALSE(finite1) << "value " << at;
+      EXPECT_TRUE(finite2) << "value " << at;
+    }
+  }
+}
+
+TEST(Dense, ColumnMajorForwardMatchesNaiveLoops) {
+  check_forward_colmajor<float>(1000, 40, 37, 1e-5);
+  check_forward_colmajor<float>(301, 300, 16, 1e-5);
+  check_forward_colmajor<float>(7, 3, 5, 1e-5);
+  check_forward_colmajor<float>(1, 600, 20, 1e-5);
+  check_forward_colmajor<double>(1000, 40, 37, 1e-12);
+  check_forward_colmajor<double>(301, 300, 16, 1e-12);
+}
 
 namespace {
 
