@@ -252,6 +252,12 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
     const double* src = x + f * ldx + r0;
     float* dst = a + f * kPanelRows;
     const idx step = in * kPanelRows;  // from one panel to the next
+#ifdef __AVX__
+    // The columns are short runs of R's array, each on its own page: the
+    // next one is requested while this one is converted.
+    if (f + 1 < in)
+      for (idx r = 0; r < nr; r += 8) _mm_prefetch(reinterpret_cast<const char*>(src + ldx + r), _MM_HINT_T0);
+#endif
     idx q = 0;
 #ifdef __AVX__
     __m256d acc = _mm256_setzero_pd();
