@@ -285,18 +285,31 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
   return ok;
 }
 
-// y (nr, out) row-major = rows r0 .. r0 + nr - 1 of the column-major x times
-// w, plus b (may be null), using `scratch` (packed_scratch_floats(nr, in,
-// out) floats; y is its tail, returned). Returns false in *ok if `check` and
-// a value of x was not finite. Sums over the features in order, in chunks
-// of kPackedDepth.
-float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const PackedWeights& w,
-                               const float* b, float* scratch, bool check, bool* ok) {
-  const idx in = w.in, out = w.out, panels = (nr + kPanelRows - 1) / kPanelRows;
-  float* a = scratch;
-  float* y = scratch + panels * kPanelRows * in;
-  *ok = pack_panels(x, ldx, r0, nr, in, a, check);
+// Panels of rows x_row[r0 .. r0 + nr - 1] of the row-major float x (rows of
+// `in` values): a[(q * in + f) * 6 + i] = x[x_row[r0 + 6 q + i], f], zero
+// past nr.
+void pack_panels_gather(const float* x, const idx* x_row, idx r0, idx nr, idx in, float* a) {
+  const idx panels = (nr + kPanelRows - 1) / kPanelRows;
+  for (idx q = 0; q < panels; ++q) {
+    float* dst = a + q * in * kPanelRows;
+    for (idx i = 0; i < kPanelRows; ++i) {
+      const idx r = q * kPanelRows + i;
+      if (r < nr) {
+        const float* src = x + x_row[r0 + r] * in;
+        for (idx f = 0; f < in; ++f) dst[f * kPanelRows + i] = src[f];
+      } else {
+        for (idx f = 0; f < in; ++f) dst[f * kPanelRows + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// y (nr, out) row-major = (the nr rows packed in panels a) times w, plus b
+// (may be null). Sums over the features in order, in chunks of
+// kPackedDepth.
+void packed_multiply(const float* a, idx nr, const PackedWeights& w, const float* b, float* y) {
 #ifdef MH_TILE_GEMM_AVX2
+  const idx in = w.in, out = w.out, panels = (nr + kPanelRows - 1) / kPanelRows;
   const idx strips = (out + kStrip - 1) / kStrip;
   for (idx k0 = 0; k0 < in; k0 += kPackedDepth) {
     const idx kc = std::min(kPackedDepth, in - k0);
@@ -319,10 +332,50 @@ float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const P
     }
   }
 #else
-  (void)b;
+  (void)a, (void)nr, (void)w, (void)b, (void)y;
   throw std::logic_error("multihead core: the packed projection needs AVX2 + FMA");
 #endif
+}
+
+// y (nr, out) row-major = rows r0 .. r0 + nr - 1 of the column-major x times
+// w, plus b (may be null), using `scratch` (packed_scratch_floats(nr, in,
+// out) floats; y is its tail, returned). Returns false in *ok if `check` and
+// a value of x was not finite.
+float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const PackedWeights& w,
+                               const float* b, float* scratch, bool check, bool* ok) {
+  const idx panels = (nr + kPanelRows - 1) / kPanelRows;
+  float* a = scratch;
+  float* y = scratch + panels * kPanelRows * w.in;
+  *ok = pack_panels(x, ldx, r0, nr, w.in, a, check);
+  packed_multiply(a, nr, w, b, y);
   return y;
+}
+
+// dst[col(j) * ldy + i] = y[i * out + j] as doubles (i < nr, j < out;
+// col(j) = y_col[j], or j when y_col is null): a row-major float block
+// written into the columns of an R matrix.
+void store_columns(const float* y, idx nr, idx out, const idx* y_col, double* dst, idx ldy) {
+  auto col = [&](idx j) { return dst + (y_col ? y_col[j] : j) * ldy; };
+  idx i0 = 0;
+#ifdef MH_TILE_GEMM_AVX2
+  for (; i0 + 8 <= nr; i0 += 8) {
+    idx j0 = 0;
+    for (; j0 + 8 <= out; j0 += 8) {
+      __m256 r[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(y + (i0 + k) * out + j0);
+      detail::transpose8(r);  // r[c]: column j0 + c, rows i0 .. i0 + 7
+      for (int c = 0; c < 8; ++c) {
+        double* d = col(j0 + c) + i0;
+        _mm256_storeu_pd(d, _mm256_cvtps_pd(_mm256_castps256_ps128(r[c])));
+        _mm256_storeu_pd(d + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(r[c], 1)));
+      }
+    }
+    for (; j0 < out; ++j0)
+      for (idx i = i0; i < i0 + 8; ++i) col(j0)[i] = static_cast<double>(y[i * out + j0]);
+  }
+#endif
+  for (idx j = 0; j < out; ++j)
+    for (idx i = i0; i < nr; ++i) col(j)[i] = static_cast<double>(y[i * out + j]);
 }
 
 // Block `blk` of a column-major product (see dense_forward_blocks_colmajor).
@@ -414,8 +467,24 @@ template <class T>
 void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx in, const T* w,
                                    const T* b, idx out, double* y, idx ldy, const idx* y_col,
                                    int threads) {
-  Eigen::Map<const RowMat<T>> W(w, in, out);
   const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
+  if (kPackedProjection && std::is_same<T, float>::value) {
+    // The packed kernel: one packing of w, per-thread scratch (panels, y).
+    const PackedWeights pw = pack_weights(reinterpret_cast<const float*>(w), in, out);
+    const idx rb = packed_row_block(in, out);
+    std::vector<Buffer<float>> scratch(static_cast<size_t>(used));
+    for (Buffer<float>& s : scratch) s.resize(static_cast<size_t>(packed_scratch_floats(rb, in, out)));
+    parallel_for(n_blocks(rows, rb), used, [&](long blk) {
+      const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
+      float* a = scratch[static_cast<size_t>(thread_index())].data();
+      float* yb = a + (nr + kPanelRows - 1) / kPanelRows * kPanelRows * in;
+      pack_panels_gather(reinterpret_cast<const float*>(x), x_row, r0, nr, in, a);
+      packed_multiply(a, nr, pw, reinterpret_cast<const float*>(b), yb);
+      store_columns(yb, nr, out, y_col, y + r0, ldy);
+    });
+    return;
+  }
+  Eigen::Map<const RowMat<T>> W(w, in, out);
   const idx rb = row_block(rows, in, out);
   parallel_for(n_blocks(rows, rb), used, [&](long blk) {
     const idx r0 = blk * rb, nr = std::min(rb, rows - r0);

@@ -170,6 +170,49 @@ TEST(Dense, ColumnMajorForwardMatchesNaiveLoops) {
   check_forward_colmajor<double>(301, 300, 16, 1e-12);
 }
 
+// dense_forward_gather_colmajor against naive loops: rows gathered through a
+// row map, the result written as column-major doubles with a leading
+// dimension larger than the rows and through a column map (and without);
+// rows and outputs that are not multiples of 8 (the transposing store) or
+// of a panel or strip, more inputs than one pass of the packed kernel.
+template <class T>
+void check_gather_colmajor(idx rows, idx in, idx out, bool map_cols, double tol) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + ", in " + std::to_string(in) + ", out " +
+               std::to_string(out));
+  const auto x = random_values<T>(rows * in, 41), w = random_values<T>(in * out, 42),
+             b = random_values<T>(out, 43);
+  std::vector<idx> x_row(static_cast<size_t>(rows)), y_col(static_cast<size_t>(out));
+  for (idx r = 0; r < rows; ++r) x_row[r] = rows - 1 - r;
+  for (idx j = 0; j < out; ++j) y_col[j] = (j * 3 + 1) % out;  // a permutation if out % 3 != 0
+  std::vector<T> xg(x.size());  // the gathered rows, for the naive product
+  for (idx r = 0; r < rows; ++r)
+    std::copy(x.begin() + x_row[r] * in, x.begin() + (x_row[r] + 1) * in, xg.begin() + r * in);
+  const auto ref = mhtest::naive_dense(xg.data(), rows, in, w.data(), b.data(), out);
+  const idx ldy = rows + 3;
+  std::vector<std::vector<double>> runs;
+  for (int threads : {1, 2}) {
+    std::vector<double> y(static_cast<size_t>(ldy * out), 99.0);
+    mh::dense_forward_gather_colmajor<T>(x.data(), x_row.data(), rows, in, w.data(), b.data(),
+                                         out, y.data(), ldy, map_cols ? y_col.data() : nullptr,
+                                         threads);
+    std::vector<double> got(static_cast<size_t>(rows * out));
+    for (idx r = 0; r < rows; ++r)
+      for (idx j = 0; j < out; ++j) got[r * out + j] = y[(map_cols ? y_col[j] : j) * ldy + r];
+    expect_close(got, ref, tol, "y");
+    for (idx j = 0; j < out; ++j)
+      for (idx r = rows; r < ldy; ++r) EXPECT_EQ(y[j * ldy + r], 99.0) << "padding written";
+    runs.push_back(y);
+  }
+  EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
+}
+
+TEST(Dense, GatherColumnMajorForwardMatchesNaiveLoops) {
+  check_gather_colmajor<float>(1000, 40, 37, true, 1e-5);
+  check_gather_colmajor<float>(301, 300, 16, false, 1e-5);
+  check_gather_colmajor<float>(7, 3, 5, true, 1e-5);
+  check_gather_colmajor<double>(301, 300, 16, true, 1e-12);
+}
+
 namespace {
 
 // dense_backward_colmajor_x against dense_backward_weights +
