@@ -33,6 +33,7 @@
 #include "attention_mask.h"
 #include "dropout_rng.h"
 #include "parallel.h"
+#include "simd_exp.h"
 #include "tile_gemm.h"
 
 namespace mh {
@@ -175,10 +176,10 @@ T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
   return pr.sum();
 }
 
-#ifdef MH_TILE_GEMM_AVX2
+#ifdef MH_SIMD_EXP
 template <>
 float softmax_run<float>(const float* x, idx n, float scale, float m_old, float* m_new, float* p) {
-  using Eigen::internal::pexp;
+  using detail::exp_nonpositive;
   __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   idx j = 0;
   for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
@@ -193,14 +194,14 @@ float softmax_run<float>(const float* x, idx n, float scale, float m_old, float*
   const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
   __m256 acc = _mm256_setzero_ps();
   for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 e = pexp(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+    const __m256 e = exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }
   if (j < n) {  // the tail through one masked vector (masked-off lanes add 0)
     const __m256i mask = detail::lane_mask(n - j);
     const __m256 xv = _mm256_maskload_ps(x + j, mask);
-    const __m256 e = _mm256_and_ps(pexp(_mm256_fmadd_ps(xv, vs, vm)), _mm256_castsi256_ps(mask));
+    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_fmadd_ps(xv, vs, vm)), _mm256_castsi256_ps(mask));
     _mm256_maskstore_ps(p + j, mask, e);
     acc = _mm256_add_ps(acc, e);
   }
@@ -208,6 +209,28 @@ float softmax_run<float>(const float* x, idx n, float scale, float m_old, float*
   // fixed summation order: lanes in pairs, then the halves
   return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
          ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+}
+#endif
+
+// p[j] = exp(scale * p[j] - L) for j < n (the backward pass's probabilities
+// from the row log-sum-exp L: the arguments are at most about 0).
+template <class T>
+void exp_from_lse(T* p, idx n, T scale, T L) {
+  RowArrayMap<T> pr(p, n);
+  pr = (pr * scale - L).exp();
+}
+#ifdef MH_SIMD_EXP
+template <>
+void exp_from_lse<float>(float* p, idx n, float scale, float L) {
+  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(-L);
+  idx j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(p + j), vs, vl)));
+  if (j < n) {
+    const __m256i mask = detail::lane_mask(n - j);
+    const __m256 e = detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_maskload_ps(p + j, mask), vs, vl));
+    _mm256_maskstore_ps(p + j, mask, e);
+  }
 }
 #endif
 
@@ -579,10 +602,9 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
             band_in_tile(mrow, s0, mk, d.S, &a, &e);
             std::fill(p, p + a, T(0));
             std::fill(p + e, p + mk, T(0));
-            RowArrayMap<T> ps(p + a, e - a);
-            ps = (ps * scale - L).exp();
+            exp_from_lse(p + a, e - a, scale, L);
           } else {
-            pr = (pr * scale - L).exp();
+            exp_from_lse(p, mk, scale, L);
             if (needs_element_mask(mask, mrow, s0, s0 + mk, d.S)) {
               fill_masked(mask, mrow, s0, mk, d.S, T(0), p);
             }
