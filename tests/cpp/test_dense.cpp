@@ -220,50 +220,58 @@ namespace {
 // (column-major, rows in a shuffled order), two terms (as the query with a
 // gate), several row blocks; and a kernel so wide that its per-group partial
 // sums would be too large, which takes the unfused feature-band path.
+template <class T>
 void check_backward_colmajor_x(idx rows, idx in, idx out1, idx out2, double tol) {
-  const auto x = random_values<double>(rows * in, 21);  // core layout (rows, in)
-  const auto dy1 = random_values<double>(rows * out1, 22), dy2 = random_values<double>(rows * out2, 23);
-  const auto w1 = random_values<double>(in * out1, 24), w2 = random_values<double>(in * out2, 25);
+  const auto x = random_values<T>(rows * in, 21);  // core layout (rows, in)
+  const auto dy1 = random_values<T>(rows * out1, 22), dy2 = random_values<T>(rows * out2, 23);
+  const auto w1 = random_values<T>(in * out1, 24), w2 = random_values<T>(in * out2, 25);
   std::vector<idx> x_row(static_cast<size_t>(rows));  // R row r is core row x_row[r]
   for (idx r = 0; r < rows; ++r) x_row[r] = (r * 7 + 3) % rows;  // a permutation (rows % 7 != 0)
   std::vector<double> xr(x.size());
   for (idx r = 0; r < rows; ++r)
     for (idx f = 0; f < in; ++f) xr[r + f * rows] = x[x_row[r] * in + f];
-  std::vector<double> dw1(in * out1), db1(out1), dw2(in * out2), db2(out2), dx(rows * in, 99.0);
+  std::vector<T> dw1(in * out1), db1(out1), dw2(in * out2), db2(out2);
+  std::vector<double> dx(rows * in, 99.0);
   std::vector<std::vector<double>> runs;
   for (int threads : {1, 2}) {
     int side_runs = 0;  // the side job runs exactly once, on every path
-    mh::dense_backward_colmajor_x<double>(
-        {mh::ColMajorBackward<double>{xr.data(), rows, x_row.data(), rows, in,
+    mh::dense_backward_colmajor_x<T>(
+        {mh::ColMajorBackward<T>{xr.data(), rows, x_row.data(), rows, in,
                                       {{dy1.data(), out1, w1.data(), dw1.data(), db1.data()},
                                        {dy2.data(), out2, w2.data(), dw2.data(), db2.data()}},
                                       dx.data(), rows}},
         threads, [&] { ++side_runs; });
     EXPECT_EQ(side_runs, 1) << threads << " threads";
-    std::vector<double> all = dw1;
-    for (const auto* v : {&db1, &dw2, &db2, &dx}) all.insert(all.end(), v->begin(), v->end());
+    std::vector<double> all(dw1.begin(), dw1.end());
+    for (const auto* v : {&db1, &dw2, &db2}) all.insert(all.end(), v->begin(), v->end());
+    all.insert(all.end(), dx.begin(), dx.end());
     runs.push_back(all);
   }
   EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
-  std::vector<double> rdw1(dw1.size()), rdb1(out1), rdw2(dw2.size()), rdb2(out2), rdx(dx.size());
-  mh::dense_backward_weights<double>(x.data(), dy1.data(), rows, in, out1, rdw1.data(), rdb1.data(), 1);
-  mh::dense_backward_weights<double>(x.data(), dy2.data(), rows, in, out2, rdw2.data(), rdb2.data(), 1);
-  mh::dense_backward_input<double>(dy1.data(), rows, out1, w1.data(), in, rdx.data(), false, 1);
-  mh::dense_backward_input<double>(dy2.data(), rows, out2, w2.data(), in, rdx.data(), true, 1);
-  std::vector<double> dx_core(dx.size());
+  std::vector<T> rdw1(dw1.size()), rdb1(out1), rdw2(dw2.size()), rdb2(out2), rdx(dx.size());
+  mh::dense_backward_weights<T>(x.data(), dy1.data(), rows, in, out1, rdw1.data(), rdb1.data(), 1);
+  mh::dense_backward_weights<T>(x.data(), dy2.data(), rows, in, out2, rdw2.data(), rdb2.data(), 1);
+  mh::dense_backward_input<T>(dy1.data(), rows, out1, w1.data(), in, rdx.data(), false, 1);
+  mh::dense_backward_input<T>(dy2.data(), rows, out2, w2.data(), in, rdx.data(), true, 1);
+  std::vector<T> dx_core(dx.size());
   for (idx r = 0; r < rows; ++r)
-    for (idx f = 0; f < in; ++f) dx_core[x_row[r] * in + f] = dx[r + f * rows];
-  expect_close(dw1, rdw1, tol, "dw1");
-  expect_close(db1, rdb1, tol, "db1");
-  expect_close(dw2, rdw2, tol, "dw2");
-  expect_close(db2, rdb2, tol, "db2");
-  expect_close(dx_core, rdx, tol, "dx");
+    for (idx f = 0; f < in; ++f) dx_core[x_row[r] * in + f] = static_cast<T>(dx[r + f * rows]);
+  auto wide = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
+  expect_close(dw1, wide(rdw1), tol, "dw1");
+  expect_close(db1, wide(rdb1), tol, "db1");
+  expect_close(dw2, wide(rdw2), tol, "dw2");
+  expect_close(db2, wide(rdb2), tol, "db2");
+  expect_close(dx_core, wide(rdx), tol, "dx");
 }
 
 TEST(Dense, FusedColumnMajorBackwardMatchesUnfused) {
-  check_backward_colmajor_x(1300, 40, 24, 16, 1e-12);  // 6 row blocks in groups
-  check_backward_colmajor_x(5, 3, 2, 4, 1e-12);        // one block
-  check_backward_colmajor_x(600, 2100, 2000, 8, 1e-10);  // too wide for partials: feature bands
+  check_backward_colmajor_x<double>(1300, 40, 24, 16, 1e-12);  // 6 row blocks in groups
+  check_backward_colmajor_x<double>(5, 3, 2, 4, 1e-12);        // one block
+  check_backward_colmajor_x<double>(600, 2100, 2000, 8, 1e-10);  // too wide for partials: feature bands
+  // float (Eigen products after the same conversions)
+  check_backward_colmajor_x<float>(1300, 40, 24, 16, 2e-5);
+  check_backward_colmajor_x<float>(5, 3, 2, 4, 2e-5);
+  check_backward_colmajor_x<float>(701, 300, 37, 9, 2e-5);
 }
 
 }  // namespace
