@@ -98,6 +98,12 @@ TEST(FlashAttention, MatchesNaiveAndMaterialisedForEveryMaskKind) {
   for (const MaskStore& mc : mhtest::mask_cases(small)) {
     check_flash<float>(small, mc, mh::DropoutSpec{}, 2e-5);
   }
+  // float with head widths and key runs of several 8-lane vectors (the AVX
+  // transposes of the operand stores and of the backward's per-head copies)
+  const mh::MhaDims wide = mhtest::dims(2, 2, 37, 141, 16, 24);
+  const auto wide_cases = mhtest::mask_cases(wide);
+  check_flash<float>(wide, wide_cases.front(), mh::DropoutSpec{}, 1e-4);
+  check_flash<float>(wide, wide_cases.back(), mh::DropoutSpec{}, 1e-4);
 }
 
 TEST(FlashAttention, DropoutMatchesTheMaterialisedStream) {
