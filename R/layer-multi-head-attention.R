@@ -538,9 +538,10 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   # the core's buffers: projections (B, T or S, N, H or Hv) and the output
   nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
   proj <- "its projection (batch, positions, num_heads * max(key_dim, value_dim))"
-  check_size(c(plan$B, plan$T, nh), "query", proj)
-  check_size(c(plan$B, plan$S, nh), "value", proj)
-  check_size(plan$out_dims, "query", "the attention output")
+  limit <- max_tensor_elements()
+  check_size(c(plan$B, plan$T, nh), "query", proj, limit)
+  check_size(c(plan$B, plan$S, nh), "value", proj, limit)
+  check_size(plan$out_dims, "query", "the attention output", limit)
   dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
             prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
   slots <- mha_weight_slots(self)

@@ -373,17 +373,24 @@ layer_output_dtypes <- function(self, n) {
 }
 
 # The guard that new_layer_object() puts first in every layer's function:
-# when any argument holds a symbolic tensor, the call is recorded instead of
-# computed.
-#' @noRd
-symbolic_guard <- quote(
-  if (frame_has_symbolic(environment())) return(call_layer_symbolically(sys.function(), environment()))
-)
-
+# when any supplied argument holds a symbolic tensor, the call is recorded
+# instead of computed. The test is written out for the function's own
+# arguments, `!missing(a) && contains_symbolic(a) || ...` (and the dots),
+# so a numeric call pays a few primitive calls per argument: the generic
+# frame_has_symbolic() (ls(), eval(missing), get() per argument) was about
+# half of a tiny call's R-level cost.
 #' @noRd
 add_symbolic_guard <- function(fun) {
-  b <- body(fun)
-  body(fun) <- call("{", symbolic_guard, b)
+  args <- names(formals(fun))
+  tests <- lapply(setdiff(args, "..."), function(a) {
+    bquote(!missing(.(as.name(a))) && contains_symbolic(.(as.name(a))))
+  })
+  if ("..." %in% args) {
+    tests <- c(tests, quote(...length() > 0L && any(vapply(list(...), contains_symbolic, logical(1)))))
+  }
+  cond <- if (length(tests)) Reduce(function(a, b) call("||", a, b), tests) else FALSE
+  guard <- bquote(if (.(cond)) return(call_layer_symbolically(sys.function(), environment())))
+  body(fun) <- call("{", guard, body(fun))
   fun
 }
 
@@ -401,6 +408,8 @@ frame_args <- function(frame) {
   out
 }
 
+# The generic form of the guard's test, which layer objects saved by
+# earlier versions still call.
 #' @noRd
 frame_has_symbolic <- function(frame) {
   nms <- ls(frame, all.names = TRUE, sorted = FALSE)

@@ -98,10 +98,10 @@ max_tensor_elements <- function() {
 # as 1) would have more than max_tensor_elements() elements. The product is
 # taken in double precision, so it cannot overflow: call this BEFORE
 # allocating. `what` names the array ("the kernel of layer \"dense\"").
+# `limit`: max_tensor_elements(), passed in by callers checking several arrays.
 #' @noRd
-check_size <- function(dims, arg, what) {
+check_size <- function(dims, arg, what, limit = max_tensor_elements()) {
   n <- prod(as.double(dims), na.rm = TRUE)
-  limit <- max_tensor_elements()
   if (n > limit) {
     abort_arg(arg, sprintf(paste0("small enough that %s has at most %s elements (the limit set by ",
                                   "options(multihead.max_tensor_elements))"),

@@ -312,3 +312,31 @@ test_that("a built layer called on a symbolic tensor of the wrong feature size n
   expect_error(ed(keras_input(shape = c(5, 6))), class = "multihead_error", regexp = "size 4 on axis 3")
   expect_equal(shape(ed(keras_input(shape = c(9, 4)))), c(NA, 9L, 3L))
 })
+
+test_that("a layer's symbolic guard tests its own arguments; the generic guard of older saved layers still works", {
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4)
+  guard <- body(unclass(mha))[[2]]
+  expect_true(is.call(guard) && identical(guard[[1]], as.name("if")))
+  guard_text <- gsub("\\s+", " ", paste(deparse(guard[[2]]), collapse = " "))
+  for (a in c("query", "value", "key", "attention_mask")) {
+    expect_match(guard_text, sprintf("!missing(%s) && contains_symbolic(%s)", a, a), fixed = TRUE)
+  }
+  set.seed(3)
+  x <- array(rnorm(2 * 5 * 8), c(2, 5, 8))
+  y <- mha(x, x)
+  q <- keras_input(shape = c(5, 8))
+  expect_true(multihead:::is_symbolic(mha(q, q)))
+  # a symbolic argument in second place is seen too (and mixing is refused)
+  expect_error(mha(x, value = q), "mixing symbolic tensors and arrays")
+
+  # A layer object saved before the guard was written out calls
+  # frame_has_symbolic(environment()) instead: same results.
+  old <- mha
+  f <- unclass(old)
+  body(f)[[2]] <- quote(if (frame_has_symbolic(environment()))
+    return(call_layer_symbolically(sys.function(), environment())))
+  attributes(f) <- attributes(unclass(mha))
+  class(f) <- class(mha)
+  expect_identical(f(x, x), y)
+  expect_true(multihead:::is_symbolic(f(q, q)))
+})
