@@ -445,7 +445,7 @@ void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& produc
     const size_t k = tasks[i].first;
     task_ok[static_cast<size_t>(i)] =
         colmajor_block(products[k], rbs[k], tasks[i].second, use_packed ? &packed[k] : nullptr,
-                       use_packed ? scratch[static_cast<size_t>(thread_index())].data() : nullptr);
+                       use_packed ? scratch[static_cast<size_t>(thread_index(used))].data() : nullptr);
   });
   for (const ColMajorProduct<T>& p : products)
     if (p.finite) *p.finite = true;
@@ -476,7 +476,7 @@ void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx i
     for (Buffer<float>& s : scratch) s.resize(static_cast<size_t>(packed_scratch_floats(rb, in, out)));
     parallel_for(n_blocks(rows, rb), used, [&](long blk) {
       const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
-      float* a = scratch[static_cast<size_t>(thread_index())].data();
+      float* a = scratch[static_cast<size_t>(thread_index(used))].data();
       float* yb = a + (nr + kPanelRows - 1) / kPanelRows * kPanelRows * in;
       pack_panels_gather(reinterpret_cast<const float*>(x), x_row, r0, nr, in, a);
       packed_multiply(a, nr, pw, reinterpret_cast<const float*>(b), yb);

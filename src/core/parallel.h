@@ -7,6 +7,7 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
 #include <exception>
 #include <mutex>
 
@@ -31,12 +32,16 @@ inline int threads_for_elements(double elements, int threads) {
   return elements < kMinParallelElements ? 1 : threads;
 }
 
-// The calling thread's number in the innermost parallel region (0 outside
-// one): an index into per-thread scratch buffers, never into results.
-inline int thread_index() {
+// The calling thread's number in a parallel_for() run on `threads` threads:
+// an index (< threads) into per-thread scratch buffers, never into results.
+// (A loop that parallel_for() runs serially may be inside someone else's
+// parallel region, whose thread numbers can be larger: clamped. Only one
+// thread uses a serial loop's scratch.)
+inline int thread_index(int threads) {
 #ifdef _OPENMP
-  return omp_get_thread_num();
+  return threads > 1 ? std::min(omp_get_thread_num(), threads - 1) : 0;
 #else
+  (void)threads;
   return 0;
 #endif
 }

@@ -87,6 +87,37 @@ TEST(ParallelFor, AlongsideRunsTheSideJobOnceAndEveryIndexOnce) {
   }
 }
 
+// Kernels with per-thread scratch (the packed projections) called from the
+// threads of someone else's parallel region: nested regions run serially
+// there, and each call must still use its own scratch correctly.
+void check_scratch_inside_outer_region(idx rows, idx in, idx out) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + ", in " + std::to_string(in));
+  const auto x0 = random_values<double>(rows * in, 51), x1 = random_values<double>(rows * in, 52);
+  const auto w = random_values<float>(in * out, 53), b = random_values<float>(out, 54);
+  auto project = [&](const std::vector<double>& x, int threads) {
+    std::vector<float> y(static_cast<size_t>(rows * out));
+    mh::dense_forward_blocks_colmajor<float>(
+        x.data(), rows, rows, in, w.data(), b.data(), out, threads,
+        [&](idx r0, idx nr, const float* block) {
+          std::copy(block, block + nr * out, y.begin() + r0 * out);
+        });
+    return y;
+  };
+  const std::vector<float> want0 = project(x0, 2), want1 = project(x1, 2);
+  std::vector<float> got[4];
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(4)
+#endif
+  for (int t = 0; t < 4; ++t) got[t] = project(t % 2 ? x1 : x0, 2);
+  for (int t = 0; t < 4; ++t)
+    EXPECT_TRUE(mhtest::bitwise_equal(got[t], t % 2 ? want1 : want0)) << "outer thread " << t;
+}
+
+TEST(ParallelFor, ScratchKernelsInsideAnOuterParallelRegion) {
+  check_scratch_inside_outer_region(700, 40, 24);  // several blocks: a nested region
+  check_scratch_inside_outer_region(100, 256, 256);  // 2 threads' work in one block: serial
+}
+
 // Runs `compute(threads)` (returning a vector of outputs) for 1, 2 and 4
 // threads and expects identical bits.
 template <class F>
