@@ -246,7 +246,7 @@ idx packed_scratch_floats(idx nr, idx in, idx out) {
 // Panels of x: a[(q * in + f) * 6 + i] = x(r0 + 6 q + i, f) as float, zero
 // past nr. Returns false if `check` and a value was not finite.
 bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, bool check) {
-  const idx full = nr / kPanelRows, panels = (nr + kPanelRows - 1) / kPanelRows;
+  const idx panels = (nr + kPanelRows - 1) / kPanelRows;
   bool ok = true;
   for (idx f = 0; f < in; ++f) {
     const double* src = x + f * ldx + r0;
@@ -261,7 +261,7 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
     idx q = 0;
 #ifdef __AVX__
     __m256d acc = _mm256_setzero_pd();
-    for (; q < full; ++q) {
+    for (; q < nr / kPanelRows; ++q) {  // the full panels
       const __m256d v4 = _mm256_loadu_pd(src + q * kPanelRows);
       const __m128d v2 = _mm_loadu_pd(src + q * kPanelRows + 4);
       if (check) {
