@@ -225,14 +225,15 @@ PackedWeights pack_weights(const float* w, idx in, idx out) {
 idx packed_row_block(idx in, idx out) { return in + out <= 512 ? 256 : 128; }
 
 #ifdef MH_TILE_GEMM_AVX2
-// One register block of R rows of y (R = 1 .. 6), columns [16 s, 16 s + n).
-template <int R>
-void packed_block(idx n, idx K, const float* a, const float* b, float* c, idx ldc, bool accumulate,
+// One register block of R rows of y (R = 1 .. 6), columns [16 s, 16 s + n),
+// row r written from row_at(r).
+template <int R, class RowAt>
+void packed_block(idx n, idx K, const float* a, const float* b, RowAt row_at, bool accumulate,
                   const float* init) {
   if (n == kStrip) {
-    detail::block_r16<R, true>(n, K, a, 1, kPanelRows, b, kStrip, c, ldc, accumulate, init);
+    detail::block_r16_at<R, true>(n, K, a, 1, kPanelRows, b, kStrip, row_at, accumulate, init);
   } else {
-    detail::block_r16<R, false>(n, K, a, 1, kPanelRows, b, kStrip, c, ldc, accumulate, init);
+    detail::block_r16_at<R, false>(n, K, a, 1, kPanelRows, b, kStrip, row_at, accumulate, init);
   }
 }
 #endif
@@ -243,37 +244,58 @@ idx packed_scratch_floats(idx nr, idx in, idx out) {
   return (nr + kPanelRows - 1) / kPanelRows * kPanelRows * in + nr * out;
 }
 
+#ifdef __AVX__
+// The full panels of G consecutive columns of x (src: column f's rows from
+// r0, columns ldx apart) into a: each panel's 6 x G values are stored
+// together (6 G consecutive floats at dst + q * step), and the G columns are
+// read as G sequential streams. Non-finite values make *acc NaN when `check`.
+template <int G>
+inline void pack_column_group(const double* src, idx ldx, idx full_panels, idx step, float* dst,
+                              bool check, __m256d* acc) {
+  for (idx q = 0; q < full_panels; ++q) {
+    float* d = dst + q * step;
+    const double* s = src + q * kPanelRows;
+    for (int c = 0; c < G; ++c) {
+      const __m256d v4 = _mm256_loadu_pd(s + c * ldx);
+      const __m128d v2 = _mm_loadu_pd(s + c * ldx + 4);
+      if (check) {
+        *acc = _mm256_add_pd(*acc, _mm256_sub_pd(v4, v4));
+        *acc = _mm256_add_pd(*acc, _mm256_castpd128_pd256(_mm_sub_pd(v2, v2)));
+      }
+      _mm_storeu_ps(d + c * kPanelRows, _mm256_cvtpd_ps(v4));
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * kPanelRows + 4), _mm_cvtpd_ps(v2));
+    }
+  }
+}
+#endif
+
 // Panels of x: a[(q * in + f) * 6 + i] = x(r0 + 6 q + i, f) as float, zero
 // past nr. Returns false if `check` and a value was not finite.
+//
+// The columns of x are R's, often a power of two of bytes apart: they are
+// read eight at a time (eight sequential streams, each cache line used whole
+// before it leaves the L1 cache) with the panels filled 48 values at a time.
+// Reading one column at a time and writing 6 values into every panel was
+// about twice as slow from main memory (bench/README.md, kernel choices).
 bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, bool check) {
   const idx panels = (nr + kPanelRows - 1) / kPanelRows;
+  const idx step = in * kPanelRows;  // from one panel to the next
+  idx full = 0;  // panels filled by the vector loop
   bool ok = true;
-  for (idx f = 0; f < in; ++f) {
+#ifdef __AVX__
+  full = nr / kPanelRows;
+  __m256d acc = _mm256_setzero_pd();
+  idx f = 0;
+  for (; f + 8 <= in; f += 8)
+    pack_column_group<8>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
+  for (; f < in; ++f)
+    pack_column_group<1>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
+  if (check) ok = _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
+#endif
+  for (idx f = 0; f < in; ++f) {  // the rest: the last, partial panel
     const double* src = x + f * ldx + r0;
     float* dst = a + f * kPanelRows;
-    const idx step = in * kPanelRows;  // from one panel to the next
-#ifdef __AVX__
-    // The columns are short runs of R's array, each on its own page: the
-    // next one is requested while this one is converted.
-    if (f + 1 < in)
-      for (idx r = 0; r < nr; r += 8) _mm_prefetch(reinterpret_cast<const char*>(src + ldx + r), _MM_HINT_T0);
-#endif
-    idx q = 0;
-#ifdef __AVX__
-    __m256d acc = _mm256_setzero_pd();
-    for (; q < nr / kPanelRows; ++q) {  // the full panels
-      const __m256d v4 = _mm256_loadu_pd(src + q * kPanelRows);
-      const __m128d v2 = _mm_loadu_pd(src + q * kPanelRows + 4);
-      if (check) {
-        acc = _mm256_add_pd(acc, _mm256_sub_pd(v4, v4));
-        acc = _mm256_add_pd(acc, _mm256_castpd128_pd256(_mm_sub_pd(v2, v2)));
-      }
-      _mm_storeu_ps(dst + q * step, _mm256_cvtpd_ps(v4));
-      _mm_storel_pi(reinterpret_cast<__m64*>(dst + q * step + 4), _mm_cvtpd_ps(v2));
-    }
-    if (check) ok = ok && _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
-#endif
-    for (; q < panels; ++q) {
+    for (idx q = full; q < panels; ++q) {
       for (idx i = 0; i < kPanelRows; ++i) {
         const idx r = q * kPanelRows + i;
         const double v = r < nr ? src[r] : 0.0;
@@ -304,10 +326,13 @@ void pack_panels_gather(const float* x, const idx* x_row, idx r0, idx nr, idx in
   }
 }
 
-// y (nr, out) row-major = (the nr rows packed in panels a) times w, plus b
-// (may be null). Sums over the features in order, in chunks of
-// kPackedDepth.
-void packed_multiply(const float* a, idx nr, const PackedWeights& w, const float* b, float* y) {
+// y (nr, out) = (the nr rows packed in panels a) times w, plus b (may be
+// null), y(i, j) written at strip_at(i, s) + j - 16 s for the strip s = j / 16
+// holding column j (16 columns of a row are contiguous). Sums over the
+// features in order, in chunks of kPackedDepth.
+template <class StripAt>
+void packed_multiply_to(const float* a, idx nr, const PackedWeights& w, const float* b,
+                        StripAt strip_at) {
 #ifdef MH_TILE_GEMM_AVX2
   const idx in = w.in, out = w.out, panels = (nr + kPanelRows - 1) / kPanelRows;
   const idx strips = (out + kStrip - 1) / kStrip;
@@ -319,22 +344,29 @@ void packed_multiply(const float* a, idx nr, const PackedWeights& w, const float
       const float* init = k0 == 0 && b ? b + s * kStrip : nullptr;
       for (idx q = 0; q < panels; ++q) {
         const float* aq = a + (q * in + k0) * kPanelRows;
-        float* c = y + q * kPanelRows * out + s * kStrip;
-        switch (std::min(kPanelRows, nr - q * kPanelRows)) {
-          case 6: packed_block<6>(n, kc, aq, bs, c, out, k0 > 0, init); break;
-          case 5: packed_block<5>(n, kc, aq, bs, c, out, k0 > 0, init); break;
-          case 4: packed_block<4>(n, kc, aq, bs, c, out, k0 > 0, init); break;
-          case 3: packed_block<3>(n, kc, aq, bs, c, out, k0 > 0, init); break;
-          case 2: packed_block<2>(n, kc, aq, bs, c, out, k0 > 0, init); break;
-          default: packed_block<1>(n, kc, aq, bs, c, out, k0 > 0, init); break;
+        const idx i0 = q * kPanelRows;
+        auto row_at = [&strip_at, i0, s](int r) { return strip_at(i0 + r, s); };
+        switch (std::min(kPanelRows, nr - i0)) {
+          case 6: packed_block<6>(n, kc, aq, bs, row_at, k0 > 0, init); break;
+          case 5: packed_block<5>(n, kc, aq, bs, row_at, k0 > 0, init); break;
+          case 4: packed_block<4>(n, kc, aq, bs, row_at, k0 > 0, init); break;
+          case 3: packed_block<3>(n, kc, aq, bs, row_at, k0 > 0, init); break;
+          case 2: packed_block<2>(n, kc, aq, bs, row_at, k0 > 0, init); break;
+          default: packed_block<1>(n, kc, aq, bs, row_at, k0 > 0, init); break;
         }
       }
     }
   }
 #else
-  (void)a, (void)nr, (void)w, (void)b, (void)y;
+  (void)a, (void)nr, (void)w, (void)b, (void)strip_at;
   throw std::logic_error("multihead core: the packed projection needs AVX2 + FMA");
 #endif
+}
+
+// The same into the row-major y (nr, out).
+void packed_multiply(const float* a, idx nr, const PackedWeights& w, const float* b, float* y) {
+  const idx out = w.out;
+  packed_multiply_to(a, nr, w, b, [y, out](idx i, idx s) { return y + i * out + s * kStrip; });
 }
 
 // y (nr, out) row-major = rows r0 .. r0 + nr - 1 of the column-major x times
@@ -388,8 +420,18 @@ bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk, const PackedW
   const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
   if (packed) {
     bool ok = true;
-    const float* y = packed_projection_block(p.x, p.ldx, r0, nr, *packed,
-                                             reinterpret_cast<const float*>(p.b), scratch,
+    const float* b = reinterpret_cast<const float*>(p.b);
+    if (p.direct_rows && p.direct_strip) {  // y straight into its place
+      ok = pack_panels(p.x, p.ldx, r0, nr, p.in, scratch, p.finite != nullptr);
+      std::vector<T*> rows(static_cast<size_t>(nr));
+      p.direct_rows(r0, nr, rows.data());
+      const idx* strip = p.direct_strip;
+      packed_multiply_to(scratch, nr, *packed, b, [&rows, strip](idx i, idx s) {
+        return reinterpret_cast<float*>(rows[static_cast<size_t>(i)]) + strip[s];
+      });
+      return ok;
+    }
+    const float* y = packed_projection_block(p.x, p.ldx, r0, nr, *packed, b, scratch,
                                              p.finite != nullptr, &ok);
     p.store(r0, nr, reinterpret_cast<const T*>(y));
     return ok;

@@ -45,6 +45,16 @@ struct ColMajorProduct {
   // If set, *finite tells afterwards whether every value of x was finite (the
   // check rides on the conversion: no second pass over x).
   bool* finite = nullptr;
+  // Optional: where the packed float kernel (AVX2 builds) writes y itself,
+  // instead of handing its blocks to `store` (other kernels still call
+  // `store`, which must be set). direct_rows(r0, nr, rows) sets rows[i] to
+  // the place of row r0 + i of y; y(r, j) then goes to
+  // rows[r - r0][direct_strip[j / 16] + j % 16], so each run of 16 columns
+  // starting at a multiple of 16 must be contiguous there. direct_strip
+  // holds ceil(out / 16) offsets. Rows of different blocks may be written
+  // concurrently.
+  std::function<void(idx, idx, T**)> direct_rows = nullptr;
+  const idx* direct_strip = nullptr;
 };
 
 // Several such products (e.g. the query, key and value projections) in one

@@ -404,6 +404,32 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
   }
 }
 
+bool flash_operands_direct(const MhaDims& d, int which) {
+  const idx W = which == 2 ? d.Hv : d.H;
+  return which != 1 && W % 16 == 0;
+}
+
+template <class T>
+void flash_operands_rows(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
+                         FlashOperands<T>* ops, T** rows) {
+  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H;
+  T* base = which == 0 ? ops->q.data() : ops->v.data();
+  for (idx i = 0; i < nr; ++i) {
+    const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
+    rows[i] = base + (b * d.N * L + l) * W;
+  }
+}
+
+std::vector<idx> flash_operands_strips(const MhaDims& d, int which) {
+  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H;
+  std::vector<idx> strips(static_cast<size_t>(ceil_div(d.N * W, 16)));
+  for (size_t s = 0; s < strips.size(); ++s) {
+    const idx j0 = static_cast<idx>(s) * 16;
+    strips[s] = (j0 / W) * L * W + j0 % W;  // head j0 / W, its column j0 % W
+  }
+  return strips;
+}
+
 template <class T>
 void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
                              const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
@@ -685,6 +711,8 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   template void flash_operands_allocate<T>(const MhaDims&, FlashOperands<T>*);                \
   template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const idx*, const T*,  \
                                         FlashOperands<T>*);                                    \
+  template void flash_operands_rows<T>(const MhaDims&, int, idx, idx, const idx*,             \
+                                       FlashOperands<T>*, T**);                               \
   template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \
                                            const AttentionMask&, const DropoutSpec&, T, T*,   \
                                            T*, int, const std::function<void()>&);            \

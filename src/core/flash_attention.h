@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "layout.h"
 
@@ -45,6 +46,18 @@ void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops);
 template <class T>
 void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
                           const T* block, FlashOperands<T>* ops);
+
+// Direct destinations for q (which = 0) or v (which = 2), for a projection
+// kernel that writes rows in place (ColMajorProduct::direct_rows): the
+// projection's row r0 + i (row b * L + l, or row_map[r0 + i]) has its head 0
+// at rows[i], and its columns [16 s, 16 s + 16) go to rows[i] + strips[s].
+// Only when every run of 16 columns stays within one head:
+// flash_operands_direct(d, which) tells (W a multiple of 16).
+bool flash_operands_direct(const MhaDims& d, int which);
+template <class T>
+void flash_operands_rows(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
+                         FlashOperands<T>* ops, T** rows);
+std::vector<idx> flash_operands_strips(const MhaDims& d, int which);
 
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
 // lse (B, N, T): the row log-sum-exp of the masked, scaled logits, +Inf for

@@ -128,12 +128,23 @@ void forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const MhaWei
     };
     bool finite[3] = {true, true, true};  // query, key, value
     auto check = [&](int k) { return io.check_finite ? &finite[k] : nullptr; };
-    dense_forward_blocks_colmajor<T>(
-        {ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row), check(0)},
-         ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row), check(1)},
-         ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row),
-                            check(2)}},
-        threads);
+    std::vector<ColMajorProduct<T>> products = {
+        ColMajorProduct<T>{io.xq, BT, BT, d.E, w.wq, w.bq, NH, store(0, io.q_row), check(0)},
+        ColMajorProduct<T>{io.xk, BS, BS, d.Dk, w.wk, w.bk, NH, store(1, io.kv_row), check(1)},
+        ColMajorProduct<T>{io.xv, BS, BS, d.Dv, w.wv, w.bv, NHv, store(2, io.kv_row), check(2)}};
+    // q and v rows written by the projection kernel in place where it can
+    // (k goes through `store`: it is kept transposed)
+    std::vector<idx> strips[3];
+    for (int which : {0, 2}) {
+      if (!flash_operands_direct(d, which)) continue;
+      const idx* row_map = which == 0 ? io.q_row : io.kv_row;
+      strips[which] = flash_operands_strips(d, which);
+      products[which].direct_rows = [&d, o, which, row_map](idx r0, idx nr, T** rows) {
+        flash_operands_rows(d, which, r0, nr, row_map, o, rows);
+      };
+      products[which].direct_strip = strips[which].data();
+    }
+    dense_forward_blocks_colmajor<T>(products, threads);
     if (!finite[0]) throw NonFiniteInput(NonFiniteInput::kQuery);
     if (!finite[2]) throw NonFiniteInput(NonFiniteInput::kValue);
     if (!finite[1]) throw NonFiniteInput(NonFiniteInput::kKey);

@@ -80,12 +80,13 @@ inline __m256i lane_mask(idx n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lanes);
 }
 
-// One block of R rows (R <= 6) and up to 16 columns (n of them). Without
-// `accumulate`, the block starts from `init` (16 values, the same for every
-// row: a bias) when it is set, else from zero.
-template <int R, bool Full>
-inline void block_r16(idx n, idx K, const float* a, idx a_rs, idx a_cs, const float* b, idx ldb,
-                      float* c, idx ldc, bool accumulate, const float* init = nullptr) {
+// One block of R rows (R <= 6) and up to 16 columns (n of them), row r of
+// C starting at row_at(r). Without `accumulate`, the block starts from
+// `init` (16 values, the same for every row: a bias) when it is set, else
+// from zero.
+template <int R, bool Full, class RowAt>
+inline void block_r16_at(idx n, idx K, const float* a, idx a_rs, idx a_cs, const float* b,
+                         idx ldb, RowAt row_at, bool accumulate, const float* init) {
   __m256 acc0[R], acc1[R];
   const __m256i m0 = lane_mask(n < 8 ? n : 8), m1 = lane_mask(n > 8 ? n - 8 : 0);
   __m256 init0 = _mm256_setzero_ps(), init1 = _mm256_setzero_ps();
@@ -97,11 +98,11 @@ MH_UNROLL
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
       if (Full) {
-        acc0[r] = _mm256_loadu_ps(c + r * ldc);
-        acc1[r] = _mm256_loadu_ps(c + r * ldc + 8);
+        acc0[r] = _mm256_loadu_ps(row_at(r));
+        acc1[r] = _mm256_loadu_ps(row_at(r) + 8);
       } else {
-        acc0[r] = _mm256_maskload_ps(c + r * ldc, m0);
-        acc1[r] = _mm256_maskload_ps(c + r * ldc + 8, m1);
+        acc0[r] = _mm256_maskload_ps(row_at(r), m0);
+        acc1[r] = _mm256_maskload_ps(row_at(r) + 8, m1);
       }
     } else {
       acc0[r] = init0;
@@ -129,13 +130,21 @@ MH_UNROLL
 MH_UNROLL
   for (int r = 0; r < R; ++r) {
     if (Full) {
-      _mm256_storeu_ps(c + r * ldc, acc0[r]);
-      _mm256_storeu_ps(c + r * ldc + 8, acc1[r]);
+      _mm256_storeu_ps(row_at(r), acc0[r]);
+      _mm256_storeu_ps(row_at(r) + 8, acc1[r]);
     } else {
-      _mm256_maskstore_ps(c + r * ldc, m0, acc0[r]);
-      _mm256_maskstore_ps(c + r * ldc + 8, m1, acc1[r]);
+      _mm256_maskstore_ps(row_at(r), m0, acc0[r]);
+      _mm256_maskstore_ps(row_at(r) + 8, m1, acc1[r]);
     }
   }
+}
+
+// The block with C's rows ldc apart from c.
+template <int R, bool Full>
+inline void block_r16(idx n, idx K, const float* a, idx a_rs, idx a_cs, const float* b, idx ldb,
+                      float* c, idx ldc, bool accumulate, const float* init = nullptr) {
+  block_r16_at<R, Full>(n, K, a, a_rs, a_cs, b, ldb, [c, ldc](int r) { return c + r * ldc; },
+                        accumulate, init);
 }
 
 template <int R>

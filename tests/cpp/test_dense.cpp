@@ -104,8 +104,9 @@ TEST(Dense, BackwardMatchesFiniteDifferences) {
 // outputs that are not a multiple of a register strip, more inputs than one
 // pass of the packed float kernel covers (256), with and without a bias,
 // two products in one call, 1 and 2 threads bitwise equal; and the
-// finite-value check (a NaN, an Inf, in a panel body and in the last,
-// partial panel).
+// finite-value check (a NaN, an Inf, in a panel body, in the last column's
+// first panel -- columns past a multiple of 8 are packed one by one -- and in
+// the last, partial panel).
 template <class T>
 void check_forward_colmajor(idx rows, idx in, idx out, double tol) {
   SCOPED_TRACE("rows " + std::to_string(rows) + ", in " + std::to_string(in) + ", out " +
@@ -143,7 +144,7 @@ void check_forward_colmajor(idx rows, idx in, idx out, double tol) {
   }
   EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
   // A non-finite value anywhere is reported (and only for its product).
-  for (idx at : {idx(0), rows * in / 2, rows * in - 1}) {
+  for (idx at : {idx(0), rows * in / 2, rows * (in - 1), rows * in - 1}) {
     for (double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
       std::vector<double> xb = x1;
       xb[static_cast<size_t>(at)] = bad;
@@ -168,6 +169,79 @@ TEST(Dense, ColumnMajorForwardMatchesNaiveLoops) {
   check_forward_colmajor<float>(1, 600, 20, 1e-5);
   check_forward_colmajor<double>(1000, 40, 37, 1e-12);
   check_forward_colmajor<double>(301, 300, 16, 1e-12);
+}
+
+// ColMajorProduct::direct_rows: the packed float kernel writes y in place,
+// each row at its own address (a shuffled row order with gaps) and each
+// 16-column run at its own offset (runs out of order, a partial last run),
+// more than one pass over the inputs (> 256: the kernel reads back what it
+// wrote), 1 and 2 threads bitwise equal; the finite check still works; the
+// Eigen builds and double call `store` instead, which must give the same y.
+template <class T>
+void check_direct_colmajor(idx rows, idx in, idx out, double tol) {
+  SCOPED_TRACE("rows " + std::to_string(rows) + ", in " + std::to_string(in) + ", out " +
+               std::to_string(out));
+  const auto x = random_values<double>(rows * in, 51);
+  const auto w = random_values<T>(in * out, 52), b = random_values<T>(out, 53);
+  std::vector<T> xc(static_cast<size_t>(rows * in));
+  for (idx r = 0; r < rows; ++r)
+    for (idx f = 0; f < in; ++f) xc[r * in + f] = static_cast<T>(x[r + f * rows]);
+  const auto ref = mhtest::naive_dense(xc.data(), rows, in, w.data(), b.data(), out);
+  const idx strips = (out + 15) / 16, ld = strips * 17 + 5;  // a destination row: ld values
+  std::vector<idx> strip(static_cast<size_t>(strips));  // reversed, gaps, odd offsets
+  for (idx s = 0; s < strips; ++s) strip[s] = (strips - 1 - s) * 17 + (s % 2);
+  auto dest_row = [rows](idx r) { return (r * 7) % rows; };  // a permutation if rows % 7 != 0
+  std::vector<std::vector<T>> runs;
+  for (int threads : {1, 2}) {
+    std::vector<T> y(static_cast<size_t>(rows * ld), T(99));
+    bool finite = false;
+    mh::ColMajorProduct<T> p{x.data(), rows, rows, in, w.data(), b.data(), out,
+                             [&](idx r0, idx nr, const T* block) {  // the fallback
+                               for (idx i = 0; i < nr; ++i)
+                                 for (idx j = 0; j < out; ++j)
+                                   y[dest_row(r0 + i) * ld + strip[j / 16] + j % 16] =
+                                       block[i * out + j];
+                             },
+                             &finite};
+    p.direct_rows = [&](idx r0, idx nr, T** dst) {
+      for (idx i = 0; i < nr; ++i) dst[i] = y.data() + dest_row(r0 + i) * ld;
+    };
+    p.direct_strip = strip.data();
+    mh::dense_forward_blocks_colmajor<T>({p}, threads);
+    EXPECT_TRUE(finite);
+    std::vector<T> got(static_cast<size_t>(rows * out));
+    for (idx r = 0; r < rows; ++r)
+      for (idx j = 0; j < out; ++j) got[r * out + j] = y[dest_row(r) * ld + strip[j / 16] + j % 16];
+    expect_close(got, ref, tol, "y");
+    // nothing outside the rows' columns was touched
+    std::vector<char> used(static_cast<size_t>(ld), 0);
+    for (idx j = 0; j < out; ++j) used[strip[j / 16] + j % 16] = 1;
+    int touched = 0;
+    for (idx r = 0; r < rows; ++r)
+      for (idx c = 0; c < ld; ++c) touched += !used[c] && y[r * ld + c] != T(99);
+    EXPECT_EQ(touched, 0);
+    runs.push_back(y);
+  }
+  EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));
+  std::vector<double> xb = x;
+  xb[static_cast<size_t>(rows * in / 2)] = std::nan("");
+  bool finite = true;
+  std::vector<T> y(static_cast<size_t>(rows * ld));
+  mh::ColMajorProduct<T> p{xb.data(), rows, rows, in, w.data(), b.data(), out,
+                           [](idx, idx, const T*) {}, &finite};
+  p.direct_rows = [&](idx r0, idx nr, T** dst) {
+    for (idx i = 0; i < nr; ++i) dst[i] = y.data() + dest_row(r0 + i) * ld;
+  };
+  p.direct_strip = strip.data();
+  mh::dense_forward_blocks_colmajor<T>({p}, 2);
+  EXPECT_FALSE(finite);
+}
+
+TEST(Dense, ColumnMajorForwardWritesRowsInPlace) {
+  check_direct_colmajor<float>(1000, 40, 48, 1e-5);
+  check_direct_colmajor<float>(305, 300, 40, 1e-5);
+  check_direct_colmajor<float>(9, 3, 16, 1e-5);
+  check_direct_colmajor<double>(305, 300, 40, 1e-12);
 }
 
 // dense_forward_gather_colmajor against naive loops: rows gathered through a

@@ -117,6 +117,26 @@ TEST(FlashAttention, DropoutMatchesTheMaterialisedStream) {
   check_flash<float>(d, cases.back(), drop, 1e-4);
 }
 
+// The rows of a projection in the order the column-major calls pass them:
+// R's batch-fastest order, reversed in the second half (a fixed shuffle).
+std::vector<idx> shuffled_rows(const mh::MhaDims& d, idx L) {
+  const idx rows = d.B * L;
+  std::vector<idx> row_map(static_cast<size_t>(rows));
+  for (idx r = 0; r < rows; ++r) row_map[r] = (r % d.B) * L + r / d.B;
+  std::reverse(row_map.begin() + rows / 2, row_map.end());
+  return row_map;
+}
+
+// Rows r0 .. r0 + nr - 1 of a projection with NW columns whose values name
+// their place: row_map[r] * 1000 + column.
+template <class T>
+std::vector<T> labelled_block(const std::vector<idx>& row_map, idx r0, idx nr, idx NW) {
+  std::vector<T> block(static_cast<size_t>(nr * NW));
+  for (idx i = 0; i < nr; ++i)
+    for (idx c = 0; c < NW; ++c) block[i * NW + c] = static_cast<T>(row_map[r0 + i] * 1000 + c);
+  return block;
+}
+
 // flash_operands_store puts every projected row where the kernel reads it,
 // for rows handed over in blocks of any size and in any order (a row map, as
 // the column-major calls pass), key runs shorter and longer than a vector,
@@ -128,18 +148,12 @@ void check_operand_store(const mh::MhaDims& d, idx block_rows) {
   for (int which = 0; which < 3; ++which) {
     const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
     const idx rows = d.B * L;
-    // row_map: a fixed shuffle of the rows (R's batch-fastest order, reversed
-    // in the second half)
-    std::vector<idx> row_map(static_cast<size_t>(rows));
-    for (idx r = 0; r < rows; ++r) row_map[r] = (r % d.B) * L + r / d.B;
-    std::reverse(row_map.begin() + rows / 2, row_map.end());
+    const std::vector<idx> row_map = shuffled_rows(d, L);
     mh::FlashOperands<T> ops;
     mh::flash_operands_allocate(d, &ops);
     for (idx r0 = 0; r0 < rows; r0 += block_rows) {
       const idx nr = std::min(block_rows, rows - r0);
-      std::vector<T> block(static_cast<size_t>(nr * NW));
-      for (idx i = 0; i < nr; ++i)
-        for (idx c = 0; c < NW; ++c) block[i * NW + c] = static_cast<T>(row_map[r0 + i] * 1000 + c);
+      const std::vector<T> block = labelled_block<T>(row_map, r0, nr, NW);
       mh::flash_operands_store(d, which, r0, nr, row_map.data(), block.data(), &ops);
     }
     int wrong = 0;
@@ -155,6 +169,54 @@ void check_operand_store(const mh::MhaDims& d, idx block_rows) {
             if (got != want) ++wrong;
           }
     EXPECT_EQ(wrong, 0) << "operand " << which;
+  }
+}
+
+// The direct destinations of q and v (flash_operands_rows / _strips, for a
+// projection kernel that writes its rows in place) put every value where
+// flash_operands_store would, for head widths that are multiples of 16, rows
+// in a shuffled order and several heads per 16-column run never happen.
+template <class T>
+void check_operand_direct(const mh::MhaDims& d) {
+  SCOPED_TRACE("H " + std::to_string(d.H) + ", Hv " + std::to_string(d.Hv));
+  EXPECT_FALSE(mh::flash_operands_direct(d, 1));  // k is stored transposed
+  for (int which : {0, 2}) {
+    const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
+    ASSERT_EQ(mh::flash_operands_direct(d, which), W % 16 == 0);
+    if (W % 16 != 0) continue;
+    const idx rows = d.B * L;
+    const std::vector<idx> row_map = shuffled_rows(d, L);
+    mh::FlashOperands<T> direct, stored;
+    mh::flash_operands_allocate(d, &direct);
+    mh::flash_operands_allocate(d, &stored);
+    const std::vector<idx> strips = mh::flash_operands_strips(d, which);
+    ASSERT_EQ(static_cast<idx>(strips.size()), NW / 16);
+    const idx block_rows = 7;
+    for (idx r0 = 0; r0 < rows; r0 += block_rows) {
+      const idx nr = std::min(block_rows, rows - r0);
+      const std::vector<T> block = labelled_block<T>(row_map, r0, nr, NW);
+      mh::flash_operands_store(d, which, r0, nr, row_map.data(), block.data(), &stored);
+      std::vector<T*> dest(static_cast<size_t>(nr));
+      mh::flash_operands_rows(d, which, r0, nr, row_map.data(), &direct, dest.data());
+      for (idx i = 0; i < nr; ++i)
+        for (idx c = 0; c < NW; ++c) dest[i][strips[c / 16] + c % 16] = block[i * NW + c];
+    }
+    const mh::Buffer<T>& a = which == 0 ? direct.q : direct.v;
+    const mh::Buffer<T>& b = which == 0 ? stored.q : stored.v;
+    ASSERT_EQ(a.size(), b.size());
+    int wrong = 0;
+    for (size_t i = 0; i < a.size(); ++i) wrong += a[i] != b[i];
+    EXPECT_EQ(wrong, 0) << "operand " << which;
+  }
+}
+
+TEST(FlashAttention, DirectOperandRowsMatchTheStore) {
+  for (idx H : {16, 32, 12}) {
+    for (idx Hv : {48, 16, 20}) {
+      const mh::MhaDims d = mhtest::dims(3, 2, 37, 29, H, Hv);
+      check_operand_direct<float>(d);
+      check_operand_direct<double>(d);
+    }
   }
 }
 

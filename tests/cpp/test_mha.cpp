@@ -217,6 +217,12 @@ TEST(Mha, ForwardFromColumnMajorInputsMatchesNaiveComposition) {
   check_forward_colmajor<float>(small_dims(), 2e-5);
   check_forward_colmajor<double>(big, 1e-12);
   check_forward_colmajor<float>(big, 5e-5);
+  // heads of 16 and 32: the packed float kernel writes q and v in place
+  mh::MhaDims wide;
+  wide.B = 3; wide.T = 21; wide.S = 34; wide.E = 8; wide.Dk = 6; wide.Dv = 5;
+  wide.N = 2; wide.H = 16; wide.Hv = 32; wide.O = 4;
+  check_forward_colmajor<double>(wide, 1e-12);
+  check_forward_colmajor<float>(wide, 5e-5);
 }
 
 // Expects |actual[i] - expected[i]| <= tol * (1 + max_j |expected[j]|): the
