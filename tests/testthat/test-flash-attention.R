@@ -63,6 +63,17 @@ test_that("flash equals materialised with ragged tiles, T != S both ways, float6
   expect_paths_agree(res32, tol32)
 })
 
+test_that("flash equals materialised in float32 with heads 16 and 32 wide (q and v written in place)", {
+  # key_dim and value_dim multiples of 16: the packed float kernel writes the
+  # query and value projections straight into the flash kernel's buffers;
+  # 3 heads, T != S, rows not a multiple of any block.
+  set.seed(11)
+  q <- rand_array(3, 70, 6); v <- rand_array(3, 45, 5); k <- rand_array(3, 45, 4)
+  res <- run_both_paths(list(num_heads = 3, key_dim = 16, value_dim = 32),
+                        list(query = q, value = v, key = k), dtype = "float32")
+  expect_paths_agree(res, tol32)
+})
+
 test_that("flash equals materialised for every mask kind and combinations", {
   set.seed(2)
   B <- 2; T <- 140; S <- 133
