@@ -497,7 +497,8 @@ void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& produc
   if (use_packed) {
     idx floats = 0;
     for (size_t k = 0; k < products.size(); ++k)
-      floats = std::max(floats, packed_scratch_floats(rbs[k], products[k].in, products[k].out));
+      floats = std::max(floats, packed_scratch_floats(std::min(rbs[k], products[k].rows),
+                                                      products[k].in, products[k].out));
     for (Buffer<float>& b : scratch) b.resize(static_cast<size_t>(floats));
   }
   parallel_for(static_cast<long>(tasks.size()), used, [&](long i) {
@@ -532,7 +533,8 @@ void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx i
     const PackedWeights pw = pack_weights(reinterpret_cast<const float*>(w), in, out);
     const idx rb = packed_row_block(in, out);
     std::vector<Buffer<float>> scratch(static_cast<size_t>(used));
-    for (Buffer<float>& s : scratch) s.resize(static_cast<size_t>(packed_scratch_floats(rb, in, out)));
+    const idx floats = packed_scratch_floats(std::min(rb, rows), in, out);  // a block at most
+    for (Buffer<float>& s : scratch) s.resize(static_cast<size_t>(floats));
     parallel_for(n_blocks(rows, rb), used, [&](long blk) {
       const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
       float* a = scratch[static_cast<size_t>(thread_index(used))].data();
