@@ -494,10 +494,19 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   axes <- self$axes
   # The plan depends only on the two shapes once the layer is built: reuse it.
   plan_key <- c(qd, -1L, vd)
-  if (identical(self$plan_key, plan_key)) {
+  # (a plan without core_dims comes from a layer saved by an older version)
+  if (identical(self$plan_key, plan_key) && !is.null(self$plan$core_dims)) {
     plan <- self$plan
   } else {
     plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
+    # Shape-only quantities of the core call, kept with the plan (the key's
+    # feature size is the built one: check_built_input() above).
+    nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
+    plan$core_sizes <- list(c(plan$B, plan$T, nh), c(plan$B, plan$S, nh), plan$out_dims)
+    plan$core_max_size <- max(vapply(plan$core_sizes, function(x) prod(as.double(x)), 0))
+    plan$core_dims <- as.integer(c(plan$B, plan$T, plan$S, qd[length(qd)], kd[length(kd)],
+                                   vd[length(vd)], cfg$num_heads, cfg$key_dim, cfg$value_dim,
+                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)])))
     self$plan <- plan
     self$plan_key <- plan_key
   }
@@ -534,19 +543,17 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     (isTRUE(cfg$flash_attention) || (is.null(cfg$flash_attention) && config_is_flash_attention_enabled()))
   if (!flash) check_attention_memory(plan, cfg$num_heads, self$dtype, return_attention_scores || backward)
 
-  E <- qd[length(qd)]; Dk <- kd[length(kd)]; Dv <- vd[length(vd)]
   # the core's buffers: projections (B, T or S, N, H or Hv) and the output
-  nh <- cfg$num_heads * max(cfg$key_dim, cfg$value_dim)
-  proj <- "its projection (batch, positions, num_heads * max(key_dim, value_dim))"
   limit <- max_tensor_elements()
-  check_size(c(plan$B, plan$T, nh), "query", proj, limit)
-  check_size(c(plan$B, plan$S, nh), "value", proj, limit)
-  check_size(plan$out_dims, "query", "the attention output", limit)
-  dims <- c(plan$B, plan$T, plan$S, E, Dk, Dv, cfg$num_heads, cfg$key_dim, cfg$value_dim,
-            prod(plan$out_dims[-seq_len(length(qd) - 1L)]))
+  if (plan$core_max_size > limit) {  # name the first one too large
+    proj <- "its projection (batch, positions, num_heads * max(key_dim, value_dim))"
+    check_size(plan$core_sizes[[1L]], "query", proj, limit)
+    check_size(plan$core_sizes[[2L]], "value", proj, limit)
+    check_size(plan$core_sizes[[3L]], "query", "the attention output", limit)
+  }
   slots <- mha_weight_slots(self)
   float64 <- identical(self$dtype, "float64")
-  res <- cpp_mha_call(query, key, value, plan$order, plan$order, as.integer(dims),
+  res <- cpp_mha_call(query, key, value, plan$order, plan$order, plan$core_dims,
                       slots, mha_core_weights(self, slots, float64), mask, mask_bn, qmask, kmask, use_causal_mask,
                       if (is.null(cfg$sliding_window)) 0L else cfg$sliding_window,
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,

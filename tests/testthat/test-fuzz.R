@@ -577,8 +577,14 @@ test_that("run-time outputs larger than the limit are errors naming the input (l
     expect_size_error(einsum(x), "inputs")
   })
   expect_identical(with_limit(40, dim(dense(x))), c(2L, 5L, 4L))
-  # attention: the projections (2, 5, 2 * 2) = 20 and (2, 3, 4) = 24, the output (2, 5, 8) = 80
+  # attention: the projections (2, 5, 2 * 2) = 40 and (2, 3, 4) = 24, the output (2, 5, 8) = 80
   expect_match(conditionMessage(with_limit(19, expect_size_error(mha(x, v), "query"))), "projection")
+  # the value's projection first: query (2, 2, 8) projects to 16 values, value to 24
+  # (and the shape plan is cached after the first call: the limit is read on every call)
+  x2 <- array(1, c(2, 2, 8))
+  mha2 <- layer_multi_head_attention(num_heads = 2, key_dim = 2); mha2$build(dim(x2), dim(v))
+  expect_identical(with_limit(40, dim(mha2(x2, v))), c(2L, 2L, 8L))
+  expect_match(conditionMessage(with_limit(20, expect_size_error(mha2(x2, v), "value"))), "projection")
   expect_match(conditionMessage(with_limit(79, expect_size_error(mha(x, v), "query"))), "attention output")
   expect_identical(with_limit(80, dim(mha(x, v))), c(2L, 5L, 8L))
   # a (B, 1, 1, S) attention mask expands to (B, 1, T, S) = (2, 1, 5, 3) = 30 entries

@@ -201,3 +201,16 @@ test_that("records that are not plain data are refused, naming the place", {
   expect_error(multihead:::write_rds_file(bad2, tempfile()), "`attr\\(record\\$x, \"extra\"\\)` is an environment")
   expect_null(multihead:::first_non_plain(list(a = 1, b = list(structure(list(), class_name = "Dense")))))
 })
+
+test_that("a cached attention plan without the fields this version adds (older saved layers) is rebuilt", {
+  set.seed(7)
+  x <- array(rnorm(2 * 5 * 8), c(2, 5, 8))
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  out <- mha(x, x)
+  self <- multihead:::layer_self(mha)
+  old_plan <- self$plan
+  old_plan[c("core_dims", "core_sizes", "core_max_size")] <- NULL
+  self$plan <- old_plan
+  expect_identical(mha(x, x), out)
+  expect_identical(self$plan$core_dims, c(2L, 5L, 5L, 8L, 8L, 8L, 2L, 2L, 2L, 8L))
+})
