@@ -116,11 +116,13 @@ get_num_threads <- function() mh_threads()
 #' releases are kept for the next call instead of being returned to the
 #' system: a fresh mapping costs a page fault and the kernel zeroing every
 #' page on first touch, 10-15% of a call at B = 32, T = 128, E = 256. This
-#' sets how many bytes of released buffers are kept (default 48 MiB). More
-#' helps calls whose work buffers exceed it (forward + backward at B = 8,
-#' T = 512, E = 512, 8 heads needs about 100 MiB: with 48 MiB kept, 8 of its
-#' 13 buffers are mapped afresh on each call, with 128 MiB none), at the cost
-#' of that much memory staying resident between calls. `0` keeps nothing.
+#' sets how many bytes of released buffers are kept (default 128 MiB, enough
+#' for the 11 large buffers, about 100 MiB, of a forward + backward call at
+#' B = 8, T = 512, E = 512, 8 heads; with 48 MiB kept, 7 of them would be
+#' mapped afresh on every call). At most that much memory stays resident
+#' between calls (only what calls have used: a process that never needs large
+#' buffers keeps none); a smaller value trades speed for memory. `0` keeps
+#' nothing.
 #' The setting is for the whole R process; results never depend on it.
 #'
 #' @param bytes A whole number of bytes `>= 0` (for example `128 * 2^20`),

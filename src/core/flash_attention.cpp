@@ -291,41 +291,6 @@ Buffer<T> heads_contiguous(const MhaDims& d, const HeadSource<T>& src, int threa
   return out;
 }
 
-// Transposed per-head copy in key tiles of kKeyTile columns:
-// out (B, N, ceil(L / tile), W, tile), out[b, n, l / tile, w, l % tile] =
-// x[b, n, l, w], zero-padded past L. One key tile of k^T (or v^T) is then a
-// contiguous (W, tile) block.
-template <class T>
-Buffer<T> heads_transposed_tiles(const MhaDims& d, const HeadSource<T>& src, int threads) {
-  const idx tile = kKeyTile, n_tiles = ceil_div(src.L, tile), W = src.W;
-  Buffer<T> out(static_cast<size_t>(d.B * d.N * n_tiles * W * tile));  // padding never read
-  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
-    for (idx kt = 0; kt < n_tiles; ++kt) {
-      T* o = out.data() + (bn * n_tiles + kt) * W * tile;
-      const idx s0 = kt * tile, ns = std::min(tile, src.L - s0);
-      // rows l of the head are src.head_major ? W : N * W apart
-      transpose_block(src.row(d, bn, s0), src.head_major ? W : d.N * W, ns, W, o, tile);
-    }
-  });
-  return out;
-}
-
-// Inverse of heads_transposed_tiles for keys: out (B, N, S, W).
-template <class T>
-Buffer<T> heads_from_tiles(const MhaDims& d, const Buffer<T>& tiles, idx W, int threads) {
-  const idx tile = kKeyTile, n_tiles = ceil_div(d.S, tile);
-  Buffer<T> out(static_cast<size_t>(d.B * d.N * d.S * W));
-  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long bn) {
-    for (idx kt = 0; kt < n_tiles; ++kt) {
-      const T* in = tiles.data() + (bn * n_tiles + kt) * W * tile;
-      const idx s0 = kt * tile, ns = std::min(tile, d.S - s0);
-      T* o = out.data() + (bn * d.S + s0) * W;
-      transpose_block(in, tile, W, ns, o, W);
-    }
-  });
-  return out;
-}
-
 }  // namespace
 
 template <class T>
@@ -576,35 +541,34 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
     }
   });
 
+  Buffer<T>().swap(ctx_buf);  // D holds all that is needed of it
   const idx TK = kBackwardKeyTile, n_ktiles = ceil_div(d.S, TK);
   const Buffer<T>& qh = ops.q;   // (B, N, T, H)
   const Buffer<T>& kt = ops.kt;  // k^T tiles
+  const Buffer<T>& vh = ops.v;   // (B, N, S, Hv)
   const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv, false}, threads);
-  Buffer<T>().swap(ctx_buf);   // D and doh hold all that is needed of them
   Buffer<T>().swap(dctx_buf);
-  const Buffer<T> kh = heads_from_tiles(d, kt, d.H, threads);                          // (B, N, S, H)
-  const Buffer<T> vt = heads_transposed_tiles(d, HeadSource<T>{ops.v.data(), d.S, d.Hv, true},
-                                              threads);                                // v^T tiles
-  Buffer<T>().swap(ops.v);
   const idx chunks =
       std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BN))));  // BN may be 0
   const idx TH = d.T * d.H;
-  // With one chunk per (batch, head) (the usual case) each task owns its
-  // head's rows of dq and accumulates there; else partial dQs (B, N, chunks,
-  // T, H) are summed in chunk order afterwards.
+  // Each (batch, head)'s first chunk accumulates in its rows of dq; with
+  // more chunks (few heads), each further chunk c has a partial dQ in
+  // dq_part[c - 1] (B, N, T, H) (the size of q, so the buffer cache can hand
+  // it the mapping of a buffer released above), and those are added in chunk
+  // order afterwards.
   const bool direct_dq = chunks == 1;
-  Buffer<T> dq_part;
-  if (!direct_dq) dq_part.assign(static_cast<size_t>(BN * chunks * TH), T(0));
+  std::vector<Buffer<T>> dq_part(static_cast<size_t>(chunks - 1));
+  for (Buffer<T>& part : dq_part) part.resize(static_cast<size_t>(BN * TH));
 
   const bool band_only = !mask.mask && !mask.kmask;
   parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
     const idx bn = task / chunks, chunk = task % chunks;
     const idx b = bn / d.N, n = bn % d.N;
     // (T, H) with row stride ldq
-    T* dQ = direct_dq ? dq + b * d.T * qs + n * d.H : dq_part.data() + task * TH;
-    const idx ldq = direct_dq ? qs : d.H;
-    if (direct_dq)
-      for (idx t = 0; t < d.T; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + d.H, T(0));
+    T* dQ = chunk == 0 ? dq + b * d.T * qs + n * d.H
+                       : dq_part[static_cast<size_t>(chunk - 1)].data() + bn * TH;
+    const idx ldq = chunk == 0 ? qs : d.H;
+    for (idx t = 0; t < d.T; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + d.H, T(0));
     const T* row_lse = lse + bn * d.T;
     const T* row_D = D.data() + bn * d.T;
 
@@ -612,13 +576,20 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
     Buffer<T> dp_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
     Buffer<T> dk_acc(static_cast<size_t>(kBackwardKeyTile * d.H));
     Buffer<T> dv_acc(static_cast<size_t>(kBackwardKeyTile * d.Hv));
+    // This key tile's k rows (nk, H) and v^T (Hv, TK), transposed here from
+    // the k^T tiles and v's rows: each key tile belongs to one task, so no
+    // whole-size copies of k or v^T are needed (columns past nk never read).
+    Buffer<T> k_tile(static_cast<size_t>(kBackwardKeyTile * d.H));
+    Buffer<T> vt_tile(static_cast<size_t>(d.Hv * kBackwardKeyTile));
 
     // Interleaved key tiles (chunk, chunk + chunks, ...) balance causal work.
     for (idx kt_idx = chunk; kt_idx < n_ktiles; kt_idx += chunks) {
       const idx s0 = kt_idx * TK, nk = std::min(TK, d.S - s0);
-      const T* K = kh.data() + (bn * d.S + s0) * d.H;
       const T* Kt = kt.data() + (bn * n_ktiles + kt_idx) * d.H * TK;
-      const T* Vt = vt.data() + (bn * n_ktiles + kt_idx) * d.Hv * TK;
+      transpose_block(Kt, TK, d.H, nk, k_tile.data(), d.H);
+      transpose_block(vh.data() + (bn * d.S + s0) * d.Hv, d.Hv, nk, d.Hv, vt_tile.data(), TK);
+      const T* K = k_tile.data();
+      const T* Vt = vt_tile.data();
       HeadMap<T> dK(dk + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
       HeadMap<T> dV(dv + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
       Eigen::Map<RowMat<T>> dKa(dk_acc.data(), nk, d.H), dVa(dv_acc.data(), nk, d.Hv);
@@ -695,14 +666,12 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   });
   if (direct_dq) return;
 
-  // dq = scale * sum of the partial dQs, in chunk order.
+  // dq = scale * the sum of the chunks' dQs, in chunk order.
   parallel_for(static_cast<long>(BN), threads, [&](long bn) {
     const idx b = bn / d.N, n = bn % d.N;
     HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
-    Eigen::Map<const RowMat<T>> first(dq_part.data() + bn * chunks * TH, d.T, d.H);
-    dQ = first;
     for (idx c = 1; c < chunks; ++c)
-      dQ += Eigen::Map<const RowMat<T>>(dq_part.data() + (bn * chunks + c) * TH, d.T, d.H);
+      dQ += Eigen::Map<const RowMat<T>>(dq_part[static_cast<size_t>(c - 1)].data() + bn * TH, d.T, d.H);
     dQ *= scale;
   });
 }
