@@ -234,15 +234,12 @@ void exp_from_lse<float>(float* p, idx n, float scale, float L) {
 }
 #endif
 
-// A per-head view of a (B, L, N, W) tensor (rows of head (b, n) are W apart
-// by N*W) or of a head-major (B, N, L, W) one.
+// A per-head view of a (B, L, N, W) tensor: rows of head (b, n) are N*W apart.
 template <class T>
 struct HeadSource {
   const T* x;
   idx L, W;
-  bool head_major;
   const T* row(const MhaDims& d, idx bn, idx l) const {
-    if (head_major) return x + (bn * L + l) * W;
     const idx b = bn / d.N, n = bn % d.N;
     return x + ((b * L + l) * d.N + n) * W;
   }
@@ -546,7 +543,7 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   const Buffer<T>& qh = ops.q;   // (B, N, T, H)
   const Buffer<T>& kt = ops.kt;  // k^T tiles
   const Buffer<T>& vh = ops.v;   // (B, N, S, Hv)
-  const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv, false}, threads);
+  const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv}, threads);
   Buffer<T>().swap(dctx_buf);
   const idx chunks =
       std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BN))));  // BN may be 0
