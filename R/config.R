@@ -125,13 +125,13 @@ get_num_threads <- function() mh_threads()
 #' nothing.
 #' The setting is for the whole R process; results never depend on it.
 #'
-#' @param bytes A whole number of bytes `>= 0` (for example `128 * 2^20`),
+#' @param bytes A whole number of bytes `>= 0` (for example `64 * 2^20`),
 #'   or `NULL` to restore the default.
 #' @returns `get_buffer_cache_size()`: the current limit in bytes.
 #'   `set_buffer_cache_size()`: the previous limit, invisibly.
 #' @export
 #' @examples
-#' old <- set_buffer_cache_size(128 * 2^20)
+#' old <- set_buffer_cache_size(64 * 2^20)
 #' get_buffer_cache_size()
 #' set_buffer_cache_size(old)
 set_buffer_cache_size <- function(bytes) {
