@@ -115,8 +115,8 @@ test_that("set_buffer_cache_size() bounds the kept bytes, restores the default, 
 
 test_that("flash backward with few heads (partial dQs per key chunk) reads no unwritten memory", {
   # B * N = 2 < 4 (batch, head) tasks: the backward splits the keys into two
-  # chunks; chunk 0 accumulates in dq, chunk 1 in a 4 MiB partial buffer
-  # (T * N * H doubles) that it must zero itself. Keys past 128 are masked
+  # chunks; chunk 0 accumulates in dq, chunk 1 in an 8 MiB partial buffer
+  # (B * N * T * H doubles) that it must zero itself. Keys past 128 are masked
   # for the second sample, so its chunk-1 partial is never written by a tile.
   set.seed(23)
   B <- 2L; T <- 2048L; S <- 300L; E <- 8L; N <- 1L; H <- 256L
