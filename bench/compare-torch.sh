@@ -5,20 +5,27 @@
 # (einsum, fused, sdpa, and native for non-causal forward), each in a fresh
 # process. The ratio per shape and mode is torch's fastest implementation
 # (median ms) over ours (median ms); with several rounds, the median over
-# rounds (compare-summary.py prints the table from the records).
+# rounds (compare-summary.py prints the table from the records, with the lowest
+# and highest per-round speed-up).
+#
+# --min-time is the seconds of timed calls per process (3 by default). On a shared
+# VM the machine slows down for spells of a fraction of a second to a few seconds,
+# and one second at 32/128/256/8/32 is only ~50 calls: a single spell then moves a
+# median by 30% (bench/README.md, "Stop 14"). Three seconds per process keeps a
+# spell a minority of every median; it applies to both sides alike.
 #
 # Needs: multihead installed (pass its library with --lib or R_LIBS), Debian's
 # python3-torch and libopenblas0-openmp (apt-get install -y python3-torch
 # python3-numpy libopenblas0-openmp), /usr/bin/python3.
 #
-# Usage: bench/compare-torch.sh [--lib DIR] [--threads 2] [--rounds 1] [--min-time 1.5]
+# Usage: bench/compare-torch.sh [--lib DIR] [--threads 2] [--rounds 1] [--min-time 3]
 #          [--torch-ref PATH] [--out FILE.jsonl] [--shapes "B,T,E,H,Kd ..."] [--causal "0 1"]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 lib=""
 threads=2
 rounds=1
-min_time=1.5
+min_time=3
 torch_ref="${here}/../../shared/bench/torch_mha_ref.py"
 [ -f "$torch_ref" ] || torch_ref="${here}/../shared/bench/torch_mha_ref.py"
 out="$(mktemp /tmp/mha-compare-XXXXXX.jsonl)"
