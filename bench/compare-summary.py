@@ -52,6 +52,7 @@ for key in sorted(ours, key=lambda k: (k[1], -k[0], k[5], k[6] != "fwd")):
     best_impl, best = min(((i, statistics.median(v)) for i, v in torch[key].items()), key=lambda x: x[1])
     m = statistics.median(ours[key])
     pr = per_round(key)
+    spread = f"{min(pr):.2f}-{max(pr):.2f}x" if pr else "-"
     gf = flops(B, T, E, H, Kd, mode) / (m / 1e3) / 1e9
     print(f"| {B}, {T}, {E}, {H}, {Kd} | {'yes' if causal else 'no'} | {mode} | {m:.1f} ({gf:.0f}) | "
-          f"{best:.1f} ({best_impl}) | {best / m:.2f}x | {min(pr):.2f}-{max(pr):.2f}x | {len(ours[key])} |")
+          f"{best:.1f} ({best_impl}) | {best / m:.2f}x | {spread} | {len(ours[key])} |")

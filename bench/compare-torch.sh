@@ -10,9 +10,9 @@
 #
 # --min-time is the seconds of timed calls per process (3 by default). On a shared
 # VM the machine slows down for spells of a fraction of a second to a few seconds,
-# and one second at 32/128/256/8/32 is only ~50 calls: a single spell then moves a
-# median by 30% (bench/README.md, "Stop 14"). Three seconds per process keeps a
-# spell a minority of every median; it applies to both sides alike.
+# and one second at 32/128/256/8/32 is only ~50 calls: a single spell then moved
+# medians by a third or more (bench/README.md, stop 14's runs). Three seconds per
+# process makes a spell a smaller part of each median, for both sides alike.
 #
 # Needs: multihead installed (pass its library with --lib or R_LIBS), Debian's
 # python3-torch and libopenblas0-openmp (apt-get install -y python3-torch
