@@ -185,7 +185,7 @@ keras_layer_order <- function(self) {
   ops <- names(op_depth)
   ord <- order(-unlist(op_depth[ops]), vapply(ops, function(o) as.numeric(index[[o]]), numeric(1)))
   layers <- lapply(callees[ops[ord]], function(node) node$callee)
-  unname(Filter(function(l) !inherits(l, "multihead_op"), layers))
+  unname(Filter(function(l) !inherits(l, "multihead_op") && !inherits(l, "multihead_variable"), layers))
 }
 
 # ---- writing ----------------------------------------------------------------------

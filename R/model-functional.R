@@ -362,25 +362,22 @@ any_layer_variables <- function(s) {
   if (!is.null(s$graph) || identical(s$class_name, "Sequential")) model_variables(s) else layer_variables(s)
 }
 
-# Weight gradients per layer (from run_graph_backward) -> one named list in
-# get_weights() order; zeros for weights that received no gradient.
+# Weight gradients (the accumulator of run_graph_backward(), keyed by
+# var_key()) -> one list named by weight path in get_weights() order; zeros
+# for weights that received no gradient.
 #' @noRd
 model_weight_grads <- function(self, wgrads) {
-  out <- list()
-  for (l in self$layers) {
-    s <- layer_self(l)
-    vars <- any_layer_variables(s)
-    if (!length(vars)) next
-    g <- wgrads[[s$name]]
-    if (is.null(g)) g <- lapply(vars, function(v) array(0, dim(v)))
-    if (length(g) != length(vars)) {
-      abort_msg(sprintf("Layer \"%s\" returned %d weight gradients for %d weights.", s$name, length(g),
-                        length(vars)))
-    }
-    g <- lapply(seq_along(vars), function(i) array(as.double(g[[i]]), dim(vars[[i]])))
-    names(g) <- names(vars)
-    out <- c(out, g)
+  slots <- layer_variable_slots(self)
+  vars <- model_variables(self)
+  out <- vector("list", length(slots))
+  for (i in seq_along(slots)) {
+    s <- slots[[i]]
+    v <- vars[[i]]
+    d <- if (is.null(dim(v))) length(v) else dim(v)
+    g <- wgrads[[var_key(s$self, s$name)]]
+    out[[i]] <- if (is.null(g)) array(0, d) else array(as.double(g), d)
   }
+  names(out) <- names(vars)
   out
 }
 
@@ -561,7 +558,16 @@ functional_get_config <- function(self) {
     refs <- lapply(n$inputs, ref)
     if (identical(n$kind, "op")) {
       return(list(kind = "op", op = n$args$op, name = n$callee$name, inputs = refs,
-                  constants = n$args$constants, symbolic = n$args$symbolic))
+                  constants = n$args$constants, symbolic = n$args$symbolic, params = n$args$params,
+                  operand_names = n$args$operand_names))
+    }
+    if (identical(n$kind, "variable")) {
+      owner <- variable_state(n$callee)
+      if (!any(vapply(self$layers, function(l) identical(layer_self(l), owner), logical(1)))) {
+        abort_msg(sprintf(paste0("get_config() of model \"%s\": variable %s is used in the graph but its ",
+                                 "layer is not part of the model."), self$name, n$callee$path))
+      }
+      return(list(kind = "variable", layer = owner$name, variable = variable_name(n$callee)))
     }
     list(kind = "layer", layer = layer_self(n$callee)$name, inputs = refs, single = n$single,
          args = n$args, arg_tensors = lapply(n$arg_tensors, ref), training = n$training)
@@ -593,7 +599,11 @@ functional_from_config <- function(config) {
     if (identical(nc$kind, "op")) {
       ops <- nc$constants
       ops[nc$symbolic] <- ins
-      out <- record_elementwise(nc$op, ops[[1L]], ops[[2L]])
+      names(ops) <- if (is.null(nc$operand_names)) paste0("x", seq_along(ops)) else nc$operand_names
+      out <- op_record(node_op_def(list(args = list(op = nc$op))), ops,
+                       if (is.null(nc$params)) list() else nc$params)
+    } else if (identical(nc$kind, "variable")) {
+      out <- variable_tensor(new_variable(layer_self(layers[[nc$layer]]), nc$variable))
     } else {
       args <- nc$args
       for (nm in names(nc$arg_tensors)) args[[nm]] <- resolve(nc$arg_tensors[[nm]])

@@ -69,7 +69,8 @@ run_graph_forward <- function(graph, input_values, input_masks = NULL, training 
     args <- node$args
     for (nm in names(node$arg_tensors)) args[nm] <- list(values[[node$arg_tensors[[nm]]$id]])
     tr <- if (is.null(node$training)) training else node$training
-    res <- node_forward(node, in_vals, args, tr, in_masks)
+    res <- if (identical(node$kind, "variable")) list(output = variable_value(node$callee))
+      else node_forward(node, in_vals, args, tr, in_masks)
     ids <- node_output_ids(node)
     several <- node_has_several_outputs(node)
     outs <- if (several) res$output else list(res$output)
@@ -88,7 +89,7 @@ run_graph_forward <- function(graph, input_values, input_masks = NULL, training 
 #' @noRd
 node_forward <- function(node, in_vals, args, training, in_masks) {
   has_mask <- any(!vapply(in_masks, is.null, logical(1)))
-  if (identical(node$kind, "op")) return(elementwise_forward(node, in_vals, if (has_mask) in_masks))
+  if (identical(node$kind, "op")) return(op_node_forward(node, in_vals, if (has_mask) in_masks))
   self <- layer_self(node$callee)
   def <- layer_class_def(self$class_name)
   inputs <- if (node$single) in_vals[[1L]] else in_vals
@@ -102,7 +103,7 @@ node_forward <- function(node, in_vals, args, training, in_masks) {
 
 #' @noRd
 node_backward <- function(node, cache, grad_output) {
-  if (identical(node$kind, "op")) return(elementwise_backward(node, cache, grad_output))
+  if (identical(node$kind, "op")) return(op_node_backward(node, cache, grad_output))
   self <- layer_self(node$callee)
   layer_class_def(self$class_name)$backward(self, cache, grad_output)
 }
@@ -110,8 +111,9 @@ node_backward <- function(node, cache, grad_output) {
 # Backward through the graph from `grad_outputs` (aligned with
 # graph$outputs) using the forward `run` (made with keep = TRUE). Returns
 # list(inputs = <list aligned with graph$inputs; NULL for inputs that are not
-# differentiable>, weights = <named list: layer name -> weight gradients in
-# that layer's get_weights() order>).
+# differentiable>, weights = <environment: var_key(state, name) -> the
+# gradient of that weight, summed over every layer call and variable node
+# that uses it>); model_weight_grads() orders them as get_weights().
 # activity = TRUE (training) also adds the gradients of the layers' activity
 # regularization losses (node_activity_gradients(), model-regularization.R),
 # in nested models too.
@@ -124,7 +126,11 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
     assign(id, if (is.null(old)) g else old + g, envir = grads)
   }
   for (i in seq_along(graph$outputs)) add_grad(graph$outputs[[i]]$id, grad_outputs[[i]])
-  wgrads <- list()
+  wgrads <- new.env(hash = TRUE, parent = emptyenv())
+  add_wgrad <- function(key, g) {
+    old <- wgrads[[key]]
+    assign(key, if (is.null(old)) g else old + g, envir = wgrads)
+  }
   for (node in rev(graph$nodes)) {
     ids <- node_output_ids(node)
     gs <- lapply(ids, function(id) grads[[id]])
@@ -137,24 +143,35 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
       }
       if (!is.null(extra$outputs[[i]])) gs[[i]] <- gs[[i]] + extra$outputs[[i]]
     }
+    if (identical(node$kind, "variable")) {
+      v <- node$callee
+      add_wgrad(var_key(variable_state(v), variable_name(v)), gs[[1L]])
+      next
+    }
     several <- node_has_several_outputs(node)
     g <- if (several) stats::setNames(gs, node$output_names) else gs[[1L]]
     cache <- run$caches[[node$id]]
     if (activity && inherits(node$callee, "multihead_model")) cache$activity <- TRUE
     res <- node_backward(node, cache, g)
-    in_grads <- if (node$single) list(res$inputs) else res$inputs
+    in_grads <- if (node$single && !identical(node$kind, "op")) list(res$inputs) else res$inputs
     nms <- names(node$inputs)
     for (j in seq_along(node$inputs)) {
       gj <- if (!is.null(nms) && nzchar(nms[j])) in_grads[[nms[j]]] else in_grads[[j]]
+      if (!is_float_dtype(node$inputs[[j]]$dtype)) next  # ids, masks: no gradient
       add_grad(node$inputs[[j]]$id, gj)
       if (!is.null(extra$inputs[[j]])) add_grad(node$inputs[[j]]$id, extra$inputs[[j]])
     }
     if (identical(node$kind, "layer") && length(res$weights)) {
       w <- res$weights
       for (path in names(extra$weights)) w[[path]] <- w[[path]] + extra$weights[[path]]
-      nm <- layer_self(node$callee)$name
-      old <- wgrads[[nm]]
-      wgrads[[nm]] <- if (is.null(old)) w else Map(`+`, old, w)
+      slots <- layer_variable_slots(layer_self(node$callee))
+      if (length(slots) != length(w)) {
+        abort_msg(sprintf("Layer \"%s\" returned %d weight gradients for %d weights.",
+                          layer_self(node$callee)$name, length(w), length(slots)))
+      }
+      for (k in seq_along(slots)) {
+        if (!is.null(w[[k]])) add_wgrad(var_key(slots[[k]]$self, slots[[k]]$name), w[[k]])
+      }
     }
   }
   list(inputs = lapply(graph$inputs, function(t) grads[[t$id]]), weights = wgrads)
@@ -169,11 +186,10 @@ graph_output_shapes <- function(graph, input_shapes) {
   for (node in graph$nodes) {
     in_shapes <- lapply(node$inputs, function(t) shapes[[t$id]])
     ids <- node_output_ids(node)
-    if (identical(node$kind, "op")) {
-      a <- node$args
-      s <- a$shapes
-      s[a$symbolic] <- in_shapes
-      out <- list(broadcast_shapes(s[[1]], s[[2]]))
+    if (identical(node$kind, "variable")) {
+      out <- list(value_shape(variable_value(node$callee)))
+    } else if (identical(node$kind, "op")) {
+      out <- op_node_output_shapes(node, in_shapes)
     } else {
       self <- layer_self(node$callee)
       def <- layer_class_def(self$class_name)

@@ -97,6 +97,7 @@ summary_rows <- function(self, functional) {
     }
   }
   for (node in graph$nodes) {
+    if (identical(node$kind, "variable")) next  # a layer's weight used directly, not a row
     key <- callee_name(node$callee)
     shapes <- vapply(node$output_shapes, fmt_shape, character(1))
     conns <- vapply(c(node$inputs, node$arg_tensors), tensor_ref, character(1))

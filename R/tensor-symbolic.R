@@ -85,7 +85,9 @@ contains_symbolic <- function(x) {
 
 #' @noRd
 callee_name <- function(callee) {
-  if (inherits(callee, "multihead_op")) callee$name else layer_self(callee)$name
+  if (inherits(callee, "multihead_op")) return(callee$name)
+  if (inherits(callee, "multihead_variable")) return(callee$path)
+  layer_self(callee)$name
 }
 
 # ---- keras_input() -----------------------------------------------------------
@@ -446,79 +448,7 @@ call_layer_symbolically <- function(layer, frame) {
   record_layer_call(layer, inputs, args)
 }
 
-# ---- elementwise operations --------------------------------------------------
-
-#' @noRd
-elementwise_ops <- list(
-  "+" = list(class_name = "Add", prefix = "add"),
-  "-" = list(class_name = "Subtract", prefix = "subtract"),
-  "*" = list(class_name = "Multiply", prefix = "multiply"),
-  "/" = list(class_name = "Divide", prefix = "divide")
-)
-
-#' Arithmetic on symbolic tensors
-#'
-#' `+`, `-`, `*` and `/` between symbolic tensors, or between a symbolic
-#' tensor and a number or numeric array, record an elementwise operation in
-#' the graph (shapes broadcast as in Keras: aligned on the last axis, sizes
-#' 1 stretch). Models compute it and its gradient; the output carries the
-#' inputs' masks (combined with AND). Unary minus is `-1 * x`.
-#' @param e1,e2 Symbolic tensors or numbers.
-#' @returns A symbolic tensor.
-#' @name symbolic-arithmetic
-#' @examples
-#' x <- keras_input(shape = c(4, 8))
-#' y <- layer_multi_head_attention(x, num_heads = 2, key_dim = 4)
-#' x + y          # a residual connection
-#' (x * 2)$shape
-NULL
-
-#' @rdname symbolic-arithmetic
-#' @export
-Ops.multihead_tensor <- function(e1, e2) {
-  op <- .Generic
-  if (missing(e2)) {
-    if (op == "+") return(e1)
-    if (op == "-") return(record_elementwise("*", -1, e1))
-  }
-  if (is.null(elementwise_ops[[op]])) {
-    abort_msg(sprintf("`%s` is not supported on symbolic tensors; supported: +, -, *, /.", op),
-              class = "multihead_error_unsupported")
-  }
-  record_elementwise(op, e1, e2)
-}
-
-#' @noRd
-record_elementwise <- function(op, e1, e2) {
-  operands <- list(e1, e2)
-  sym <- vapply(operands, is_symbolic, logical(1))
-  for (i in which(!sym)) {
-    v <- operands[[i]]
-    if (!(is.numeric(v) || is.logical(v)) || length(v) == 0L || is.object(v)) {
-      abort_arg(c("e1", "e2")[i], sprintf("a symbolic tensor or a number for `%s`", op), describe_value(v))
-    }
-    if (!cpp_all_finite(as.double(v))) abort_arg(c("e1", "e2")[i], "finite: it contains NA, NaN or Inf")
-  }
-  shapes <- lapply(seq_along(operands), function(i) {
-    v <- operands[[i]]
-    if (sym[i]) v$shape else if (is.null(dim(v))) { if (length(v) == 1L) integer() else length(v) }
-    else as.integer(dim(v))
-  })
-  out_shape <- broadcast_shapes(shapes[[1]], shapes[[2]])
-  dtypes <- vapply(operands[sym], function(t) t$dtype, character(1))
-  dtype <- if ("float64" %in% dtypes) "float64" else if (any(!sym) || op == "/" ||
-                                                         any(dtypes == "float32")) "float32" else dtypes[1]
-  spec <- elementwise_ops[[op]]
-  callee <- structure(list(class_name = spec$class_name, name = unique_layer_name(spec$prefix), op = op),
-                      class = "multihead_op")
-  constants <- operands
-  constants[sym] <- list(NULL)
-  node <- new_graph_node("op", callee, inputs = operands[sym], single = sum(sym) == 1L,
-                         args = list(op = op, symbolic = sym, constants = constants, shapes = shapes,
-                                     dtype = dtype),
-                         output_shapes = list(out_shape), output_dtypes = list(dtype))
-  new_symbolic_tensor(node, 1L)
-}
+# ---- broadcasting (the elementwise ops: ops-elementwise.R) --------------------
 
 # Keras (NumPy) broadcasting of two shapes; NA = unknown.
 #' @noRd
@@ -538,56 +468,6 @@ broadcast_shapes <- function(a, b) {
                              fmt_shape(a), fmt_shape(b), i - 1L, x, y), class = "multihead_error_shape")
   }
   out
-}
-
-# Expands array `x` (shape `from`, right-aligned) to shape `to`.
-#' @noRd
-broadcast_to <- function(x, from, to) {
-  if (length(from) == length(to) && all(from == to)) return(array(x, to))
-  if (length(x) == 1L) return(array(as.vector(x), to))
-  full <- c(rep(1L, length(to) - length(from)), from)
-  broadcast_array(array(x, full), full, to)
-}
-
-# Sums `g` (shape `to`) over the axes along which `from` was broadcast.
-#' @noRd
-unbroadcast <- function(g, from) {
-  to <- dim(g)
-  if (length(from) == length(to) && all(from == to)) return(g)
-  if (length(from) == 0L) return(sum(g))
-  full <- c(rep(1L, length(to) - length(from)), from)
-  keep <- which(!(full == 1L & to != 1L))
-  out <- if (length(keep) == 0L) sum(g) else apply(g, keep, sum)
-  array(out, from)
-}
-
-# Forward and backward of an elementwise node (`inputs`: arrays of the
-# symbolic operands, in order).
-#' @noRd
-elementwise_forward <- function(node, inputs, masks) {
-  a <- node$args
-  vals <- a$constants
-  vals[a$symbolic] <- inputs
-  got <- lapply(vals, function(v) if (is.null(dim(v)) && length(v) > 1L) array(v, length(v)) else v)
-  shapes <- lapply(got, function(v) if (is.null(dim(v))) integer() else as.integer(dim(v)))
-  out_shape <- broadcast_shapes(shapes[[1]], shapes[[2]])
-  x <- broadcast_to(as.double(got[[1]]), shapes[[1]], out_shape)
-  y <- broadcast_to(as.double(got[[2]]), shapes[[2]], out_shape)
-  out <- switch(a$op, "+" = x + y, "-" = x - y, "*" = x * y, "/" = x / y)
-  if (identical(a$dtype, "float32")) out <- round_float32(out)
-  list(output = out, cache = list(x = x, y = y, shapes = shapes),
-       mask = elementwise_output_mask(masks))
-}
-
-#' @noRd
-elementwise_backward <- function(node, cache, grad_output) {
-  op <- node$args$op
-  g <- grad_output
-  gx <- switch(op, "+" = g, "-" = g, "*" = g * cache$y, "/" = g / cache$y)
-  gy <- switch(op, "+" = g, "-" = -g, "*" = g * cache$x, "/" = -g * cache$x / cache$y^2)
-  grads <- list(unbroadcast(gx, cache$shapes[[1]]), unbroadcast(gy, cache$shapes[[2]]))
-  grads <- grads[node$args$symbolic]
-  list(inputs = if (node$single) grads[[1L]] else grads, weights = list())
 }
 
 # The AND of the masks present (NULL if none; masks of different shapes

@@ -14,4 +14,5 @@ utils::globalVariables("self")
   register_layer_normalization()
   register_input_layer()
   register_models()
+  register_all_ops()
 }

@@ -63,11 +63,10 @@ test_that("+ - * / record elementwise nodes with Keras broadcasting", {
   expect_match(format(x + y), "name=add")
   expect_identical((x + y)$dtype, "float32")
   expect_identical((keras_input(shape = 2, dtype = "float64") * 2)$dtype, "float64")
-  expect_error(x + keras_input(shape = c(4, 7)), "Cannot broadcast shapes", class = "multihead_error_shape")
-  expect_error(x^2, "`\\^` is not supported on symbolic tensors")
-  expect_error(x > 1, "`>` is not supported on symbolic tensors")
-  expect_error(x + "a", "`e2` must be a symbolic tensor or a number")
-  expect_error(x + NA_real_, "`e2` must be finite")
+  expect_error(x + keras_input(shape = c(4, 7)), "op_add\\(\\): the shapes of its operands do not broadcast",
+               class = "multihead_error_shape")
+  expect_error(x + "a", "`e2` must be a tensor")
+  expect_error(x + NA_real_, "`e2` must be free of NA")
 })
 
 test_that("elementwise nodes compute and differentiate with broadcasting", {
