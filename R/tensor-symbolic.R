@@ -248,6 +248,17 @@ register_input_layer <- function() {
   )
 }
 
+# A placeholder: a symbolic input of a traced function (a custom layer's
+# call(), a custom loss) with no InputLayer behind it. Its node has kind
+# "input", so a trace that uses a tensor it was not given fails with
+# build_graph()'s "Graph disconnected" error.
+#' @noRd
+new_placeholder_tensor <- function(shape, dtype, name = "placeholder") {
+  callee <- structure(list(class_name = "Placeholder", name = name), class = "multihead_op")
+  node <- new_graph_node("input", callee, output_shapes = list(as.integer(shape)), output_dtypes = list(dtype))
+  new_symbolic_tensor(node, 1L, name = name)
+}
+
 # ---- printing and shape() ----------------------------------------------------
 
 #' @export
