@@ -189,7 +189,7 @@ print.multihead_variable <- function(x, ...) {
   invisible(x)
 }
 
-#' @export
+#' @rawNamespace S3method(utils::str, multihead_variable)
 str.multihead_variable <- function(object, ...) cat(" ", format(object), "\n", sep = "")
 
 # ---- variables in graphs ---------------------------------------------------
