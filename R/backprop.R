@@ -49,6 +49,16 @@ backprop <- function(object, ..., grad_output) {
   UseMethod("backprop")
 }
 
+# Custom layers (Layer()): the arguments are those of a call of the layer;
+# arrays with dims are its tensor inputs.
+#' @export
+backprop.multihead_layer <- function(object, ..., grad_output) {
+  state <- layer_self(object)
+  if (!is.environment(state$custom)) abort_arg("object", "a layer with a graph protocol", describe_value(object))
+  if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
+  custom_backprop(object, list(...), grad_output)
+}
+
 #' @export
 backprop.default <- function(object, ..., grad_output) {
   abort_arg("object", "a layer", describe_value(object))

@@ -87,7 +87,7 @@ protocol_layer_function <- function(inputs, training = NULL, mask = NULL, ...) {
 #' @noRd
 run_layer_forward <- function(self, inputs, training = NULL, masks = NULL) {
   training <- check_flag(training, "training", null_ok = TRUE)
-  layer_class_def(self$class_name)$forward(self, inputs, list(), isTRUE(training), masks)
+  layer_class_def(self)$forward(self, inputs, list(), isTRUE(training), masks)
 }
 
 # backprop() for these layers: forward, then backward from grad_output.
@@ -96,7 +96,7 @@ protocol_backprop <- function(object, inputs, training, mask, dots, grad_output)
   self <- layer_self(object)
   if (length(dots)) reject_layer_call_args(self, dots)
   fw <- run_layer_forward(self, inputs, training, mask)
-  grads <- layer_class_def(self$class_name)$backward(self, fw$cache, grad_output)
+  grads <- layer_class_def(self)$backward(self, fw$cache, grad_output)
   list(output = fw$output, grads = grads)
 }
 
@@ -324,7 +324,7 @@ weightless_build <- function(min_rank = 1L, rank = NULL) {
 #' @noRd
 ensure_built <- function(self, d) {
   if (!isTRUE(self$built)) {
-    layer_class_def(self$class_name)$build(self, batchless_shape(d))
+    layer_class_def(self)$build(self, batchless_shape(d))
   }
 }
 

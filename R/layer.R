@@ -56,10 +56,23 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
          envir = .layer_classes)
 }
 
+# The class definition of a layer: `x` is a class name, or a layer state
+# (a custom layer read in a new session registers its class again from the
+# definition it carries).
 #' @noRd
-layer_class_def <- function(class_name) {
-  def <- .layer_classes[[class_name]]
-  if (is.null(def)) abort_msg(sprintf("Unknown layer class \"%s\".", class_name))
+layer_class_def <- function(x) {
+  if (is.environment(x)) {
+    state <- x
+    x <- state$class_name
+    def <- .layer_classes[[x]]
+    if (is.null(def) && is.environment(state$custom)) {
+      register_custom_layer_class(state$custom)
+      def <- .layer_classes[[x]]
+    }
+  } else {
+    def <- .layer_classes[[x]]
+  }
+  if (is.null(def)) abort_msg(sprintf("Unknown layer class \"%s\".", x))
   def
 }
 
@@ -104,8 +117,8 @@ common_layer_properties <- list(
   dtype = function(self) self$dtype,
   trainable = function(self) self$trainable,
   weights = function(self) layer_variables(self),
-  trainable_weights = function(self) if (isTRUE(self$trainable)) layer_variables(self) else list(),
-  non_trainable_weights = function(self) if (isTRUE(self$trainable)) list() else layer_variables(self),
+  trainable_weights = function(self) layer_variables(self)[layer_variable_trainable_flags(self)],
+  non_trainable_weights = function(self) layer_variables(self)[!layer_variable_trainable_flags(self)],
   losses = function(self) layer_losses(self),
   supports_masking = function(self) TRUE
 )
@@ -123,7 +136,7 @@ common_layer_methods <- list(
 #' @export
 `$.multihead_layer` <- function(x, name) {
   self <- layer_self(x)
-  def <- layer_class_def(self$class_name)
+  def <- layer_class_def(self)
   getter <- def$properties[[name]]
   if (!is.null(getter)) return(getter(self))
   method <- def$methods[[name]]
@@ -185,14 +198,14 @@ check_method_args <- function(method, name, args) {
 
 #' @exportS3Method utils::.DollarNames
 .DollarNames.multihead_layer <- function(x, pattern = "") {
-  def <- layer_class_def(layer_self(x)$class_name)
+  def <- layer_class_def(layer_self(x))
   nms <- sort(c(names(def$properties), names(def$methods)))
   grep(pattern, nms, value = TRUE)
 }
 
 #' @export
 names.multihead_layer <- function(x) {
-  def <- layer_class_def(layer_self(x)$class_name)
+  def <- layer_class_def(layer_self(x))
   sort(c(names(def$properties), names(def$methods)))
 }
 
@@ -215,7 +228,7 @@ layer_summary_line <- function(self) {
 # One-line description of a layer's configuration, per class.
 #' @noRd
 layer_describe <- function(self) {
-  layer_class_def(self$class_name)$describe(self)
+  layer_class_def(self)$describe(self)
 }
 
 # ---- weights ---------------------------------------------------------------
@@ -241,6 +254,18 @@ layer_variable_slots <- function(self) {
   slots <- lapply(self$variable_names, function(v) list(self = self, name = v))
   for (sub in self$sublayers) slots <- c(slots, layer_variable_slots(layer_self(sub)))
   slots
+}
+
+# Whether each of a layer's variables (layer_variable_slots() order) is
+# trainable: the layer's flag, the variable's own (add_weight(trainable =)),
+# and the flags of the layers holding it.
+#' @noRd
+layer_variable_trainable_flags <- function(self, parent = TRUE) {
+  own <- isTRUE(self$trainable) && parent
+  flags <- vapply(self$variable_names, function(v) own && !identical(self$variable_trainable[[v]], FALSE),
+                  logical(1), USE.NAMES = FALSE)
+  for (sub in self$sublayers) flags <- c(flags, layer_variable_trainable_flags(layer_self(sub), own))
+  flags
 }
 
 #' @noRd
@@ -349,7 +374,7 @@ layer_losses <- function(self) {
 
 #' @noRd
 layer_get_config <- function(self) {
-  cfg <- layer_class_def(self$class_name)$get_config(self)
+  cfg <- layer_class_def(self)$get_config(self)
   attr(cfg, "class_name") <- self$class_name
   cfg
 }

@@ -510,7 +510,7 @@ model_variable_trainable <- function(self) {
     if (!is.null(s$graph) || identical(s$class_name, "Sequential")) {
       out <- c(out, lapply(model_variable_trainable(s), function(x) x && isTRUE(self$trainable)))
     } else {
-      out <- c(out, as.list(rep(isTRUE(s$trainable) && isTRUE(self$trainable), length(layer_variables(s)))))
+      out <- c(out, as.list(layer_variable_trainable_flags(s, isTRUE(self$trainable))))
     }
   }
   out

@@ -91,7 +91,7 @@ node_forward <- function(node, in_vals, args, training, in_masks) {
   has_mask <- any(!vapply(in_masks, is.null, logical(1)))
   if (identical(node$kind, "op")) return(op_node_forward(node, in_vals, if (has_mask) in_masks))
   self <- layer_self(node$callee)
-  def <- layer_class_def(self$class_name)
+  def <- layer_class_def(self)
   inputs <- if (node$single) in_vals[[1L]] else in_vals
   m <- if (!has_mask) NULL else if (node$single) in_masks[[1L]] else in_masks
   if ("mask" %in% names(args)) {  # an explicit `mask =` of the call replaces the implicit masks
@@ -105,7 +105,7 @@ node_forward <- function(node, in_vals, args, training, in_masks) {
 node_backward <- function(node, cache, grad_output) {
   if (identical(node$kind, "op")) return(op_node_backward(node, cache, grad_output))
   self <- layer_self(node$callee)
-  layer_class_def(self$class_name)$backward(self, cache, grad_output)
+  layer_class_def(self)$backward(self, cache, grad_output)
 }
 
 # Backward through the graph from `grad_outputs` (aligned with
@@ -161,7 +161,9 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
       add_grad(node$inputs[[j]]$id, gj)
       if (!is.null(extra$inputs[[j]])) add_grad(node$inputs[[j]]$id, extra$inputs[[j]])
     }
-    if (identical(node$kind, "layer") && length(res$weights)) {
+    if (is.environment(res$weights)) {  # keyed by var_key() already (custom layers)
+      for (key in ls(res$weights, all.names = TRUE, sorted = FALSE)) add_wgrad(key, res$weights[[key]])
+    } else if (identical(node$kind, "layer") && length(res$weights)) {
       w <- res$weights
       for (path in names(extra$weights)) w[[path]] <- w[[path]] + extra$weights[[path]]
       slots <- layer_variable_slots(layer_self(node$callee))
@@ -192,7 +194,7 @@ graph_output_shapes <- function(graph, input_shapes) {
       out <- op_node_output_shapes(node, in_shapes)
     } else {
       self <- layer_self(node$callee)
-      def <- layer_class_def(self$class_name)
+      def <- layer_class_def(self)
       res <- def$compute_output_shape(self, if (node$single) in_shapes[[1L]] else in_shapes, node$args)
       out <- if (is.list(res)) res else list(res)
     }

@@ -321,7 +321,11 @@ shape <- function(...) {
 #' @noRd
 record_layer_call <- function(layer, inputs, args = list()) {
   self <- layer_self(layer)
-  def <- layer_class_def(self$class_name)
+  if (is.environment(self$custom)) {  # a custom layer's node re-recorded from a config
+    return(custom_record_call(self, custom_unflatten(args$custom_call, if (is_symbolic(inputs)) list(inputs)
+                                                     else inputs)))
+  }
+  def <- layer_class_def(self)
   if (is.null(def$compute_output_shape) || is.null(def$forward)) {
     abort_msg(sprintf("A %s layer (\"%s\") cannot be called on symbolic tensors.",
                       self$class_name, self$name), class = "multihead_error_unsupported")
