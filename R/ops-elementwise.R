@@ -84,9 +84,10 @@ register_binary_op <- function(name, class_name, fun, grad = NULL, dtype = "prom
       if (is.null(a) || is.null(b)) {
         abort_arg(nms[if (is.null(a)) 1L else 2L], sprintf("supplied: a tensor in op_%s()", name))
       }
-      shape <- tryCatch(broadcast_shapes(a$shape, b$shape), multihead_error_shape = function(e) {
+      shape <- if (identical(a$shape, b$shape)) a$shape else broadcast_shapes_or_null(a$shape, b$shape)
+      if (is.null(shape)) {
         abort_op(paste0("op_", name), "the shapes of its operands do not broadcast together", specs, nms)
-      })
+      }
       op_spec(shape, elementwise_dtype(dtype, specs))
     },
     forward = function(values, params) {
@@ -145,6 +146,10 @@ register_unary_op <- function(name, class_name, fun, grad = NULL, dtype = "same"
 #' @noRd
 elementwise_dtype <- function(rule, specs) {
   if (is.function(rule)) return(rule(specs))
+  if (length(specs) == 2L && identical(specs[[1L]]$dtype, specs[[2L]]$dtype)) {  # the common case, fast
+    d <- specs[[1L]]$dtype
+    return(switch(rule, promote = d, float = if (is_float_dtype(d)) d else "float32", bool = "bool"))
+  }
   switch(rule, promote = result_dtype(specs), float = float_result_dtype(specs), bool = "bool")
 }
 

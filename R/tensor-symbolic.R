@@ -465,6 +465,17 @@ call_layer_symbolically <- function(layer, frame) {
 
 # ---- broadcasting (the elementwise ops: ops-elementwise.R) --------------------
 
+# broadcast_shapes(), or NULL when the shapes do not broadcast.
+#' @noRd
+broadcast_shapes_or_null <- function(a, b) {
+  r <- max(length(a), length(b))
+  a <- c(rep(1L, r - length(a)), a)
+  b <- c(rep(1L, r - length(b)), b)
+  ok <- is.na(a) | is.na(b) | a == b | a == 1L | b == 1L
+  if (!all(ok)) return(NULL)
+  broadcast_shapes(a, b)
+}
+
 # Keras (NumPy) broadcasting of two shapes; NA = unknown.
 #' @noRd
 broadcast_shapes <- function(a, b) {
