@@ -489,13 +489,11 @@ custom_layer_methods <- function() replace_entries(common_layer_methods, list(
 ))
 
 # The layer's variables (all, trainable or non-trainable): variable objects
-# in get_weights() order.
+# in get_weights() order, named by weight path.
 #' @noRd
 custom_variables <- function(self, trainable = NA) {
-  slots <- layer_variable_slots(self)
-  flags <- layer_variable_trainable_flags(self)
-  keep <- if (is.na(trainable)) rep(TRUE, length(slots)) else flags == trainable
-  lapply(slots[keep], function(s) new_variable(s$self, s$name))
+  v <- layer_variable_handles(self)
+  if (is.na(trainable)) v else v[layer_variable_trainable_flags(self) == trainable]
 }
 
 #' @noRd

@@ -194,8 +194,8 @@ register_dense <- function() {
       units = function(self) self$config$units,
       activation = function(self) self$config$activation,
       use_bias = function(self) self$config$use_bias,
-      kernel = function(self) self$variables$kernel,
-      bias = function(self) self$variables$bias
+      kernel = function(self) layer_variable_handle(self, "kernel"),
+      bias = function(self) layer_variable_handle(self, "bias")
     ),
     describe = function(self) {
       s <- sprintf("units=%d", self$config$units)

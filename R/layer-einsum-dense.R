@@ -90,8 +90,8 @@ einsum_dense_call <- function(self, inputs) {
 
 #' @noRd
 einsum_dense_properties <- function() c(common_layer_properties, list(
-  kernel = function(self) self$variables$kernel,
-  bias = function(self) self$variables$bias,
+  kernel = function(self) layer_variable_handle(self, "kernel"),
+  bias = function(self) layer_variable_handle(self, "bias"),
   equation = function(self) self$equation,
   activation = function(self) if (is.null(self$activation)) "linear" else self$activation,
   output_shape = function(self) self$output_shape

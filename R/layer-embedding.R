@@ -128,7 +128,7 @@ register_embedding <- function() {
     properties = list(input_dim = function(self) self$config$input_dim,
                       output_dim = function(self) self$config$output_dim,
                       mask_zero = function(self) self$config$mask_zero,
-                      embeddings = function(self) self$variables$embeddings),
+                      embeddings = function(self) layer_variable_handle(self, "embeddings")),
     describe = function(self) {
       cfg <- self$config
       s <- sprintf("input_dim=%d, output_dim=%d", cfg$input_dim, cfg$output_dim)

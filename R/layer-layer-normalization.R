@@ -158,8 +158,8 @@ register_layer_normalization <- function() {
                       epsilon = function(self) self$config$epsilon,
                       center = function(self) self$config$center,
                       scale = function(self) self$config$scale,
-                      gamma = function(self) self$variables$gamma,
-                      beta = function(self) self$variables$beta),
+                      gamma = function(self) layer_variable_handle(self, "gamma"),
+                      beta = function(self) layer_variable_handle(self, "beta")),
     describe = function(self) {
       cfg <- self$config
       s <- sprintf("axis=%s, epsilon=%g", paste(cfg$axis, collapse = ","), cfg$epsilon)

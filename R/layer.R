@@ -116,9 +116,9 @@ common_layer_properties <- list(
   built = function(self) self$built,
   dtype = function(self) self$dtype,
   trainable = function(self) self$trainable,
-  weights = function(self) layer_variables(self),
-  trainable_weights = function(self) layer_variables(self)[layer_variable_trainable_flags(self)],
-  non_trainable_weights = function(self) layer_variables(self)[!layer_variable_trainable_flags(self)],
+  weights = function(self) layer_variable_handles(self),
+  trainable_weights = function(self) layer_variable_handles(self)[layer_variable_trainable_flags(self)],
+  non_trainable_weights = function(self) layer_variable_handles(self)[!layer_variable_trainable_flags(self)],
   losses = function(self) layer_losses(self),
   supports_masking = function(self) TRUE
 )
@@ -246,6 +246,22 @@ layer_variables <- function(self) {
     out <- c(out, sv)
   }
   out
+}
+
+# The layer's weights as variables (keras3's `layer$weights`), named by
+# weight path, in get_weights() order.
+#' @noRd
+layer_variable_handles <- function(self) {
+  slots <- layer_variable_slots(self)
+  out <- lapply(slots, function(s) new_variable(s$self, s$name))
+  names(out) <- names(layer_variables(self))
+  out
+}
+
+# The variable of weight `name` of a layer, or NULL before the layer is built.
+#' @noRd
+layer_variable_handle <- function(self, name) {
+  if (is.null(self$variables[[name]])) NULL else new_variable(self, name)
 }
 
 # Variable records (self, name) in weight order, for setting values.

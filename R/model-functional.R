@@ -478,7 +478,7 @@ model_properties <- function() replace_entries(common_layer_properties, list(
     model_tensor_structure(self, lapply(self$graph$outputs, function(t) t$shape), self$output_form,
                            self$output_names)
   },
-  weights = function(self) model_variables(self),
+  weights = function(self) model_variable_handles(self),
   compiled = function(self) !is.null(self$compiled),
   optimizer = function(self) self$compiled$optimizer,
   loss = function(self) {
@@ -486,14 +486,22 @@ model_properties <- function() replace_entries(common_layer_properties, list(
     if (length(losses) == 1L) losses[[1L]] else losses
   },
   trainable_weights = function(self) {
-    v <- model_variables(self)
+    v <- model_variable_handles(self)
     v[vapply(model_variable_trainable(self), isTRUE, logical(1))]
   },
   non_trainable_weights = function(self) {
-    v <- model_variables(self)
+    v <- model_variable_handles(self)
     v[!vapply(model_variable_trainable(self), isTRUE, logical(1))]
   }
 ))
+
+# The model's weights as variables, named by weight path (get_weights() order).
+#' @noRd
+model_variable_handles <- function(self) {
+  out <- lapply(layer_variable_slots(self), function(s) new_variable(s$self, s$name))
+  names(out) <- names(model_variables(self))
+  out
+}
 
 # `base` with the entries of `new` added or replaced.
 #' @noRd

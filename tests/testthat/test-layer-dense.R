@@ -56,7 +56,7 @@ test_that("weights have Keras's names, shapes, order and count", {
   expect_named(d$weights, c("proj/kernel", "proj/bias"))
   expect_equal(lapply(get_weights(d), dim), list(c(5L, 3L), 3L))
   expect_equal(count_params(d), 5 * 3 + 3)
-  expect_equal(d$bias, array(0, 3))
+  expect_equal(as.array(d$bias), array(0, 3))
   expect_error(d$build(c(NA, 5)), "already built")
   expect_equal(d$compute_output_shape(c(NA, 9, 5)), c(NA, 9L, 3L))
   expect_equal(layer_protocol(d)$compute_output_shape(layer_state(d), c(2, 5)), c(2L, 3L))
