@@ -108,13 +108,13 @@ custom_output_specs <- function(state, struct, specs) {
 #' @noRd
 custom_trace_for_specs <- function(state, struct, specs) {
   has_na <- any(vapply(specs, function(s) anyNA(s$shape), logical(1)))
-  first <- tryCatch(custom_make_trace(state, struct, specs, training = NULL, mask_shape = NULL),
+  first <- tryCatch(custom_make_trace(state, struct, specs, training = NULL, mask_spec = NULL),
                     error = function(e) e)
   if (!inherits(first, "error")) return(first)
   if (!has_na) stop(first)
   probe <- function(size) {
     ps <- lapply(specs, function(s) { s$shape[is.na(s$shape)] <- size; s })
-    tryCatch(custom_make_trace(state, struct, ps, training = NULL, mask_shape = NULL), error = function(e) NULL)
+    tryCatch(custom_make_trace(state, struct, ps, training = NULL, mask_spec = NULL), error = function(e) NULL)
   }
   a <- probe(.probe_sizes[1L])
   b <- probe(.probe_sizes[2L])
@@ -131,19 +131,22 @@ custom_trace_for_specs <- function(state, struct, specs) {
 
 # Traces call() on placeholders. `training`: NULL (left to call()'s default)
 # or TRUE/FALSE passed when call() takes `training` and the caller did not
-# give it. `mask_shape`: NULL, or the shape of the implicit mask passed as
-# `mask` (when call() takes `mask` and the caller did not give it).
+# give it. `mask_spec`: NULL, or list(struct, shapes): the implicit masks of
+# the first argument's tensors, passed as `mask` in that argument's structure
+# (when call() takes `mask` and the caller did not give it).
 #' @noRd
-custom_make_trace <- function(state, struct, specs, training, mask_shape) {
+custom_make_trace <- function(state, struct, specs, training, mask_spec) {
   m <- custom_call_method(state)
   fmls <- names(formals(m$fn))
   phs <- lapply(seq_along(specs), function(i) new_placeholder_tensor(specs[[i]]$shape, specs[[i]]$dtype,
                                                                       paste0(state$name, "/input_", i)))
   args <- custom_unflatten(struct, phs)
-  mask_ph <- NULL
-  if (!is.null(mask_shape) && "mask" %in% fmls && !("mask" %in% names(args))) {
-    mask_ph <- new_placeholder_tensor(mask_shape, "bool", paste0(state$name, "/mask"))
-    args$mask <- mask_ph
+  mask_phs <- list()
+  if (!is.null(mask_spec) && "mask" %in% fmls && !("mask" %in% names(args))) {
+    mask_phs <- lapply(seq_along(mask_spec$shapes), function(i) {
+      new_placeholder_tensor(mask_spec$shapes[[i]], "bool", paste0(state$name, "/mask_", i))
+    })
+    args["mask"] <- list(custom_unflatten(mask_spec$struct, mask_phs))
   }
   if (!is.null(training) && "training" %in% fmls && !("training" %in% names(args))) args$training <- training
   res <- with_trace_frame({
@@ -180,9 +183,8 @@ custom_make_trace <- function(state, struct, specs, training, mask_shape) {
     graph_outputs[[length(graph_outputs) + 1L]] <- l
     loss_index <- c(loss_index, length(graph_outputs))
   }
-  inputs <- c(phs, if (!is.null(mask_ph)) list(mask_ph))
-  graph <- build_graph(inputs, graph_outputs, state$name)
-  list(graph = graph, n_inputs = length(phs), has_mask_input = !is.null(mask_ph), n_out = n_out,
+  graph <- build_graph(c(phs, mask_phs), graph_outputs, state$name)
+  list(graph = graph, n_inputs = length(phs), n_mask_inputs = length(mask_phs), n_out = n_out,
        several = outs$several, out_names = outs$names, mask_index = mask_index, loss_index = loss_index,
        out_shapes = lapply(outs$tensors, function(t) t$shape),
        out_dtypes = lapply(outs$tensors, function(t) t$dtype))
@@ -207,9 +209,9 @@ custom_output_tensors <- function(state, outs) {
 
 # The cached trace for a key, or a new one.
 #' @noRd
-custom_cached_trace <- function(state, key, struct, specs, training, mask_shape) {
+custom_cached_trace <- function(state, key, struct, specs, training, mask_spec) {
   for (t in state$traces) if (identical(t$key, key)) return(t$trace)
-  tr <- custom_make_trace(state, struct, specs, training, mask_shape)
+  tr <- custom_make_trace(state, struct, specs, training, mask_spec)
   traces <- c(state$traces, list(list(key = key, trace = tr)))
   if (length(traces) > .custom_trace_limit) traces <- traces[-1L]
   state$traces <- traces
@@ -231,18 +233,29 @@ custom_forward <- function(self, inputs, args = list(), training = FALSE, masks 
   struct <- args$custom_call
   dtypes <- args$input_dtypes
   if (!is.list(inputs) || is.object(inputs)) inputs <- list(inputs)
+  if (!is.null(masks) && (!is.list(masks) || is.object(masks))) masks <- list(masks)
   shapes <- lapply(inputs, value_shape)
   fmls <- names(formals(custom_call_method(self)$fn))
-  first_mask <- if (is.list(masks) && length(masks)) masks[[1L]] else if (!is.list(masks)) masks
-  mask_shape <- if ("mask" %in% fmls && !("mask" %in% names(struct)) && !is.null(first_mask)) value_shape(first_mask)
+  mask_spec <- NULL
+  mask_values <- list()
+  first_mask <- NULL
+  if (length(masks) && length(struct)) {
+    # the implicit masks of the first argument's tensors, in its structure
+    fm <- custom_flatten_args(custom_unflatten(struct[[1L]], masks, constants = FALSE),
+                              function(x) is.logical(x) || is.numeric(x))
+    first_mask <- custom_unflatten(fm$struct, fm$tensors)
+    if (length(fm$tensors) && "mask" %in% fmls && !("mask" %in% names(struct))) {
+      mask_spec <- list(struct = fm$struct, shapes = lapply(fm$tensors, value_shape))
+      mask_values <- fm$tensors
+    }
+  }
   train_val <- if ("training" %in% fmls && !("training" %in% names(struct))) isTRUE(training)
-  key <- list(shapes, dtypes, mask_shape, train_val, struct)
+  key <- list(shapes, dtypes, mask_spec, train_val, struct)
   specs <- lapply(seq_along(inputs), function(i) list(shape = shapes[[i]], dtype = dtypes[[i]]))
-  tr <- custom_cached_trace(self, key, struct, specs, train_val, mask_shape)
-  vals <- c(inputs, if (tr$has_mask_input) list(first_mask))
+  tr <- custom_cached_trace(self, key, struct, specs, train_val, mask_spec)
+  vals <- c(inputs, mask_values)
   in_masks <- vector("list", length(vals))
-  if (is.list(masks)) for (i in seq_len(min(length(masks), length(inputs)))) in_masks[i] <- list(masks[[i]])
-  else if (!is.null(masks)) in_masks[1L] <- list(masks)
+  for (i in seq_len(min(length(masks), length(inputs)))) in_masks[i] <- list(masks[[i]])
   run <- run_graph_forward(tr$graph, vals, in_masks, training = isTRUE(training), keep = TRUE)
   outs <- run$outputs[seq_len(tr$n_out)]
   out_masks <- custom_output_masks(self, tr, run, first_mask)
@@ -262,9 +275,10 @@ custom_output_masks <- function(self, tr, run, first_mask) {
     return(lapply(seq_len(n), function(i) if (is.na(tr$mask_index[i])) NULL else as.logical_array(run$outputs[[tr$mask_index[i]]])))
   }
   if (!isTRUE(self$supports_masking)) return(vector("list", n))
+  passed <- if (is.list(first_mask)) NULL else first_mask  # a list of masks is not one output's mask
   lapply(seq_len(n), function(i) {
     m <- run$output_masks[[i]]
-    if (is.null(m)) first_mask else m
+    if (is.null(m)) passed else m
   })
 }
 
@@ -335,10 +349,8 @@ custom_backprop <- function(object, args, grad_output) {
   state <- layer_self(object)
   matched <- custom_match_call_args(state, args)
   custom_maybe_build(state, matched)
-  is_value_tensor <- function(x) (is.numeric(x) || is.logical(x)) && !is.object(x) && !is.null(dim(x))
   fl <- custom_flatten_args(matched, is_value_tensor)
-  dtypes <- vapply(fl$tensors, function(x) if (is.logical(x)) "bool" else if (is.integer(x)) "int32" else state$dtype,
-                   character(1))
+  dtypes <- vapply(fl$tensors, function(x) eager_tensor_dtype(x, state$dtype), character(1))
   training <- isTRUE(matched$training)
   fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL)
   back <- custom_backward(state, fw$cache, grad_output)

@@ -206,6 +206,7 @@ print.multihead_layer_constructor <- function(x, ...) {
 # Creates an instance: state, layer object, initialize(), default name.
 #' @noRd
 custom_layer_construct <- function(cls, args, object) {
+  if (trace_active()) return(without_trace(custom_layer_construct(cls, args, object)))
   state <- new_custom_state(cls)
   layer <- new_custom_layer_object(state)
   init <- custom_lookup(cls, "initialize")
@@ -629,7 +630,9 @@ names.multihead_custom_layer <- function(x) {
 #' @noRd
 custom_layer_call <- function(state, args) {
   matched <- custom_match_call_args(state, args)
-  if (any(vapply(matched, contains_symbolic_deep, logical(1)))) return(custom_record_call(state, matched))
+  if (trace_active() || any(vapply(matched, contains_symbolic_deep, logical(1)))) {
+    return(custom_record_call(state, matched))
+  }
   custom_eager_call(state, matched)
 }
 
@@ -679,13 +682,30 @@ custom_match_call_args <- function(state, args) {
   out
 }
 
-# Runs call() on arrays.
+# A call on arrays. call() is run through its trace (cached per shape), as
+# when the layer runs inside a model: the result is the same as a symbolic
+# call's, and keras-style code (indexing with `newaxis`, op_*() on
+# constants) works the same way. Arrays with dims (and vectors of length > 1)
+# are the call's tensors; numbers, flags and NULL stay constants.
 #' @noRd
 custom_eager_call <- function(state, matched) {
   custom_maybe_build(state, matched)
-  m <- custom_call_method(state)
-  state$activity_losses <- list()
-  do.call(custom_bind(state, m$cls, m$fn), matched)
+  fl <- custom_flatten_args(matched, is_value_tensor)
+  dtypes <- vapply(fl$tensors, function(x) eager_tensor_dtype(x, state$dtype), character(1))
+  training <- isTRUE(matched$training)
+  fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL)
+  fw$output
+}
+
+# What counts as a tensor among the arrays of an eager call.
+#' @noRd
+is_value_tensor <- function(x) {
+  (is.numeric(x) || is.logical(x)) && !is.object(x) && (!is.null(dim(x)) || length(x) > 1L)
+}
+
+#' @noRd
+eager_tensor_dtype <- function(x, float_dtype) {
+  if (is.logical(x)) "bool" else if (is.integer(x)) "int32" else float_dtype
 }
 
 # The shape of a call argument for build(): a symbolic tensor's shape (NA
@@ -705,7 +725,7 @@ arg_shape <- function(x) {
 #' @noRd
 custom_maybe_build <- function(state, matched) {
   if (isTRUE(state$built)) return(invisible())
-  custom_build(state, matched)
+  without_trace(custom_build(state, matched))
 }
 
 #' @noRd

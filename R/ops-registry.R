@@ -153,17 +153,33 @@ constant_spec <- function(x, arg, op, weak = FALSE) {
 #' @noRd
 symbolic_spec <- function(t) list(shape = t$shape, dtype = t$dtype, weak = FALSE)
 
-# TRUE when a call with these operands must be recorded: an operand is a
-# symbolic tensor, or a variable while a trace is active.
+# TRUE when a call with these operands must be recorded: while a custom
+# layer's call() is traced every op is (constants become graph constants, so
+# keras-style indexing, variables and random draws work on them and sub-layers
+# called on them are recorded); otherwise when an operand is a symbolic tensor.
 #' @noRd
 operands_symbolic <- function(operands) {
+  if (length(.trace_state$stack)) return(TRUE)
   for (x in operands) {
-    if (is.object(x)) {
-      if (is_symbolic(x)) return(TRUE)
-      if (inherits(x, "multihead_variable") && trace_active()) return(TRUE)
-    }
+    if (is.object(x) && is_symbolic(x)) return(TRUE)
   }
   FALSE
+}
+
+# A graph constant holding an array (a node without inputs).
+#' @noRd
+constant_tensor <- function(x, arg = "x") {
+  if (is_symbolic(x)) return(x)
+  if (is_variable(x)) return(variable_tensor(x))
+  op_record(op_def("constant"), stats::setNames(list(x), arg), list())
+}
+
+#' @noRd
+register_constant_ops <- function() {
+  register_op("constant", "Constant",
+              infer = function(specs, params) op_spec(specs[[1L]]$shape, specs[[1L]]$dtype),
+              forward = function(values, params) list(output = values[[1L]], cache = NULL),
+              fun = "constant")
 }
 
 # ---- calling an op -----------------------------------------------------------

@@ -405,7 +405,8 @@ add_symbolic_guard <- function(fun) {
   if ("..." %in% args) {
     tests <- c(tests, quote(...length() > 0L && any(vapply(list(...), contains_symbolic, logical(1)))))
   }
-  cond <- if (length(tests)) Reduce(function(a, b) call("||", a, b), tests) else FALSE
+  tests <- c(tests, quote(trace_active()))  # inside a traced call(), arrays become graph constants
+  cond <- Reduce(function(a, b) call("||", a, b), tests)
   guard <- bquote(if (.(cond)) return(call_layer_symbolically(sys.function(), environment())))
   body(fun) <- call("{", guard, body(fun))
   fun
@@ -441,6 +442,18 @@ frame_has_symbolic <- function(frame) {
   FALSE
 }
 
+# Inputs of a layer called inside a traced call(): arrays (and variables)
+# become graph constants (a tensor, or a list of them).
+#' @noRd
+as_graph_inputs <- function(inputs) {
+  if (is_symbolic(inputs)) return(inputs)
+  if (is.list(inputs) && !is.object(inputs)) {
+    out <- lapply(inputs, function(x) if (is.null(x)) NULL else constant_tensor(x))
+    return(out)
+  }
+  constant_tensor(inputs)
+}
+
 #' @noRd
 call_layer_symbolically <- function(layer, frame) {
   self <- layer_self(layer)
@@ -460,6 +473,7 @@ call_layer_symbolically <- function(layer, frame) {
     inputs <- args[present]
     args[input_names] <- NULL
   }
+  if (trace_active()) inputs <- as_graph_inputs(inputs)
   record_layer_call(layer, inputs, args)
 }
 

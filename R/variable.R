@@ -230,6 +230,16 @@ trace_frame <- function() {
   if (n) .trace_state$stack[[n]] else NULL
 }
 
+# Runs `expr` with no trace active (a layer's build() or initialize() run
+# while an enclosing call() is traced computes on arrays).
+#' @noRd
+without_trace <- function(expr) {
+  saved <- .trace_state$stack
+  .trace_state$stack <- list()
+  on.exit(.trace_state$stack <- saved, add = TRUE)
+  expr
+}
+
 # Runs `expr` with a new trace frame.
 #' @noRd
 with_trace_frame <- function(expr) {

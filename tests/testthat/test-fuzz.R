@@ -118,7 +118,16 @@ fuzz_exports <- list(
   set_buffer_cache_size = quote(set_buffer_cache_size(bytes = 16 * 2^20)),
   set_num_threads = quote(set_num_threads(n = 1)),
   set_weights = quote(set_weights(object = dense_built(), weights = dense_w)),
-  shape = quote(shape(2, 3))
+  shape = quote(shape(2, 3)),
+  Layer = quote(Layer(classname = "FuzzLayer", initialize = NULL, call = function(inputs) inputs * 2,
+    build = NULL, get_config = NULL, compute_output_shape = NULL, compute_mask = NULL, public = list(),
+    private = list(), active = list(), inherit = NULL)),
+  new_layer_class = quote(new_layer_class(classname = "FuzzLayer2", call = function(x) op_add(x, 1))),
+  op_add = quote(op_add(x1 = x2, x2 = 1)),
+  op_divide = quote(op_divide(x1 = x2, x2 = 2)),
+  op_multiply = quote(op_multiply(x1 = x2, x2 = x2)),
+  op_negative = quote(op_negative(x = x2)),
+  op_subtract = quote(op_subtract(x1 = x2, x2 = 0.5))
 )
 
 # Callable objects and methods that are not exports: layer calls with bad
