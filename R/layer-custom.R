@@ -415,7 +415,7 @@ custom_add_weight <- function(state, shape = NULL, initializer = NULL, dtype = N
     v
   } else {
     init <- as_initializer(initializer, "initializer")
-    initializer_sample(init, shape, NULL, NULL, salt = length(state$variable_names))
+    initializer_sample(init, if (length(shape)) shape else 1L, NULL, NULL, salt = length(state$variable_names))
   }
   stored <- if (is_float_dtype(dtype)) store_weight(values, if (length(shape)) shape else 1L, dtype)
     else array(as.double(values), if (length(shape)) shape else 1L)

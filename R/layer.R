@@ -315,7 +315,7 @@ layer_set_weights <- function(self, weights) {
     path <- paste0(s$self$name, "/", s$name)
     current <- s$self$variables[[s$name]]
     w <- weights[[i]]
-    expected <- dim(current)
+    expected <- if (is.null(dim(current))) length(current) else dim(current)
     got <- if (is.null(dim(w))) length(w) else dim(w)
     if (!is.numeric(w) || !identical(as.integer(got), as.integer(expected))) {
       abort_arg(sprintf("weights[[%d]]", i),
@@ -328,6 +328,7 @@ layer_set_weights <- function(self, weights) {
                 sprintf("finite (weight \"%s\" contains NA, NaN or Inf)", path))
     }
     new_values[[i]] <- store_weight(w, expected, s$self$dtype)
+    if (is.null(dim(current))) dim(new_values[[i]]) <- NULL  # a scalar weight stays a plain number
   }
   for (i in seq_along(slots)) {
     s <- slots[[i]]

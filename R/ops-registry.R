@@ -189,6 +189,7 @@ register_constant_ops <- function() {
 #' @noRd
 op_call <- function(name, operands, params = list()) {
   def <- .op_defs[[name]]
+  if (is.null(def)) abort_msg(sprintf("Unknown operation \"%s\".", name), class = "multihead_error_unsupported")
   if (operands_symbolic(operands)) return(op_record(def, operands, params))
   nms <- names(operands)
   specs <- vector("list", length(operands))
