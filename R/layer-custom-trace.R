@@ -297,16 +297,29 @@ custom_backward <- function(self, cache, grad_output) {
   g <- if (tr$several) unname(as.list(grad_output)) else list(grad_output)
   n_graph_out <- length(tr$graph$outputs)
   grads <- c(g, vector("list", n_graph_out - length(g)))
-  for (i in tr$loss_index) {
-    v <- cache$run$outputs[[i]]
-    grads[[i]] <- if (is.null(dim(v))) rep(1, length(v)) else array(1, dim(v))
+  activity <- isTRUE(cache$activity)  # training: the add_loss() terms are part of the loss
+  if (activity) {
+    for (i in tr$loss_index) {
+      v <- cache$run$outputs[[i]]
+      grads[[i]] <- if (is.null(dim(v))) rep(1, length(v)) else array(1, dim(v))
+    }
   }
-  back <- withCallingHandlers(run_graph_backward(tr$graph, cache$run, grads),
+  back <- withCallingHandlers(run_graph_backward(tr$graph, cache$run, grads, activity = activity),
     multihead_error_no_gradient = function(e) {
       abort_msg(sprintf("%s (inside layer \"%s\", %s)", conditionMessage(e), self$name, self$class_name),
                 class = "multihead_error_no_gradient")
     })
   list(inputs = back$inputs[seq_len(tr$n_inputs)], weights = back$weights)
+}
+
+# The add_loss() terms of a forward run of a custom layer (its cache), those
+# of the layers inside it included: a number.
+#' @noRd
+custom_activity_loss <- function(cache) {
+  tr <- cache$trace
+  total <- 0
+  for (i in tr$loss_index) total <- total + sum(cache$run$outputs[[i]])
+  total + graph_activity_loss(tr$graph, cache$run)
 }
 
 # compute_output_shape() of the protocol: shapes of the node's inputs.

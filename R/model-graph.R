@@ -151,7 +151,9 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
     several <- node_has_several_outputs(node)
     g <- if (several) stats::setNames(gs, node$output_names) else gs[[1L]]
     cache <- run$caches[[node$id]]
-    if (activity && inherits(node$callee, "multihead_model")) cache$activity <- TRUE
+    if (activity && (inherits(node$callee, "multihead_model") || inherits(node$callee, "multihead_custom_layer"))) {
+      cache$activity <- TRUE
+    }
     res <- node_backward(node, cache, g)
     in_grads <- if (node$single && !identical(node$kind, "op")) list(res$inputs) else res$inputs
     nms <- names(node$inputs)

@@ -67,6 +67,10 @@ graph_activity_loss <- function(graph, run) {
       total <- total + graph_activity_loss(layer_self(node$callee)$graph, run$caches[[node$id]])
       next
     }
+    if (identical(node$kind, "layer") && inherits(node$callee, "multihead_custom_layer")) {
+      total <- total + custom_activity_loss(run$caches[[node$id]])
+      next
+    }
     a <- node_activity_terms(node, run)
     for (t in a$terms) total <- total + regularizer_loss(a$reg, t$value) / a$batch
   }

@@ -24,7 +24,13 @@ broadcast_value <- function(x, from, to) {
     return(out)
   }
   r <- length(to)
-  full <- c(rep(1L, r - length(from)), from)
+  lf <- length(from)
+  if (lf < r && identical(as.integer(from), to[(r - lf + 1L):r])) {  # a trailing block, repeated
+    out <- rep(as.vector(x), each = prod(to[seq_len(r - lf)]))
+    dim(out) <- to
+    return(out)
+  }
+  full <- c(rep(1L, r - lf), from)
   stretched <- full != to
   k <- which(!stretched)
   if (length(k) && all(stretched[seq_len(min(k) - 1L)]) && !any(stretched[min(k):r])) {
@@ -93,6 +99,13 @@ register_binary_op <- function(name, class_name, fun, grad = NULL, dtype = "prom
     forward = function(values, params) {
       x <- values[[1L]]; y <- values[[2L]]
       sx <- value_shape(x); sy <- value_shape(y)
+      if (length(y) == 1L && length(sy) <= length(sx) || length(x) == 1L && length(sx) <= length(sy)) {
+        # a scalar operand: R's recycling is the broadcast
+        to <- if (length(y) == 1L && length(sy) <= length(sx)) sx else sy
+        out <- fun(as.vector(x), as.vector(y))
+        if (length(to)) dim(out) <- to
+        return(list(output = out, cache = list(x = x, y = y, out = out, sx = sx, sy = sy)))
+      }
       if (identical(sx, sy)) {
         out <- fun(x, y)
         if (length(sx)) dim(out) <- sx

@@ -479,33 +479,28 @@ call_layer_symbolically <- function(layer, frame) {
 
 # ---- broadcasting (the elementwise ops: ops-elementwise.R) --------------------
 
-# broadcast_shapes(), or NULL when the shapes do not broadcast.
+# Keras (NumPy) broadcasting of two shapes (NA = unknown), or NULL when the
+# shapes do not broadcast.
 #' @noRd
 broadcast_shapes_or_null <- function(a, b) {
-  r <- max(length(a), length(b))
-  a <- c(rep(1L, r - length(a)), a)
-  b <- c(rep(1L, r - length(b)), b)
-  ok <- is.na(a) | is.na(b) | a == b | a == 1L | b == 1L
+  la <- length(a); lb <- length(b)
+  if (la < lb) a <- c(rep.int(1L, lb - la), a) else if (lb < la) b <- c(rep.int(1L, la - lb), b)
+  na_a <- is.na(a); na_b <- is.na(b)
+  ok <- na_a | na_b | a == b | a == 1L | b == 1L
   if (!all(ok)) return(NULL)
-  broadcast_shapes(a, b)
+  out <- a
+  take_b <- (!na_a & a == 1L) | (na_a & !na_b & b != 1L)
+  out[take_b] <- b[take_b]
+  as.integer(out)
 }
 
-# Keras (NumPy) broadcasting of two shapes; NA = unknown.
+# broadcast_shapes_or_null(), or an error naming both shapes.
 #' @noRd
 broadcast_shapes <- function(a, b) {
-  r <- max(length(a), length(b))
-  a <- c(rep(1L, r - length(a)), a)
-  b <- c(rep(1L, r - length(b)), b)
-  out <- integer(r)
-  for (i in seq_len(r)) {
-    x <- a[i]; y <- b[i]
-    out[i] <- if (is.na(x) && is.na(y)) NA_integer_
-      else if (is.na(x)) { if (y == 1L) NA_integer_ else y }
-      else if (is.na(y)) { if (x == 1L) NA_integer_ else x }
-      else if (x == y || y == 1L) x
-      else if (x == 1L) y
-      else abort_msg(sprintf("Cannot broadcast shapes %s and %s (axis %d: %d vs %d).",
-                             fmt_shape(a), fmt_shape(b), i - 1L, x, y), class = "multihead_error_shape")
+  out <- broadcast_shapes_or_null(a, b)
+  if (is.null(out)) {
+    abort_msg(sprintf("Cannot broadcast shapes %s and %s.", fmt_shape(a), fmt_shape(b)),
+              class = "multihead_error_shape")
   }
   out
 }
