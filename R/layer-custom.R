@@ -22,7 +22,8 @@
 
 .builtin_layer_classes <- function() {
   c("Dense", "EinsumDense", "MultiHeadAttention", "Embedding", "LayerNormalization", "Dropout", "Add",
-    "GlobalAveragePooling1D", "Flatten", "Activation", "InputLayer", "Functional", "Sequential")
+    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten", "Activation", "InputLayer", "Functional",
+    "Sequential")
 }
 
 #' Custom layers

@@ -120,3 +120,97 @@ register_global_average_pooling_1d <- function() {
     },
     forward = pooling_forward, backward = pooling_backward)
 }
+
+# ---- GlobalMaxPooling1D ---------------------------------------------------------
+
+#' Global max pooling over steps
+#'
+#' The maximum of a (batch, steps, features) input over its steps, giving
+#' (batch, features) (Keras's `GlobalMaxPooling1D`). As in Keras, an input
+#' mask is not used (masked steps take part in the maximum) and the output
+#' carries no mask. The gradient goes to the steps holding the maximum, split
+#' equally among ties (as Keras's backends differentiate `max`).
+#'
+#' @inheritParams layer_global_average_pooling_1d
+#' @param ... Named layer options: `name` (default `"global_max_pooling1d"`,
+#'   ...), `dtype` (`"float32"` or `"float64"`), `trainable`.
+#' @returns A layer object (a function) if `object` is `NULL` or missing;
+#'   otherwise the layer's output for `object`.
+#' @export
+#' @examples
+#' x <- array(rnorm(2 * 4 * 3), c(2, 4, 3))
+#' pool <- layer_global_max_pooling_1d()
+#' all.equal(pool(x), apply(x, c(1, 3), max))
+layer_global_max_pooling_1d <- function(object, data_format = "channels_last", keepdims = FALSE, ...) {
+  if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
+  extra <- check_layer_dots(list(...), base_layer_options(), "layer_global_max_pooling_1d()")
+  cfg <- list(data_format = check_data_format(data_format), keepdims = check_flag(keepdims, "keepdims"))
+  self <- new_layer_state("GlobalMaxPooling1D", "global_max_pooling1d", extra$name, extra$dtype,
+                          extra$trainable, cfg)
+  compose_layer(object, new_layer_object(self, protocol_layer_function))
+}
+
+#' @export
+backprop.GlobalMaxPooling1D <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
+  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
+}
+
+# The input as (batch, steps, features) and back.
+#' @noRd
+max_pooling_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
+  x <- check_layer_input(inputs, min_rank = 3L)
+  d <- dim(x)
+  if (length(d) != 3L) {
+    abort_arg("inputs", "a rank-3 array (batch, steps, features)", sprintf("rank %d (shape %s)", length(d), fmt_shape(d)))
+  }
+  ensure_built(self, d)
+  order <- pooling_order(self)
+  xs <- if (identical(order, 0:2)) x else aperm(x, order + 1L)
+  steps <- dim(xs)[2L]
+  if (steps == 0L) abort_arg("inputs", "an array with at least one step", fmt_shape(d))
+  y <- xs[, 1L, , drop = TRUE]
+  for (t in seq_len(steps)[-1L]) y <- pmax(y, xs[, t, , drop = TRUE])
+  y <- array(y, dim(xs)[c(1L, 3L)])
+  if (identical(self$dtype, "float32")) y <- round_float32(y)
+  out_dims <- pooling_output_shape(self, d)
+  list(output = array(y, out_dims), cache = list(xs = xs, y = y, order = order, x_dims = d, out_dims = out_dims),
+       mask = NULL)
+}
+
+#' @noRd
+max_pooling_backward <- function(self, cache, grad_output) {
+  g <- check_grad_output(grad_output, cache$out_dims)
+  xs <- cache$xs
+  d <- dim(xs)                                   # (batch, steps, features)
+  over_steps <- function(m) aperm(array(m, c(d[1L], d[3L], d[2L])), c(1L, 3L, 2L))  # (B, C) -> (B, T, C)
+  hit <- xs == over_steps(cache$y)
+  count <- array(0, d[c(1L, 3L)])
+  for (t in seq_len(d[2L])) count <- count + hit[, t, , drop = TRUE]
+  gs <- hit * over_steps(array(g, d[c(1L, 3L)]) / count)
+  grad <- if (identical(cache$order, 0:2)) gs else aperm(gs, order(cache$order + 1L))
+  list(inputs = array(grad, cache$x_dims), weights = named_weight_grads(self, list()))
+}
+
+#' @noRd
+register_global_max_pooling_1d <- function() {
+  register_protocol_layer(
+    "GlobalMaxPooling1D",
+    properties = list(data_format = function(self) self$config$data_format,
+                      keepdims = function(self) self$config$keepdims),
+    describe = function(self) {
+      s <- if (self$config$data_format == "channels_first") "channels_first" else ""
+      if (self$config$keepdims) s <- paste0(s, if (nzchar(s)) ", " else "", "keepdims")
+      describe_built(self, s)
+    },
+    get_config = function(self) c(base_layer_config(self), self$config[c("data_format", "keepdims")]),
+    from_config = function(config) {
+      layer_from_config(layer_global_max_pooling_1d, config, c("data_format", "keepdims"))
+    },
+    build = weightless_build(rank = 3L),
+    compute_output_shape = function(self, input_shape, args = list()) {
+      input_shape <- as_input_shape(input_shape, min_rank = 3L)
+      if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
+      pooling_output_shape(self, input_shape)
+    },
+    forward = max_pooling_forward, backward = max_pooling_backward)
+}

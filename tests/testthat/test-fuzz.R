@@ -123,6 +123,8 @@ fuzz_exports <- list(
     build = NULL, get_config = NULL, compute_output_shape = NULL, compute_mask = NULL, public = list(),
     private = list(), active = list(), inherit = NULL)),
   new_layer_class = quote(new_layer_class(classname = "FuzzLayer2", call = function(x) op_add(x, 1))),
+  layer_global_max_pooling_1d = quote(layer_global_max_pooling_1d(x3, data_format = "channels_last",
+    keepdims = FALSE, name = NULL)),
   op_add = quote(op_add(x1 = x2, x2 = 1)),
   op_divide = quote(op_divide(x1 = x2, x2 = 2)),
   op_multiply = quote(op_multiply(x1 = x2, x2 = x2)),

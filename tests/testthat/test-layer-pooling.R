@@ -53,3 +53,31 @@ test_that("the mask is consumed; dispatch, config, errors", {
   for (bad in list(NA, 1, "no")) expect_arg_error(layer_global_average_pooling_1d(keepdims = bad), "keepdims")
   expect_error(layer_global_average_pooling_1d(pool_size = 2), "`pool_size`")
 })
+
+test_that("global max pooling: plain-R reference, channels_first, keepdims, symbolic shapes, gradient", {
+  set.seed(21)
+  x <- array(rnorm(3 * 5 * 4), c(3, 5, 4))
+  pool <- layer_global_max_pooling_1d(dtype = "float64")
+  expect_equal(pool(x), apply(x, c(1, 3), max))
+  xf <- aperm(x, c(1, 3, 2))
+  expect_equal(layer_global_max_pooling_1d(data_format = "channels_first", dtype = "float64")(xf),
+               apply(x, c(1, 3), max))
+  expect_identical(dim(layer_global_max_pooling_1d(keepdims = TRUE)(x)), c(3L, 1L, 4L))
+  inp <- keras_input(shape = c(NA, 4))
+  expect_identical(layer_global_max_pooling_1d(inp)$shape, c(NA, 4L))
+  # gradient: to the maximal step; ties split equally
+  w <- array(rnorm(12), c(3, 4))
+  g <- backprop(pool, x, grad_output = w)$grads$inputs
+  fd <- x
+  for (k in seq_along(x)) {
+    up <- x; up[k] <- x[k] + 1e-6; dn <- x; dn[k] <- x[k] - 1e-6
+    fd[k] <- (sum(w * pool(up)) - sum(w * pool(dn))) / 2e-6
+  }
+  expect_equal(g, fd, tolerance = 1e-6)
+  tie <- array(c(1, 1, 0), c(1, 3, 1))
+  expect_equal(as.vector(backprop(pool, tie, grad_output = array(1, c(1, 1)))$grads$inputs), c(0.5, 0.5, 0))
+  expect_error(pool(array(1, c(2, 3))), "`inputs` must be a numeric array with at least 3 axes",
+               class = "multihead_error_argument")
+  expect_error(layer_global_max_pooling_1d(data_format = "x"), "`data_format`", class = "multihead_error_argument")
+  expect_error(layer_global_max_pooling_1d(keepdims = NA), "`keepdims`", class = "multihead_error_argument")
+})
