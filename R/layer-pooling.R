@@ -40,11 +40,6 @@ layer_global_average_pooling_1d <- function(object, data_format = "channels_last
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.GlobalAveragePooling1D <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 #' @noRd
 check_data_format <- function(x, arg = "data_format") {
   if (is.null(x)) return("channels_last")
