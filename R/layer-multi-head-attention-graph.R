@@ -6,6 +6,8 @@
 # call passed them explicitly, and the output carries the query's mask, as in
 # Keras. With return_attention_scores = TRUE the layer has two outputs,
 # `output` and `scores` (B, N, T, S); gradients do not flow into the scores.
+# Also here: the class's `activity_terms` (the projections' outputs) and
+# `backprop` (backprop() of the layer) registry fields.
 
 #' @noRd
 mha_call_args <- c("attention_mask", "return_attention_scores", "training", "use_causal_mask",
