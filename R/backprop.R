@@ -2,8 +2,8 @@
 #'
 #' Runs the layer forward on the same arguments as a call of it and then
 #' backward from `grad_output`, the gradient of a scalar loss with respect to
-#' the layer's output. The backward pass is computed in C++, in the layer's
-#' dtype (use `dtype = "float64"` for gradient checks).
+#' the layer's output. For the built-in layers the backward pass is computed
+#' in C++, in the layer's dtype (use `dtype = "float64"` for gradient checks).
 #'
 #' With `training = TRUE` the dropout mask of the forward pass is used in the
 #' backward pass (it is regenerated from the layer's seed, never stored).
@@ -14,7 +14,9 @@
 #' [layer_embedding()], [layer_layer_normalization()], [layer_dropout()],
 #' [layer_add()], [layer_global_average_pooling_1d()], [layer_flatten()],
 #' [layer_activation()]) they are `inputs` (an array; a list of arrays for
-#' [layer_add()]), `training = NULL` and `mask = NULL`.
+#' [layer_add()]), `training = NULL` and `mask = NULL`. For a custom layer
+#' made with [Layer()] they are those of a call of the layer: arrays with
+#' dims are its tensor inputs, other arguments are passed as given.
 #'
 #' @param object A layer.
 #' @param ... The arguments of a call of `object`, e.g. `query`, `value`,
@@ -33,6 +35,12 @@
 #'   input array (a list of them for [layer_add()]; `NULL` for the integer
 #'   ids of [layer_embedding()]) and `weights` the weight gradients, named by
 #'   weight path, in [get_weights()] order.
+#'
+#'   For a custom layer, `list(output = , grads = list(inputs = ,
+#'   weights = list(...)))`: `inputs` is a list named like the call's
+#'   arguments holding the gradient with respect to each array argument
+#'   (nested as the arguments are; `NULL` for the others) and `weights` the
+#'   weight gradients, named by weight path, in [get_weights()] order.
 #' @export
 #' @examples
 #' mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4, dtype = "float64")
@@ -49,32 +57,18 @@ backprop <- function(object, ..., grad_output) {
   UseMethod("backprop")
 }
 
-# Custom layers (Layer()): the arguments are those of a call of the layer;
-# arrays with dims are its tensor inputs.
+# The one method for layers: what backprop() does is the `backprop` of the
+# layer's class (register_layer_class()), given backprop()'s other
+# arguments as a list (those of a call of the layer) and grad_output
+# (possibly missing, as the class decides what that means).
 #' @export
 backprop.multihead_layer <- function(object, ..., grad_output) {
-  state <- layer_self(object)
-  if (!is.environment(state$custom)) abort_arg("object", "a layer with a graph protocol", describe_value(object))
-  if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
-  custom_backprop(object, list(...), grad_output)
+  def <- layer_class_def(layer_self(object))
+  if (is.null(def$backprop)) abort_arg("object", "a layer with a graph protocol", describe_value(object))
+  def$backprop(object, list(...), grad_output)
 }
 
 #' @export
 backprop.default <- function(object, ..., grad_output) {
   abort_arg("object", "a layer", describe_value(object))
-}
-
-#' @export
-backprop.MultiHeadAttention <- function(object, query, value, key = NULL, attention_mask = NULL,
-                                        return_attention_scores = FALSE, training = NULL,
-                                        use_causal_mask = FALSE, ..., query_mask = NULL,
-                                        value_mask = NULL, key_mask = NULL, grad_output) {
-  if (...length()) reject_call_dots(list(...))
-  if (missing(grad_output) || is.null(grad_output)) {
-    abort_arg("grad_output", "supplied: an array of the output's shape", if (!missing(grad_output)) "NULL")
-  }
-  if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
-  if (missing(value)) abort_arg("value", "supplied")
-  mha_run(layer_self(object), query, value, key, attention_mask, return_attention_scores, training,
-          use_causal_mask, query_mask, value_mask, key_mask, grad_output = grad_output)
 }

@@ -49,6 +49,14 @@
 #   /layers/multi_head_attention/_gate_dense/vars/{0,1}   (use_gate only)
 #   /layers/multi_head_attention/_softmax/vars
 #   /layers/dense/vars/{0,1}                          kernel (E, units), bias
+# and a custom layer (Layer()) with `self$norm` and a list `self$blocks` of two
+# Dense layers, at <path>, as
+#   <path>/vars/{0,1,...}                             its own variables
+#   <path>/blocks/dense/vars/{0,1}, <path>/blocks/dense_1/vars/{0,1}
+#   <path>/norm/vars/{0,1}
+# The groups below a layer's own come from its class's `h5_children`
+# (register_layer_class()): MultiHeadAttention's (mha_h5_children(),
+# layer-multi-head-attention.R) and custom layers' (custom_h5_children()).
 # Datasets hold the arrays in Keras's (row-major) axis order; hdf5r shows
 # them with the axes reversed, so arrays are permuted on the way in and out.
 # Files written by Keras for a compiled model also hold "optimizer" and
@@ -66,64 +74,133 @@ keras_snake_case <- function(x) {
   tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
 }
 
-# Where MultiHeadAttention's projections are stored (by the name of our
-# sub-layer), in Keras's visiting order, and another name tried when
-# reading (the private attribute, which older Keras visited first).
-#' @noRd
-mha_h5_children <- function() {
-  list(list(attr = "key_dense", sub = "key", old = "_key_dense"),
-       list(attr = "output_dense", sub = "attention_output", old = "_output_dense"),
-       list(attr = "query_dense", sub = "query", old = "_query_dense"),
-       list(attr = "value_dense", sub = "value", old = "_value_dense"),
-       list(attr = "_dropout_layer", sub = NULL, name = "dropout"),
-       list(attr = "_gate_dense", sub = "gate", old = "gate_dense"),  # in case a property is added
-       list(attr = "_softmax", sub = NULL, name = "softmax"))
-}
-
 # One entry per vars group: list(path = group path without "/vars" (""
 # for the root), alt = other paths to try when reading, name = the name
 # attribute, label = the layer named in messages, slots = the variables
 # it owns, as layer_variable_slots() records).
+# A layer's groups below its own come from its class's `h5_children`
+# (register_layer_class()); `visited` holds the layer states already
+# given a group: as Keras's visited_saveables, a layer reached again (a
+# shared sub-layer) is saved once, where it was first reached.
 #' @noRd
-keras_h5_entries <- function(self, path = "") {
+keras_h5_entries <- function(self, path = "", label = self$name, visited = new.env(parent = emptyenv())) {
   own_slots <- function(s) lapply(s$variable_names, function(v) list(self = s, name = v))
   entry <- function(p, name, label, slots = list(), alt = character()) {
     list(path = p, alt = alt, name = name, label = label, slots = slots)
   }
   join <- function(a, b) if (nzchar(a)) paste0(a, "/", b) else b
+  h5_mark_visited(visited, self)
   if (is_model_self(self)) {
-    out <- list(entry(path, self$name, self$name))
+    out <- list(entry(path, self$name, label))
     used <- list()
     for (l in keras_layer_order(self)) {
       s <- layer_self(l)
       key <- keras_snake_case(s$class_name)
       n <- used[[key]]
       used[[key]] <- if (is.null(n)) 0L else n + 1L
+      if (h5_visited(visited, s)) next
       child <- join(join(path, "layers"), if (is.null(n)) key else paste0(key, "_", n + 1L))
-      out <- c(out, keras_h5_entries(s, child))
+      out <- c(out, keras_h5_entries(s, child, s$name, visited))
     }
     return(out)
   }
-  if (identical(self$class_name, "MultiHeadAttention")) {
-    out <- list(entry(path, self$name, self$name))
-    for (ch in mha_h5_children()) {
-      if (is.null(ch$sub)) {
-        out <- c(out, list(entry(join(path, ch$attr), ch$name, self$name)))
-        next
+  out <- list(entry(path, self$name, label, own_slots(self)))
+  children <- layer_class_def(self)$h5_children
+  if (is.null(children)) {
+    if (length(self$sublayers)) {
+      abort_msg(sprintf("Layer \"%s\" (%s) has sub-layers that the Keras weights layout of multihead does not cover.",
+                        self$name, self$class_name), class = "multihead_error_unsupported")
+    }
+    return(out)
+  }
+  for (ch in children(self)) {
+    p <- join(path, ch$path)
+    alt <- vapply(as.character(ch$alt), function(a) join(path, a), character(1), USE.NAMES = FALSE)
+    if (is.null(ch$layer)) {  # a weightless group
+      out <- c(out, list(entry(p, ch$name, label, alt = alt)))
+      next
+    }
+    s <- layer_self(ch$layer)
+    if (h5_visited(visited, s)) next
+    sub <- keras_h5_entries(s, p, paste0(label, "/", s$name), visited)
+    sub[[1L]]$alt <- alt
+    out <- c(out, sub)
+  }
+  for (l in self$sublayers) {
+    s <- layer_self(l)
+    if (!h5_visited(visited, s)) {
+      abort_msg(sprintf(paste0("Sub-layer \"%s\" of layer \"%s\" (%s) has no place in the Keras weights layout ",
+                               "of multihead."), s$name, self$name, self$class_name),
+                class = "multihead_error_unsupported")
+    }
+  }
+  out
+}
+
+#' @noRd
+h5_mark_visited <- function(visited, s) {
+  visited$states <- c(visited$states, list(s))
+  invisible(NULL)
+}
+
+#' @noRd
+h5_visited <- function(visited, s) {
+  for (v in visited$states) if (identical(v, s)) return(TRUE)
+  FALSE
+}
+
+# The `h5_children` of custom layers (Layer()), as Keras 3 saves a layer
+# subclass (keras/src/saving/saving_lib.py): _walk_saveable() visits the
+# layer's attributes sorted by name (Python's code-point order, names
+# starting with "_" last: _name_key()), skipping those every Layer has;
+# _save_state() saves a layer held by an attribute at "<path>/<attribute>"
+# and _save_container_state() each layer in a list (or the values of a
+# dict: R's named lists) held by an attribute at
+# "<path>/<attribute>/<snake_case class>", "_1", "_2", ... counting the
+# layers of that class in the list, visited or not. Layers deeper in
+# nested lists are not saved by Keras: such a sub-layer (or one no
+# attribute holds any more) is an error. Attributes holding layers that are
+# not tracked (class fields) are not the layer's weights and are left out.
+#' @noRd
+custom_h5_children <- function(self) {
+  attrs <- self$attrs
+  nms <- ls(attrs, all.names = TRUE, sorted = FALSE)
+  nms <- nms[order(ifelse(startsWith(nms, "_"), paste0("~", nms), nms), method = "radix")]
+  subs <- lapply(self$sublayers, layer_self)
+  tracked <- function(l) {
+    s <- layer_self(l)
+    for (t in subs) if (identical(t, s)) return(TRUE)
+    FALSE
+  }
+  out <- list()
+  for (nm in nms) {
+    v <- get(nm, envir = attrs, inherits = FALSE)
+    if (is_layer(v)) {
+      if (tracked(v)) out[[length(out) + 1L]] <- list(path = nm, layer = v)
+    } else if (is.list(v) && !is.object(v)) {
+      used <- list()
+      for (el in v) {
+        if (!is_layer(el)) next
+        key <- keras_snake_case(layer_self(el)$class_name)
+        n <- used[[key]]
+        used[[key]] <- if (is.null(n)) 0L else n + 1L
+        if (tracked(el)) {
+          out[[length(out) + 1L]] <- list(path = paste0(nm, "/", if (is.null(n)) key else paste0(key, "_", n + 1L)),
+                                          layer = el)
+        }
       }
-      sub <- self$sublayers[[ch$sub]]
-      if (is.null(sub)) next
-      ss <- layer_self(sub)
-      out <- c(out, list(entry(join(path, ch$attr), ss$name, paste0(self$name, "/", ss$name), own_slots(ss),
-                               if (is.null(ch$old)) character() else join(path, ch$old))))
     }
-    return(out)
   }
-  if (length(self$sublayers)) {
-    abort_msg(sprintf("Layer \"%s\" (%s) has sub-layers that the Keras weights layout of multihead does not cover.",
-                      self$name, self$class_name), class = "multihead_error_unsupported")
+  reached <- lapply(out, function(ch) layer_self(ch$layer))
+  for (i in seq_along(subs)) {
+    if (any(vapply(reached, identical, logical(1), subs[[i]]))) next
+    abort_msg(sprintf(paste0("Sub-layer \"%s\" of layer \"%s\" (%s), tracked from attribute `%s`, has no place ",
+                             "in Keras's weights layout: Keras saves the layers held by attributes and those ",
+                             "in lists held by attributes, not layers in nested lists or no longer held by an ",
+                             "attribute."), subs[[i]]$name, self$name, self$class_name,
+                      self$sublayer_attrs[i]), class = "multihead_error_unsupported")
   }
-  list(entry(path, self$name, self$name, own_slots(self)))
+  out
 }
 
 #' @noRd

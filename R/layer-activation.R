@@ -37,11 +37,6 @@ layer_activation <- function(object, activation, ...) {
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.Activation <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 #' @noRd
 activation_layer_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
   x <- check_layer_input(inputs)

@@ -39,11 +39,6 @@ layer_add <- function(object, ...) {
   compose_layer(c(first, more), layer)
 }
 
-#' @export
-backprop.Add <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 #' @noRd
 add_input_list <- function(inputs) {
   if (!is.list(inputs) || is.object(inputs) || length(inputs) < 1L) {

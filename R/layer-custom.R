@@ -777,7 +777,12 @@ register_custom_layer_class <- function(cls) {
     build = function(self, input_shape) custom_build_from_shapes(self, list(input_shape)),
     compute_output_shape = custom_protocol_output_shape,
     forward = custom_forward,
-    backward = custom_backward)
+    backward = custom_backward,
+    h5_children = custom_h5_children,    # keras-weights-h5.R
+    backprop = function(object, args, grad_output) {
+      if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
+      custom_backprop(object, args, grad_output)
+    })
 }
 
 #' @noRd

@@ -78,11 +78,6 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.Dense <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 #' @noRd
 dense_build <- function(self, input_shape) {
   input_shape <- as_input_shape(input_shape, min_rank = 2L, known = -1L)

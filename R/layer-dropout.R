@@ -60,11 +60,6 @@ layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, ...) {
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.Dropout <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 # The mask's dims for an input of dims d (NA entries of noise_shape filled in).
 #' @noRd
 dropout_noise_dims <- function(self, d) {

@@ -235,11 +235,6 @@ layer_einsum_dense <- function(object, equation, output_shape, activation = NULL
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.EinsumDense <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 # Parses "<input>,<kernel>-><output>" into letter vectors and checks that the
 # equation is dense-like (see ?layer_einsum_dense).
 #' @noRd

@@ -71,11 +71,6 @@ layer_embedding <- function(object, input_dim, output_dim, embeddings_initialize
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.Embedding <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 # The table does not depend on the input shape (which is only recorded).
 #' @noRd
 embedding_build <- function(self, input_shape = NULL) {

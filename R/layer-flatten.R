@@ -31,11 +31,6 @@ layer_flatten <- function(object, data_format = NULL, ...) {
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.Flatten <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 # The axis order whose row-major traversal is the flattened order.
 #' @noRd
 flatten_order <- function(self, r) {

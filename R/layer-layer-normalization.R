@@ -70,11 +70,6 @@ layer_layer_normalization <- function(object, axis = -1L, epsilon = 0.001, cente
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.LayerNormalization <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 # The normalized axes (1-based, sorted) for an input of rank r.
 #' @noRd
 layer_norm_axes <- function(self, r, arg = "inputs") {

@@ -6,6 +6,8 @@
 # call passed them explicitly, and the output carries the query's mask, as in
 # Keras. With return_attention_scores = TRUE the layer has two outputs,
 # `output` and `scores` (B, N, T, S); gradients do not flow into the scores.
+# Also here: the class's `activity_terms` (the projections' outputs) and
+# `backprop` (backprop() of the layer) registry fields.
 
 #' @noRd
 mha_call_args <- c("attention_mask", "return_attention_scores", "training", "use_causal_mask",
@@ -151,4 +153,89 @@ mha_graph_backward <- function(self, cache, grad_output) {
   inputs <- list(query = gr$query, value = gr$value)
   if (!is.null(cache$key)) inputs$key <- gr$key
   list(inputs = inputs, weights = gr$weights)
+}
+
+# ---- activity regularization (the class's `activity_terms`) ---------------------
+
+# Keras regularizes the outputs of the query, key, (gate) and value
+# projections besides the layer's output (model-regularization.R). Each
+# projection is one matrix product, `x %*% kernel + bias` (then the sigmoid
+# for the gate), differentiated here in plain R; its gradient goes to the
+# node input it reads and to its kernel and bias.
+#' @noRd
+mha_activity_terms <- function(self, node_input_values, node_input_names) {
+  ins <- node_input_values
+  nms <- node_input_names
+  parts <- if (is.null(nms)) list(query = ins[[1L]], value = ins[[2L]], key = if (length(ins) > 2L) ins[[3L]])
+    else stats::setNames(ins, nms)
+  # the input each projection reads, as a position in the node's inputs
+  pos <- function(what) if (is.null(nms)) match(what, c("query", "value", "key")) else match(what, nms)
+  key_pos <- if (is.null(parts$key)) pos("value") else pos("key")
+  subs <- self$sublayers
+  terms <- list()
+  for (which in intersect(c("query", "key", "gate", "value"), names(subs))) {
+    input_pos <- switch(which, query = , gate = pos("query"), key = key_pos, value = pos("value"))
+    terms[[length(terms) + 1L]] <- mha_projection_term(self, layer_self(subs[[which]]), ins, input_pos)
+  }
+  terms
+}
+
+#' @noRd
+mha_projection_term <- function(self, sub, ins, input_pos) {
+  x <- ins[[input_pos]]
+  n_inputs <- length(ins)
+  y <- einsum_dense_call(sub, x)
+  list(value = y, gradient = function(g) {
+    p <- projection_backward_plain(sub, x, y, g)
+    inputs <- vector("list", n_inputs)
+    inputs[[input_pos]] <- p$x
+    prefix <- paste0(self$name, "/", sub$name, "/")
+    weights <- list()
+    weights[[paste0(prefix, "kernel")]] <- p$kernel
+    if (!is.null(p$bias)) weights[[paste0(prefix, "bias")]] <- p$bias
+    list(inputs = inputs, weights = weights)
+  })
+}
+
+# Backward of an attention projection y = act(x %*% kernel + bias), where x's
+# last axis is contracted with the kernel's first (n_contract = 1) and act is
+# the identity or (the gate) the sigmoid. `y` is the forward output, `g` =
+# dLoss/dy. Returns list(x =, kernel =, bias =).
+#' @noRd
+projection_backward_plain <- function(sub, x, y, g) {
+  kernel <- sub$variables$kernel
+  kd <- dim(kernel)
+  if (identical(sub$activation, "sigmoid")) g <- g * y * (1 - y)
+  xm <- matrix(as.double(x), ncol = kd[1L])
+  gm <- matrix(as.double(g), ncol = prod(kd[-1L]))
+  km <- matrix(kernel, nrow = kd[1L])
+  out <- list(x = array(gm %*% t(km), dim(x)), kernel = array(crossprod(xm, gm), kd))
+  bias <- sub$variables$bias
+  if (!is.null(bias)) out$bias <- array(colSums(gm), if (is.null(dim(bias))) length(bias) else dim(bias))
+  out
+}
+
+# ---- backprop() (the class's `backprop`) ------------------------------------------
+
+# backprop(<MultiHeadAttention>, ...): the arguments are those of a call of
+# the layer, matched by mha_backprop_call()'s formals.
+#' @noRd
+mha_backprop <- function(object, args, grad_output) {
+  if (!missing(grad_output)) args["grad_output"] <- list(grad_output)
+  do.call(mha_backprop_call, c(list(object), args), quote = TRUE)
+}
+
+#' @noRd
+mha_backprop_call <- function(object, query, value, key = NULL, attention_mask = NULL,
+                              return_attention_scores = FALSE, training = NULL,
+                              use_causal_mask = FALSE, ..., query_mask = NULL,
+                              value_mask = NULL, key_mask = NULL, grad_output) {
+  if (...length()) reject_call_dots(list(...))
+  if (missing(grad_output) || is.null(grad_output)) {
+    abort_arg("grad_output", "supplied: an array of the output's shape", if (!missing(grad_output)) "NULL")
+  }
+  if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
+  if (missing(value)) abort_arg("value", "supplied")
+  mha_run(layer_self(object), query, value, key, attention_mask, return_attention_scores, training,
+          use_causal_mask, query_mask, value_mask, key_mask, grad_output = grad_output)
 }

@@ -722,6 +722,24 @@ mha_from_config <- function(config) {
   do.call(new_multi_head_attention, unclass(config), quote = TRUE)
 }
 
+# The groups of the projections in Keras's ".weights.h5" layout (the class's
+# `h5_children`, see keras-weights-h5.R): Keras's attribute names in its
+# visiting order (public properties first, then private attributes), with
+# the name tried when reading (the private attribute, which older Keras
+# visited first).
+#' @noRd
+mha_h5_children <- function(self) {
+  subs <- self$sublayers
+  child <- function(path, sub, alt) if (!is.null(subs[[sub]])) list(list(path = path, layer = subs[[sub]], alt = alt))
+  c(child("key_dense", "key", "_key_dense"),
+    child("output_dense", "attention_output", "_output_dense"),
+    child("query_dense", "query", "_query_dense"),
+    child("value_dense", "value", "_value_dense"),
+    list(list(path = "_dropout_layer", name = "dropout")),
+    child("_gate_dense", "gate", "gate_dense"),  # in case a property is added
+    list(list(path = "_softmax", name = "softmax")))
+}
+
 #' @noRd
 register_multi_head_attention <- function() {
   register_layer_class(
@@ -746,6 +764,11 @@ register_multi_head_attention <- function() {
     build = mha_graph_build,                       # graph protocol:
     compute_output_shape = mha_graph_output_shape, # layer-multi-head-attention-graph.R
     forward = mha_graph_forward,
-    backward = mha_graph_backward
+    backward = mha_graph_backward,
+    input_args = c("query", "value", "key"),  # a call's tensor inputs, by name
+    sequential_call = attention_self_call,    # self-attention in a sequential model
+    activity_terms = mha_activity_terms,      # the projections' outputs are regularized too
+    h5_children = mha_h5_children,
+    backprop = mha_backprop
   )
 }

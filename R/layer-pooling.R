@@ -40,11 +40,6 @@ layer_global_average_pooling_1d <- function(object, data_format = "channels_last
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
-#' @export
-backprop.GlobalAveragePooling1D <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
-}
-
 #' @noRd
 check_data_format <- function(x, arg = "data_format") {
   if (is.null(x)) return("channels_last")
@@ -148,11 +143,6 @@ layer_global_max_pooling_1d <- function(object, data_format = "channels_last", k
   self <- new_layer_state("GlobalMaxPooling1D", "global_max_pooling1d", extra$name, extra$dtype,
                           extra$trainable, cfg)
   compose_layer(object, new_layer_object(self, protocol_layer_function))
-}
-
-#' @export
-backprop.GlobalMaxPooling1D <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
-  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
 }
 
 # The input as (batch, steps, features) and back.

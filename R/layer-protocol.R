@@ -90,7 +90,20 @@ run_layer_forward <- function(self, inputs, training = NULL, masks = NULL) {
   layer_class_def(self)$forward(self, inputs, list(), isTRUE(training), masks)
 }
 
-# backprop() for these layers: forward, then backward from grad_output.
+# backprop() for these layers (their class's `backprop`): the arguments are
+# those of a call, `inputs`, `training = NULL`, `mask = NULL`.
+#' @noRd
+protocol_layer_backprop <- function(object, args, grad_output) {
+  if (!missing(grad_output)) args["grad_output"] <- list(grad_output)
+  do.call(protocol_backprop_call, c(list(object), args), quote = TRUE)
+}
+
+#' @noRd
+protocol_backprop_call <- function(object, inputs, training = NULL, mask = NULL, ..., grad_output) {
+  protocol_backprop(object, inputs, training, mask, list(...), grad_output)
+}
+
+# Forward, then backward from grad_output.
 #' @noRd
 protocol_backprop <- function(object, inputs, training, mask, dots, grad_output) {
   self <- layer_self(object)
@@ -114,10 +127,12 @@ reject_layer_call_args <- function(self, dots) {
 # ---- registration ----------------------------------------------------------
 
 # Registers a class with the protocol functions, the common properties and
-# methods, and $build(input_shape) / $compute_output_shape(input_shape).
+# methods, $build(input_shape) / $compute_output_shape(input_shape) and
+# backprop(layer, inputs, training, mask, grad_output =).
 #' @noRd
 register_protocol_layer <- function(class_name, properties, describe, get_config, from_config,
-                                    build, compute_output_shape, forward, backward) {
+                                    build, compute_output_shape, forward, backward,
+                                    backprop = protocol_layer_backprop) {
   register_layer_class(
     class_name,
     properties = c(common_layer_properties, properties),
@@ -129,7 +144,8 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
       compute_output_shape = function(self, input_shape) compute_output_shape(self, input_shape)
     )),
     describe = describe, get_config = get_config, from_config = from_config, build = build,
-    compute_output_shape = compute_output_shape, forward = forward, backward = backward)
+    compute_output_shape = compute_output_shape, forward = forward, backward = backward,
+    backprop = backprop)
 }
 
 # Initializer, regularizer and constraint arguments (told apart by the

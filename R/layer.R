@@ -8,7 +8,11 @@
 #
 # `layer$prop` reads a property or returns a bound method. Properties and
 # methods are looked up in a per-class table registered with
-# register_layer_class(); every property is read-only.
+# register_layer_class(); every property is read-only. That registry is the
+# one way to add a layer class (built-in classes and Layer()'s custom ones
+# alike): generic code (models, saving, regularization, backprop()) asks a
+# layer's class definition, layer_class_def(), what the layer needs rather
+# than testing its class name.
 
 .layer_classes <- new.env(parent = emptyenv())
 .layer_name_counts <- new.env(parent = emptyenv())
@@ -45,14 +49,59 @@
 #                                          integer ids) and the weight
 #                                          gradients as a named list in
 #                                          get_weights() order.
+#
+# What else generic code needs to know about a class is declared here too,
+# never found out from its name (each NULL when the class needs nothing
+# special):
+#   input_args       character vector: the arguments of a call of the layer
+#                    object that are its tensor inputs, in the order of the
+#                    protocol's input list (call_layer_symbolically(): e.g.
+#                    c("query", "value", "key") records the node's inputs as
+#                    a list named by those present). NULL: the first argument
+#                    is the input (a tensor or a list of tensors).
+#   sequential_call  function(layer, x): how a sequential model applies the
+#                    layer to the previous layer's output (e.g. layer(x, x),
+#                    self-attention). NULL: layer(x).
+#   activity_terms   function(self, node_input_values, node_input_names): the
+#                    regularized tensors of a call besides its output (an
+#                    activity regularizer applies to each), as a list of
+#                    list(value = <array>, gradient = function(g) list(inputs
+#                    = <list aligned with the node's inputs, NULL where none>,
+#                    weights = <named by weight path>)): `g` is dLoss/dvalue
+#                    (model-regularization.R). NULL: the output only.
+#   h5_children      function(self): the groups of Keras's ".weights.h5"
+#                    layout below the layer's own, in Keras's visiting order:
+#                    a list of list(path = <relative group path>, layer = <a
+#                    layer, or NULL for a weightless group>, name = <the name
+#                    attribute of a weightless group>, alt = <other relative
+#                    paths tried when reading>) (keras-weights-h5.R). NULL: the
+#                    layer has no sub-layers in that layout.
+#   backprop         function(object, args, grad_output): what backprop()
+#                    does for a layer object of the class; `args` is the list
+#                    of backprop()'s other arguments (those of a call of the
+#                    layer), `grad_output` may be missing. NULL: backprop()
+#                    refuses the layer.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
-                                 backward = NULL) {
+                                 backward = NULL, input_args = NULL, sequential_call = NULL,
+                                 activity_terms = NULL, h5_children = NULL, backprop = NULL) {
+  if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
+                                all(nzchar(input_args)) && !anyDuplicated(input_args))) {
+    abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
+  }
+  fields <- list(sequential_call = sequential_call, activity_terms = activity_terms,
+                 h5_children = h5_children, backprop = backprop)
+  for (nm in names(fields)) {
+    if (!is.null(fields[[nm]]) && !is.function(fields[[nm]])) {
+      abort_msg(sprintf("`%s` of layer class \"%s\" must be NULL or a function.", nm, class_name))
+    }
+  }
   assign(class_name, list(properties = properties, methods = methods, describe = describe,
                           get_config = get_config, from_config = from_config, build = build,
                           compute_output_shape = compute_output_shape, forward = forward,
-                          backward = backward),
+                          backward = backward, input_args = input_args, sequential_call = sequential_call,
+                          activity_terms = activity_terms, h5_children = h5_children, backprop = backprop),
          envir = .layer_classes)
 }
 

@@ -6,15 +6,14 @@
 #     gradients (regularizer_gradient()) are added to the weight gradients.
 #   * Activity regularizers: every call of a layer with an
 #     `activity_regularizer` adds reg(output) / batch size, as Keras >= 3.14.
-#     For Dense and EinsumDense the regularized tensor is the layer's output:
-#     its gradient is added to the gradient flowing into that output, so the
-#     layer's own backward pass carries it to the weights and inputs. For
-#     multi-head attention Keras regularizes the output and the outputs of the
-#     query, key, (gate) and value projections; the output's term flows
-#     through the layer's backward pass like the others, and the projection
-#     terms are differentiated here in plain R (each projection is one matrix
-#     product, `x %*% kernel + bias`), their gradients added to the layer's
-#     inputs and projection weights.
+#     The regularized tensor is the layer's output: its gradient is added to
+#     the gradient flowing into that output, so the layer's own backward pass
+#     carries it to the weights and inputs. A class may regularize further
+#     tensors of a call: its `activity_terms` (register_layer_class()) gives
+#     them with their gradients with respect to the node's inputs and the
+#     layer's weights (multi-head attention: the outputs of the query, key,
+#     (gate) and value projections, as Keras; mha_activity_terms() in
+#     layer-multi-head-attention-graph.R).
 # Each call of a shared layer adds its own activity loss (as Keras does,
 # rather than only the last call's, which is what `layer$losses` shows).
 
@@ -26,8 +25,10 @@ layer_activity_regularizer <- function(self) {
   reg
 }
 
-# The regularized tensors of one layer node of a forward run: a list of
-# list(value =, kind = "output" | "projection", ...) entries, or NULL.
+# The regularized tensors of one layer node of a forward run: NULL, or
+# list(self, reg, batch, terms): terms[[1]] is list(value = <the output>,
+# kind = "output"), then the class's `activity_terms`, each list(value =,
+# gradient = function(g) list(inputs =, weights =)).
 #' @noRd
 node_activity_terms <- function(node, run) {
   if (!identical(node$kind, "layer") || inherits(node$callee, "multihead_model")) return(NULL)
@@ -37,22 +38,10 @@ node_activity_terms <- function(node, run) {
   out <- run$values[[node_output_ids(node)[1L]]]
   batch <- max(1, dim(out)[1L])
   terms <- list(list(value = out, kind = "output"))
-  if (identical(self$class_name, "MultiHeadAttention")) {
+  extra <- layer_class_def(self)$activity_terms
+  if (!is.null(extra)) {
     ins <- lapply(node$inputs, function(t) run$values[[t$id]])
-    nms <- names(node$inputs)
-    parts <- if (is.null(nms)) list(query = ins[[1L]], value = ins[[2L]], key = if (length(ins) > 2L) ins[[3L]])
-      else stats::setNames(ins, nms)
-    # the input each projection reads, as a position in node$inputs
-    pos <- function(what) if (is.null(nms)) match(what, c("query", "value", "key")) else match(what, nms)
-    key_pos <- if (is.null(parts$key)) pos("value") else pos("key")
-    subs <- self$sublayers
-    for (which in intersect(c("query", "key", "gate", "value"), names(subs))) {
-      input_pos <- switch(which, query = , gate = pos("query"), key = key_pos, value = pos("value"))
-      sub <- layer_self(subs[[which]])
-      x <- ins[[input_pos]]
-      terms[[length(terms) + 1L]] <- list(value = einsum_dense_call(sub, x), kind = "projection",
-                                          sub = sub, x = x, input_pos = input_pos)
-    }
+    terms <- c(terms, extra(self, ins, names(node$inputs)))
   }
   list(self = self, reg = reg, batch = batch, terms = terms)
 }
@@ -92,32 +81,17 @@ node_activity_gradients <- function(node, run) {
       res$outputs[[1L]] <- g
       next
     }
-    p <- projection_backward_plain(t$sub, t$x, t$value, g)
-    j <- t$input_pos
-    res$inputs[[j]] <- if (is.null(res$inputs[[j]])) p$x else res$inputs[[j]] + p$x
-    prefix <- paste0(a$self$name, "/", t$sub$name, "/")
-    res$weights[[paste0(prefix, "kernel")]] <- p$kernel
-    if (!is.null(p$bias)) res$weights[[paste0(prefix, "bias")]] <- p$bias
+    p <- t$gradient(g)
+    for (j in seq_along(p$inputs)) {
+      gj <- p$inputs[[j]]
+      if (!is.null(gj)) res$inputs[[j]] <- if (is.null(res$inputs[[j]])) gj else res$inputs[[j]] + gj
+    }
+    for (path in names(p$weights)) {
+      gw <- p$weights[[path]]
+      res$weights[[path]] <- if (is.null(res$weights[[path]])) gw else res$weights[[path]] + gw
+    }
   }
   res
-}
-
-# Backward of an attention projection y = act(x %*% kernel + bias), where x's
-# last axis is contracted with the kernel's first (n_contract = 1) and act is
-# the identity or (the gate) the sigmoid. `y` is the forward output, `g` =
-# dLoss/dy. Returns list(x =, kernel =, bias =).
-#' @noRd
-projection_backward_plain <- function(sub, x, y, g) {
-  kernel <- sub$variables$kernel
-  kd <- dim(kernel)
-  if (identical(sub$activation, "sigmoid")) g <- g * y * (1 - y)
-  xm <- matrix(as.double(x), ncol = kd[1L])
-  gm <- matrix(as.double(g), ncol = prod(kd[-1L]))
-  km <- matrix(kernel, nrow = kd[1L])
-  out <- list(x = array(gm %*% t(km), dim(x)), kernel = array(crossprod(xm, gm), kd))
-  bias <- sub$variables$bias
-  if (!is.null(bias)) out$bias <- array(colSums(gm), if (is.null(dim(bias))) length(bias) else dim(bias))
-  out
 }
 
 # The trainable weights of a model with what a training step needs: a list

@@ -2,8 +2,9 @@
 # output. Internally a sequential model is a functional graph with one input
 # (created from `input_shape`, or from the first call's data) and one
 # output; `self$entries` keeps each layer with how it is applied
-# (`call(layer, x)`: layer(x), or layer(x, x) for multi-head attention, which
-# is self-attention inside a sequential model).
+# (`call(layer, x)`): the `sequential_call` its class declares
+# (register_layer_class(); multi-head attention's is layer(x, x),
+# self-attention), else layer(x).
 
 #' Sequential models
 #'
@@ -85,11 +86,9 @@ sequential_add <- function(model, layer, call_layer = default_call_layer) {
 
 #' @noRd
 sequential_add_self <- function(self, layer, call_layer = default_call_layer) {
-  if (identical(call_layer, default_call_layer) && inherits(layer, "MultiHeadAttention")) {
-    call_layer <- attention_self_call
-  }
   if (!is_layer(layer)) abort_arg("layer", "a layer", describe_value(layer))
   s <- layer_self(layer)
+  if (identical(call_layer, default_call_layer)) call_layer <- sequential_call_of(s)
   if (identical(s, self)) abort_msg(sprintf("Model \"%s\" cannot contain itself.", self$name),
                                     class = "multihead_error_argument")
   if (inherits(layer, "InputLayer")) {
@@ -124,6 +123,14 @@ sequential_add_self <- function(self, layer, call_layer = default_call_layer) {
   invisible(NULL)
 }
 
+# How a sequential model applies a layer: its class's `sequential_call`, or
+# layer(x).
+#' @noRd
+sequential_call_of <- function(s) {
+  call <- layer_class_def(s)$sequential_call
+  if (is.null(call)) default_call_layer else call
+}
+
 #' @noRd
 sequential_refresh_graph <- function(self) {
   x <- self$input_tensor
@@ -149,6 +156,11 @@ sequential_build <- function(self, input_shape, dtype = "float32") {
   sequential_refresh_graph(self)
 }
 
+# Each layer's entry records `self_attention`: TRUE when the model applies
+# the layer with its class's `sequential_call` rather than layer(x) (the
+# name is that of the earlier versions' flag, when multi-head attention's
+# self-attention was the only such call). from_config() applies each layer
+# as its class declares, so configs of earlier versions load alike.
 #' @noRd
 sequential_get_config <- function(self) {
   input <- if (is.null(self$input_tensor)) NULL else {
@@ -159,7 +171,8 @@ sequential_get_config <- function(self) {
        layers = lapply(self$entries, function(e) {
          s <- layer_self(e$layer)
          list(name = s$name, class_name = s$class_name, config = layer_get_config(s),
-              self_attention = identical(e$call, attention_self_call))
+              self_attention = !identical(e$call, default_call_layer) &&
+                identical(e$call, layer_class_def(s)$sequential_call))
        }))
 }
 
@@ -173,9 +186,6 @@ sequential_from_config <- function(config) {
                            input_batch_shape = in_cfg$batch_shape, input_dtype = in_cfg$dtype,
                            input_name = in_cfg$name, input_optional = in_cfg$optional)
   }
-  for (lc in config$layers) {
-    sequential_add(model, from_config(lc$config),
-                   if (isTRUE(lc$self_attention)) attention_self_call else default_call_layer)
-  }
+  for (lc in config$layers) sequential_add(model, from_config(lc$config))
   model
 }

@@ -310,10 +310,6 @@ shape <- function(...) {
 
 # ---- recording layer calls --------------------------------------------------
 
-# Inputs taken by name from a call, per layer class; other classes take
-# their first argument as the input (a tensor or a list of tensors).
-.symbolic_input_args <- list(MultiHeadAttention = c("query", "value", "key"))
-
 # Records a call of `layer` on symbolic tensors. `inputs`: a tensor, or a
 # (named) list of tensors; `args`: the other call arguments (symbolic
 # tensors among them are recorded as graph inputs that are not
@@ -461,7 +457,9 @@ call_layer_symbolically <- function(layer, frame) {
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
     abort_arg("...", sprintf("named arguments in a call of layer \"%s\"", self$name), "an unnamed argument")
   }
-  input_names <- .symbolic_input_args[[self$class_name]]
+  # inputs taken by name (the class's `input_args`), else the first argument
+  # (a tensor or a list of tensors)
+  input_names <- layer_class_def(self)$input_args
   if (is.null(input_names)) {
     first <- names(formals(layer))[1L]
     if (is.null(args[[first]])) abort_arg(first, "supplied: a symbolic tensor")
