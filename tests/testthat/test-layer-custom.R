@@ -316,3 +316,68 @@ test_that("bad input: clear errors naming the argument", {
   outer_tensor <- keras_input(shape = 2)
   expect_error(cap()(keras_input(shape = 2)), "Graph disconnected", class = "multihead_error")
 })
+
+test_that("tied embeddings: a weight used by a layer call and in %*% t() gets both gradients", {
+  set.seed(7)
+  layer_tied <- Layer("TiedEmbedding",
+    initialize = function(vocab, dim, ...) {
+      super$initialize(...)
+      self$token_embeddings <- layer_embedding(input_dim = vocab, output_dim = dim, dtype = "float64")
+    },
+    call = function(inputs, reverse = FALSE) {
+      if (reverse) return(inputs %*% t(self$token_embeddings$embeddings))
+      self$token_embeddings(inputs)
+    })
+  tied <- layer_tied(vocab = 5, dim = 3, dtype = "float64")
+  ids <- keras_input(shape = 4, dtype = "int32")
+  h <- tied(ids) |> layer_dense(3, activation = "tanh", dtype = "float64")
+  model <- keras_model(ids, tied(h, reverse = TRUE))
+  expect_identical(model$output$shape, c(NA, 4L, 5L))
+  x <- matrix(c(0L, 1L, 2L, 3L, 4L, 4L, 3L, 0L), 2, 4)
+  out <- model(x)
+  w <- array(rnorm(length(out)), dim(out))
+  g <- backprop(model, x, grad_output = w)
+  ws <- get_weights(model)
+  expect_identical(names(g$grads$weights)[1], paste0(tied$name, "/", tied$token_embeddings$name, "/embeddings"))
+  for (i in seq_along(ws)) {
+    fd <- ws[[i]]
+    for (k in seq_along(fd)) {
+      a <- ws; a[[i]][k] <- ws[[i]][k] + 1e-6; set_weights(model, a); up <- sum(w * model(x))
+      a[[i]][k] <- ws[[i]][k] - 1e-6; set_weights(model, a); dn <- sum(w * model(x))
+      fd[k] <- (up - dn) / 2e-6
+    }
+    set_weights(model, ws)
+    expect_equal(as.vector(g$grads$weights[[i]]), as.vector(fd), tolerance = 1e-6, label = names(ws)[i])
+  }
+})
+
+test_that("an op without a gradient on the path to the loss is an error at fit() naming the op and the layer", {
+  multihead:::register_op("test_no_grad", "TestNoGrad",
+    infer = function(specs, params) multihead:::op_spec(specs[[1]]$shape, specs[[1]]$dtype),
+    forward = function(values, params) list(output = values[[1]] * 2, cache = NULL))
+  layer_bad <- Layer("NoGradLayer", call = function(x) multihead:::op_call("test_no_grad", list(x = x)) + x)
+  inp <- keras_input(shape = 3)
+  model <- keras_model(inp, layer_bad(name = "nograd")(inp) |> layer_dense(1))
+  model |> compile(optimizer = "sgd", loss = "mse")
+  expect_error(model |> fit(array(1, c(4, 3)), array(0, c(4, 1)), epochs = 1, verbose = 0),
+               "Operation \"test_no_grad.*\" \\(TestNoGrad\\) has no gradient.*inside layer \"nograd\"",
+               class = "multihead_error_no_gradient")
+})
+
+test_that("add_loss() inside call() is part of the training loss", {
+  layer_penalized <- Layer("Penalized",
+    build = function(input_shape) self$w <- self$add_weight(shape = input_shape[2], initializer = "ones", name = "w"),
+    call = function(x) {
+      self$add_loss(op_multiply(self$w, self$w) * 0.5)   # 0.5 * w^2 per weight: gradient w
+      x * self$w
+    })
+  inp <- keras_input(shape = 2, dtype = "float64")
+  pen <- layer_penalized(dtype = "float64")
+  model <- keras_model(inp, pen(inp))
+  model |> compile(optimizer = optimizer_sgd(0.1), loss = "mse")
+  # with zero data, only the penalty moves w: w <- w - 0.1 * w
+  model |> fit(array(0, c(4, 2)), array(0, c(4, 2)), epochs = 1, batch_size = 4, verbose = 0)
+  expect_equal(as.vector(as.array(pen$w)), c(0.9, 0.9), tolerance = 1e-12)
+  ev <- evaluate(model, array(0, c(4, 2)), array(0, c(4, 2)), verbose = 0)
+  expect_equal(ev[["loss"]], 2 * 0.5 * 0.81, tolerance = 1e-12)
+})
