@@ -46,11 +46,11 @@
 # R storage holding an integer dtype (int32/int64) or bool: the op follows
 # integer semantics.
 #' @noRd
-int_storage <- function(x) is.integer(x) || is.logical(x)
+math_int_storage <- function(x) is.integer(x) || is.logical(x)
 
 # A logical mask with NA (from NaN) as FALSE.
 #' @noRd
-clean_mask <- function(m) {
+math_clean_mask <- function(m) {
   if (anyNA(m)) m[is.na(m)] <- FALSE
   m
 }
@@ -58,14 +58,14 @@ clean_mask <- function(m) {
 # The gradient `g` kept where `m` holds and 0 elsewhere (TensorFlow's
 # select, not a product: an infinite gradient where m is FALSE gives 0).
 #' @noRd
-select_grad <- function(g, m) {
+math_select_grad <- function(g, m) {
   g[!m] <- 0
   g
 }
 
 # A value cast to bool as Keras does: non-zero (NaN included) is TRUE.
 #' @noRd
-as_bool_value <- function(x) {
+math_as_bool <- function(x) {
   if (is.logical(x)) return(x)
   b <- x != 0
   if (anyNA(b)) b[is.na(b)] <- TRUE
@@ -75,7 +75,7 @@ as_bool_value <- function(x) {
 # An integer-valued double result stored as an R integer (int32); an error
 # when it does not fit rather than wrapping around or giving NA.
 #' @noRd
-as_int32_result <- function(out, fun) {
+math_int32_result <- function(out, fun) {
   if (length(out) && any(abs(out) > .Machine$integer.max, na.rm = TRUE)) {
     abort_msg(sprintf(paste0("%s(): the result overflows int32 (a value beyond +/-2147483647). Use float ",
                              "operands for results this large."), fun), class = "multihead_error_overflow")
@@ -85,11 +85,11 @@ as_int32_result <- function(out, fun) {
 }
 
 #' @noRd
-abort_missing <- function(arg, fun) abort_arg(arg, sprintf("supplied: a tensor in %s()", fun))
+math_abort_missing <- function(arg, fun) abort_arg(arg, sprintf("supplied: a tensor in %s()", fun))
 
 # Integer division by zero: an error, as in TensorFlow (R would give NA).
 #' @noRd
-check_int_divisor <- function(y, fun) {
+math_check_divisor <- function(y, fun) {
   if (any(y == 0L)) {
     abort_msg(sprintf("%s(): integer division by zero (`x2` has zeros). Use float operands to get Inf/NaN.", fun),
               class = c("multihead_error_argument"))
@@ -101,14 +101,14 @@ check_int_divisor <- function(y, fun) {
 # only when all operands are constants, except that a weak float constant
 # with integer tensors gives float32), in one pass (result_dtype() costs
 # ~20 us per call; this ~2 us).
-.dtype_order <- c("float64", "float32", "int64", "int32", "bool")
+.math_dtype_order <- c("float64", "float32", "int64", "int32", "bool")
 
 #' @noRd
 math_result_dtype <- function(specs) {
   strong <- 6L; any_rank <- 6L; weak_float <- FALSE; has_strong <- FALSE
   for (s in specs) {
     if (is.null(s)) next
-    r <- match(s$dtype, .dtype_order)
+    r <- match(s$dtype, .math_dtype_order)
     if (r < any_rank) any_rank <- r
     if (isTRUE(s$weak)) {
       if (r <= 2L) weak_float <- TRUE
@@ -117,9 +117,9 @@ math_result_dtype <- function(specs) {
       if (r < strong) strong <- r
     }
   }
-  if (!has_strong) return(.dtype_order[any_rank])
+  if (!has_strong) return(.math_dtype_order[any_rank])
   if (strong > 2L && weak_float) return("float32")
-  .dtype_order[strong]
+  .math_dtype_order[strong]
 }
 
 # Broadcast shape of two shapes, with the common cases (equal shapes, a
@@ -134,7 +134,7 @@ math_broadcast <- function(a, b) {
 # `x` with the R storage able to hold the elementwise choice between x and
 # y (double > integer > logical).
 #' @noRd
-promote_storage <- function(x, y) {
+math_promote_storage <- function(x, y) {
   if (is.double(x) || is.logical(y)) return(x)
   if (is.double(y)) {
     storage.mode(x) <- "double"
@@ -148,7 +148,7 @@ promote_storage <- function(x, y) {
 # NumPy and pmax()), without pmax()'s overhead.
 #' @noRd
 math_max <- function(x, y, larger = TRUE) {
-  out <- promote_storage(y, x)
+  out <- math_promote_storage(y, x)
   i <- which(if (larger) x >= y else x <= y)  # NA (a NaN) leaves y
   out[i] <- x[i]
   if (anyNA(x)) {
@@ -160,19 +160,19 @@ math_max <- function(x, y, larger = TRUE) {
 
 # dtype rules (functions of the operands' specs).
 #' @noRd
-dtype_int_for_bool <- function(specs) {
+math_dtype_int_for_bool <- function(specs) {
   d <- math_result_dtype(specs)
   if (identical(d, "bool")) "int32" else d
 }
 
 #' @noRd
-dtype_float_activation <- function(specs) {
+math_dtype_float <- function(specs) {
   d <- specs[[1L]]$dtype
   if (is_float_dtype(d)) d else "float32"
 }
 
 #' @noRd
-math_err <- function(x) {
+math_erf <- function(x) {
   # erf(x) = sign(x) * P(chi^2_1 <= 2 x^2), accurate in relative terms also
   # for tiny |x| (where 2 * pnorm() - 1 cancels); below 1e-8, the series.
   out <- stats::pchisq(2 * x * x, 1)
@@ -183,18 +183,18 @@ math_err <- function(x) {
   out
 }
 
-.selu_alpha <- 1.6732632423543772848170429916717
-.selu_scale <- 1.0507009873554804934193349852946
-.gelu_c <- 0.7978845608028654  # sqrt(2 / pi)
+.math_selu_alpha <- 1.6732632423543772848170429916717
+.math_selu_scale <- 1.0507009873554804934193349852946
+.math_gelu_c <- 0.7978845608028654  # sqrt(2 / pi)
 
 #' @noRd
 math_round <- function(x, params) {
   d <- params$decimals
   if (is.null(d)) d <- 0L
-  if (int_storage(x)) {
+  if (math_int_storage(x)) {
     if (d >= 0L || is.logical(x)) return(x)
     f <- 10^(-d)
-    return(as_int32_result(round(x / f) * f, "op_round"))
+    return(math_int32_result(round(x / f) * f, "op_round"))
   }
   if (d == 0L) return(round(x))
   if (d > 0L) {
@@ -216,27 +216,27 @@ register_math_ops <- function() {
 
   # powers, roots, exponentials, logarithms
   register_binary_op("power", "Power", function(x, y) {
-    if (int_storage(x) && int_storage(y)) {
+    if (math_int_storage(x) && math_int_storage(y)) {
       if (any(y < 0L)) {
         abort_msg(paste0("op_power(): integers cannot be raised to negative integer powers (`x2` has negative ",
                          "values). Use float operands."), class = "multihead_error_argument")
       }
-      return(as_int32_result(x^y, "op_power"))
+      return(math_int32_result(x^y, "op_power"))
     }
     x^y
   }, function(g, x, y, out) {
     lx <- x
-    lx[!clean_mask(x > 0)] <- 1
+    lx[!math_clean_mask(x > 0)] <- 1
     list(g * y * x^(y - 1), g * out * log(lx))
-  }, dtype = dtype_int_for_bool)
+  }, dtype = math_dtype_int_for_bool)
   register_unary_op("square", "Square", function(x, params) {
-    if (int_storage(x)) as_int32_result(as.double(x) * x, "op_square") else x * x
+    if (math_int_storage(x)) math_int32_result(as.double(x) * x, "op_square") else x * x
   }, function(g, x, out, params) 2 * g * x,
   dtype = function(specs) if (identical(specs[[1L]]$dtype, "bool")) "int32" else specs[[1L]]$dtype)
   register_unary_op("sqrt", "Sqrt", function(x, params) sqrt(x),
                     function(g, x, out, params) 0.5 * g / out, dtype = "float")
   register_unary_op("rsqrt", "Rsqrt", function(x, params) 1 / sqrt(x),
-                    function(g, x, out, params) -0.5 * g * out * out * out, dtype = dtype_float_activation)
+                    function(g, x, out, params) -0.5 * g * out * out * out, dtype = math_dtype_float)
   register_unary_op("exp", "Exp", function(x, params) exp(x),
                     function(g, x, out, params) g * out, dtype = "float")
   register_unary_op("expm1", "Expm1", function(x, params) expm1(x),
@@ -262,7 +262,7 @@ register_math_ops <- function() {
   register_unary_op("floor", "Floor", function(x, params) floor(x), no_grad, dtype = "float")
   register_unary_op("ceil", "Ceil", function(x, params) ceiling(x), no_grad, dtype = "float")
   register_unary_op("round", "Round", math_round, no_grad)
-  register_unary_op("trunc", "Trunc", function(x, params) if (int_storage(x)) x else trunc(x), no_grad)
+  register_unary_op("trunc", "Trunc", function(x, params) if (math_int_storage(x)) x else trunc(x), no_grad)
 
   # trigonometric and hyperbolic
   register_unary_op("sin", "Sin", function(x, params) sin(x),
@@ -283,9 +283,9 @@ register_math_ops <- function() {
                     function(g, x, out, params) g * sinh(x), dtype = "float")
   register_unary_op("tanh", "Tanh", function(x, params) tanh(x),
                     function(g, x, out, params) g * (1 - out * out), dtype = "float")
-  register_unary_op("erf", "Erf", function(x, params) math_err(x),
+  register_unary_op("erf", "Erf", function(x, params) math_erf(x),
                     function(g, x, out, params) g * 1.1283791670955126 * exp(-x * x),
-                    dtype = dtype_float_activation)
+                    dtype = math_dtype_float)
 
   # activations
   relu_dtype <- function(specs) if (identical(specs[[1L]]$dtype, "bool")) "int32" else specs[[1L]]$dtype
@@ -294,14 +294,14 @@ register_math_ops <- function() {
     x[which(x < 0L)] <- 0L
     x
   },
-                    function(g, x, out, params) select_grad(g, clean_mask(x > 0)), dtype = relu_dtype)
+                    function(g, x, out, params) math_select_grad(g, math_clean_mask(x > 0)), dtype = relu_dtype)
   register_unary_op("relu6", "Relu6", function(x, params) {
     if (is.logical(x)) storage.mode(x) <- "integer"
     x[which(x < 0L)] <- 0L
     x[which(x > 6L)] <- 6L
     x
   },
-                    function(g, x, out, params) select_grad(g, clean_mask(x > 0 & x < 6)), dtype = relu_dtype)
+                    function(g, x, out, params) math_select_grad(g, math_clean_mask(x > 0 & x < 6)), dtype = relu_dtype)
   register_unary_op("leaky_relu", "LeakyRelu", function(x, params) {
     out <- as.double(x)
     n <- which(!(x > 0))
@@ -311,7 +311,7 @@ register_math_ops <- function() {
     d <- rep.int(params$negative_slope, length(x))
     d[which(x > 0)] <- 1
     g * d
-  }, dtype = dtype_float_activation)
+  }, dtype = math_dtype_float)
   register_unary_op("elu", "Elu", function(x, params) {
     out <- as.double(x)
     n <- which(x <= 0)
@@ -322,68 +322,68 @@ register_math_ops <- function() {
     n <- which(x <= 0)
     d[n] <- params$alpha * exp(x[n])
     g * d
-  }, dtype = dtype_float_activation)
+  }, dtype = math_dtype_float)
   register_unary_op("selu", "Selu", function(x, params) {
     out <- as.double(x)
     n <- which(x <= 0)
-    out[n] <- .selu_alpha * expm1(out[n])
-    .selu_scale * out
+    out[n] <- .math_selu_alpha * expm1(out[n])
+    .math_selu_scale * out
   }, function(g, x, out, params) {
-    d <- rep.int(.selu_scale, length(x))
+    d <- rep.int(.math_selu_scale, length(x))
     n <- which(x < 0)
-    d[n] <- .selu_scale * .selu_alpha * exp(x[n])
+    d[n] <- .math_selu_scale * .math_selu_alpha * exp(x[n])
     g * d
-  }, dtype = dtype_float_activation)
+  }, dtype = math_dtype_float)
   register_unary_op("gelu", "Gelu", function(x, params) {
     if (isFALSE(params$approximate)) return(x * stats::pnorm(x))
-    0.5 * x * (1 + tanh(.gelu_c * (x + 0.044715 * x * x * x)))
+    0.5 * x * (1 + tanh(.math_gelu_c * (x + 0.044715 * x * x * x)))
   }, function(g, x, out, params) {
     if (isFALSE(params$approximate)) return(g * (stats::pnorm(x) + x * stats::dnorm(x)))
-    t <- tanh(.gelu_c * (x + 0.044715 * x * x * x))
-    g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * .gelu_c * (1 + 3 * 0.044715 * x * x))
-  }, dtype = dtype_float_activation)
+    t <- tanh(.math_gelu_c * (x + 0.044715 * x * x * x))
+    g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * .math_gelu_c * (1 + 3 * 0.044715 * x * x))
+  }, dtype = math_dtype_float)
   register_unary_op("sigmoid", "Sigmoid", function(x, params) stats::plogis(x),
-                    function(g, x, out, params) g * out * (1 - out), dtype = dtype_float_activation)
+                    function(g, x, out, params) g * out * (1 - out), dtype = math_dtype_float)
   register_unary_op("silu", "Silu", function(x, params) x * stats::plogis(x), function(g, x, out, params) {
     s <- stats::plogis(x)
     g * s * (1 + x * (1 - s))
-  }, dtype = dtype_float_activation)
+  }, dtype = math_dtype_float)
   register_unary_op("softplus", "Softplus", function(x, params) {
     out <- log1p(exp(-abs(x)))  # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
     i <- which(x > 0)
     out[i] <- out[i] + x[i]
     out
   },
-                    function(g, x, out, params) g * stats::plogis(x), dtype = dtype_float_activation)
+                    function(g, x, out, params) g * stats::plogis(x), dtype = math_dtype_float)
   register_unary_op("softsign", "Softsign", function(x, params) x / (1 + abs(x)), function(g, x, out, params) {
     d <- 1 + abs(x)
     g / (d * d)
-  }, dtype = dtype_float_activation)
+  }, dtype = math_dtype_float)
 
   # binary arithmetic
   register_binary_op("maximum", "Maximum", function(x, y) {
     if (is.logical(x) && is.logical(y)) x | y else math_max(x, y)
   }, function(g, x, y, out) {
-    m <- clean_mask(x >= y)
-    list(select_grad(g, m), select_grad(g, !m))
+    m <- math_clean_mask(x >= y)
+    list(math_select_grad(g, m), math_select_grad(g, !m))
   }, dtype = math_result_dtype)
   register_binary_op("minimum", "Minimum", function(x, y) {
     if (is.logical(x) && is.logical(y)) x & y else math_max(x, y, larger = FALSE)
   }, function(g, x, y, out) {
-    m <- clean_mask(x <= y)
-    list(select_grad(g, m), select_grad(g, !m))
+    m <- math_clean_mask(x <= y)
+    list(math_select_grad(g, m), math_select_grad(g, !m))
   }, dtype = math_result_dtype)
   register_binary_op("mod", "Mod", function(x, y) {
-    if (int_storage(x) && int_storage(y)) check_int_divisor(y, "op_mod")
+    if (math_int_storage(x) && math_int_storage(y)) math_check_divisor(y, "op_mod")
     x %% y
-  }, function(g, x, y, out) list(g, -g * floor(x / y)), dtype = dtype_int_for_bool)
+  }, function(g, x, y, out) list(g, -g * floor(x / y)), dtype = math_dtype_int_for_bool)
   register_binary_op("floor_divide", "FloorDivide", function(x, y) {
-    if (int_storage(x) && int_storage(y)) {
-      check_int_divisor(y, "op_floor_divide")
+    if (math_int_storage(x) && math_int_storage(y)) {
+      math_check_divisor(y, "op_floor_divide")
       return(x %/% y)
     }
     floor(x / y)
-  }, function(g, x, y, out) list(NULL, NULL), dtype = dtype_int_for_bool)
+  }, function(g, x, y, out) list(NULL, NULL), dtype = math_dtype_int_for_bool)
 
   # comparisons (NaN compares FALSE, != TRUE)
   compare <- function(name, class_name, f, nan_value = FALSE) {
@@ -401,18 +401,18 @@ register_math_ops <- function() {
   compare("greater_equal", "GreaterEqual", `>=`)
 
   # logical
-  register_binary_op("logical_and", "LogicalAnd", function(x, y) as_bool_value(x) & as_bool_value(y), dtype = "bool")
-  register_binary_op("logical_or", "LogicalOr", function(x, y) as_bool_value(x) | as_bool_value(y), dtype = "bool")
-  register_binary_op("logical_xor", "LogicalXor", function(x, y) as_bool_value(x) != as_bool_value(y),
+  register_binary_op("logical_and", "LogicalAnd", function(x, y) math_as_bool(x) & math_as_bool(y), dtype = "bool")
+  register_binary_op("logical_or", "LogicalOr", function(x, y) math_as_bool(x) | math_as_bool(y), dtype = "bool")
+  register_binary_op("logical_xor", "LogicalXor", function(x, y) math_as_bool(x) != math_as_bool(y),
                      dtype = "bool")
-  register_unary_op("logical_not", "LogicalNot", function(x, params) !as_bool_value(x), dtype = "bool")
+  register_unary_op("logical_not", "LogicalNot", function(x, params) !math_as_bool(x), dtype = "bool")
   register_unary_op("isnan", "Isnan", function(x, params) if (is.double(x)) is.nan(x) else rep.int(FALSE, length(x)),
                     dtype = "bool")
   register_unary_op("isfinite", "Isfinite", function(x, params) is.finite(x), dtype = "bool")
   register_unary_op("isinf", "Isinf", function(x, params) is.infinite(x), dtype = "bool")
 
-  register_clip_op()
-  register_where_op()
+  math_register_clip()
+  math_register_where()
 }
 
 # ---- clip: three operands, the bounds broadcast into x's shape -----------------
@@ -423,7 +423,7 @@ register_math_ops <- function() {
 # x_min, floor of x_max) so the result stays a whole number inside them. A
 # NaN bound leaves x as it is there (TensorFlow's maximum/minimum).
 #' @noRd
-register_clip_op <- function() {
+math_register_clip <- function() {
   fits_into <- function(s, into) {
     if (length(s) == 0L || identical(s, into)) return(TRUE)
     b <- tryCatch(broadcast_shapes(into, s), multihead_error_shape = function(e) NULL)
@@ -434,10 +434,10 @@ register_clip_op <- function() {
     infer = function(specs, params) {
       nms <- names(specs)
       x <- specs[[1L]]
-      if (is.null(x)) abort_missing(nms[1L], "op_clip")
+      if (is.null(x)) math_abort_missing(nms[1L], "op_clip")
       for (i in 2:3) {
         s <- specs[[i]]
-        if (is.null(s)) abort_missing(nms[i], "op_clip")
+        if (is.null(s)) math_abort_missing(nms[i], "op_clip")
         if (!fits_into(s$shape, x$shape)) {
           abort_op("op_clip", sprintf("`%s` must broadcast to the shape of `%s` (the result has the shape of `%s`)",
                                       nms[i], nms[1L], nms[1L]), specs, nms)
@@ -448,10 +448,10 @@ register_clip_op <- function() {
     forward = function(values, params) {
       x <- values[[1L]]; lo <- values[[2L]]; hi <- values[[3L]]
       sx <- value_shape(x); sl <- value_shape(lo); sh <- value_shape(hi)
-      if (length(lo) != 1L && !identical(sl, sx)) lo <- clip_bound(lo, sl, sx, "x_min")
-      if (length(hi) != 1L && !identical(sh, sx)) hi <- clip_bound(hi, sh, sx, "x_max")
+      if (length(lo) != 1L && !identical(sl, sx)) lo <- math_clip_bound(lo, sl, sx, "x_min")
+      if (length(hi) != 1L && !identical(sh, sx)) hi <- math_clip_bound(hi, sh, sx, "x_max")
       out <- x
-      if (int_storage(x)) {
+      if (math_int_storage(x)) {
         if (is.logical(x)) storage.mode(out) <- "integer"
         big <- .Machine$integer.max
         if (!is.integer(lo)) lo <- as.integer(pmin(pmax(ceiling(lo), -big), big))
@@ -483,7 +483,7 @@ register_clip_op <- function() {
 }
 
 #' @noRd
-clip_bound <- function(b, from, to, arg) {
+math_clip_bound <- function(b, from, to, arg) {
   ok <- tryCatch(identical(broadcast_shapes(to, from), as.integer(to)), multihead_error_shape = function(e) FALSE)
   if (!ok) {
     abort_msg(sprintf("op_clip(): `%s` of shape %s does not broadcast to the shape of `x` %s.", arg,
@@ -495,12 +495,12 @@ clip_bound <- function(b, from, to, arg) {
 # ---- where: select with broadcasting over condition, x1, x2 -----------------
 
 #' @noRd
-register_where_op <- function() {
+math_register_where <- function() {
   register_op(
     "where", "Where",
     infer = function(specs, params) {
       nms <- names(specs)
-      for (i in 1:3) if (is.null(specs[[i]])) abort_missing(nms[i], "op_where")
+      for (i in 1:3) if (is.null(specs[[i]])) math_abort_missing(nms[i], "op_where")
       shape <- tryCatch(math_broadcast(math_broadcast(specs[[1L]]$shape, specs[[2L]]$shape), specs[[3L]]$shape),
                         multihead_error_shape = function(e) {
                           abort_op("op_where", "the shapes of its operands do not broadcast together", specs, nms)
@@ -512,10 +512,10 @@ register_where_op <- function() {
       sc <- value_shape(cnd); sa <- value_shape(a); sb <- value_shape(b)
       to <- math_broadcast(math_broadcast(sc, sa), sb)
       if (!identical(sc, to)) cnd <- broadcast_value(cnd, sc, to)
-      cnd <- as_bool_value(cnd)
+      cnd <- math_as_bool(cnd)
       if (!identical(sa, to)) a <- broadcast_value(a, sa, to)
       out <- if (identical(sb, to)) b else broadcast_value(b, sb, to)
-      out <- promote_storage(out, a)
+      out <- math_promote_storage(out, a)
       idx <- which(cnd)
       out[idx] <- a[idx]
       if (length(to)) dim(out) <- to else dim(out) <- NULL
@@ -524,7 +524,7 @@ register_where_op <- function() {
     backward = function(grad_output, cache, params) {
       g <- grad_output
       cnd <- cache$cond
-      list(NULL, reduce_to_shape(select_grad(g, cnd), cache$sa), reduce_to_shape(select_grad(g, !cnd), cache$sb))
+      list(NULL, reduce_to_shape(math_select_grad(g, cnd), cache$sa), reduce_to_shape(math_select_grad(g, !cnd), cache$sb))
     },
     mask = "elementwise")
 }
@@ -555,29 +555,29 @@ register_where_op <- function() {
 #' op_sqrt(c(4, 9))
 #' op_rsqrt(4)
 op_power <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_power")
-  if (missing(x2)) abort_missing("x2", "op_power")
+  if (missing(x1)) math_abort_missing("x1", "op_power")
+  if (missing(x2)) math_abort_missing("x2", "op_power")
   op_call("power", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_power
 #' @export
 op_square <- function(x) {
-  if (missing(x)) abort_missing("x", "op_square")
+  if (missing(x)) math_abort_missing("x", "op_square")
   op_call("square", list(x = x))
 }
 
 #' @rdname op_power
 #' @export
 op_sqrt <- function(x) {
-  if (missing(x)) abort_missing("x", "op_sqrt")
+  if (missing(x)) math_abort_missing("x", "op_sqrt")
   op_call("sqrt", list(x = x))
 }
 
 #' @rdname op_power
 #' @export
 op_rsqrt <- function(x) {
-  if (missing(x)) abort_missing("x", "op_rsqrt")
+  if (missing(x)) math_abort_missing("x", "op_rsqrt")
   op_call("rsqrt", list(x = x))
 }
 
@@ -598,42 +598,42 @@ op_rsqrt <- function(x) {
 #' op_log1p(1e-10)
 #' op_log2(8)
 op_exp <- function(x) {
-  if (missing(x)) abort_missing("x", "op_exp")
+  if (missing(x)) math_abort_missing("x", "op_exp")
   op_call("exp", list(x = x))
 }
 
 #' @rdname op_exp
 #' @export
 op_expm1 <- function(x) {
-  if (missing(x)) abort_missing("x", "op_expm1")
+  if (missing(x)) math_abort_missing("x", "op_expm1")
   op_call("expm1", list(x = x))
 }
 
 #' @rdname op_exp
 #' @export
 op_log <- function(x) {
-  if (missing(x)) abort_missing("x", "op_log")
+  if (missing(x)) math_abort_missing("x", "op_log")
   op_call("log", list(x = x))
 }
 
 #' @rdname op_exp
 #' @export
 op_log1p <- function(x) {
-  if (missing(x)) abort_missing("x", "op_log1p")
+  if (missing(x)) math_abort_missing("x", "op_log1p")
   op_call("log1p", list(x = x))
 }
 
 #' @rdname op_exp
 #' @export
 op_log2 <- function(x) {
-  if (missing(x)) abort_missing("x", "op_log2")
+  if (missing(x)) math_abort_missing("x", "op_log2")
   op_call("log2", list(x = x))
 }
 
 #' @rdname op_exp
 #' @export
 op_log10 <- function(x) {
-  if (missing(x)) abort_missing("x", "op_log10")
+  if (missing(x)) math_abort_missing("x", "op_log10")
   op_call("log10", list(x = x))
 }
 
@@ -653,21 +653,21 @@ op_log10 <- function(x) {
 #' op_abs(c(-1.5, 0, 2))
 #' op_sign(c(-1.5, 0, 2))
 op_abs <- function(x) {
-  if (missing(x)) abort_missing("x", "op_abs")
+  if (missing(x)) math_abort_missing("x", "op_abs")
   op_call("abs", list(x = x))
 }
 
 #' @rdname op_abs
 #' @export
 op_absolute <- function(x) {
-  if (missing(x)) abort_missing("x", "op_absolute")
+  if (missing(x)) math_abort_missing("x", "op_absolute")
   op_call("abs", list(x = x))
 }
 
 #' @rdname op_abs
 #' @export
 op_sign <- function(x) {
-  if (missing(x)) abort_missing("x", "op_sign")
+  if (missing(x)) math_abort_missing("x", "op_sign")
   op_call("sign", list(x = x))
 }
 
@@ -695,21 +695,21 @@ op_sign <- function(x) {
 #' op_round(3.14159, decimals = 2)
 #' op_trunc(c(-1.7, 1.7))
 op_floor <- function(x) {
-  if (missing(x)) abort_missing("x", "op_floor")
+  if (missing(x)) math_abort_missing("x", "op_floor")
   op_call("floor", list(x = x))
 }
 
 #' @rdname op_floor
 #' @export
 op_ceil <- function(x) {
-  if (missing(x)) abort_missing("x", "op_ceil")
+  if (missing(x)) math_abort_missing("x", "op_ceil")
   op_call("ceil", list(x = x))
 }
 
 #' @rdname op_floor
 #' @export
 op_round <- function(x, decimals = 0) {
-  if (missing(x)) abort_missing("x", "op_round")
+  if (missing(x)) math_abort_missing("x", "op_round")
   if (!(is.numeric(decimals) && length(decimals) == 1L && is.null(dim(decimals)) && !is.na(decimals) &&
         is.finite(decimals) && decimals == round(decimals) && abs(decimals) <= 308)) {
     abort_arg("decimals", "a whole number between -308 and 308 in op_round()", describe_value(decimals))
@@ -720,7 +720,7 @@ op_round <- function(x, decimals = 0) {
 #' @rdname op_floor
 #' @export
 op_trunc <- function(x) {
-  if (missing(x)) abort_missing("x", "op_trunc")
+  if (missing(x)) math_abort_missing("x", "op_trunc")
   op_call("trunc", list(x = x))
 }
 
@@ -741,70 +741,70 @@ op_trunc <- function(x) {
 #' op_tanh(c(-1, 0, 1))
 #' op_erf(c(-1, 0, 1))
 op_sin <- function(x) {
-  if (missing(x)) abort_missing("x", "op_sin")
+  if (missing(x)) math_abort_missing("x", "op_sin")
   op_call("sin", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_cos <- function(x) {
-  if (missing(x)) abort_missing("x", "op_cos")
+  if (missing(x)) math_abort_missing("x", "op_cos")
   op_call("cos", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_tan <- function(x) {
-  if (missing(x)) abort_missing("x", "op_tan")
+  if (missing(x)) math_abort_missing("x", "op_tan")
   op_call("tan", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_arcsin <- function(x) {
-  if (missing(x)) abort_missing("x", "op_arcsin")
+  if (missing(x)) math_abort_missing("x", "op_arcsin")
   op_call("arcsin", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_arccos <- function(x) {
-  if (missing(x)) abort_missing("x", "op_arccos")
+  if (missing(x)) math_abort_missing("x", "op_arccos")
   op_call("arccos", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_arctan <- function(x) {
-  if (missing(x)) abort_missing("x", "op_arctan")
+  if (missing(x)) math_abort_missing("x", "op_arctan")
   op_call("arctan", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_sinh <- function(x) {
-  if (missing(x)) abort_missing("x", "op_sinh")
+  if (missing(x)) math_abort_missing("x", "op_sinh")
   op_call("sinh", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_cosh <- function(x) {
-  if (missing(x)) abort_missing("x", "op_cosh")
+  if (missing(x)) math_abort_missing("x", "op_cosh")
   op_call("cosh", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_tanh <- function(x) {
-  if (missing(x)) abort_missing("x", "op_tanh")
+  if (missing(x)) math_abort_missing("x", "op_tanh")
   op_call("tanh", list(x = x))
 }
 
 #' @rdname op_sin
 #' @export
 op_erf <- function(x) {
-  if (missing(x)) abort_missing("x", "op_erf")
+  if (missing(x)) math_abort_missing("x", "op_erf")
   op_call("erf", list(x = x))
 }
 
@@ -846,21 +846,21 @@ op_erf <- function(x) {
 #' op_gelu(x, approximate = FALSE)
 #' op_sigmoid(x)
 op_relu <- function(x) {
-  if (missing(x)) abort_missing("x", "op_relu")
+  if (missing(x)) math_abort_missing("x", "op_relu")
   op_call("relu", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_relu6 <- function(x) {
-  if (missing(x)) abort_missing("x", "op_relu6")
+  if (missing(x)) math_abort_missing("x", "op_relu6")
   op_call("relu6", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_leaky_relu <- function(x, negative_slope = 0.2) {
-  if (missing(x)) abort_missing("x", "op_leaky_relu")
+  if (missing(x)) math_abort_missing("x", "op_leaky_relu")
   negative_slope <- check_number(negative_slope, "negative_slope")
   op_call("leaky_relu", list(x = x), list(negative_slope = negative_slope))
 }
@@ -868,7 +868,7 @@ op_leaky_relu <- function(x, negative_slope = 0.2) {
 #' @rdname op_relu
 #' @export
 op_elu <- function(x, alpha = 1) {
-  if (missing(x)) abort_missing("x", "op_elu")
+  if (missing(x)) math_abort_missing("x", "op_elu")
   alpha <- check_number(alpha, "alpha")
   op_call("elu", list(x = x), list(alpha = alpha))
 }
@@ -876,14 +876,14 @@ op_elu <- function(x, alpha = 1) {
 #' @rdname op_relu
 #' @export
 op_selu <- function(x) {
-  if (missing(x)) abort_missing("x", "op_selu")
+  if (missing(x)) math_abort_missing("x", "op_selu")
   op_call("selu", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_gelu <- function(x, approximate = TRUE) {
-  if (missing(x)) abort_missing("x", "op_gelu")
+  if (missing(x)) math_abort_missing("x", "op_gelu")
   approximate <- check_flag(approximate, "approximate")
   op_call("gelu", list(x = x), list(approximate = approximate))
 }
@@ -891,35 +891,35 @@ op_gelu <- function(x, approximate = TRUE) {
 #' @rdname op_relu
 #' @export
 op_sigmoid <- function(x) {
-  if (missing(x)) abort_missing("x", "op_sigmoid")
+  if (missing(x)) math_abort_missing("x", "op_sigmoid")
   op_call("sigmoid", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_silu <- function(x) {
-  if (missing(x)) abort_missing("x", "op_silu")
+  if (missing(x)) math_abort_missing("x", "op_silu")
   op_call("silu", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_swish <- function(x) {
-  if (missing(x)) abort_missing("x", "op_swish")
+  if (missing(x)) math_abort_missing("x", "op_swish")
   op_call("silu", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_softplus <- function(x) {
-  if (missing(x)) abort_missing("x", "op_softplus")
+  if (missing(x)) math_abort_missing("x", "op_softplus")
   op_call("softplus", list(x = x))
 }
 
 #' @rdname op_relu
 #' @export
 op_softsign <- function(x) {
-  if (missing(x)) abort_missing("x", "op_softsign")
+  if (missing(x)) math_abort_missing("x", "op_softsign")
   op_call("softsign", list(x = x))
 }
 
@@ -944,8 +944,8 @@ op_softsign <- function(x) {
 #' op_minimum(array(1:6, c(2, 3)), c(2, 2, 5))
 #' op_clip(c(-3, 0.5, 9), 0, 1)
 op_maximum <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_maximum")
-  if (missing(x2)) abort_missing("x2", "op_maximum")
+  if (missing(x1)) math_abort_missing("x1", "op_maximum")
+  if (missing(x2)) math_abort_missing("x2", "op_maximum")
   op_call("maximum", list(x1 = x1, x2 = x2))
 }
 
@@ -956,8 +956,8 @@ op_pmax <- op_maximum
 #' @rdname op_maximum
 #' @export
 op_minimum <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_minimum")
-  if (missing(x2)) abort_missing("x2", "op_minimum")
+  if (missing(x1)) math_abort_missing("x1", "op_minimum")
+  if (missing(x2)) math_abort_missing("x2", "op_minimum")
   op_call("minimum", list(x1 = x1, x2 = x2))
 }
 
@@ -968,7 +968,7 @@ op_pmin <- op_minimum
 #' @rdname op_maximum
 #' @export
 op_clip <- function(x, x_min, x_max) {
-  if (missing(x)) abort_missing("x", "op_clip")
+  if (missing(x)) math_abort_missing("x", "op_clip")
   if (missing(x_min) || is.null(x_min)) abort_arg("x_min", "a number or a tensor in op_clip()", "nothing")
   if (missing(x_max) || is.null(x_max)) abort_arg("x_max", "a number or a tensor in op_clip()", "nothing")
   op_call("clip", list(x = x, x_min = x_min, x_max = x_max))
@@ -992,16 +992,16 @@ op_clip <- function(x, x_min, x_max) {
 #' op_mod(c(-7, 7), 3)
 #' op_floor_divide(c(-7L, 7L), 2L)
 op_mod <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_mod")
-  if (missing(x2)) abort_missing("x2", "op_mod")
+  if (missing(x1)) math_abort_missing("x1", "op_mod")
+  if (missing(x2)) math_abort_missing("x2", "op_mod")
   op_call("mod", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_mod
 #' @export
 op_floor_divide <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_floor_divide")
-  if (missing(x2)) abort_missing("x2", "op_floor_divide")
+  if (missing(x1)) math_abort_missing("x1", "op_floor_divide")
+  if (missing(x2)) math_abort_missing("x2", "op_floor_divide")
   op_call("floor_divide", list(x1 = x1, x2 = x2))
 }
 
@@ -1022,48 +1022,48 @@ op_floor_divide <- function(x1, x2) {
 #' op_greater(c(1, 2, 3), 2)
 #' op_equal(array(1:4, c(2, 2)), c(1, 4))
 op_equal <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_equal")
-  if (missing(x2)) abort_missing("x2", "op_equal")
+  if (missing(x1)) math_abort_missing("x1", "op_equal")
+  if (missing(x2)) math_abort_missing("x2", "op_equal")
   op_call("equal", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_equal
 #' @export
 op_not_equal <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_not_equal")
-  if (missing(x2)) abort_missing("x2", "op_not_equal")
+  if (missing(x1)) math_abort_missing("x1", "op_not_equal")
+  if (missing(x2)) math_abort_missing("x2", "op_not_equal")
   op_call("not_equal", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_equal
 #' @export
 op_less <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_less")
-  if (missing(x2)) abort_missing("x2", "op_less")
+  if (missing(x1)) math_abort_missing("x1", "op_less")
+  if (missing(x2)) math_abort_missing("x2", "op_less")
   op_call("less", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_equal
 #' @export
 op_less_equal <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_less_equal")
-  if (missing(x2)) abort_missing("x2", "op_less_equal")
+  if (missing(x1)) math_abort_missing("x1", "op_less_equal")
+  if (missing(x2)) math_abort_missing("x2", "op_less_equal")
   op_call("less_equal", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_equal
 #' @export
 op_greater <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_greater")
-  if (missing(x2)) abort_missing("x2", "op_greater")
+  if (missing(x1)) math_abort_missing("x1", "op_greater")
+  if (missing(x2)) math_abort_missing("x2", "op_greater")
   op_call("greater", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_equal
 #' @export
 op_greater_equal <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_greater_equal")
-  if (missing(x2)) abort_missing("x2", "op_greater_equal")
+  if (missing(x1)) math_abort_missing("x1", "op_greater_equal")
+  if (missing(x2)) math_abort_missing("x2", "op_greater_equal")
   op_call("greater_equal", list(x1 = x1, x2 = x2))
 }
 
@@ -1084,31 +1084,31 @@ op_greater_equal <- function(x1, x2) {
 #' op_logical_xor(c(0, 1, 2), 1)
 #' op_logical_not(c(0, 3))
 op_logical_and <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_logical_and")
-  if (missing(x2)) abort_missing("x2", "op_logical_and")
+  if (missing(x1)) math_abort_missing("x1", "op_logical_and")
+  if (missing(x2)) math_abort_missing("x2", "op_logical_and")
   op_call("logical_and", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_logical_and
 #' @export
 op_logical_or <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_logical_or")
-  if (missing(x2)) abort_missing("x2", "op_logical_or")
+  if (missing(x1)) math_abort_missing("x1", "op_logical_or")
+  if (missing(x2)) math_abort_missing("x2", "op_logical_or")
   op_call("logical_or", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_logical_and
 #' @export
 op_logical_xor <- function(x1, x2) {
-  if (missing(x1)) abort_missing("x1", "op_logical_xor")
-  if (missing(x2)) abort_missing("x2", "op_logical_xor")
+  if (missing(x1)) math_abort_missing("x1", "op_logical_xor")
+  if (missing(x2)) math_abort_missing("x2", "op_logical_xor")
   op_call("logical_xor", list(x1 = x1, x2 = x2))
 }
 
 #' @rdname op_logical_and
 #' @export
 op_logical_not <- function(x) {
-  if (missing(x)) abort_missing("x", "op_logical_not")
+  if (missing(x)) math_abort_missing("x", "op_logical_not")
   op_call("logical_not", list(x = x))
 }
 
@@ -1127,21 +1127,21 @@ op_logical_not <- function(x) {
 #' op_isfinite(c(1, NaN, Inf))
 #' op_isinf(c(1, NaN, -Inf))
 op_isnan <- function(x) {
-  if (missing(x)) abort_missing("x", "op_isnan")
+  if (missing(x)) math_abort_missing("x", "op_isnan")
   op_call("isnan", list(x = x))
 }
 
 #' @rdname op_isnan
 #' @export
 op_isfinite <- function(x) {
-  if (missing(x)) abort_missing("x", "op_isfinite")
+  if (missing(x)) math_abort_missing("x", "op_isfinite")
   op_call("isfinite", list(x = x))
 }
 
 #' @rdname op_isnan
 #' @export
 op_isinf <- function(x) {
-  if (missing(x)) abort_missing("x", "op_isinf")
+  if (missing(x)) math_abort_missing("x", "op_isinf")
   op_call("isinf", list(x = x))
 }
 
@@ -1167,7 +1167,7 @@ op_isinf <- function(x) {
 #' op_where(x > 0, x, 0)
 #' op_where(array(c(TRUE, FALSE), c(2, 1)), array(1:6, c(2, 3)), -1L)
 op_where <- function(condition, x1 = NULL, x2 = NULL) {
-  if (missing(condition)) abort_missing("condition", "op_where")
+  if (missing(condition)) math_abort_missing("condition", "op_where")
   if (is.null(x1) && is.null(x2)) {
     abort_msg(paste0("op_where(condition) without `x1` and `x2` (the indices of the non-zero elements) is not ",
                      "supported; supply both `x1` and `x2`, or use which(condition, arr.ind = TRUE) on an array."),
