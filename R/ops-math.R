@@ -21,6 +21,8 @@
 #   * comparisons, logical ops, isnan/isfinite/isinf give bool and have no
 #     gradient. Logical ops take any dtype as "non-zero" (NaN is TRUE, as a
 #     cast to bool in Keras); comparisons with NaN are FALSE (`!=`: TRUE).
+#   * outside a function's domain (sqrt(-1), log(-1), sin(Inf)) the result
+#     is NaN without R's "NaNs produced" warning, as in Keras.
 #   * integer arithmetic never wraps or gives NA silently: an int32 result
 #     beyond +/-2147483647 (square, power), an integer division by zero
 #     (mod, floor_divide) or an integer raised to a negative integer power
@@ -82,6 +84,14 @@ math_int32_result <- function(out, fun) {
   }
   storage.mode(out) <- "integer"
   out
+}
+
+# f(x) without R's "NaNs produced" warning: Keras returns NaN quietly
+# outside a function's domain (sqrt(-1), log(-1), sin(Inf)). The warning is
+# muffled only when `outside` (x's values outside the domain) has a TRUE.
+#' @noRd
+math_quiet <- function(f, x, outside) {
+  if (any(outside, na.rm = TRUE)) suppressWarnings(f(x)) else f(x)
 }
 
 #' @noRd
@@ -233,21 +243,21 @@ register_math_ops <- function() {
     if (math_int_storage(x)) math_int32_result(as.double(x) * x, "op_square") else x * x
   }, function(g, x, out, params) 2 * g * x,
   dtype = function(specs) if (identical(specs[[1L]]$dtype, "bool")) "int32" else specs[[1L]]$dtype)
-  register_unary_op("sqrt", "Sqrt", function(x, params) sqrt(x),
+  register_unary_op("sqrt", "Sqrt", function(x, params) math_quiet(sqrt, x, x < 0),
                     function(g, x, out, params) 0.5 * g / out, dtype = "float")
-  register_unary_op("rsqrt", "Rsqrt", function(x, params) 1 / sqrt(x),
+  register_unary_op("rsqrt", "Rsqrt", function(x, params) 1 / math_quiet(sqrt, x, x < 0),
                     function(g, x, out, params) -0.5 * g * out * out * out, dtype = math_dtype_float)
   register_unary_op("exp", "Exp", function(x, params) exp(x),
                     function(g, x, out, params) g * out, dtype = "float")
   register_unary_op("expm1", "Expm1", function(x, params) expm1(x),
                     function(g, x, out, params) g * (out + 1), dtype = "float")
-  register_unary_op("log", "Log", function(x, params) log(x),
+  register_unary_op("log", "Log", function(x, params) math_quiet(log, x, x < 0),
                     function(g, x, out, params) g / x, dtype = "float")
-  register_unary_op("log1p", "Log1p", function(x, params) log1p(x),
+  register_unary_op("log1p", "Log1p", function(x, params) math_quiet(log1p, x, x < -1),
                     function(g, x, out, params) g / (1 + x), dtype = "float")
-  register_unary_op("log2", "Log2", function(x, params) log2(x),
+  register_unary_op("log2", "Log2", function(x, params) math_quiet(log2, x, x < 0),
                     function(g, x, out, params) g / (x * log(2)), dtype = "float")
-  register_unary_op("log10", "Log10", function(x, params) log10(x),
+  register_unary_op("log10", "Log10", function(x, params) math_quiet(log10, x, x < 0),
                     function(g, x, out, params) g / (x * log(10)), dtype = "float")
 
   # sign, magnitude, rounding
@@ -265,16 +275,16 @@ register_math_ops <- function() {
   register_unary_op("trunc", "Trunc", function(x, params) if (math_int_storage(x)) x else trunc(x), no_grad)
 
   # trigonometric and hyperbolic
-  register_unary_op("sin", "Sin", function(x, params) sin(x),
-                    function(g, x, out, params) g * cos(x), dtype = "float")
-  register_unary_op("cos", "Cos", function(x, params) cos(x),
-                    function(g, x, out, params) -g * sin(x), dtype = "float")
-  register_unary_op("tan", "Tan", function(x, params) tan(x),
+  register_unary_op("sin", "Sin", function(x, params) math_quiet(sin, x, is.infinite(x)),
+                    function(g, x, out, params) g * math_quiet(cos, x, is.infinite(x)), dtype = "float")
+  register_unary_op("cos", "Cos", function(x, params) math_quiet(cos, x, is.infinite(x)),
+                    function(g, x, out, params) -g * math_quiet(sin, x, is.infinite(x)), dtype = "float")
+  register_unary_op("tan", "Tan", function(x, params) math_quiet(tan, x, is.infinite(x)),
                     function(g, x, out, params) g * (1 + out * out), dtype = "float")
-  register_unary_op("arcsin", "Arcsin", function(x, params) asin(x),
-                    function(g, x, out, params) g / sqrt(1 - x * x), dtype = "float")
-  register_unary_op("arccos", "Arccos", function(x, params) acos(x),
-                    function(g, x, out, params) -g / sqrt(1 - x * x), dtype = "float")
+  register_unary_op("arcsin", "Arcsin", function(x, params) math_quiet(asin, x, abs(x) > 1),
+                    function(g, x, out, params) g * (1 - x * x)^-0.5, dtype = "float")
+  register_unary_op("arccos", "Arccos", function(x, params) math_quiet(acos, x, abs(x) > 1),
+                    function(g, x, out, params) -g * (1 - x * x)^-0.5, dtype = "float")
   register_unary_op("arctan", "Arctan", function(x, params) atan(x),
                     function(g, x, out, params) g / (1 + x * x), dtype = "float")
   register_unary_op("sinh", "Sinh", function(x, params) sinh(x),
@@ -374,8 +384,12 @@ register_math_ops <- function() {
     list(math_select_grad(g, m), math_select_grad(g, !m))
   }, dtype = math_result_dtype)
   register_binary_op("mod", "Mod", function(x, y) {
-    if (math_int_storage(x) && math_int_storage(y)) math_check_divisor(y, "op_mod")
-    x %% y
+    if (math_int_storage(x) && math_int_storage(y)) {
+      math_check_divisor(y, "op_mod")
+      return(x %% y)
+    }
+    # R warns of lost precision where |x1 / x2| > 2^52; Keras computes quietly
+    if (any(abs(x) > 4503599627370496 * abs(y), na.rm = TRUE)) suppressWarnings(x %% y) else x %% y
   }, function(g, x, y, out) list(g, -g * floor(x / y)), dtype = math_dtype_int_for_bool)
   register_binary_op("floor_divide", "FloorDivide", function(x, y) {
     if (math_int_storage(x) && math_int_storage(y)) {
