@@ -99,13 +99,6 @@ register_binary_op <- function(name, class_name, fun, grad = NULL, dtype = "prom
     forward = function(values, params) {
       x <- values[[1L]]; y <- values[[2L]]
       sx <- value_shape(x); sy <- value_shape(y)
-      if (length(y) == 1L && length(sy) <= length(sx) || length(x) == 1L && length(sx) <= length(sy)) {
-        # a scalar operand: R's recycling is the broadcast
-        to <- if (length(y) == 1L && length(sy) <= length(sx)) sx else sy
-        out <- fun(as.vector(x), as.vector(y))
-        if (length(to)) dim(out) <- to
-        return(list(output = out, cache = list(x = x, y = y, out = out, sx = sx, sy = sy)))
-      }
       if (identical(sx, sy)) {
         out <- fun(x, y)
         if (length(sx)) dim(out) <- sx
@@ -278,6 +271,7 @@ Math.multihead_tensor <- function(x, ...) {
   if (is.na(name) || is.null(.op_defs[[unname(name)]])) {
     abort_msg(sprintf("`%s()` is not supported on tensors.", g), class = "multihead_error_unsupported")
   }
+  if (g == "round" && ...length()) return(op_round(x, decimals = ..1))
   if (g == "log" && ...length()) {
     base <- list(...)[[1L]]
     return(op_call("log", list(x = x)) / log(base))

@@ -95,23 +95,30 @@ r_value_dtype <- function(x) {
   if (is.logical(x)) "bool" else if (is.integer(x)) "int32" else "float32"
 }
 
-# The dtype of an arithmetic result (NumPy/Keras promotion without the weak
-# constants, unless all operands are constants): float64 > float32 > int64 >
-# int32 > bool.
+# The dtype of an arithmetic result (NumPy/Keras promotion): float64 >
+# float32 > int64 > int32 > bool over the tensors; weak constants (R values
+# in a symbolic call) count only when all operands are constants, except
+# that a weak float constant with integer tensors gives float32 (x + 0.5).
+# One pass: this runs in every eager op.
+.dtype_order <- c("float64", "float32", "int64", "int32", "bool")
+
 #' @noRd
 result_dtype <- function(specs) {
-  specs <- Filter(Negate(is.null), specs)
-  strong <- Filter(function(s) !isTRUE(s$weak), specs)
-  use <- if (length(strong)) strong else specs
-  d <- vapply(use, function(s) s$dtype, character(1))
-  order <- c("float64", "float32", "int64", "int32", "bool")
-  best <- order[min(match(d, order))]
-  # a weak float constant with integer tensors gives floats (x + 0.5)
-  if (!is_float_dtype(best) && length(strong) &&
-      any(vapply(specs, function(s) isTRUE(s$weak) && is_float_dtype(s$dtype), logical(1)))) {
-    best <- "float32"
+  strong <- 6L; any_rank <- 6L; weak_float <- FALSE; has_strong <- FALSE
+  for (s in specs) {
+    if (is.null(s)) next
+    r <- match(s$dtype, .dtype_order)
+    if (r < any_rank) any_rank <- r
+    if (isTRUE(s$weak)) {
+      if (r <= 2L) weak_float <- TRUE
+    } else {
+      has_strong <- TRUE
+      if (r < strong) strong <- r
+    }
   }
-  best
+  if (!has_strong) return(.dtype_order[any_rank])
+  if (strong > 2L && weak_float) return("float32")
+  .dtype_order[strong]
 }
 
 # The float dtype of a result that is always floating (divide, exp, mean).

@@ -69,6 +69,35 @@ test_that("+ - * / record elementwise nodes with Keras broadcasting", {
   expect_error(x + NA_real_, "`e2` must be free of NA")
 })
 
+test_that("^, comparisons, logical operators and Math functions record op nodes", {
+  x <- keras_input(shape = c(4, 8))
+  y <- keras_input(shape = c(1, 8))
+  p <- x^2
+  expect_s3_class(p, "multihead_tensor")
+  expect_identical(p$shape, c(NA, 4L, 8L))
+  expect_identical(p$dtype, "float32")
+  expect_match(format(p), "name=power")
+  g <- x > y
+  expect_identical(g$shape, c(NA, 4L, 8L))
+  expect_identical(g$dtype, "bool")
+  expect_match(format(g), "name=greater")
+  n <- !(x <= 0) & (x != y)
+  expect_identical(n$shape, c(NA, 4L, 8L))
+  expect_identical(n$dtype, "bool")
+  e <- exp(keras_input(shape = 3, dtype = "float64"))
+  expect_identical(e$shape, c(NA, 3L))
+  expect_identical(e$dtype, "float64")
+  expect_identical(sqrt(keras_input(shape = 3, dtype = "int32"))$dtype, "float32")
+  expect_identical((x %% 3)$shape, c(NA, 4L, 8L))
+  expect_error(x^keras_input(shape = c(4, 7)), "op_power\\(\\): the shapes of its operands do not broadcast",
+               class = "multihead_error_shape")
+  m <- keras_model(x, list(x^2, x > 0.5))
+  xa <- rand_array(2, 4, 8)
+  out <- m(xa)
+  expect_equal(out[[1]], xa^2, tolerance = 1e-6)
+  expect_identical(out[[2]], xa > 0.5)
+})
+
 test_that("elementwise nodes compute and differentiate with broadcasting", {
   set.seed(1)
   x <- keras_input(shape = c(3, 4), dtype = "float64")
