@@ -55,7 +55,7 @@
 
 # `axis`: NULL (when allowed) or whole numbers, none 0; `single`: one axis.
 #' @noRd
-check_axis_arg <- function(axis, op, null_ok = TRUE, single = FALSE, max_len = Inf) {
+reduce_axis_arg <- function(axis, op, null_ok = TRUE, single = FALSE, max_len = Inf) {
   if (is.null(axis)) {
     if (null_ok) return(NULL)
     abort_arg("axis", sprintf("an axis (a whole number; 1-based, -1 is the last) in %s()", op), "NULL")
@@ -79,7 +79,7 @@ check_axis_arg <- function(axis, op, null_ok = TRUE, single = FALSE, max_len = I
 }
 
 #' @noRd
-check_flag_arg <- function(x, arg, op) {
+reduce_flag_arg <- function(x, arg, op) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     abort_arg(arg, sprintf("TRUE or FALSE in %s()", op), describe_value(x))
   }
@@ -87,13 +87,13 @@ check_flag_arg <- function(x, arg, op) {
 }
 
 #' @noRd
-check_x_supplied <- function(missing_x, op) {
+reduce_x_supplied <- function(missing_x, op) {
   if (missing_x) abort_arg("x", sprintf("supplied: a tensor in %s()", op))
 }
 
 # `dtype` of op_cumsum()/op_cumprod()/op_prod(): NULL or a numeric dtype.
 #' @noRd
-check_numeric_dtype_arg <- function(dtype, op) {
+reduce_dtype_arg <- function(dtype, op) {
   if (is.null(dtype)) return(NULL)
   ok <- c("float32", "float64", "int32", "int64")
   if (!is.character(dtype) || length(dtype) != 1L || is.na(dtype) || !dtype %in% ok) {
@@ -112,7 +112,7 @@ reduce_axes <- function(axis, rank, op) {
 }
 
 #' @noRd
-reduced_shape <- function(shape, axes0, keepdims) {
+reduce_out_shape <- function(shape, axes0, keepdims) {
   if (!length(axes0)) return(shape)
   if (keepdims) {
     shape[axes0 + 1L] <- 1L
@@ -123,45 +123,45 @@ reduced_shape <- function(shape, axes0, keepdims) {
 }
 
 #' @noRd
-axis_flags <- function(rank, axes0) {
+reduce_flags <- function(rank, axes0) {
   f <- integer(rank)
   f[axes0 + 1L] <- 1L
   f
 }
 
 #' @noRd
-with_shape <- function(v, shape) {
+reduce_with_shape <- function(v, shape) {
   if (length(shape)) dim(v) <- shape else dim(v) <- NULL
   v
 }
 
 # An eager integer result: R integers when they fit (else whole doubles).
 #' @noRd
-as_int_result <- function(v) {
+reduce_int_result <- function(v) {
   if (length(v) && !anyNA(v) && max(abs(v)) <= .Machine$integer.max) storage.mode(v) <- "integer"
   v
 }
 
 # The double gradient of an output.
 #' @noRd
-grad_double <- function(g) {
+reduce_grad_double <- function(g) {
   if (!is.double(g)) storage.mode(g) <- "double"
   g
 }
 
 #' @noRd
-x_spec <- function(specs, op) {
+reduce_x_spec <- function(specs, op) {
   s <- specs[[1L]]
   if (is.null(s)) abort_arg("x", sprintf("supplied: a tensor in %s()", op))
   s
 }
 
 #' @noRd
-float_of <- function(dtype) if (is_float_dtype(dtype)) dtype else "float32"
+reduce_float_dtype <- function(dtype) if (is_float_dtype(dtype)) dtype else "float32"
 
 # Errors for reductions without an identity over an empty axis.
 #' @noRd
-check_nonempty_groups <- function(shape, axes0, op) {
+reduce_check_nonempty <- function(shape, axes0, op) {
   red <- shape[axes0 + 1L]
   if (length(red) && any(!is.na(red) & red == 0L) && !any(!is.na(shape[-(axes0 + 1L)]) &
                                                            shape[-(axes0 + 1L)] == 0L)) {
@@ -187,30 +187,30 @@ register_reduce_op <- function(name, class_name, code, dtype, grad = TRUE, post 
   register_op(
     name, class_name,
     infer = function(specs, params) {
-      s <- x_spec(specs, fun)
+      s <- reduce_x_spec(specs, fun)
       axes0 <- reduce_axes(params$axis, length(s$shape), fun)
-      if (!empty_ok && is.null(params$initial)) check_nonempty_groups(s$shape, axes0, fun)
-      op_spec(reduced_shape(s$shape, axes0, isTRUE(params$keepdims)), dtype(s$dtype, params))
+      if (!empty_ok && is.null(params$initial)) reduce_check_nonempty(s$shape, axes0, fun)
+      op_spec(reduce_out_shape(s$shape, axes0, isTRUE(params$keepdims)), dtype(s$dtype, params))
     },
     forward = function(values, params) {
       x <- values[[1L]]
       if (!is.null(pre)) x <- pre(x, params)
       shape <- value_shape(x)
       axes0 <- reduce_axes(params$axis, length(shape), fun)
-      if (!empty_ok && is.null(params$initial)) check_nonempty_groups(shape, axes0, fun)
-      flags <- axis_flags(length(shape), axes0)
+      if (!empty_ok && is.null(params$initial)) reduce_check_nonempty(shape, axes0, fun)
+      flags <- reduce_flags(length(shape), axes0)
       out <- cpp_reduce(x, shape, flags, k, 0, mh_threads())
       raw <- out
       if (!is.null(post)) out <- post(out, x, params)
-      list(output = with_shape(out, reduced_shape(shape, axes0, isTRUE(params$keepdims))),
+      list(output = reduce_with_shape(out, reduce_out_shape(shape, axes0, isTRUE(params$keepdims))),
            cache = list(x = x, out = raw, shape = shape, flags = flags))
     },
     backward = if (grad) function(grad_output, cache, params) {
       x <- cache$x
       if (!is.double(x)) storage.mode(x) <- "double"
-      dx <- cpp_reduce_backward(x, cache$shape, cache$flags, k, 0, cache$out, grad_double(grad_output),
+      dx <- cpp_reduce_backward(x, cache$shape, cache$flags, k, 0, cache$out, reduce_grad_double(grad_output),
                                 mh_threads())
-      list(with_shape(dx, cache$shape))
+      list(reduce_with_shape(dx, cache$shape))
     })
 }
 
@@ -223,30 +223,30 @@ register_extreme_op <- function(name, class_name) {
   register_op(
     name, class_name,
     infer = function(specs, params) {
-      s <- x_spec(specs, fun)
+      s <- reduce_x_spec(specs, fun)
       axes0 <- reduce_axes(params$axis, length(s$shape), fun)
-      if (is.null(params$initial)) check_nonempty_groups(s$shape, axes0, fun)
-      op_spec(reduced_shape(s$shape, axes0, isTRUE(params$keepdims)), s$dtype)
+      if (is.null(params$initial)) reduce_check_nonempty(s$shape, axes0, fun)
+      op_spec(reduce_out_shape(s$shape, axes0, isTRUE(params$keepdims)), s$dtype)
     },
     forward = function(values, params) {
       x <- values[[1L]]
       shape <- value_shape(x)
       axes0 <- reduce_axes(params$axis, length(shape), fun)
-      if (is.null(params$initial)) check_nonempty_groups(shape, axes0, fun)
-      flags <- axis_flags(length(shape), axes0)
+      if (is.null(params$initial)) reduce_check_nonempty(shape, axes0, fun)
+      flags <- reduce_flags(length(shape), axes0)
       out <- cpp_reduce(x, shape, flags, code, 0, mh_threads())
       if (!is.null(params$initial)) out <- if (is_max) pmax(out, params$initial) else pmin(out, params$initial)
       raw <- out
-      if (is.logical(x)) out <- out != 0 else if (is.integer(x)) out <- as_int_result(out)
-      list(output = with_shape(out, reduced_shape(shape, axes0, isTRUE(params$keepdims))),
+      if (is.logical(x)) out <- out != 0 else if (is.integer(x)) out <- reduce_int_result(out)
+      list(output = reduce_with_shape(out, reduce_out_shape(shape, axes0, isTRUE(params$keepdims))),
            cache = list(x = x, out = raw, shape = shape, flags = flags))
     },
     backward = function(grad_output, cache, params) {
       x <- cache$x
       if (!is.double(x)) storage.mode(x) <- "double"
-      dx <- cpp_reduce_backward(x, cache$shape, cache$flags, code, 0, cache$out, grad_double(grad_output),
+      dx <- cpp_reduce_backward(x, cache$shape, cache$flags, code, 0, cache$out, reduce_grad_double(grad_output),
                                 mh_threads())
-      list(with_shape(dx, cache$shape))
+      list(reduce_with_shape(dx, cache$shape))
     })
 }
 
@@ -258,27 +258,27 @@ register_arg_op <- function(name, class_name) {
   register_op(
     name, class_name,
     infer = function(specs, params) {
-      s <- x_spec(specs, fun)
+      s <- reduce_x_spec(specs, fun)
       axes0 <- reduce_axes(params$axis, length(s$shape), fun)
-      check_nonempty_groups(s$shape, axes0, fun)
-      op_spec(reduced_shape(s$shape, axes0, isTRUE(params$keepdims)), "int32")
+      reduce_check_nonempty(s$shape, axes0, fun)
+      op_spec(reduce_out_shape(s$shape, axes0, isTRUE(params$keepdims)), "int32")
     },
     forward = function(values, params) {
       x <- values[[1L]]
       shape <- value_shape(x)
       axes0 <- reduce_axes(params$axis, length(shape), fun)
-      check_nonempty_groups(shape, axes0, fun)
+      reduce_check_nonempty(shape, axes0, fun)
       xr <- x
       dims <- shape
       if (is.null(params$axis) && length(shape) > 1L) {
         xr <- aperm(array(x, shape))  # C order: the last axis fastest
         dims <- rev(shape)
       }
-      out <- cpp_reduce(xr, dims, axis_flags(length(dims), if (is.null(params$axis)) seq_along(dims) - 1L else axes0),
+      out <- cpp_reduce(xr, dims, reduce_flags(length(dims), if (is.null(params$axis)) seq_along(dims) - 1L else axes0),
                         code, 0, mh_threads())
       if (!isTRUE(params$zero_indexed)) out <- out + 1
       storage.mode(out) <- "integer"
-      list(output = with_shape(out, reduced_shape(shape, axes0, isTRUE(params$keepdims))), cache = NULL)
+      list(output = reduce_with_shape(out, reduce_out_shape(shape, axes0, isTRUE(params$keepdims))), cache = NULL)
     },
     backward = NULL)
 }
@@ -286,18 +286,18 @@ register_arg_op <- function(name, class_name) {
 #' @noRd
 register_reduce_ops <- function() {
   sum_dtype <- function(d, params) if (identical(d, "bool")) "int32" else d
-  int_post <- function(out, x, params) if (is.double(x)) out else as_int_result(out)
+  int_post <- function(out, x, params) if (is.double(x)) out else reduce_int_result(out)
   register_reduce_op("sum", "Sum", "sum", sum_dtype, post = int_post)
   register_reduce_op("prod", "Prod", "prod", function(d, params) {
     if (!is.null(params$dtype)) params$dtype else sum_dtype(d, params)
   }, post = function(out, x, params) {
     d <- params$dtype
     if (is.null(d)) d <- if (is.double(x)) "float32" else "int32"
-    if (is_int_dtype(d)) as_int_result(out) else out
+    if (is_int_dtype(d)) reduce_int_result(out) else out
   }, pre = function(x, params) {
     if (!is.null(params$dtype) && is_int_dtype(params$dtype) && is.double(x)) trunc(x) else x   # cast first
   })
-  float_dtype <- function(d, params) float_of(d)
+  float_dtype <- function(d, params) reduce_float_dtype(d)
   register_reduce_op("mean", "Mean", "mean", float_dtype)
   register_reduce_op("var", "Var", "var", float_dtype)
   register_reduce_op("std", "Std", "std", float_dtype)
@@ -309,7 +309,7 @@ register_reduce_ops <- function() {
   register_reduce_op("all", "All", "all", function(d, params) "bool", grad = FALSE,
                      post = function(out, x, params) out != 0)
   register_reduce_op("count_nonzero", "CountNonzero", "count_nonzero", function(d, params) "int32",
-                     grad = FALSE, post = function(out, x, params) as_int_result(out))
+                     grad = FALSE, post = function(out, x, params) reduce_int_result(out))
   register_arg_op("argmax", "Argmax")
   register_arg_op("argmin", "Argmin")
   register_softmax_op("softmax", "Softmax", log = FALSE)
@@ -331,21 +331,21 @@ register_softmax_op <- function(name, class_name, log) {
   register_op(
     name, class_name,
     infer = function(specs, params) {
-      s <- x_spec(specs, fun)
+      s <- reduce_x_spec(specs, fun)
       axes_of(params, length(s$shape))
-      op_spec(s$shape, float_of(s$dtype))
+      op_spec(s$shape, reduce_float_dtype(s$dtype))
     },
     forward = function(values, params) {
       x <- values[[1L]]
       shape <- value_shape(x)
-      flags <- axis_flags(length(shape), axes_of(params, length(shape)))
+      flags <- reduce_flags(length(shape), axes_of(params, length(shape)))
       if (!is.double(x)) storage.mode(x) <- "double"
-      y <- with_shape(cpp_softmax(x, shape, flags, log, mh_threads()), shape)
+      y <- reduce_with_shape(cpp_softmax(x, shape, flags, log, mh_threads()), shape)
       list(output = y, cache = list(y = y, shape = shape, flags = flags))
     },
     backward = function(grad_output, cache, params) {
-      dx <- cpp_softmax_backward(cache$y, grad_double(grad_output), cache$shape, cache$flags, log, mh_threads())
-      list(with_shape(dx, cache$shape))
+      dx <- cpp_softmax_backward(cache$y, reduce_grad_double(grad_output), cache$shape, cache$flags, log, mh_threads())
+      list(reduce_with_shape(dx, cache$shape))
     },
     mask = "elementwise")
 }
@@ -362,7 +362,7 @@ register_cumulative_op <- function(name, class_name, prod) {
   register_op(
     name, class_name,
     infer = function(specs, params) {
-      s <- x_spec(specs, fun)
+      s <- reduce_x_spec(specs, fun)
       if (is.null(params$axis)) {
         n <- if (anyNA(s$shape)) NA_integer_ else prod(s$shape)
         return(op_spec(n, out_dtype(s$dtype, params)))
@@ -388,19 +388,19 @@ register_cumulative_op <- function(name, class_name, prod) {
       }
       y <- cpp_cumulative(xr, dims, axis0, prod, mh_threads())
       int_out <- if (is.null(d)) !is.double(x) else is_int_dtype(d)
-      out <- if (int_out) as_int_result(y) else y
-      list(output = with_shape(out, out_shape),
+      out <- if (int_out) reduce_int_result(y) else y
+      list(output = reduce_with_shape(out, out_shape),
            cache = list(x = xr, y = y, dims = dims, axis0 = axis0, shape = shape))
     },
     backward = function(grad_output, cache, params) {
       if (!is.null(params$dtype) && is_int_dtype(params$dtype)) return(list(NULL))
       x <- cache$x
       if (!is.double(x)) storage.mode(x) <- "double"
-      dx <- cpp_cumulative_backward(x, cache$y, grad_double(grad_output), cache$dims, cache$axis0, prod,
+      dx <- cpp_cumulative_backward(x, cache$y, reduce_grad_double(grad_output), cache$dims, cache$axis0, prod,
                                     mh_threads())
       shape <- cache$shape
       if (is.null(params$axis) && length(shape) > 1L) dx <- aperm(array(dx, rev(shape)))
-      list(with_shape(dx, shape))
+      list(reduce_with_shape(dx, shape))
     })
 }
 
@@ -443,7 +443,7 @@ norm_plan <- function(ord, axis, rank) {
 }
 
 #' @noRd
-check_ord_arg <- function(ord) {
+norm_ord_arg <- function(ord) {
   if (is.null(ord)) return(NULL)
   if (is.character(ord) && length(ord) == 1L && !is.na(ord) && ord %in% c("fro", "nuc")) return(ord)
   if (is.numeric(ord) && !is.object(ord) && length(ord) == 1L && !is.na(ord)) return(as.double(ord))
@@ -463,23 +463,23 @@ register_norm_op <- function() {
   register_op(
     "norm", "Norm",
     infer = function(specs, params) {
-      s <- x_spec(specs, "op_norm")
+      s <- reduce_x_spec(specs, "op_norm")
       pl <- norm_plan(params$ord, params$axis, length(s$shape))
-      op_spec(reduced_shape(s$shape, pl$axes0, isTRUE(params$keepdims)), float_of(s$dtype))
+      op_spec(reduce_out_shape(s$shape, pl$axes0, isTRUE(params$keepdims)), reduce_float_dtype(s$dtype))
     },
     forward = function(values, params) {
       x <- values[[1L]]
       if (!is.double(x)) storage.mode(x) <- "double"
       shape <- value_shape(x)
       pl <- norm_plan(params$ord, params$axis, length(shape))
-      out_shape <- reduced_shape(shape, pl$axes0, isTRUE(params$keepdims))
+      out_shape <- reduce_out_shape(shape, pl$axes0, isTRUE(params$keepdims))
       if (pl$kind == "vector" || identical(pl$ord, "fro")) {
         code <- if (pl$kind == "vector") vector_norm_code(pl$ord) else "norm2"
-        if (pl$kind == "vector" && code %in% c("max_abs", "min_abs")) check_nonempty_groups(shape, pl$axes0, "op_norm")
-        flags <- axis_flags(length(shape), pl$axes0)
+        if (pl$kind == "vector" && code %in% c("max_abs", "min_abs")) reduce_check_nonempty(shape, pl$axes0, "op_norm")
+        flags <- reduce_flags(length(shape), pl$axes0)
         p <- if (is.numeric(pl$ord)) pl$ord else 2
         out <- cpp_reduce(x, shape, flags, .reduce_codes[[code]], p, mh_threads())
-        return(list(output = with_shape(out, out_shape),
+        return(list(output = reduce_with_shape(out, out_shape),
                     cache = list(kind = "reduce", x = x, out = out, shape = shape, flags = flags, code = code,
                                  p = p)))
       }
@@ -488,23 +488,23 @@ register_norm_op <- function() {
         rows <- pl$axes0[1L]; cols <- pl$axes0[2L]
         sum_axis <- if (abs(pl$ord) == 1) rows else cols
         ext_axis <- if (abs(pl$ord) == 1) cols else rows
-        check_nonempty_groups(shape, ext_axis, "op_norm")
-        f1 <- axis_flags(length(shape), sum_axis)
+        reduce_check_nonempty(shape, ext_axis, "op_norm")
+        f1 <- reduce_flags(length(shape), sum_axis)
         s1 <- cpp_reduce(x, shape, f1, .reduce_codes[["sum_abs"]], 0, mh_threads())
         shape1 <- shape
         shape1[sum_axis + 1L] <- 1L
-        f2 <- axis_flags(length(shape), ext_axis)
+        f2 <- reduce_flags(length(shape), ext_axis)
         code2 <- if (pl$ord > 0) "max" else "min"
         out <- cpp_reduce(s1, shape1, f2, .reduce_codes[[code2]], 0, mh_threads())
-        return(list(output = with_shape(out, out_shape),
+        return(list(output = reduce_with_shape(out, out_shape),
                     cache = list(kind = "two", x = x, s1 = s1, out = out, shape = shape, shape1 = shape1,
                                  f1 = f1, f2 = f2, code2 = code2)))
       }
       res <- svd_norm(x, shape, pl$axes0, pl$ord)
-      list(output = with_shape(res$out, out_shape), cache = c(list(kind = "svd", shape = shape), res))
+      list(output = reduce_with_shape(res$out, out_shape), cache = c(list(kind = "svd", shape = shape), res))
     },
     backward = function(grad_output, cache, params) {
-      g <- grad_double(grad_output)
+      g <- reduce_grad_double(grad_output)
       if (cache$kind == "reduce") {
         dx <- cpp_reduce_backward(cache$x, cache$shape, cache$flags, .reduce_codes[[cache$code]], cache$p,
                                   cache$out, g, mh_threads())
@@ -516,7 +516,7 @@ register_norm_op <- function() {
       } else {
         dx <- svd_norm_backward(cache, g)
       }
-      list(with_shape(dx, cache$shape))
+      list(reduce_with_shape(dx, cache$shape))
     })
 }
 
@@ -614,48 +614,48 @@ svd_norm_backward <- function(cache, g) {
 #' op_max(x, axis = -1)
 #' op_std(c(1, 2, 3, 4))
 op_sum <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_sum")
-  op_call("sum", list(x = x), list(axis = check_axis_arg(axis, "op_sum"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_sum")))
+  reduce_x_supplied(missing(x), "op_sum")
+  op_call("sum", list(x = x), list(axis = reduce_axis_arg(axis, "op_sum"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_sum")))
 }
 
 #' @rdname op_sum
 #' @export
 op_prod <- function(x, axis = NULL, keepdims = FALSE, dtype = NULL) {
-  check_x_supplied(missing(x), "op_prod")
-  op_call("prod", list(x = x), list(axis = check_axis_arg(axis, "op_prod"),
-                                    keepdims = check_flag_arg(keepdims, "keepdims", "op_prod"),
-                                    dtype = check_numeric_dtype_arg(dtype, "op_prod")))
+  reduce_x_supplied(missing(x), "op_prod")
+  op_call("prod", list(x = x), list(axis = reduce_axis_arg(axis, "op_prod"),
+                                    keepdims = reduce_flag_arg(keepdims, "keepdims", "op_prod"),
+                                    dtype = reduce_dtype_arg(dtype, "op_prod")))
 }
 
 #' @rdname op_sum
 #' @export
 op_mean <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_mean")
-  op_call("mean", list(x = x), list(axis = check_axis_arg(axis, "op_mean"),
-                                    keepdims = check_flag_arg(keepdims, "keepdims", "op_mean")))
+  reduce_x_supplied(missing(x), "op_mean")
+  op_call("mean", list(x = x), list(axis = reduce_axis_arg(axis, "op_mean"),
+                                    keepdims = reduce_flag_arg(keepdims, "keepdims", "op_mean")))
 }
 
 #' @rdname op_sum
 #' @export
 op_max <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
-  check_x_supplied(missing(x), "op_max")
-  op_call("max", list(x = x), list(axis = check_axis_arg(axis, "op_max"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_max"),
-                                   initial = check_initial_arg(initial, "op_max")))
+  reduce_x_supplied(missing(x), "op_max")
+  op_call("max", list(x = x), list(axis = reduce_axis_arg(axis, "op_max"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_max"),
+                                   initial = reduce_initial_arg(initial, "op_max")))
 }
 
 #' @rdname op_sum
 #' @export
 op_min <- function(x, axis = NULL, keepdims = FALSE, initial = NULL) {
-  check_x_supplied(missing(x), "op_min")
-  op_call("min", list(x = x), list(axis = check_axis_arg(axis, "op_min"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_min"),
-                                   initial = check_initial_arg(initial, "op_min")))
+  reduce_x_supplied(missing(x), "op_min")
+  op_call("min", list(x = x), list(axis = reduce_axis_arg(axis, "op_min"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_min"),
+                                   initial = reduce_initial_arg(initial, "op_min")))
 }
 
 #' @noRd
-check_initial_arg <- function(initial, op) {
+reduce_initial_arg <- function(initial, op) {
   if (is.null(initial)) return(NULL)
   if (!is.numeric(initial) || is.object(initial) || length(initial) != 1L || is.na(initial)) {
     abort_arg("initial", sprintf("NULL or a single number in %s()", op), describe_value(initial))
@@ -666,40 +666,40 @@ check_initial_arg <- function(initial, op) {
 #' @rdname op_sum
 #' @export
 op_var <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_var")
-  op_call("var", list(x = x), list(axis = check_axis_arg(axis, "op_var"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_var")))
+  reduce_x_supplied(missing(x), "op_var")
+  op_call("var", list(x = x), list(axis = reduce_axis_arg(axis, "op_var"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_var")))
 }
 
 #' @rdname op_sum
 #' @export
 op_std <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_std")
-  op_call("std", list(x = x), list(axis = check_axis_arg(axis, "op_std"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_std")))
+  reduce_x_supplied(missing(x), "op_std")
+  op_call("std", list(x = x), list(axis = reduce_axis_arg(axis, "op_std"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_std")))
 }
 
 #' @rdname op_sum
 #' @export
 op_any <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_any")
-  op_call("any", list(x = x), list(axis = check_axis_arg(axis, "op_any"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_any")))
+  reduce_x_supplied(missing(x), "op_any")
+  op_call("any", list(x = x), list(axis = reduce_axis_arg(axis, "op_any"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_any")))
 }
 
 #' @rdname op_sum
 #' @export
 op_all <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_all")
-  op_call("all", list(x = x), list(axis = check_axis_arg(axis, "op_all"),
-                                   keepdims = check_flag_arg(keepdims, "keepdims", "op_all")))
+  reduce_x_supplied(missing(x), "op_all")
+  op_call("all", list(x = x), list(axis = reduce_axis_arg(axis, "op_all"),
+                                   keepdims = reduce_flag_arg(keepdims, "keepdims", "op_all")))
 }
 
 #' @rdname op_sum
 #' @export
 op_count_nonzero <- function(x, axis = NULL) {
-  check_x_supplied(missing(x), "op_count_nonzero")
-  op_call("count_nonzero", list(x = x), list(axis = check_axis_arg(axis, "op_count_nonzero"), keepdims = FALSE))
+  reduce_x_supplied(missing(x), "op_count_nonzero")
+  op_call("count_nonzero", list(x = x), list(axis = reduce_axis_arg(axis, "op_count_nonzero"), keepdims = FALSE))
 }
 
 #' Positions of the maximum and minimum
@@ -726,19 +726,19 @@ op_count_nonzero <- function(x, axis = NULL) {
 #' op_argmin(x, axis = 1)                 # 1 2 1
 #' op_argmax(x)                           # 2: the first 9 in row-major order
 op_argmax <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
-  check_x_supplied(missing(x), "op_argmax")
-  op_call("argmax", list(x = x), list(axis = check_axis_arg(axis, "op_argmax", single = TRUE),
-                                      keepdims = check_flag_arg(keepdims, "keepdims", "op_argmax"),
-                                      zero_indexed = check_flag_arg(zero_indexed, "zero_indexed", "op_argmax")))
+  reduce_x_supplied(missing(x), "op_argmax")
+  op_call("argmax", list(x = x), list(axis = reduce_axis_arg(axis, "op_argmax", single = TRUE),
+                                      keepdims = reduce_flag_arg(keepdims, "keepdims", "op_argmax"),
+                                      zero_indexed = reduce_flag_arg(zero_indexed, "zero_indexed", "op_argmax")))
 }
 
 #' @rdname op_argmax
 #' @export
 op_argmin <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
-  check_x_supplied(missing(x), "op_argmin")
-  op_call("argmin", list(x = x), list(axis = check_axis_arg(axis, "op_argmin", single = TRUE),
-                                      keepdims = check_flag_arg(keepdims, "keepdims", "op_argmin"),
-                                      zero_indexed = check_flag_arg(zero_indexed, "zero_indexed", "op_argmin")))
+  reduce_x_supplied(missing(x), "op_argmin")
+  op_call("argmin", list(x = x), list(axis = reduce_axis_arg(axis, "op_argmin", single = TRUE),
+                                      keepdims = reduce_flag_arg(keepdims, "keepdims", "op_argmin"),
+                                      zero_indexed = reduce_flag_arg(zero_indexed, "zero_indexed", "op_argmin")))
 }
 
 #' Cumulative sums and products
@@ -762,17 +762,17 @@ op_argmin <- function(x, axis = NULL, keepdims = FALSE, zero_indexed = FALSE) {
 #' op_cumsum(c(1, 2, 3, 4))
 #' op_cumprod(matrix(1:6, 2), axis = 2)
 op_cumsum <- function(x, axis = NULL, dtype = NULL) {
-  check_x_supplied(missing(x), "op_cumsum")
-  op_call("cumsum", list(x = x), list(axis = check_axis_arg(axis, "op_cumsum", single = TRUE),
-                                      dtype = check_numeric_dtype_arg(dtype, "op_cumsum")))
+  reduce_x_supplied(missing(x), "op_cumsum")
+  op_call("cumsum", list(x = x), list(axis = reduce_axis_arg(axis, "op_cumsum", single = TRUE),
+                                      dtype = reduce_dtype_arg(dtype, "op_cumsum")))
 }
 
 #' @rdname op_cumsum
 #' @export
 op_cumprod <- function(x, axis = NULL, dtype = NULL) {
-  check_x_supplied(missing(x), "op_cumprod")
-  op_call("cumprod", list(x = x), list(axis = check_axis_arg(axis, "op_cumprod", single = TRUE),
-                                       dtype = check_numeric_dtype_arg(dtype, "op_cumprod")))
+  reduce_x_supplied(missing(x), "op_cumprod")
+  op_call("cumprod", list(x = x), list(axis = reduce_axis_arg(axis, "op_cumprod", single = TRUE),
+                                       dtype = reduce_dtype_arg(dtype, "op_cumprod")))
 }
 
 #' Softmax, log-softmax and log-sum-exp
@@ -798,23 +798,23 @@ op_cumprod <- function(x, axis = NULL, dtype = NULL) {
 #' op_log_softmax(matrix(1:6, 2))          # over the last axis (rows)
 #' op_logsumexp(c(1000, 1000))              # 1000 + log(2)
 op_softmax <- function(x, axis = -1L) {
-  check_x_supplied(missing(x), "op_softmax")
-  op_call("softmax", list(x = x), list(axis = check_axis_arg(axis, "op_softmax")))
+  reduce_x_supplied(missing(x), "op_softmax")
+  op_call("softmax", list(x = x), list(axis = reduce_axis_arg(axis, "op_softmax")))
 }
 
 #' @rdname op_softmax
 #' @export
 op_log_softmax <- function(x, axis = -1L) {
-  check_x_supplied(missing(x), "op_log_softmax")
-  op_call("log_softmax", list(x = x), list(axis = check_axis_arg(axis, "op_log_softmax")))
+  reduce_x_supplied(missing(x), "op_log_softmax")
+  op_call("log_softmax", list(x = x), list(axis = reduce_axis_arg(axis, "op_log_softmax")))
 }
 
 #' @rdname op_softmax
 #' @export
 op_logsumexp <- function(x, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_logsumexp")
-  op_call("logsumexp", list(x = x), list(axis = check_axis_arg(axis, "op_logsumexp"),
-                                         keepdims = check_flag_arg(keepdims, "keepdims", "op_logsumexp")))
+  reduce_x_supplied(missing(x), "op_logsumexp")
+  op_call("logsumexp", list(x = x), list(axis = reduce_axis_arg(axis, "op_logsumexp"),
+                                         keepdims = reduce_flag_arg(keepdims, "keepdims", "op_logsumexp")))
 }
 
 #' Vector and matrix norms
@@ -849,9 +849,9 @@ op_logsumexp <- function(x, axis = NULL, keepdims = FALSE) {
 #' op_norm(x, axis = 1)         # each column's 2-norm: 5 12
 #' op_norm(x, ord = 1, axis = c(1, 2))
 op_norm <- function(x, ord = NULL, axis = NULL, keepdims = FALSE) {
-  check_x_supplied(missing(x), "op_norm")
-  op_call("norm", list(x = x), list(ord = check_ord_arg(ord), axis = check_axis_arg(axis, "op_norm", max_len = 2L),
-                                    keepdims = check_flag_arg(keepdims, "keepdims", "op_norm")))
+  reduce_x_supplied(missing(x), "op_norm")
+  op_call("norm", list(x = x), list(ord = norm_ord_arg(ord), axis = reduce_axis_arg(axis, "op_norm", max_len = 2L),
+                                    keepdims = reduce_flag_arg(keepdims, "keepdims", "op_norm")))
 }
 
 # ---- R's Summary group and mean() on symbolic tensors and variables -----------------------
