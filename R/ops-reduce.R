@@ -65,6 +65,9 @@ reduce_axis_arg <- function(axis, op, null_ok = TRUE, single = FALSE, max_len = 
       any(!is.finite(axis)) || any(axis != round(axis))) {
     abort_arg("axis", sprintf("%s (1-based axes; -1 is the last) in %s()", what, op), describe_value(axis))
   }
+  if (any(abs(axis) > 1e6)) {
+    abort_arg("axis", sprintf("axes of the tensor in %s() (1-based; -1 is the last)", op), paste(axis, collapse = ", "))
+  }
   if (single && length(axis) != 1L) {
     abort_arg("axis", sprintf("a single axis in %s()", op), paste(axis, collapse = ", "))
   }
@@ -179,8 +182,7 @@ reduce_check_nonempty <- function(shape, axes0, op) {
 #   post    function(out, x, params) applied to the eager output (before the dim)
 #   pre     function(x, params) applied to x first (a dtype cast)
 #' @noRd
-register_reduce_op <- function(name, class_name, code, dtype, grad = TRUE, post = NULL, pre = NULL,
-                               empty_ok = TRUE) {
+register_reduce_op <- function(name, class_name, code, dtype, grad = TRUE, post = NULL, pre = NULL) {
   force(code); force(dtype); force(post); force(pre)
   fun <- paste0("op_", name)
   k <- .reduce_codes[[code]]
@@ -189,7 +191,6 @@ register_reduce_op <- function(name, class_name, code, dtype, grad = TRUE, post 
     infer = function(specs, params) {
       s <- reduce_x_spec(specs, fun)
       axes0 <- reduce_axes(params$axis, length(s$shape), fun)
-      if (!empty_ok && is.null(params$initial)) reduce_check_nonempty(s$shape, axes0, fun)
       op_spec(reduce_out_shape(s$shape, axes0, isTRUE(params$keepdims)), dtype(s$dtype, params))
     },
     forward = function(values, params) {
@@ -197,7 +198,6 @@ register_reduce_op <- function(name, class_name, code, dtype, grad = TRUE, post 
       if (!is.null(pre)) x <- pre(x, params)
       shape <- value_shape(x)
       axes0 <- reduce_axes(params$axis, length(shape), fun)
-      if (!empty_ok && is.null(params$initial)) reduce_check_nonempty(shape, axes0, fun)
       flags <- reduce_flags(length(shape), axes0)
       out <- cpp_reduce(x, shape, flags, k, 0, mh_threads())
       raw <- out
@@ -522,7 +522,8 @@ register_norm_op <- function() {
 
 # Matrix norms from singular values ("nuc", 2, -2): the two axes are moved
 # first (each matrix contiguous, rows = the first given axis), one svd() per
-# matrix. Returns list(out, grads): grads[[b]] is d norm / d matrix b.
+# matrix (NaN for a matrix holding Inf or NaN). Returns list(out, dmat, perm):
+# dmat[, , b] is d norm / d matrix b (U diag(w) V^T).
 #' @noRd
 svd_norm <- function(x, shape, axes0, ord) {
   rank <- length(shape)
@@ -537,6 +538,11 @@ svd_norm <- function(x, shape, axes0, ord) {
   for (b in seq_len(batch)) {
     if (m * n == 0) next
     M <- matrix(xp[((b - 1) * m * n + 1):(b * m * n)], m, n)
+    if (!all(is.finite(M))) {   # Inf/NaN: no SVD (NumPy fails to converge); NaN, gradient NaN
+      out[b] <- NaN
+      dmat[, , b] <- NaN
+      next
+    }
     sv <- svd(M)
     d <- sv$d
     w <- numeric(length(d))
@@ -835,7 +841,8 @@ op_logsumexp <- function(x, axis = NULL, keepdims = FALSE) {
 #' the sum of squares would overflow or underflow. Gradients: 0 at a zero
 #' vector for the 2-norm, 0 at zero elements for p-norms, split evenly
 #' among ties for `Inf`/`-Inf` and the matrix `1`/`Inf` norms; through the
-#' singular vectors for `"nuc"`, `2`, `-2`.
+#' singular vectors for `"nuc"`, `2`, `-2` (whose value is `NaN` for a
+#' matrix holding `Inf` or `NaN`: it has no singular value decomposition).
 #'
 #' @inheritParams op_sum
 #' @param ord `NULL`, a number (`Inf`, `-Inf` included), `"fro"` or `"nuc"`.

@@ -222,6 +222,8 @@ test_that("op_norm: vector and matrix norms", {
   expect_equal(op_norm(c(3e200, 4e200)), 5e200)                      # no overflow
   expect_equal(op_norm(c(3e-200, 4e-200)), 5e-200)                   # no underflow
   expect_identical(op_norm(1:2 * 0L), 0)
+  expect_identical(op_norm(matrix(c(1, Inf, 2, 3), 2), ord = "nuc"), NaN)   # no SVD of Inf
+  expect_identical(op_norm(matrix(c(1, Inf, 2, 3), 2)), Inf)
 })
 
 # ---- symbolic shapes and dtypes ------------------------------------------------------
@@ -417,6 +419,7 @@ test_that("bad arguments give errors naming them", {
     expect_error(f(x, axis = NA), "`axis`", class = "multihead_error")
     expect_error(f(x, axis = 1.5), "`axis`", class = "multihead_error")
     expect_error(f(x, axis = "a"), "`axis`", class = "multihead_error")
+    expect_error(f(x, axis = 1e10), "`axis`", class = "multihead_error")
     expect_error(f(x, keepdims = NA), "`keepdims`", class = "multihead_error")
     expect_error(f(), "`x`", class = "multihead_error")
     expect_error(f("a"), "`x`", class = "multihead_error")
