@@ -790,7 +790,8 @@ op_cumprod <- function(x, axis = NULL, dtype = NULL) {
 #' after subtracting the maximum so that large inputs (1e4) do not overflow.
 #' Entries of `-Inf` (masked) get probability 0; a group of only `-Inf`
 #' gives `NaN` (as NumPy and Keras), and its log-sum-exp is `-Inf`.
-#' Integer inputs give float32.
+#' Integer inputs give float32. (Keras also warns about a softmax over an
+#' axis of size 1, which is always 1; multihead does not.)
 #'
 #' @inheritParams op_sum
 #' @param axis The axes of each softmax group (default the last axis);
