@@ -77,6 +77,30 @@ cpp_dense_call <- function(x, n_contract, kernel, bias, float64, threads) {
     .Call(`_multihead_cpp_dense_call`, x, n_contract, kernel, bias, float64, threads)
 }
 
+cpp_reduce <- function(x, dims, reduced, op, p, threads) {
+    .Call(`_multihead_cpp_reduce`, x, dims, reduced, op, p, threads)
+}
+
+cpp_reduce_backward <- function(x, dims, reduced, op, p, out, g, threads) {
+    .Call(`_multihead_cpp_reduce_backward`, x, dims, reduced, op, p, out, g, threads)
+}
+
+cpp_softmax <- function(x, dims, reduced, log, threads) {
+    .Call(`_multihead_cpp_softmax`, x, dims, reduced, log, threads)
+}
+
+cpp_softmax_backward <- function(y, g, dims, reduced, log, threads) {
+    .Call(`_multihead_cpp_softmax_backward`, y, g, dims, reduced, log, threads)
+}
+
+cpp_cumulative <- function(x, dims, axis, prod, threads) {
+    .Call(`_multihead_cpp_cumulative`, x, dims, axis, prod, threads)
+}
+
+cpp_cumulative_backward <- function(x, y, g, dims, axis, prod, threads) {
+    .Call(`_multihead_cpp_cumulative_backward`, x, y, g, dims, axis, prod, threads)
+}
+
 cpp_all_finite <- function(x, threads = 1L) {
     .Call(`_multihead_cpp_all_finite`, x, threads)
 }

@@ -259,7 +259,7 @@ Ops.multihead_variable <- Ops.multihead_tensor
 .math_generics <- c(abs = "abs", sign = "sign", sqrt = "sqrt", floor = "floor", ceiling = "ceil",
                     round = "round", exp = "exp", log = "log", expm1 = "expm1", log1p = "log1p",
                     cos = "cos", sin = "sin", tan = "tan", tanh = "tanh", cosh = "cosh", sinh = "sinh",
-                    acos = "arccos", asin = "arcsin", atan = "arctan", cumsum = "cumsum",
+                    acos = "arccos", asin = "arcsin", atan = "arctan", cumsum = "cumsum", cumprod = "cumprod",
                     log2 = "log2", log10 = "log10", trunc = "trunc")
 
 #' @rdname tensor-operators

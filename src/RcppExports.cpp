@@ -326,6 +326,103 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_reduce
+Rcpp::NumericVector cpp_reduce(SEXP x, Rcpp::IntegerVector dims, Rcpp::IntegerVector reduced, int op, double p, int threads);
+RcppExport SEXP _multihead_cpp_reduce(SEXP xSEXP, SEXP dimsSEXP, SEXP reducedSEXP, SEXP opSEXP, SEXP pSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type reduced(reducedSEXP);
+    Rcpp::traits::input_parameter< int >::type op(opSEXP);
+    Rcpp::traits::input_parameter< double >::type p(pSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_reduce(x, dims, reduced, op, p, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_reduce_backward
+Rcpp::NumericVector cpp_reduce_backward(Rcpp::NumericVector x, Rcpp::IntegerVector dims, Rcpp::IntegerVector reduced, int op, double p, Rcpp::NumericVector out, Rcpp::NumericVector g, int threads);
+RcppExport SEXP _multihead_cpp_reduce_backward(SEXP xSEXP, SEXP dimsSEXP, SEXP reducedSEXP, SEXP opSEXP, SEXP pSEXP, SEXP outSEXP, SEXP gSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type reduced(reducedSEXP);
+    Rcpp::traits::input_parameter< int >::type op(opSEXP);
+    Rcpp::traits::input_parameter< double >::type p(pSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type out(outSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type g(gSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_reduce_backward(x, dims, reduced, op, p, out, g, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_softmax
+Rcpp::NumericVector cpp_softmax(Rcpp::NumericVector x, Rcpp::IntegerVector dims, Rcpp::IntegerVector reduced, bool log, int threads);
+RcppExport SEXP _multihead_cpp_softmax(SEXP xSEXP, SEXP dimsSEXP, SEXP reducedSEXP, SEXP logSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type reduced(reducedSEXP);
+    Rcpp::traits::input_parameter< bool >::type log(logSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_softmax(x, dims, reduced, log, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_softmax_backward
+Rcpp::NumericVector cpp_softmax_backward(Rcpp::NumericVector y, Rcpp::NumericVector g, Rcpp::IntegerVector dims, Rcpp::IntegerVector reduced, bool log, int threads);
+RcppExport SEXP _multihead_cpp_softmax_backward(SEXP ySEXP, SEXP gSEXP, SEXP dimsSEXP, SEXP reducedSEXP, SEXP logSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type g(gSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type reduced(reducedSEXP);
+    Rcpp::traits::input_parameter< bool >::type log(logSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_softmax_backward(y, g, dims, reduced, log, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_cumulative
+Rcpp::NumericVector cpp_cumulative(SEXP x, Rcpp::IntegerVector dims, int axis, bool prod, int threads);
+RcppExport SEXP _multihead_cpp_cumulative(SEXP xSEXP, SEXP dimsSEXP, SEXP axisSEXP, SEXP prodSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< int >::type axis(axisSEXP);
+    Rcpp::traits::input_parameter< bool >::type prod(prodSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_cumulative(x, dims, axis, prod, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_cumulative_backward
+Rcpp::NumericVector cpp_cumulative_backward(Rcpp::NumericVector x, Rcpp::NumericVector y, Rcpp::NumericVector g, Rcpp::IntegerVector dims, int axis, bool prod, int threads);
+RcppExport SEXP _multihead_cpp_cumulative_backward(SEXP xSEXP, SEXP ySEXP, SEXP gSEXP, SEXP dimsSEXP, SEXP axisSEXP, SEXP prodSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type y(ySEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type g(gSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< int >::type axis(axisSEXP);
+    Rcpp::traits::input_parameter< bool >::type prod(prodSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_cumulative_backward(x, y, g, dims, axis, prod, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_all_finite
 bool cpp_all_finite(SEXP x, int threads);
 RcppExport SEXP _multihead_cpp_all_finite(SEXP xSEXP, SEXP threadsSEXP) {
@@ -412,6 +509,12 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
+    {"_multihead_cpp_reduce", (DL_FUNC) &_multihead_cpp_reduce, 6},
+    {"_multihead_cpp_reduce_backward", (DL_FUNC) &_multihead_cpp_reduce_backward, 8},
+    {"_multihead_cpp_softmax", (DL_FUNC) &_multihead_cpp_softmax, 5},
+    {"_multihead_cpp_softmax_backward", (DL_FUNC) &_multihead_cpp_softmax_backward, 6},
+    {"_multihead_cpp_cumulative", (DL_FUNC) &_multihead_cpp_cumulative, 5},
+    {"_multihead_cpp_cumulative_backward", (DL_FUNC) &_multihead_cpp_cumulative_backward, 7},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 2},
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},

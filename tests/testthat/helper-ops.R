@@ -26,8 +26,7 @@ check_op_gradient <- function(fn, inputs, wrt = NULL, eps = 1e-6, tolerance = 1e
   set.seed(seed)
   r <- graph_run_op(fn, inputs)
   y <- r$output
-  w <- array(rnorm(length(y)), multihead:::value_shape(y))
-  if (length(multihead:::value_shape(y)) == 0L) w <- rnorm(1)
+  w <- if (length(multihead:::value_shape(y))) array(rnorm(length(y)), multihead:::value_shape(y)) else rnorm(1)
   back <- multihead:::run_graph_backward(r$graph, r$run, list(w))
   if (is.null(wrt)) wrt <- which(vapply(inputs, is.double, logical(1)))
   loss <- function(vals) {
