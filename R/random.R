@@ -267,6 +267,38 @@ random_check_number <- function(x, arg, fun) {
   as.double(x)
 }
 
+# A distribution parameter: a number or an array of numbers broadcastable to
+# the draw's shape, each finite and within [lower, upper] (lower excluded
+# when `open_lower`), whole numbers when `whole`.
+#' @noRd
+random_check_param <- function(x, arg, fun, lower = -Inf, upper = Inf, open_lower = FALSE, whole = FALSE) {
+  if (is_variable(x)) x <- variable_value(x)
+  what <- sprintf("%s %s%s in %s()", if (whole) "whole numbers" else "numbers",
+                  if (open_lower) sprintf("> %s", lower) else if (is.finite(lower)) sprintf(">= %s", lower) else "",
+                  if (is.finite(upper)) sprintf(" and <= %s", upper) else "", fun)
+  if (!(is.numeric(x) && length(x) >= 1L && (!is.object(x) || is.array(x)))) {
+    abort_arg(arg, paste("a number or an array of", what), describe_value(x))
+  }
+  bad <- is.na(x) | !is.finite(x) | x < lower | x > upper | (open_lower & x == lower) | (whole & x != round(x))
+  if (any(bad)) abort_arg(arg, paste("made of", what), sprintf("a value %s", format(x[which(bad)[1L]])))
+  storage.mode(x) <- "double"
+  x
+}
+
+# A parameter as a vector over the draw's elements (broadcast to `shape`).
+#' @noRd
+random_param <- function(p, shape, arg, fun) {
+  if (length(p) == 1L) return(as.vector(p))
+  ps <- value_shape(p)
+  ok <- tryCatch(identical(as.integer(broadcast_shapes(ps, shape)), as.integer(shape)),
+                 multihead_error = function(e) FALSE)
+  if (!ok) {
+    abort_arg(arg, sprintf("broadcastable to `shape` %s in %s()", fmt_shape(shape), fun),
+              sprintf("shape %s", fmt_shape(ps)))
+  }
+  as.vector(broadcast_value(p, ps, shape))
+}
+
 # Records the op while a trace is active (even without a symbolic operand, so
 # every run of the trace draws anew); otherwise op_call().
 #' @noRd
@@ -307,50 +339,49 @@ random_shape_value <- function(x, shape) {
 
 # ---- the ops --------------------------------------------------------------------
 
+# A random op drawing a tensor of a given shape: draw(n, shape, params)
+# returns the n values (R's RNG already seeded from the draw's key).
+#' @noRd
+register_shaped_random <- function(name, class_name, draw) {
+  force(draw)
+  register_op(name, class_name, fun = name,
+    infer = function(specs, params) op_spec(random_output_shape(specs, params), params$dtype),
+    forward = function(values, params) {
+      shape <- random_runtime_shape(values, params, name)
+      n <- prod(shape)
+      out <- with_rng_key(seed_key(params$seed), draw(n, shape, params))
+      list(output = random_shape_value(out, shape), cache = list(n_operands = length(values)))
+    },
+    # no gradient flows into a draw (nor into an integer shape operand)
+    backward = function(grad, cache, params) list(shape = NULL)[seq_len(cache$n_operands)])
+}
+
 #' @noRd
 register_random_ops <- function() {
-  no_grad_shaped <- function(grad, cache, params) list(shape = NULL)[seq_len(cache$n_operands)]
-
-  register_op("random_uniform", "RandomUniform", fun = "random_uniform",
-    infer = function(specs, params) op_spec(random_output_shape(specs, params), params$dtype),
-    forward = function(values, params) {
-      shape <- random_runtime_shape(values, params, "random_uniform")
-      n <- prod(shape)
-      u <- with_rng_key(seed_key(params$seed), stats::runif(n))
-      out <- params$minval + (params$maxval - params$minval) * u
-      list(output = random_shape_value(out, shape), cache = list(n_operands = length(values)))
-    },
-    backward = no_grad_shaped)
-
-  register_op("random_normal", "RandomNormal", fun = "random_normal",
-    infer = function(specs, params) op_spec(random_output_shape(specs, params), params$dtype),
-    forward = function(values, params) {
-      shape <- random_runtime_shape(values, params, "random_normal")
-      z <- with_rng_key(seed_key(params$seed), stats::rnorm(prod(shape)))
-      list(output = random_shape_value(params$mean + params$stddev * z, shape),
-           cache = list(n_operands = length(values)))
-    },
-    backward = no_grad_shaped)
-
-  register_op("random_truncated_normal", "RandomTruncatedNormal", fun = "random_truncated_normal",
-    infer = function(specs, params) op_spec(random_output_shape(specs, params), params$dtype),
-    forward = function(values, params) {
-      shape <- random_runtime_shape(values, params, "random_truncated_normal")
-      out <- with_rng_key(seed_key(params$seed), draw_truncated_normal(prod(shape), params$mean, params$stddev))
-      list(output = random_shape_value(out, shape), cache = list(n_operands = length(values)))
-    },
-    backward = no_grad_shaped)
-
-  register_op("random_integer", "RandomInteger", fun = "random_integer",
-    infer = function(specs, params) op_spec(random_output_shape(specs, params), params$dtype),
-    forward = function(values, params) {
-      shape <- random_runtime_shape(values, params, "random_integer")
-      n <- prod(shape)
-      range <- as.double(params$maxval) - params$minval
-      k <- with_rng_key(seed_key(params$seed), sample.int(range, n, replace = TRUE))
-      out <- as.integer(k + (params$minval - 1))
-      list(output = random_shape_value(out, shape), cache = NULL)
-    })
+  register_shaped_random("random_uniform", "RandomUniform", function(n, shape, params) {
+    params$minval + (params$maxval - params$minval) * stats::runif(n)
+  })
+  register_shaped_random("random_normal", "RandomNormal", function(n, shape, params) {
+    params$mean + params$stddev * stats::rnorm(n)
+  })
+  register_shaped_random("random_truncated_normal", "RandomTruncatedNormal", function(n, shape, params) {
+    draw_truncated_normal(n, params$mean, params$stddev)
+  })
+  register_shaped_random("random_integer", "RandomInteger", function(n, shape, params) {
+    k <- sample.int(as.double(params$maxval) - params$minval, n, replace = TRUE)
+    as.integer(k + (params$minval - 1))
+  })
+  register_shaped_random("random_gamma", "RandomGamma", function(n, shape, params) {
+    stats::rgamma(n, shape = params$alpha)
+  })
+  register_shaped_random("random_beta", "RandomBeta", function(n, shape, params) {
+    stats::rbeta(n, random_param(params$alpha, shape, "alpha", "random_beta"),
+                 random_param(params$beta, shape, "beta", "random_beta"))
+  })
+  register_shaped_random("random_binomial", "RandomBinomial", function(n, shape, params) {
+    as.double(stats::rbinom(n, random_param(params$counts, shape, "counts", "random_binomial"),
+                            random_param(params$probabilities, shape, "probabilities", "random_binomial")))
+  })
 
   register_op("random_categorical", "RandomCategorical", fun = "random_categorical",
     infer = function(specs, params) {
@@ -581,6 +612,74 @@ random_integer <- function(shape, minval, maxval, dtype = "int32", seed = NULL) 
                                 format(minval), fun), format(maxval))
   }
   random_shaped_call(fun, shape, list(minval = minval, maxval = maxval, dtype = check_random_int_dtype(dtype, fun),
+                                      seed = check_random_seed(seed, fun)))
+}
+
+#' Draw from the gamma, beta and binomial distributions
+#'
+#' keras3's `random_gamma()` (shape parameter `alpha`, scale 1),
+#' `random_beta()` and `random_binomial()` (`counts` trials of success
+#' probability `probabilities`; the counts are returned as floats, as in
+#' Keras). The parameters are numbers or arrays broadcastable to `shape`.
+#' Seeds as in [random_uniform()].
+#'
+#' @inheritParams random_uniform
+#' @param alpha,beta Positive numbers (or arrays broadcastable to `shape`).
+#' @param counts Whole numbers >= 0, the numbers of trials.
+#' @param probabilities Numbers in \[0, 1\], the success probabilities.
+#' @param dtype `NULL` ([config_floatx()]), `"float32"` or `"float64"`.
+#' @returns An array of the given shape, or a symbolic tensor.
+#' @family random
+#' @export
+#' @examples
+#' random_gamma(5, alpha = 2, seed = 1)
+#' random_beta(c(2, 3), alpha = 2, beta = 5, seed = 1)
+#' random_binomial(4, counts = 10, probabilities = c(0.1, 0.5, 0.9, 1), seed = 1)
+random_gamma <- function(shape, alpha, dtype = NULL, seed = NULL) {
+  fun <- "random_gamma"
+  if (missing(shape)) abort_arg("shape", "supplied: the shape of the result")
+  if (missing(alpha)) abort_arg("alpha", "supplied: the shape parameter of the distribution (> 0)")
+  shape <- check_random_shape(shape, fun)
+  alpha <- random_check_param(alpha, "alpha", fun, lower = 0, open_lower = TRUE)
+  if (!is.null(shape$shape)) random_param(alpha, shape$shape, "alpha", fun)
+  random_shaped_call(fun, shape, list(alpha = alpha, dtype = check_random_float_dtype(dtype, fun),
+                                      seed = check_random_seed(seed, fun)))
+}
+
+#' @rdname random_gamma
+#' @export
+random_beta <- function(shape, alpha, beta, dtype = NULL, seed = NULL) {
+  fun <- "random_beta"
+  if (missing(shape)) abort_arg("shape", "supplied: the shape of the result")
+  if (missing(alpha)) abort_arg("alpha", "supplied: the first parameter of the distribution (> 0)")
+  if (missing(beta)) abort_arg("beta", "supplied: the second parameter of the distribution (> 0)")
+  shape <- check_random_shape(shape, fun)
+  alpha <- random_check_param(alpha, "alpha", fun, lower = 0, open_lower = TRUE)
+  beta <- random_check_param(beta, "beta", fun, lower = 0, open_lower = TRUE)
+  if (!is.null(shape$shape)) {
+    random_param(alpha, shape$shape, "alpha", fun)
+    random_param(beta, shape$shape, "beta", fun)
+  }
+  random_shaped_call(fun, shape, list(alpha = alpha, beta = beta, dtype = check_random_float_dtype(dtype, fun),
+                                      seed = check_random_seed(seed, fun)))
+}
+
+#' @rdname random_gamma
+#' @export
+random_binomial <- function(shape, counts, probabilities, dtype = NULL, seed = NULL) {
+  fun <- "random_binomial"
+  if (missing(shape)) abort_arg("shape", "supplied: the shape of the result")
+  if (missing(counts)) abort_arg("counts", "supplied: the numbers of trials")
+  if (missing(probabilities)) abort_arg("probabilities", "supplied: the success probabilities")
+  shape <- check_random_shape(shape, fun)
+  counts <- random_check_param(counts, "counts", fun, lower = 0, upper = .Machine$integer.max, whole = TRUE)
+  probabilities <- random_check_param(probabilities, "probabilities", fun, lower = 0, upper = 1)
+  if (!is.null(shape$shape)) {
+    random_param(counts, shape$shape, "counts", fun)
+    random_param(probabilities, shape$shape, "probabilities", fun)
+  }
+  random_shaped_call(fun, shape, list(counts = counts, probabilities = probabilities,
+                                      dtype = check_random_float_dtype(dtype, fun),
                                       seed = check_random_seed(seed, fun)))
 }
 
