@@ -235,10 +235,7 @@ check_random_shape <- function(shape, fun) {
     abort_arg("shape", sprintf("a shape in %s(): a vector of whole numbers >= 0%s", fun, hint),
               describe_value(shape))
   }
-  if (prod(as.double(shape)) > 2^31 - 1) {
-    abort_arg("shape", sprintf("a shape of at most 2^31 - 1 elements in %s()", fun),
-              paste(shape, collapse = ", "))
-  }
+  check_size(shape, "shape", sprintf("the result of %s()", fun))
   list(shape = as.integer(shape), operand = NULL)
 }
 
@@ -477,7 +474,9 @@ random_take_along <- function(x, d, ax, idx) {
 }
 
 # Samples of a categorical distribution per row of `logits` (B, K): the
-# Gumbel-max trick, argmax_k(logits + Gumbel noise), in blocks of rows.
+# Gumbel-max trick, argmax_k(logits + Gumbel noise), over the (row, sample)
+# pairs of the (B, num_samples) result in column-major order, in blocks of
+# about 2^22 noise values.
 #' @noRd
 random_draw_categorical <- function(logits, params) {
   d <- value_shape(logits)
@@ -490,17 +489,17 @@ random_draw_categorical <- function(logits, params) {
   if (b && any(rowSums(lg == -Inf) == k)) {
     abort_arg("logits", "a row with at least one finite logit in random_categorical()", "a row of -Inf only")
   }
+  check_size(c(b, s), "num_samples", "the result of random_categorical()")
   out <- matrix(0L, b, s)
-  if (b * s == 0) return(categorical_index(out, params))
-  rows_per_block <- max(1L, as.integer(floor(2^22 / max(1, s * k))))
+  pairs <- as.double(b) * s
+  if (pairs == 0) return(categorical_index(out, params))
+  block <- max(1, floor(2^22 / k))
   with_rng_key(seed_key(params$seed), {
-    for (start in seq(1L, b, by = rows_per_block)) {
-      rows <- start:min(b, start + rows_per_block - 1L)
-      nr <- length(rows)
-      # one matrix row per (row, sample), sample-major within the block: (row r, sample j) is r + (j-1)*nr
-      g <- matrix(-log(-log(stats::runif(nr * s * k))), nr * s, k)
-      z <- lg[rep.int(rows, s), , drop = FALSE] + g
-      out[rows, ] <- max.col(z, ties.method = "first")
+    for (start in seq(1, pairs, by = block)) {
+      idx <- seq(start, min(pairs, start + block - 1))
+      rows <- (idx - 1) %% b + 1
+      g <- matrix(-log(-log(stats::runif(length(idx) * k))), length(idx), k)
+      out[idx] <- max.col(lg[rows, , drop = FALSE] + g, ties.method = "first")
     }
   })
   categorical_index(out, params)

@@ -83,9 +83,13 @@ test_that("random_categorical(): frequencies follow softmax(logits); 1-based unl
   expect_identical(dim(random_categorical(matrix(0, 3, 2), 0, seed = 1)), c(3L, 0L))
   # one class with all the mass
   expect_true(all(random_categorical(matrix(c(0, -Inf, -Inf), 1), 50, seed = 1) == 1L))
-  # many rows exercise the blocks of rows
+  # many (row, sample) pairs, or many classes, run in blocks
   big <- matrix(rep(c(0, 50), each = 3000), 3000)
   expect_true(all(random_categorical(big, 2000, seed = 1) == 2L))
+  wide <- matrix(-Inf, 2, 2^20)
+  wide[1, 7] <- 0; wide[2, c(3, 2^20)] <- 0
+  w <- random_categorical(wide, 5, seed = 1)                  # 4 pairs per block of 2^22 values
+  expect_true(all(w[1, ] == 7L) && all(w[2, ] %in% c(3L, 2^20)))
 })
 
 test_that("random_shuffle(): a permutation of the slices along `axis`", {
@@ -486,6 +490,17 @@ test_that("bad input: clear errors naming the argument", {
   expect_arg_error(random_binomial(3, 10, NaN), "probabilities")
   expect_arg_error(random_binomial(3, 10, c(0.1, 0.2)), "probabilities")
   expect_arg_error(random_binomial(3, 10, keras_input(shape = 3)), "probabilities")
+  # sizes beyond options(multihead.max_tensor_elements) are refused before allocating
+  old <- options(multihead.max_tensor_elements = 10)
+  on.exit(options(old), add = TRUE)
+  expect_error(random_uniform(c(3, 4)), "`shape` must be small enough", class = "multihead_error_argument")
+  expect_error(random_binomial(11, 1, 0.5), "`shape` must be small enough", class = "multihead_error_argument")
+  expect_error(random_categorical(matrix(0, 2, 3), 6), "`num_samples` must be small enough",
+               class = "multihead_error_argument")
+  tr <- trace_graph(function(s) random_normal(s, seed = 1), list(s = c(3L, 4L)))
+  expect_error(tr$run(), "`shape` must be small enough", class = "multihead_error_argument")
+  expect_identical(dim(random_uniform(c(2, 5))), c(2L, 5L))
+  options(old)
   # a symbolic shape must be a rank-1 integer tensor
   expect_arg_error(random_normal(keras_input(shape = 2)), "shape")
 })
