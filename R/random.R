@@ -109,6 +109,36 @@ print.multihead_seed_generator <- function(x, ...) {
   invisible(x)
 }
 
+# Op params as plain data for configs (get_config(), save_model()): a seed
+# generator becomes list(seed, counter, name) with class
+# "multihead_seed_generator_config"; random_params_from_config() makes a
+# generator from it again (with that state), as Keras rebuilds a
+# SeedGenerator from its config.
+#' @noRd
+random_params_to_config <- function(params) {
+  for (i in seq_along(params)) {
+    g <- params[[i]]
+    if (is_seed_generator(g)) {
+      params[[i]] <- structure(list(seed = .subset2(g, "seed"), counter = .subset2(g, "counter"),
+                                    name = .subset2(g, "name")), class = "multihead_seed_generator_config")
+    }
+  }
+  params
+}
+
+#' @noRd
+random_params_from_config <- function(params) {
+  for (i in seq_along(params)) {
+    cfg <- params[[i]]
+    if (inherits(cfg, "multihead_seed_generator_config")) {
+      g <- new_seed_generator(cfg$seed, cfg$name)
+      g$counter <- cfg$counter
+      params[[i]] <- g
+    }
+  }
+  params
+}
+
 # The global generator, made on first use from R's RNG.
 #' @noRd
 global_seed_generator <- function() {

@@ -303,6 +303,22 @@ test_that("seed generators: printing, fields, saveRDS() of an object holding one
   expect_identical(back$seed_generator$counter, g$counter)
 })
 
+test_that("op params with seed generators go to plain-data configs and back", {
+  g <- random_seed_generator(8, name = "g8")
+  random_uniform(2, seed = g)
+  params <- list(rate = 0.5, noise_shape = NULL, seed = g)
+  cfg <- multihead:::random_params_to_config(params)
+  expect_null(multihead:::first_non_plain(cfg))
+  expect_identical(unclass(cfg$seed), list(seed = 8L, counter = 1, name = "g8"))
+  expect_identical(cfg$rate, 0.5)
+  back <- multihead:::random_params_from_config(cfg)
+  expect_true(multihead:::is_seed_generator(back$seed))
+  expect_false(identical(back$seed, g))                     # a new generator with the same state
+  expect_identical(random_uniform(3, seed = back$seed), random_uniform(3, seed = g))
+  expect_identical(multihead:::random_params_to_config(list(seed = 3L)), list(seed = 3L))
+  expect_identical(multihead:::random_params_from_config(list(seed = NULL, a = 1)), list(seed = NULL, a = 1))
+})
+
 test_that("traced random ops are graph nodes drawing anew on every run", {
   # no tensor operand: recorded because a trace is active
   tr <- trace_graph(function(x) x + random_normal(c(2, 3)))
