@@ -267,10 +267,7 @@ custom_private_init <- function(cls) {
 
 # The dtype of a new layer when none is given.
 #' @noRd
-default_layer_dtype <- function() {
-  f <- get0("current_default_dtype", envir = environment(default_layer_dtype), inherits = FALSE)
-  if (is.function(f)) f() else "float32"
-}
+default_layer_dtype <- function() current_default_dtype()
 
 #' @noRd
 new_custom_layer_object <- function(state) {

@@ -297,7 +297,7 @@ reject_call_dots <- function(dots) {
 
 #' @noRd
 check_dtype <- function(dtype) {
-  if (is.null(dtype)) return("float32")
+  if (is.null(dtype)) return(current_default_dtype())
   if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) &&
         dtype %in% c("float32", "float64"))) {
     abort_arg("dtype", "\"float32\" or \"float64\"", describe_value(dtype))

@@ -566,7 +566,8 @@ functional_get_config <- function(self) {
     refs <- lapply(n$inputs, ref)
     if (identical(n$kind, "op")) {
       return(list(kind = "op", op = n$args$op, name = n$callee$name, inputs = refs,
-                  constants = n$args$constants, symbolic = n$args$symbolic, params = n$args$params,
+                  constants = n$args$constants, symbolic = n$args$symbolic,
+                  params = random_params_to_config(n$args$params),
                   operand_names = n$args$operand_names))
     }
     if (identical(n$kind, "variable")) {
@@ -609,7 +610,7 @@ functional_from_config <- function(config) {
       ops[nc$symbolic] <- ins
       names(ops) <- if (is.null(nc$operand_names)) paste0("x", seq_along(ops)) else nc$operand_names
       out <- op_record(node_op_def(list(args = list(op = nc$op))), ops,
-                       if (is.null(nc$params)) list() else nc$params)
+                       if (is.null(nc$params)) list() else random_params_from_config(nc$params))
     } else if (identical(nc$kind, "variable")) {
       out <- variable_tensor(new_variable(layer_self(layers[[nc$layer]]), nc$variable))
     } else {

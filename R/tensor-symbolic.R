@@ -191,7 +191,7 @@ normalize_shape <- function(x, arg) {
 
 #' @noRd
 check_tensor_dtype <- function(dtype, arg) {
-  if (is.null(dtype)) return("float32")
+  if (is.null(dtype)) return(config_floatx())
   if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) && dtype %in% tensor_dtypes)) {
     abort_arg(arg, paste0("one of ", paste0("\"", tensor_dtypes, "\"", collapse = ", ")),
               describe_value(dtype))
