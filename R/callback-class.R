@@ -693,6 +693,8 @@ training_model <- function(model, context) {
   NextMethod()
 }
 
+# `self$model$optimizer$learning_rate <- lr` assigns the optimizer (an
+# environment, changed in place) back to the model: a no-op.
 #' @export
 `$<-.multihead_training_model` <- function(x, name, value) {
   if (identical(name, "stop_training")) {
@@ -700,5 +702,9 @@ training_model <- function(model, context) {
     ctx$stop_training <- check_flag(value, "stop_training")
     return(x)
   }
+  if (identical(name, "optimizer") && identical(value, layer_self(x)$compiled$optimizer)) return(x)
   NextMethod()
 }
+
+# Names bound in the scopes of the base classes' methods and instances.
+utils::globalVariables(c(".self", ".super", "super"))

@@ -92,6 +92,10 @@ test_that("a callback records every hook with 1-based epochs and batches and sto
   expect_identical(get_weights(cb$model), get_weights(model))
   expect_true(cb$model$stop_training)
   expect_identical(cb$model$name, model$name)
+  # the optimizer is changed in place through the model, as keras3 code does
+  cb$model$optimizer$learning_rate <- 0.125
+  expect_identical(model$optimizer$learning_rate, 0.125)
+  expect_error(cb$model$name <- "other", "read-only", class = "multihead_error_readonly")
   # a second fit() with the same callback sees a fresh stop flag
   cb$stop_below <- -1
   h2 <- model |> fit(d$x, d$y, batch_size = 16, epochs = 2, verbose = 0, callbacks = cb)
