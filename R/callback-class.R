@@ -319,7 +319,7 @@ class_instantiate <- function(def, args) {
   env$.methods <- methods
   env$.active <- active
   class_kind_setup(def$kind, handle)
-  do.call(methods$initialize, args)
+  do.call(methods$initialize, args, quote = TRUE)
   class_kind_check(def$kind, handle)
   handle
 }

@@ -181,7 +181,14 @@ custom_loss_evaluate <- function(loss, y_true, y_pred, sample_weight = NULL, gra
   }
   reduction <- check_reduction(loss$reduction)
   if (eager) {
-    values <- loss$call(y_true, y_pred)
+    values <- tryCatch(loss$call(y_true, y_pred),
+                       error = function(e) {
+                         if (inherits(e, "multihead_error")) stop(e)
+                         abort_msg(sprintf("call() of loss \"%s\" (%s) failed on y_true %s and y_pred %s: %s",
+                                           loss$name, class(loss)[[1L]], fmt_shape(shape_of(y_true)),
+                                           fmt_shape(shape_of(y_pred)), conditionMessage(e)),
+                                   class = "multihead_error_call")
+                       })
     if (is_variable(values)) values <- variable_value(values)
     if (!is.numeric(values) || is.object(values) || length(values) == 0L) {
       abort_msg(sprintf("call() of loss \"%s\" (%s) must return the per-sample losses, a numeric array; it returned %s.",
@@ -248,8 +255,8 @@ custom_loss_graph <- function(loss, true_shape, pred_shape, dtype) {
   what <- sprintf("call() of loss \"%s\" (%s)", loss$name, class(loss)[[1L]])
   shapes <- sprintf("y_true %s and y_pred %s %s", fmt_shape(true_shape), fmt_shape(pred_shape), dtype)
   out <- tryCatch(with_trace_frame(loss$call(yt, yp)),
-                  multihead_error = function(e) stop(e),
                   error = function(e) {
+                    if (inherits(e, "multihead_error")) stop(e)
                     abort_msg(sprintf(paste0("%s failed on symbolic tensors (%s), traced so that training can ",
                                              "differentiate it: %s. Compute the loss with op_*() functions and ",
                                              "the operators + - * /."), what, shapes, conditionMessage(e)),

@@ -236,7 +236,6 @@ as_loss <- function(x, arg = "loss") {
     abort_arg(arg, "a loss object: call the class's constructor to create one",
               sprintf("the constructor of class \"%s\"", class_constructor_def(x)$classname))
   }
-  if (is.function(x) && !is.object(x)) return(loss_function_wrapper(x))
   nms <- loss_names()
   if (is.character(x) && length(x) == 1L && !is.na(x) && x %in% names(nms)) {
     return(new_loss(nms[[x]], loss_default_config(nms[[x]]), "sum_over_batch_size", x, NULL))

@@ -202,6 +202,7 @@ metric_add_variable <- function(self, shape, initializer, dtype, aggregation, na
     while (paste0(name, "_", k) %in% vars$variable_names) k <- k + 1L
     name <- paste0(name, "_", k)
   }
+  check_size(shape, "shape", sprintf("variable \"%s\" of metric \"%s\"", name, self$name))
   n <- prod(shape)
   dims <- if (length(shape)) shape else 1L
   if (is.function(initializer) && !inherits(initializer, "multihead_initializer")) {

@@ -129,9 +129,11 @@ compile_losses <- function(loss, labels) {
   })
 }
 
-# A loss for compile(): training needs a reduced (scalar) loss.
+# A loss for compile(): training needs a reduced (scalar) loss. A plain
+# function(y_true, y_pred) becomes a loss object (loss-class.R).
 #' @noRd
 compiled_loss <- function(x, arg) {
+  if (is.function(x) && !is.object(x)) x <- loss_function_wrapper(x)
   loss <- as_loss(x, arg)
   if (identical(loss_reduction(loss), "none")) {
     abort_arg(arg, "a loss with a reduction to a single number (not reduction = \"none\")",

@@ -335,6 +335,10 @@ test_that("bad callback classes are errors naming the argument", {
   expect_error(fit(model, d$x, d$y, verbose = 0, callbacks = X), "`callbacks\\[\\[1\\]\\]`", class = err)
   expect_error(X()(1), "cannot be called", class = err)
   expect_error(X(1), "unused argument")
+  # arguments reach initialize() as values (a call object is not evaluated)
+  Keep <- Callback("Keep", initialize = function(what) self$what <- what)
+  expect_identical(Keep(quote(f(1)))$what, quote(f(1)))
+  expect_identical(Keep(what = as.name("a"))$what, as.name("a"))
 })
 
 # ---- Metric -------------------------------------------------------------------
@@ -491,6 +495,7 @@ test_that("bad metric classes and variables are errors naming the argument", {
   expect_error(V(shape = 2, initializer = "zeros", aggregation = "max"), "`aggregation`", class = err)
   expect_error(V(shape = 2, initializer = "zeros", name = 1), "`name`", class = err)
   expect_error(V(shape = 2), "`initializer`", class = err)
+  expect_error(V(shape = c(2^30, 2^30), initializer = "zeros"), "`shape`", class = err)
   expect_error(Metric("M", initialize = function() super$initialize(name = 3))(), "`name`", class = err)
   expect_error(Metric("M", initialize = function() super$initialize(dtype = "int8"))(), "`dtype`", class = err)
   # an initializer function and a vector variable
@@ -681,12 +686,22 @@ test_that("bad losses are errors naming the argument or saying what to change", 
   model |> compile(optimizer = "sgd", loss = Untraceable())
   expect_error(fit(model, d$x, d$y, verbose = 0), "call\\(\\) of loss \"untraceable\".*symbolic tensors",
                class = "multihead_error_trace")
+  ShapeTrace <- Loss("ShapeTrace", call = function(y_true, y_pred) op_add(y_pred, matrix(1, 3, 3)))
+  expect_error(ns$loss_evaluate(ShapeTrace(), matrix(1, 2, 1), matrix(1, 2, 1), NULL, grad = TRUE),
+               "^op_add\\(\\)", class = "multihead_error_shape")
   Constant <- Loss("Constant", call = function(y_true, y_pred) 1)
   model |> compile(optimizer = "sgd", loss = Constant())
   expect_error(fit(model, d$x, d$y, verbose = 0), "must return a tensor computed from y_true and y_pred",
                class = "multihead_error_trace")
+  # an R error in call() (here base R arithmetic on arrays that do not conform) names the loss and the shapes
+  BaseR <- Loss("BaseR", call = function(y_true, y_pred) y_true - y_pred)
+  expect_error(BaseR()(matrix(1, 2, 3), matrix(1, 2, 2)),
+               "call\\(\\) of loss \"base_r\" \\(BaseR\\) failed on y_true \\(2, 3\\) and y_pred \\(2, 2\\)",
+               class = "multihead_error_call")
   NoCall <- Loss("NoCall")
-  expect_error(NoCall()(1, 1), "must implement call", class = "multihead_error_not_implemented")
+  expect_error(NoCall()(1, 1), "^Loss class \"NoCall\" must implement call", class = "multihead_error_not_implemented")
+  model |> compile(optimizer = "sgd", loss = NoCall())
+  expect_error(fit(model, d$x, d$y, verbose = 0), "must implement call", class = "multihead_error")
   # shape errors of the ops: the targets do not fit the loss
   Mismatch <- Loss("Mismatch", call = function(y_true, y_pred) op_multiply(y_true, y_pred))
   model |> compile(optimizer = "sgd", loss = Mismatch())
