@@ -206,7 +206,10 @@ metric_add_variable <- function(self, shape, initializer, dtype, aggregation, na
   n <- prod(shape)
   dims <- if (length(shape)) shape else 1L
   if (is.function(initializer) && !inherits(initializer, "multihead_initializer")) {
-    value <- initializer(shape, dtype)
+    value <- tryCatch(initializer(shape, dtype), error = function(e) {
+      abort_arg("initializer", "an initializer, its name, or a function(shape, dtype) giving the initial values",
+                sprintf("a function that failed: %s", conditionMessage(e)))
+    })
     if (is_variable(value)) value <- variable_value(value)
     if (!is.numeric(value) && !is.logical(value) || !(length(value) == n || length(value) == 1L)) {
       abort_arg("initializer", sprintf("a function(shape, dtype) returning %d number%s", n,
@@ -215,7 +218,11 @@ metric_add_variable <- function(self, shape, initializer, dtype, aggregation, na
     value <- rep_len(as.double(value), n)
   } else {
     init <- as_initializer(initializer, "initializer")
-    value <- as.double(initializer_sample(init, dims))
+    value <- tryCatch(as.double(initializer_sample(init, dims)),
+                      error = function(e) {
+                        if (inherits(e, "multihead_error")) stop(e)
+                        abort_arg("shape", "a shape whose values fit in memory", fmt_shape(shape))
+                      })
   }
   if (!cpp_all_finite(value)) abort_arg("initializer", "giving finite values", "NA, NaN or Inf")
   value <- store_weight(value, dims, store_dtype)

@@ -491,6 +491,8 @@ test_that("bad metric classes and variables are errors naming the argument", {
   expect_error(V(shape = "a", initializer = "zeros"), "`shape`", class = err)
   expect_error(V(shape = 2, initializer = "nope"), "`initializer`", class = err)
   expect_error(V(shape = 2, initializer = function(shape, dtype) c(1, 2, 3)), "`initializer`", class = err)
+  expect_error(V(shape = 2, initializer = function(shape, dtype) stop("no")), "`initializer`.*failed: no",
+               class = err)
   expect_error(V(shape = 2, initializer = "zeros", dtype = "complex"), "`dtype`", class = err)
   expect_error(V(shape = 2, initializer = "zeros", aggregation = "max"), "`aggregation`", class = err)
   expect_error(V(shape = 2, initializer = "zeros", name = 1), "`name`", class = err)
