@@ -8,7 +8,8 @@
 # The protocol fit() follows (epochs and batches are numbered from 1, as in
 # keras3's R callbacks; `logs` is a named list of numbers):
 #
-#   context <- new_callback_context(get_weights = function() <the model's
+#   context <- new_callback_context(model = <the model>,
+#                                   get_weights = function() <the model's
 #                                     weights>,
 #                                   set_weights = function(weights) <set them>,
 #                                   params = list(epochs =, steps =, verbose =),
@@ -34,8 +35,11 @@
 # A callback asks training to stop by setting context$stop_training to TRUE;
 # early stopping reads and restores the model's weights through
 # context$get_weights() / context$set_weights(). metric_directions names the
-# compiled metrics ("up" when larger is better) so that mode = "auto" can
-# tell which way a monitored metric should go.
+# compiled metrics ("up" when larger is better, NA when unknown, as for a
+# custom metric) so that mode = "auto" can tell which way a monitored metric
+# should go. Custom callbacks (Callback(), callback-class.R) see the model
+# as `self$model` (its `stop_training` is the context's) and the params as
+# `self$params`.
 
 #' Stop training when a monitored quantity has stopped improving
 #'
@@ -159,26 +163,41 @@ callback_hooks <- function() {
     "on_epoch_end", "on_train_end")
 }
 
+# The hooks a custom callback may have (fit() calls callback_hooks(); the
+# test and predict hooks are for evaluate() and predict()).
+#' @noRd
+callback_all_hooks <- function() {
+  c(callback_hooks(), "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_end",
+    "on_predict_begin", "on_predict_batch_begin", "on_predict_batch_end", "on_predict_end")
+}
+
 # What fit() passes to every callback: an environment with
+#   model              NULL or the model being trained (custom callbacks'
+#                      self$model)
 #   stop_training      FALSE; a callback sets TRUE to stop after this batch
 #                      or epoch
 #   get_weights()      -> the model's weights (any R value set_weights takes)
 #   set_weights(w)     sets them
 #   params             list(epochs =, steps =, verbose =, ...)
 #   metric_directions  named character: compiled metric name -> "up"/"down"
+#                      (NA: unknown)
 #' @noRd
 new_callback_context <- function(get_weights = NULL, set_weights = NULL, params = list(),
-                                 metric_directions = character()) {
+                                 metric_directions = character(), model = NULL) {
   for (nm in c("get_weights", "set_weights")) {
     f <- get(nm)
     if (!is.null(f) && !is.function(f)) abort_arg(nm, "NULL or a function", describe_value(f))
   }
   if (!is.list(params)) abort_arg("params", "a list", describe_value(params))
-  ok <- is.character(metric_directions) && all(metric_directions %in% c("up", "down")) &&
+  ok <- is.character(metric_directions) && all(metric_directions %in% c("up", "down", NA)) &&
     (length(metric_directions) == 0L || !is.null(names(metric_directions)))
-  if (!ok) abort_arg("metric_directions", "a named character vector of \"up\" and \"down\"",
+  if (!ok) abort_arg("metric_directions", "a named character vector of \"up\", \"down\" and NA",
                      describe_value(metric_directions))
+  if (!is.null(model) && !inherits(model, "multihead_model")) {
+    abort_arg("model", "NULL or a model", describe_value(model))
+  }
   ctx <- new.env(parent = emptyenv())
+  ctx$model <- model
   ctx$stop_training <- FALSE
   ctx$get_weights <- get_weights
   ctx$set_weights <- set_weights
@@ -194,8 +213,13 @@ new_callback_context <- function(get_weights = NULL, set_weights = NULL, params 
 as_callback_list <- function(x, arg = "callbacks") {
   if (is.null(x)) return(list())
   if (is_callback(x)) return(list(x))
+  if (is_class_constructor(x)) x <- list(x)
   if (!is.list(x) || is.object(x)) abort_arg(arg, "NULL, a callback or a list of callbacks", describe_value(x))
   for (i in seq_along(x)) {
+    if (is_class_constructor(x[[i]])) {
+      abort_arg(sprintf("%s[[%d]]", arg, i), "a callback: call the class's constructor to create one",
+                sprintf("the constructor of class \"%s\"", class_constructor_def(x[[i]])$classname))
+    }
     if (!is_callback(x[[i]])) {
       abort_arg(sprintf("%s[[%d]]", arg, i), "a callback (e.g. from callback_early_stopping())",
                 describe_value(x[[i]]))
@@ -208,12 +232,15 @@ as_callback_list <- function(x, arg = "callbacks") {
 is_callback <- function(x) inherits(x, "multihead_callback")
 
 # Runs one hook of one callback. `index` is the epoch or batch number (NULL
-# for on_train_begin / on_train_end); `context` is fit()'s callback context.
+# for on_train_begin / on_train_end and the other begin / end hooks);
+# `context` is fit()'s callback context. Returns the logs (invisibly), which a
+# custom callback may have updated.
 #' @noRd
 callback_call <- function(cb, hook, index = NULL, logs = NULL, context) {
   if (!is_callback(cb)) abort_arg("cb", "a callback", describe_value(cb))
-  check_choice(hook, "hook", callback_hooks())
-  indexed <- !hook %in% c("on_train_begin", "on_train_end")
+  check_choice(hook, "hook", callback_all_hooks())
+  indexed <- !hook %in% c("on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+                          "on_predict_begin", "on_predict_end")
   if (indexed) index <- check_whole(index, "index") else if (!is.null(index)) {
     abort_arg("index", sprintf("NULL for %s", hook), describe_value(index))
   }
@@ -224,16 +251,19 @@ callback_call <- function(cb, hook, index = NULL, logs = NULL, context) {
     abort_arg("context", "a callback context from new_callback_context()",
               if (missing(context)) "missing" else describe_value(context))
   }
+  if (is_class_instance(cb)) return(invisible(custom_callback_call(cb, hook, index, logs, context)))
   method <- callback_methods()[[cb$class_name]][[hook]]
   if (!is.null(method)) method(cb, index, logs, context)
-  invisible(NULL)
+  invisible(logs)
 }
 
-# Runs one hook of every callback in the list, in order.
+# Runs one hook of every callback in the list, in order (each sees the logs
+# as the custom callbacks before it updated them); returns the logs
+# (invisibly).
 #' @noRd
 callbacks_call <- function(callbacks, hook, index = NULL, logs = NULL, context) {
-  for (cb in callbacks) callback_call(cb, hook, index, logs, context)
-  invisible(NULL)
+  for (cb in callbacks) logs <- callback_call(cb, hook, index, logs, context)
+  invisible(logs)
 }
 
 # --- construction -----------------------------------------------------------
@@ -285,7 +315,8 @@ early_stopping_direction <- function(cb, context) {
   if (cfg$mode != "auto") return(cfg$mode)
   name <- sub("^val_", "", cfg$monitor)
   if (name == "loss") return("min")
-  dirs <- c(context$metric_directions, default_metric_directions())
+  known <- context$metric_directions[!is.na(context$metric_directions)]
+  dirs <- c(known, default_metric_directions())
   if (name %in% names(dirs)) return(if (dirs[[name]] == "up") "max" else "min")
   abort_msg(sprintf(paste0("EarlyStopping cannot tell whether `monitor` \"%s\" should be maximized ",
                            "or minimized; give `mode = \"max\"` or `mode = \"min\"`."), cfg$monitor),

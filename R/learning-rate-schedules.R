@@ -5,7 +5,10 @@
 # c(<Keras class name>, "multihead_learning_rate_schedule", "function"). Its
 # configuration (Keras's names) is the list `config` in its environment, so
 # saveRDS() round-trips it. Optimizers accept a schedule as `learning_rate`
-# and call it with their iteration count before each update.
+# and call it with their iteration count before each update. Custom
+# schedules (LearningRateSchedule(), learning-rate-schedule-class.R) are
+# also "multihead_learning_rate_schedule" functions; their configuration is
+# their get_config().
 
 #' Exponential decay learning rate schedule
 #'
@@ -106,7 +109,10 @@ new_lr_schedule <- function(class_name, config, rate) {
 is_lr_schedule <- function(x) inherits(x, "multihead_learning_rate_schedule")
 
 #' @noRd
-lr_schedule_config <- function(x) get("config", envir = environment(unclass(x)), inherits = FALSE)
+lr_schedule_config <- function(x) {
+  if (is_class_instance(x)) return(x$get_config())
+  get("config", envir = environment(unclass(x)), inherits = FALSE)
+}
 
 #' @noRd
 lr_schedule_class <- function(x) class(x)[[1L]]

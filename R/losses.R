@@ -22,6 +22,10 @@
 # axis is the last one unless `axis` says otherwise. Probabilities are
 # clipped to [1e-7, 1 - 1e-7] as Keras does; the gradient is that of the
 # clipped expression (zero where the clip is active).
+#
+# Custom losses (Loss(), and plain R functions, loss-class.R) are also
+# "multihead_loss" objects; loss_evaluate() hands them to
+# custom_loss_evaluate().
 
 #' Mean squared error loss
 #'
@@ -228,6 +232,10 @@ loss_names <- function() {
 #' @noRd
 as_loss <- function(x, arg = "loss") {
   if (is_loss(x)) return(x)
+  if (is_class_constructor(x)) {
+    abort_arg(arg, "a loss object: call the class's constructor to create one",
+              sprintf("the constructor of class \"%s\"", class_constructor_def(x)$classname))
+  }
   nms <- loss_names()
   if (is.character(x) && length(x) == 1L && !is.na(x) && x %in% names(nms)) {
     return(new_loss(nms[[x]], loss_default_config(nms[[x]]), "sum_over_batch_size", x, NULL))
@@ -310,8 +318,19 @@ new_loss <- function(class_name, config, reduction, name, dtype) {
   structure(fun, class = c(class_name, "multihead_loss", "function"))
 }
 
+# A custom loss's description is list(class_name, config = list(name,
+# reduction, dtype)).
 #' @noRd
-loss_self <- function(x) get("self", envir = environment(unclass(x)), inherits = FALSE)
+loss_self <- function(x) {
+  if (is_class_instance(x)) {
+    return(list(class_name = class(x)[[1L]],
+                config = list(name = x$name, reduction = x$reduction, dtype = x$dtype)))
+  }
+  get("self", envir = environment(unclass(x)), inherits = FALSE)
+}
+
+#' @noRd
+loss_reduction <- function(x) if (is_class_instance(x)) x$reduction else loss_self(x)$config$reduction
 
 #' @noRd
 reduction_choices <- function() {
@@ -350,11 +369,18 @@ check_loss_axis <- function(axis) {
 # per-sample values (the loss function itself, no weights).
 #' @noRd
 loss_evaluate <- function(loss, y_true, y_pred, sample_weight, grad, reduce = TRUE) {
+  if (is_class_instance(loss)) {
+    return(custom_loss_evaluate(loss, y_true, y_pred, sample_weight, grad = grad, reduce = reduce))
+  }
   self <- if (is_loss(loss)) loss_self(loss) else loss
   cfg <- self$config
   sparse <- identical(self$class_name, "SparseCategoricalCrossentropy")
   prep <- loss_prepare(y_true, y_pred, cfg, sparse, self$class_name)
   kernel <- loss_kernels()[[self$class_name]]
+  if (is.null(kernel)) {
+    abort_msg(sprintf(paste0("Unknown loss class \"%s\" (a custom loss restored from a file cannot be ",
+                             "computed: compile the model again with the loss object)."), self$class_name))
+  }
   k <- kernel(prep$y_true, prep$y_pred, cfg, grad)
   values <- shape_values(k$values, prep$values_shape)
   if (!reduce) {

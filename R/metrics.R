@@ -15,6 +15,10 @@
 # one value per sample (the mean over the other axes), adds their (weighted)
 # sum to `total` and the number of samples (or the sum of the weights) to
 # `count`; metric_result() is total / count (0 before any update).
+#
+# Custom metrics (Metric(), metric-class.R) are also "multihead_metric"
+# objects; metric_reset(), metric_update() and metric_result() call their
+# reset_state(), update_state() and result().
 
 #' Binary accuracy metric
 #'
@@ -223,6 +227,10 @@ check_metric_shape <- function(x, arg) {
 #' @noRd
 metric_reset <- function(m) {
   check_metric_object(m)
+  if (is_class_instance(m)) {
+    m$reset_state()
+    return(invisible(m))
+  }
   m$total <- 0
   m$count <- 0
   invisible(m)
@@ -234,6 +242,7 @@ metric_reset <- function(m) {
 #' @noRd
 metric_update <- function(m, y_true, y_pred, sample_weight = NULL) {
   check_metric_object(m)
+  if (is_class_instance(m)) return(custom_metric_update(m, y_true, y_pred, sample_weight))
   values <- metric_values(m, y_true, y_pred)
   add <- samplewise_sums(values, sample_weight)
   m$total <- m$total + add[["total"]]
@@ -245,6 +254,7 @@ metric_update <- function(m, y_true, y_pred, sample_weight = NULL) {
 #' @noRd
 metric_result <- function(m) {
   check_metric_object(m)
+  if (is_class_instance(m)) return(custom_metric_result(m))
   if (m$count == 0) 0 else m$total / m$count
 }
 

@@ -47,12 +47,15 @@ generics::fit
 #'   [optimizer_adam()], [optimizer_adamw()], [optimizer_rmsprop()]) or one of
 #'   their names `"sgd"`, `"adam"`, `"adamw"`, `"rmsprop"` (with Keras's
 #'   defaults).
-#' @param loss A loss object (`loss_*()`), a loss name (`"mse"`, `"mae"`,
-#'   `"binary_crossentropy"`, `"categorical_crossentropy"`,
-#'   `"sparse_categorical_crossentropy"`, ...), or for several outputs a list
-#'   of them. `NULL` leaves the model without a loss (fit() then errors).
+#' @param loss A loss object (`loss_*()`, or made by a [Loss()] class), a
+#'   loss name (`"mse"`, `"mae"`, `"binary_crossentropy"`,
+#'   `"categorical_crossentropy"`, `"sparse_categorical_crossentropy"`, ...),
+#'   a function `function(y_true, y_pred)` returning per-sample losses
+#'   computed with `op_*()` functions, or for several outputs a list of them.
+#'   `NULL` leaves the model without a loss (fit() then errors).
 #' @param metrics `NULL`, or a character vector or list of metric names
-#'   (`"accuracy"`, `"mae"`, `"mse"`, ...) and metric objects (`metric_*()`);
+#'   (`"accuracy"`, `"mae"`, `"mse"`, ...) and metric objects (`metric_*()`,
+#'   or made by a [Metric()] class);
 #'   for several outputs optionally a list named by (some of the) outputs.
 #' @param ... Must be empty except for the named arguments below (keras3's
 #'   other `compile()` options are not supported).
@@ -112,7 +115,7 @@ model_output_labels <- function(self) {
 compile_losses <- function(loss, labels) {
   n <- length(labels)
   if (is.null(loss)) return(vector("list", n))
-  if (is_loss(loss) || (is.character(loss) && length(loss) == 1L)) {
+  if (is_loss(loss) || is.function(loss) || (is.character(loss) && length(loss) == 1L)) {
     return(rep(list(compiled_loss(loss, "loss")), n))
   }
   if (!(is.list(loss) || is.character(loss)) || is.object(loss) || length(loss) != n) {
@@ -126,11 +129,13 @@ compile_losses <- function(loss, labels) {
   })
 }
 
-# A loss for compile(): training needs a reduced (scalar) loss.
+# A loss for compile(): training needs a reduced (scalar) loss. A plain
+# function(y_true, y_pred) becomes a loss object (loss-class.R).
 #' @noRd
 compiled_loss <- function(x, arg) {
+  if (is.function(x) && !is.object(x)) x <- loss_function_wrapper(x)
   loss <- as_loss(x, arg)
-  if (identical(loss_self(loss)$config$reduction, "none")) {
+  if (identical(loss_reduction(loss), "none")) {
     abort_arg(arg, "a loss with a reduction to a single number (not reduction = \"none\")",
               "a loss with reduction \"none\"")
   }
@@ -182,6 +187,7 @@ compile_metric_specs <- function(metrics, labels, arg) {
 as_metric_spec_list <- function(x, arg) {
   if (is.null(x)) return(list())
   if (is_metric(x)) return(list(x))
+  if (is_class_constructor(x)) x <- list(x)
   if (!(is.character(x) || is.list(x)) || is.object(x)) {
     abort_arg(arg, "NULL, a metric name, a metric object, or a vector or list of them", describe_value(x))
   }
@@ -190,6 +196,11 @@ as_metric_spec_list <- function(x, arg) {
   listed <- names(nms)[seq_len(which(names(nms) == "MAE") - 1L)]
   for (i in seq_along(x)) {
     m <- x[[i]]
+    if (is_class_constructor(m)) {
+      abort_arg(if (length(x) == 1L) arg else sprintf("%s[[%d]]", arg, i),
+                "a metric object: call the class's constructor to create one",
+                sprintf("the constructor of class \"%s\"", class_constructor_def(m)$classname))
+    }
     ok <- is_metric(m) || (is.character(m) && length(m) == 1L && !is.na(m) && m %in% names(nms))
     if (!ok) {
       abort_arg(if (length(x) == 1L) arg else sprintf("%s[[%d]]", arg, i),
@@ -224,11 +235,17 @@ compiled_metrics <- function(self, y_shapes, pred_shapes) {
   if (!is.null(compiled$metrics)) return(compiled$metrics)
   out <- list()
   used <- character()
+  instances <- list()
   for (weighted in c(FALSE, TRUE)) {
     specs <- if (weighted) compiled$weighted_specs else compiled$metric_specs
     for (k in seq_along(specs)) {
       for (spec in specs[[k]]) {
-        m <- if (is_metric(spec)) clone_metric(spec) else {
+        m <- if (is_class_instance(spec)) {
+          # a custom metric is used as it is (as Keras does), copied when given again
+          again <- any(vapply(instances, function(i) identical(environment(i), environment(spec)), logical(1)))
+          instances[[length(instances) + 1L]] <- spec
+          if (again) class_instance_clone(spec) else spec
+        } else if (is_metric(spec)) clone_metric(spec) else {
           resolve_metric(spec, compiled$losses[[k]], y_shapes[[k]], pred_shapes[[k]],
                          arg = if (weighted) "weighted_metrics" else "metrics")
         }
