@@ -662,14 +662,7 @@ custom_callback_call <- function(cb, hook, index, logs, context) {
 # The model of a training run: the context's, else (contexts made by a fit()
 # that does not pass it) the model whose weights the context reads.
 #' @noRd
-callback_context_model <- function(context) {
-  if (!is.null(context$model)) return(context$model)
-  if (is.function(context$get_weights)) {
-    obj <- get0("object", envir = environment(context$get_weights), inherits = FALSE)
-    if (inherits(obj, "multihead_model")) return(obj)
-  }
-  NULL
-}
+callback_context_model <- function(context) context$model
 
 # The model as callbacks see it: the same model whose `stop_training`
 # reads and sets the training context's flag.

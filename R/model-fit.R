@@ -120,7 +120,7 @@ fit.multihead_model <- function(object, x, y, batch_size = 32, epochs = 1, verbo
   names(directions) <- vapply(metrics, function(e) e$metric$name, character(1))
   context <- new_callback_context(get_weights = function() model_get_weights(self),
                                   set_weights = function(w) layer_set_weights(self, w),
-                                  params = params, metric_directions = directions)
+                                  params = params, metric_directions = directions, model = object)
   state <- new.env(parent = emptyenv())
   state$epoch <- NA_integer_
   state$batch <- 0L

@@ -495,6 +495,7 @@ weights_mismatch <- function(ld, filepath) {
 
 #' @noRd
 compile_record <- function(compiled) {
+  refuse_custom_objects(compiled)
   spec_records <- function(per_output) lapply(per_output, function(specs) lapply(specs, function(m) {
     if (is_metric(m)) metric_record(m) else m
   }))
@@ -504,6 +505,27 @@ compile_record <- function(compiled) {
        metric_specs = spec_records(compiled$metric_specs),
        weighted_specs = spec_records(compiled$weighted_specs),
        output_labels = compiled$output_labels)
+}
+
+# A model file holds data only: a loss, metric or learning-rate schedule made
+# by Loss() / Metric() / LearningRateSchedule() is R code, which is not
+# written to it.
+#' @noRd
+refuse_custom_objects <- function(compiled) {
+  found <- character()
+  for (l in compiled$losses) if (is_class_instance(l)) found <- c(found, sprintf("loss %s", class(l)[1L]))
+  for (specs in c(compiled$metric_specs, compiled$weighted_specs)) {
+    for (m in specs) if (is_class_instance(m)) found <- c(found, sprintf("metric %s", class(m)[1L]))
+  }
+  lr <- compiled$optimizer$learning_rate
+  if (is_class_instance(lr)) found <- c(found, sprintf("learning-rate schedule %s", class(lr)[1L]))
+  if (length(found)) {
+    abort_msg(sprintf(paste0("save_model() writes data only, and the compiled model uses custom R code (%s). ",
+                             "Save the weights with save_model_weights() or the whole object with saveRDS(), ",
+                             "or compile() with built-in objects before saving."),
+                      paste(unique(found), collapse = ", ")), class = "multihead_error_unsupported")
+  }
+  invisible(NULL)
 }
 
 #' @noRd

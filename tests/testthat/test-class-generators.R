@@ -684,7 +684,7 @@ test_that("bad losses are errors naming the argument or saying what to change", 
   expect_error(compile(model, loss = loss_ops_mse(reduction = "none")), "`loss`", class = err)
   expect_error(compile(model, loss = metric_binary_true_positives()), "`loss`", class = err)
   # call() that cannot be traced: base R on symbolic tensors
-  Untraceable <- Loss("Untraceable", call = function(y_true, y_pred) sum(y_pred - y_true))
+  Untraceable <- Loss("Untraceable", call = function(y_true, y_pred) as.numeric(y_pred) - as.numeric(y_true))
   model |> compile(optimizer = "sgd", loss = Untraceable())
   expect_error(fit(model, d$x, d$y, verbose = 0), "call\\(\\) of loss \"untraceable\".*symbolic tensors",
                class = "multihead_error_trace")
@@ -780,4 +780,14 @@ test_that("bad schedules are errors naming the argument", {
   expect_error(LearningRateSchedule("T", call = function(step) 1)()(), "`step`", class = err)
   expect_error(LearningRateSchedule("N")()(0), "must implement call", class = "multihead_error_not_implemented")
   expect_error(optimizer_sgd(learning_rate = LearningRateSchedule("T")), "`learning_rate`", class = err)
+})
+
+test_that("save_model() refuses a model compiled with custom code, saying why and what to do", {
+  loss_half_mse <- Loss("HalfMse", call = function(y_true, y_pred) op_mean(op_square(y_pred - y_true), axis = -1) / 2)
+  inp <- keras_input(shape = 2)
+  model <- keras_model(inp, layer_dense(inp, 1))
+  model |> compile(optimizer = "sgd", loss = loss_half_mse())
+  path <- tempfile(fileext = ".rds")
+  expect_error(save_model(model, path), "writes data only.*loss HalfMse.*saveRDS", class = "multihead_error_unsupported")
+  expect_false(file.exists(path))
 })
