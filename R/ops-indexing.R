@@ -883,10 +883,13 @@ op_subset <- function(x, ..., drop = TRUE) {
 # An error about index `i` (expression `expr`) of x[...].
 #' @noRd
 idx_key_error <- function(i, expr, problem) {
-  label <- deparse1(expr, width.cutoff = 60L)
-  abort_msg(sprintf("x[...] on a tensor: index %d (`%s`) %s.", i, label, problem),
+  abort_msg(sprintf("x[...] on a tensor: index %d (`%s`) %s.", i, idx_deparse(expr), problem),
             class = "multihead_error_argument")
 }
+
+# An index expression as written (kept unevaluated until an error needs it).
+#' @noRd
+idx_deparse <- function(e) deparse1(e, width.cutoff = 60L)
 
 # A colon expression's part: NULL (open) or a nonzero whole number.
 #' @noRd
@@ -938,7 +941,7 @@ idx_parse_key <- function(exprs, env, shape) {
       step <- if (length(vals) == 3L) idx_colon_part(vals[[3L]], i, e, "step") else NA_integer_
       pure <- !is.na(start) && !is.na(end) && is.na(step) && (start > 0L) == (end > 0L)
       items[[i]] <- list(kind = "range", start = start, end = end, step = step, pure = pure,
-                         label = deparse1(e, width.cutoff = 60L), pos = i)
+                         label = e, pos = i)
       next
     }
     v <- eval(e, envir = env)
@@ -953,7 +956,7 @@ idx_parse_key <- function(exprs, env, shape) {
                                    "shape); index an axis with an integer tensor"))
       }
       if (length(v$shape) > 1L) idx_key_error(i, e, "must be a tensor of rank 0 or 1")
-      items[[i]] <- list(kind = "tensor", tensor = v, label = deparse1(e, width.cutoff = 60L), pos = i)
+      items[[i]] <- list(kind = "tensor", tensor = v, label = e, pos = i)
       next
     }
     if (is_variable(v)) idx_key_error(i, e, "is a variable; index with numbers or an integer tensor")
@@ -961,11 +964,11 @@ idx_parse_key <- function(exprs, env, shape) {
     if (is.logical(v) && !is.object(v)) {
       if (anyNA(v)) idx_key_error(i, e, "holds NA")
       if (length(d) > 1L) {
-        if (n_args == 1L) return(list(mode = "mask", mask = v, label = deparse1(e, width.cutoff = 60L)))
+        if (n_args == 1L) return(list(mode = "mask", mask = v, label = e))
         idx_key_error(i, e, "is a logical array; only a single index may be a mask of `x`'s shape")
       }
       items[[i]] <- list(kind = "gather", v = which(v), bool_len = length(v),
-                         label = deparse1(e, width.cutoff = 60L), pos = i)
+                         label = e, pos = i)
       next
     }
     if (!is.numeric(v) || is.object(v)) {
@@ -979,7 +982,7 @@ idx_parse_key <- function(exprs, env, shape) {
     if (length(d) == 2L && n_args == 1L && d[2L] == rank && rank >= 1L) {
       if (any(v == 0)) idx_key_error(i, e, "holds 0; indices are 1-based")
       m <- matrix(as.integer(v), d[1L])
-      return(list(mode = "coords", coords = m, label = deparse1(e, width.cutoff = 60L)))
+      return(list(mode = "coords", coords = m, label = e))
     }
     if (length(d) > 1L) {
       idx_key_error(i, e, sprintf(paste0("is a %s array; an index array must be 1-D, or (alone) a matrix ",
@@ -989,9 +992,9 @@ idx_parse_key <- function(exprs, env, shape) {
     if (any(v == 0)) idx_key_error(i, e, "holds 0; indices are 1-based (negative ones count from the end)")
     v <- as.integer(v)
     items[[i]] <- if (length(v) == 1L && is.null(d)) {
-      list(kind = "index", i = v, label = deparse1(e, width.cutoff = 60L), pos = i)
+      list(kind = "index", i = v, label = e, pos = i)
     } else {
-      list(kind = "gather", v = v, label = deparse1(e, width.cutoff = 60L), pos = i)
+      list(kind = "gather", v = v, label = e, pos = i)
     }
   }
   kinds <- vapply(items, function(it) it$kind, character(1))
@@ -1018,7 +1021,7 @@ idx_parse_key <- function(exprs, env, shape) {
 idx_item_positions <- function(it, n) {
   where <- function(p) {
     sprintf("x[...] on a tensor: index %d (`%s`) selects position %s, but axis %d has size %d.",
-            it$pos, it$label, p, it$axis, n)
+            it$pos, idx_deparse(it$label), p, it$axis, n)
   }
   res <- function(v) if (v > 0L) v else n + 1L + v
   check <- function(p, v) {
@@ -1032,7 +1035,7 @@ idx_item_positions <- function(it, n) {
     gather = {
       if (!is.null(it$bool_len) && it$bool_len != n) {
         abort_msg(sprintf("x[...] on a tensor: index %d (`%s`) is a logical vector of length %d, but axis %d has size %d.",
-                          it$pos, it$label, it$bool_len, it$axis, n),
+                          it$pos, idx_deparse(it$label), it$bool_len, it$axis, n),
                   class = c("multihead_error_index", "multihead_error_argument"))
       }
       v <- it$v
@@ -1142,7 +1145,7 @@ idx_get_item_infer <- function(specs, params) {
     md <- value_shape(params$mask)
     if (length(md) != length(d) || any(!is.na(d) & d != md)) {
       abort_msg(sprintf("x[...] on a tensor: the logical index `%s` has shape %s, not the shape of `x` %s.",
-                        params$label, fmt_shape(md), fmt_shape(d)), class = "multihead_error_argument")
+                        idx_deparse(params$label), fmt_shape(md), fmt_shape(d)), class = "multihead_error_argument")
     }
     return(op_spec(sum(params$mask), xs$dtype))
   }
@@ -1175,7 +1178,7 @@ idx_get_item_forward <- function(values, params) {
   if (identical(params$mode, "mask")) {
     if (!identical(value_shape(params$mask), d)) {
       abort_msg(sprintf("x[...] on a tensor: the logical index `%s` has shape %s, not the shape of `x` %s.",
-                        params$label, fmt_shape(value_shape(params$mask)), fmt_shape(d)),
+                        idx_deparse(params$label), fmt_shape(value_shape(params$mask)), fmt_shape(d)),
                 class = "multihead_error_argument")
     }
     m <- params$mask
