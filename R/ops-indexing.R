@@ -62,7 +62,7 @@ idx_tensor_shape <- function(x, arg, fun) {
 # An axis argument (one axis, keras3's 1-based convention) -> 0-based.
 #' @noRd
 idx_one_axis <- function(axis, rank, fun, allow_new = 0L) {
-  if (!is.numeric(axis) || length(axis) != 1L) {
+  if (!is.numeric(axis) || length(axis) != 1L || (!is.na(axis) && abs(axis) > .Machine$integer.max)) {
     abort_arg("axis", sprintf("a single whole number (1-based; -1 is the last axis) or NULL in %s()", fun),
               describe_value(axis))
   }
@@ -531,7 +531,7 @@ idx_block <- function(start, size, d, fun, what_size) {
       abort_msg(sprintf("%s(): `start_indices` entry %d is %d, out of range for axis %d of size %d.",
                         fun, i, v, i, n), class = c("multihead_error_index", "multihead_error_argument"))
     }
-    if (!is.na(out[i]) && s[i] + out[i] - 1L > n) {
+    if (!is.na(out[i]) && as.double(s[i]) + out[i] - 1 > n) {
       abort_msg(sprintf(paste0("%s(): the block does not fit along axis %d: it starts at %d and has size %d ",
                                "(%s), but the axis has size %d."), fun, i, s[i], out[i], what_size, n),
                 class = c("multihead_error_index", "multihead_error_argument"))

@@ -524,6 +524,36 @@ test_that("x[...] on variables: eager on the value, recorded inside a trace", {
                class = "multihead_error_immutable")
 })
 
+test_that("a custom embedding: op_take() of a variable by symbolic token ids, inside a trace", {
+  d <- layer_dense(units = 3)
+  invisible(d(array(1, c(2, 5))))
+  emb <- multihead:::new_variable(multihead:::layer_self(d), "kernel")   # a 5 x 3 table
+  w <- emb$value
+  ids <- multihead:::new_placeholder_tensor(c(NA, 4), "int32", "ids")
+  out <- multihead:::with_trace_frame(op_take(emb, ids, axis = 1, zero_indexed = TRUE))
+  expect_identical(out$shape, c(NA, 4L, 3L))
+  g <- multihead:::build_graph(list(ids), list(out))
+  v <- matrix(c(0L, 4L, 2L, 2L, 1L, 2L, 0L, 3L), 2)
+  run <- multihead:::run_graph_forward(g, list(v), keep = TRUE)
+  expect_same(run$outputs[[1]], ref_take(w, v, 1, zero = TRUE), tolerance = 1e-6)
+  back <- multihead:::run_graph_backward(g, run, list(array(1, c(2, 4, 3))))
+  counts <- tabulate(as.vector(v) + 1L, 5)
+  expect_equal(as.list(back$weights)[[1]], matrix(counts, 5, 3))     # repeated ids add up
+  expect_error(multihead:::run_graph_forward(g, list(v + 1L)), "op_take\\(\\): `indices` holds 5",
+               class = "multihead_error_index")
+})
+
+test_that("bool tensors: mask[, newaxis, ] and friends keep the dtype", {
+  mask <- keras_input(shape = 5, dtype = "bool")
+  expect_identical(mask[, newaxis, ]$shape, c(NA, 1L, 5L))
+  expect_identical(mask[, newaxis, ]$dtype, "bool")
+  expect_identical(mask[, newaxis, newaxis, ]$shape, c(NA, 1L, 1L, 5L))
+  m <- matrix(c(TRUE, FALSE, TRUE, TRUE, FALSE, FALSE), 2)
+  r <- graph_run_op(function(m) m[, newaxis, -1], list(m))
+  expect_identical(r$output, array(m[, 3], c(2, 1)))
+  expect_identical(op_take(m, 2, axis = 2), array(m[, 2], 2))
+})
+
 test_that("x[...] rejects bad indices and `[<-`, with clear errors", {
   x <- keras_input(shape = c(3, 4))
   expect_error(x[, 0, ], "index 2 \\(`0`\\) holds 0; indices are 1-based", class = "multihead_error_argument")
