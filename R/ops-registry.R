@@ -368,7 +368,8 @@ abort_op <- function(op, problem, specs = NULL, args = names(specs)) {
 # errors name the argument.
 #' @noRd
 normalize_axis <- function(axis, rank, arg = "axis", op = "op", allow_new = 0L) {
-  if (!is.numeric(axis) || length(axis) == 0L || anyNA(axis) || any(axis != round(axis)) || is.object(axis)) {
+  if (!is.numeric(axis) || length(axis) == 0L || anyNA(axis) || is.object(axis) || any(!is.finite(axis)) ||
+      any(abs(axis) > .Machine$integer.max) || any(axis != round(axis))) {
     abort_arg(arg, sprintf("whole numbers (1-based axes; -1 is the last) in %s()", op), describe_value(axis))
   }
   axis <- as.integer(axis)
