@@ -10,7 +10,8 @@
 # result does not depend on the tensor's values, so no gradient flows to it
 # (op_full()/op_full_like() pass a gradient to a float `fill_value`).
 # Values are held in the result's dtype as op_cast() does (float32 rounded
-# to single precision, ints as integers, bools as logicals).
+# to single precision, int32 as integers, int64 as whole doubles since R has
+# no 64-bit integers, bools as logicals).
 
 # ---- helpers -------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ shp_operand_dtype <- function(x) {
 # `n` copies of `value` (a number) in `dtype`, with shape `shape`.
 #' @noRd
 shp_filled <- function(value, shape, dtype) {
-  v <- switch(dtype, float32 = , float64 = as.double(value), int32 = , int64 = as.integer(value),
+  v <- switch(dtype, float32 = , float64 = , int64 = as.double(value), int32 = as.integer(value),
               bool = as.logical(value))
   shp_set_shape(rep.int(v, prod(shape)), shape)
 }
@@ -106,6 +107,10 @@ register_creation_ops <- function() {
     forward = function(values, params) {
       f <- values$fill_value
       fs <- value_shape(f)
+      if (!shp_fill_fits(fs, params$shape)) {
+        abort_op("op_full", sprintf("`fill_value` does not broadcast to `shape` %s", fmt_shape(params$shape)),
+                 shp_value_specs(values))
+      }
       out <- broadcast_value(f, fs, params$shape)
       list(output = shp_cast_value(out, params$dtype, "fill_value", "op_full"), cache = fs)
     },
@@ -131,7 +136,8 @@ register_creation_ops <- function() {
     },
     backward = function(grad, cache, params) list(NULL, reduce_to_shape(grad, cache)))
 
-  for (what in c("ones", "zeros")) local({
+  for (kind in c("ones", "zeros")) local({
+    what <- kind
     value <- if (what == "ones") 1 else 0
     register_op(paste0(what, "_like"), if (what == "ones") "OnesLike" else "ZerosLike",
       infer = function(specs, params) op_spec(specs$x$shape, params$dtype),
@@ -141,7 +147,8 @@ register_creation_ops <- function() {
       backward = function(grad, cache, params) list(NULL))
   })
 
-  for (lower in c(TRUE, FALSE)) local({
+  for (lower_tri in c(TRUE, FALSE)) local({
+    lower <- lower_tri   # fixed now: the closures below run later
     name <- if (lower) "tril" else "triu"
     fun <- paste0("op_", name)
     register_op(name, if (lower) "Tril" else "Triu",
@@ -171,10 +178,13 @@ register_creation_ops <- function() {
 #' `op_arange()` follows keras3's R convention, not Python's: with one
 #' argument, `op_arange(n)` is `1, 2, ..., n`; the `end` is included
 #' (`include_end = TRUE`, the default): `op_arange(start, end, step)` is
-#' `start, start + step, ...` up to `end` (keras3 adds `step` to `end` and
-#' calls NumPy's half-open `arange()`, whose length is
-#' `ceiling((end + step - start) / step)`; with fractional steps, rounding
-#' may add a value just past `end`, as in keras3). `step` may be negative.
+#' `start, start + step, ...`, the values of the interval `[start, end]` as
+#' keras3 documents it (like `seq(start, end, by = step)`; keras3 itself
+#' computes NumPy's `arange(start, end + step, step)`, which also yields
+#' `start + k * step` past `end` when `step` does not divide `end - start`:
+#' `op_arange(3L, 8L, 2L)` is `3 5 7` here). With `include_end = FALSE` the
+#' interval is half-open, `[start, end)`, of NumPy's length
+#' `ceiling((end - start) / step)`. `step` may be negative.
 #'
 #' The dtype, when not given, follows the R types as keras3 does (R integers
 #' become int32, doubles float32): `op_arange(5L)` and `op_arange(2L, 8L)`
@@ -190,7 +200,7 @@ register_creation_ops <- function() {
 #' @param include_end `TRUE` (keras3's default) or `FALSE` (`end` excluded,
 #'   Python's convention).
 #' @returns A 1-d array (doubles for floats, float32 values rounded to single
-#'   precision; integers for ints).
+#'   precision; integers for int32, whole doubles for int64).
 #' @family ops
 #' @export
 #' @examples
@@ -203,6 +213,7 @@ op_arange <- function(start, end, step = 1L, dtype = NULL, include_end = TRUE) {
   fun <- "op_arange"
   shp_require(missing(start), "start", fun, "a number")
   shp_check_scalar(start, "start", fun)
+  size_arg <- if (missing(end)) "start" else "end"
   if (missing(end)) {
     end <- start
     start <- if (is.double(end)) 1 else 1L
@@ -224,11 +235,13 @@ op_arange <- function(start, end, step = 1L, dtype = NULL, include_end = TRUE) {
   if (is.null(dtype)) dtype <- if (is.double(start) || is.double(end) || is.double(step)) "float32" else "int32"
   start <- as.double(start)
   step <- as.double(step)
-  stop <- as.double(end) + if (include_end) step else 0
-  n <- max(0, ceiling((stop - start) / step))
-  check_size(n, "end", "the result of op_arange()")
+  span <- (as.double(end) - start) / step
+  # include_end: the values of [start, end] (keras3 calls arange(start, end + step, step), which can pass
+  # `end` when step does not divide end - start; the fuzz is seq()'s); else NumPy's half-open length
+  n <- if (include_end) max(0, floor(span + 1e-10) + 1) else max(0, ceiling(span))
+  check_size(n, size_arg, "the result of op_arange()")
   out <- start + (seq_len(n) - 1) * step
-  out <- shp_cast_value(out, dtype, "end", fun)
+  out <- shp_cast_value(out, dtype, size_arg, fun)
   dim(out) <- length(out)
   out
 }

@@ -214,7 +214,8 @@ shp_check_dtype <- function(dtype, fun, arg = "dtype", null_ok = TRUE) {
 
 # Values of `x` as `dtype`, as NumPy's astype: float32 rounded to float32,
 # ints truncated toward zero (NaN, Inf and values out of range are errors
-# naming `arg`), bool TRUE where non-zero (NaN included). Dims are kept.
+# naming `arg`; int32 held as integers, int64 as whole doubles: R has no
+# 64-bit integers), bool TRUE where non-zero (NaN included). Dims are kept.
 #' @noRd
 shp_cast_value <- function(x, dtype, arg = "x", fun = "op_cast") {
   switch(dtype,
@@ -238,8 +239,8 @@ shp_cast_value <- function(x, dtype, arg = "x", fun = "op_cast") {
                     sprintf("values from %s to %s", format(min(x)), format(max(x))))
         }
         if (dtype == "int32") storage.mode(x) <- "integer"
-      } else if (is.logical(x)) {
-        storage.mode(x) <- "integer"
+      } else {
+        storage.mode(x) <- if (dtype == "int32") "integer" else "double"
       }
       x
     },
@@ -1018,8 +1019,8 @@ op_repeat <- function(x, repeats, axis = NULL) {
 #' @param x A tensor: an array, a number, a symbolic tensor or a variable.
 #' @param dtype `"float32"`, `"float64"`, `"int32"`, `"int64"` or `"bool"`.
 #' @returns A tensor of that dtype (an array: doubles for floats, integers
-#'   for int32, whole doubles for int64 from doubles, logicals for bool; or a
-#'   symbolic tensor).
+#'   for int32, whole doubles for int64 (R has no 64-bit integers), logicals
+#'   for bool; or a symbolic tensor).
 #' @family ops
 #' @export
 #' @examples

@@ -546,6 +546,8 @@ test_that("op_cast() converts as NumPy's astype", {
   expect_identical(op_cast(1:3, "float64"), c(1, 2, 3))
   expect_identical(op_cast(c(TRUE, FALSE), "float32"), c(1, 0))
   expect_identical(op_cast(c(TRUE, FALSE), "int32"), c(1L, 0L))
+  expect_identical(op_cast(c(TRUE, FALSE), "int64"), c(1, 0))
+  expect_identical(op_cast(2:3, "int64"), c(2, 3))
   expect_identical(op_cast(c(0, -1, 0.1, NaN, Inf), "bool"), c(FALSE, TRUE, TRUE, TRUE, TRUE))
   expect_identical(op_cast(c(0L, 3L), "bool"), c(FALSE, TRUE))
   expect_identical(op_cast(c(NaN, Inf), "float32"), c(NaN, Inf))
