@@ -480,7 +480,9 @@ register_shape_ops <- function() {
   register_op("tile", "Tile",
     infer = function(specs, params) {
       a <- shp_tile_align(specs$x$shape, params$repeats)
-      op_spec(a$shape * a$repeats, specs$x$dtype)
+      out <- a$shape * as.double(a$repeats)
+      check_size(out, "repeats", "the result of op_tile()")
+      op_spec(out, specs$x$dtype)
     },
     forward = function(values, params) {
       x <- values$x
@@ -530,7 +532,9 @@ register_shape_ops <- function() {
           abort_op("op_repeat", sprintf("`repeats` has %d values for the %s elements of the flattened `x`",
                                         length(reps), format(n)), specs)
         }
-        return(op_spec(if (length(reps) == 1L) n * reps else sum(reps), specs$x$dtype))
+        out <- if (length(reps) == 1L) n * reps else sum(as.double(reps))
+        check_size(out, "repeats", "the result of op_repeat()")
+        return(op_spec(out, specs$x$dtype))
       }
       if (k + 1L > length(s)) abort_op("op_repeat", "`axis` is beyond the tensor's rank", specs)
       n <- s[k + 1L]
@@ -539,10 +543,11 @@ register_shape_ops <- function() {
           abort_op("op_repeat", sprintf("`repeats` has %d values for axis %d of size %d", length(reps), k + 1L, n),
                    specs)
         }
-        s[k + 1L] <- if (length(reps) == 1L) n * reps else sum(reps)
+        s[k + 1L] <- if (length(reps) == 1L) n * as.double(reps) else sum(as.double(reps))
       } else if (length(reps) > 1L) {
-        s[k + 1L] <- sum(reps)
+        s[k + 1L] <- sum(as.double(reps))
       }
+      check_size(s, "repeats", "the result of op_repeat()")
       op_spec(s, specs$x$dtype)
     },
     forward = function(values, params) {
