@@ -54,10 +54,21 @@ shp_operand_dtype <- function(x) {
 
 # `n` copies of `value` (a number) in `dtype`, with shape `shape`.
 #' @noRd
-shp_filled <- function(value, shape, dtype) {
+shp_filled <- function(value, shape, dtype, arg = "shape") {
   v <- switch(dtype, float32 = , float64 = , int64 = as.double(value), int32 = as.integer(value),
               bool = as.logical(value))
-  shp_set_shape(rep.int(v, prod(shape)), shape)
+  shp_set_shape(shp_alloc(rep.int(v, prod(shape)), arg, shape), shape)
+}
+
+# Evaluates `expr` (which allocates a result of `shape`), turning R's
+# allocation failure into an error naming `arg`.
+#' @noRd
+shp_alloc <- function(expr, arg, shape) {
+  tryCatch(expr, error = function(e) {
+    if (!grepl("cannot allocate|vector memory", conditionMessage(e))) stop(e)
+    abort_arg(arg, sprintf("small enough to allocate a result of shape %s", fmt_shape(shape)),
+              conditionMessage(e))
+  })
 }
 
 # TRUE when a fill value of shape `fill` broadcasts to `target` (NA sizes
@@ -111,7 +122,7 @@ register_creation_ops <- function() {
         abort_op("op_full", sprintf("`fill_value` does not broadcast to `shape` %s", fmt_shape(params$shape)),
                  shp_value_specs(values))
       }
-      out <- broadcast_value(f, fs, params$shape)
+      out <- shp_alloc(broadcast_value(f, fs, params$shape), "shape", params$shape)
       list(output = shp_cast_value(out, params$dtype, "fill_value", "op_full"), cache = fs)
     },
     backward = function(grad, cache, params) list(reduce_to_shape(grad, cache)))
@@ -240,7 +251,7 @@ op_arange <- function(start, end, step = 1L, dtype = NULL, include_end = TRUE) {
   # `end` when step does not divide end - start; the fuzz is seq()'s); else NumPy's half-open length
   n <- if (include_end) max(0, floor(span + 1e-10) + 1) else max(0, ceiling(span))
   check_size(n, size_arg, "the result of op_arange()")
-  out <- start + (seq_len(n) - 1) * step
+  out <- shp_alloc(start + (seq_len(n) - 1) * step, size_arg, n)
   out <- shp_cast_value(out, dtype, size_arg, fun)
   dim(out) <- length(out)
   out
@@ -359,10 +370,11 @@ op_eye <- function(N, M = NULL, k = 0L, dtype = NULL) {
   k <- check_whole(k, "k", min = -.Machine$integer.max)
   dtype <- shp_check_dtype(dtype, "op_eye") %||% "float32"
   check_size(c(N, M), "N", "the result of op_eye()")
-  out <- shp_filled(0, c(N, M), dtype)
+  out <- shp_filled(0, c(N, M), dtype, "N")
   i <- seq_len(N)
-  i <- i[i + k >= 1L & i + k <= M]
-  if (length(i)) out[i + (i + k - 1) * N] <- shp_filled(1, integer(), dtype)
+  j <- i + as.double(k)
+  keep <- j >= 1 & j <= M
+  if (any(keep)) out[i[keep] + (j[keep] - 1) * N] <- shp_filled(1, integer(), dtype)
   out
 }
 

@@ -69,6 +69,19 @@ shp_one_axis <- function(axis, rank, fun, arg = "axis", allow_new = 0L) {
     abort_arg(arg, sprintf("a single whole number (a 1-based axis; -1 is the last) in %s()", fun),
               describe_value(axis))
   }
+  shp_normalize(axis, rank, fun, arg, allow_new)
+}
+
+# normalize_axis() after a check that the axes are finite whole numbers in
+# integer range (normalize_axis() itself would fail on Inf or 2^53 with R's
+# "missing value" error).
+#' @noRd
+shp_normalize <- function(axis, rank, fun, arg = "axis", allow_new = 0L) {
+  if (is.numeric(axis) && !is.object(axis) && length(axis) &&
+      !all(is.na(axis) | is.finite(axis) & abs(axis) <= .Machine$integer.max)) {
+    abort_arg(arg, sprintf("whole numbers (1-based axes; -1 is the last) in %s()", fun),
+              paste(axis, collapse = ", "))
+  }
   normalize_axis(axis, rank, arg = arg, op = fun, allow_new = allow_new)
 }
 
@@ -77,7 +90,7 @@ shp_one_axis <- function(axis, rank, fun, arg = "axis", allow_new = 0L) {
 shp_axes <- function(axis, rank, fun, arg = "axis", allow_new = 0L) {
   if (is.list(axis) && !is.object(axis) && all(lengths(axis) == 1L)) axis <- unlist(axis)
   if (length(axis) == 1L) return(shp_one_axis(axis, rank, fun, arg, allow_new))
-  normalize_axis(axis, rank, arg = arg, op = fun, allow_new = allow_new)
+  shp_normalize(axis, rank, fun, arg, allow_new)
 }
 
 # The promoted dtype of several operands (result_dtype(), quicker when they
@@ -489,6 +502,11 @@ register_shape_ops <- function() {
       from <- value_shape(x)
       a <- shp_tile_align(from, params$repeats)
       s <- a$shape
+      cache <- list(from = from, aligned = a$shape, repeats = a$repeats)
+      if (any(a$repeats == 0L)) {   # an empty result (tiling axis by axis first could grow without bound)
+        out <- s * a$repeats
+        return(list(output = shp_set_shape(x[0L], out), cache = cache))
+      }
       for (k in rev(seq_along(s)) - 1L) {
         r <- a$repeats[k + 1L]
         if (r == 1L) next
@@ -502,7 +520,7 @@ register_shape_ops <- function() {
         }
         s[k + 1L] <- s[k + 1L] * r
       }
-      list(output = shp_set_shape(x, s), cache = list(from = from, aligned = a$shape, repeats = a$repeats))
+      list(output = shp_set_shape(x, s), cache = cache)
     },
     backward = function(grad, cache, params) {
       s <- cache$aligned * cache$repeats
@@ -782,7 +800,7 @@ op_transpose <- function(x, axes = NULL) {
     perm <- rev(seq_len(r)) - 1L
   } else {
     if (is.list(axes) && !is.object(axes) && all(lengths(axes) == 1L)) axes <- unlist(axes)
-    perm <- normalize_axis(axes, r, arg = "axes", op = "op_transpose")
+    perm <- shp_normalize(axes, r, "op_transpose", arg = "axes")
     if (length(perm) != r) {
       abort_arg("axes", sprintf("a permutation of the %d axes of `x` (1-based) in op_transpose()", r),
                 paste(axes, collapse = ", "))

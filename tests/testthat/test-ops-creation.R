@@ -223,6 +223,8 @@ test_that("op_eye() and op_identity() make (shifted) identity matrices", {
   expect_identical(op_identity(2, dtype = "int64"), diag(2))
   expect_identical(op_eye(0), matrix(0, 0, 0))
   expect_identical(op_eye(2, 0), matrix(0, 2, 0))
+  expect_identical(op_eye(2, k = .Machine$integer.max), matrix(0, 2, 2))
+  expect_identical(op_eye(2, k = -.Machine$integer.max), matrix(0, 2, 2))
   expect_false(multihead:::is_symbolic(multihead:::with_trace_frame(op_eye(2))))
 })
 
