@@ -114,6 +114,9 @@ custom_trace_for_specs <- function(state, struct, specs) {
   if (!has_na) stop(first)
   probe <- function(size) {
     ps <- lapply(specs, function(s) { s$shape[is.na(s$shape)] <- size; s })
+    saved <- .trace_state$probing
+    .trace_state$probing <- TRUE  # models built now must not take the probe sizes as their input shape
+    on.exit(.trace_state$probing <- saved, add = TRUE)
     tryCatch(custom_make_trace(state, struct, ps, training = NULL, mask_spec = NULL), error = function(e) NULL)
   }
   a <- probe(.probe_sizes[1L])

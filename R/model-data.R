@@ -40,6 +40,7 @@ model_data <- function(self, x, y, sample_weight = NULL,
     ys[[k]] <- yk
   }
   sw <- sample_weight
+  if (is.logical(sw) && !is.object(sw)) storage.mode(sw) <- "double"   # a mask (e.g. labels != 0), as Keras casts it
   if (!is.null(sw)) {
     if (!is.numeric(sw) || is.object(sw) || length(sw) == 0L || anyNA(sw) || !all(is.finite(sw)) ||
         any(sw < 0)) {

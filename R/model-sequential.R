@@ -144,6 +144,11 @@ sequential_refresh_graph <- function(self) {
 # included): creates its input and applies the layers added so far.
 #' @noRd
 sequential_build <- function(self, input_shape, dtype = "float32") {
+  if (isTRUE(.trace_state$probing) && length(input_shape)) {
+    # built by a call traced with probe sizes standing for unknown ones (layer-custom-trace.R):
+    # only the feature axis is known
+    input_shape[-length(input_shape)] <- NA_integer_
+  }
   if (length(self$entries) == 0L) {
     abort_msg(sprintf("Sequential model \"%s\" has no layers: add layers before calling it.", self$name),
               class = "multihead_error_argument")

@@ -173,18 +173,26 @@ operands_symbolic <- function(operands) {
   FALSE
 }
 
-# A graph constant holding an array (a node without inputs).
+# A graph constant holding an array (a node without inputs); `dtype`
+# overrides the dtype read off the R value (int64 values are whole doubles).
 #' @noRd
-constant_tensor <- function(x, arg = "x") {
+constant_tensor <- function(x, arg = "x", dtype = NULL) {
   if (is_symbolic(x)) return(x)
   if (is_variable(x)) return(variable_tensor(x))
-  op_record(op_def("constant"), stats::setNames(list(x), arg), list())
+  op_record(op_def("constant"), stats::setNames(list(x), arg), if (is.null(dtype)) list() else list(dtype = dtype))
 }
+
+# A value a creation op made: inside a traced call() a graph constant (so
+# keras-style indexing and ops on it are recorded), else the array itself.
+#' @noRd
+traced_constant <- function(x, dtype = NULL) if (length(.trace_state$stack)) constant_tensor(x, dtype = dtype) else x
 
 #' @noRd
 register_constant_ops <- function() {
   register_op("constant", "Constant",
-              infer = function(specs, params) op_spec(specs[[1L]]$shape, specs[[1L]]$dtype),
+              infer = function(specs, params) {
+                op_spec(specs[[1L]]$shape, if (is.null(params$dtype)) specs[[1L]]$dtype else params$dtype)
+              },
               forward = function(values, params) list(output = values[[1L]], cache = NULL),
               fun = "constant")
 }
