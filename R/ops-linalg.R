@@ -278,6 +278,7 @@ matmul_backward <- function(grad, cache, params) {
 #' dim(op_matmul(x, b))
 #' op_matmul(1:3, 1:3)                         # dot product of vectors
 op_matmul <- function(x1, x2) {
+  if (missing(x1) || missing(x2)) abort_arg(if (missing(x1)) "x1" else "x2", "supplied: a tensor in op_matmul()")
   operands <- list(x1 = x1, x2 = x2)
   op_call("matmul", operands, linalg_params(operands))
 }
@@ -444,9 +445,10 @@ einsum_bind <- function(parsed, shapes, nms, fun = "op_einsum", strict = FALSE, 
     }
     big <- unique(known[known != 1L])
     if (length(big) > 1L || (strict && length(unique(known)) > 1L)) {
-      i1 <- who[1L]; i2 <- who[match(TRUE, known != known[1L])]
-      abort_op(fun, sprintf("index %s has size %d in operand `%s` but %d in operand `%s`", linalg_label_name(lab),
-                            known[1L], nms[i1], known[match(TRUE, known != known[1L])], nms[i2]), specs)
+      pair <- if (length(big) > 1L) big[1:2] else unique(known)[1:2]
+      abort_op(fun, sprintf("index %s has size %d in operand `%s` but %d in operand `%s`%s", linalg_label_name(lab),
+                            pair[1L], nms[who[match(pair[1L], known)]], pair[2L], nms[who[match(pair[2L], known)]],
+                            if (length(big) > 1L) "" else " (this op does not broadcast)"), specs)
     }
     any_na <- any(vapply(seq_len(n), function(i) anyNA(shapes[[i]][labels[[i]] == lab]), logical(1)))
     size[as.character(lab)] <- if (length(big)) big else if (any_na) NA_integer_ else 1L
@@ -587,6 +589,7 @@ einsum_backward <- function(grad, cache, params) {
 #' k <- array(runif(2 * 5 * 2 * 3), c(2, 5, 2, 3))
 #' dim(op_einsum("bqhd,bkhd->bhqk", q, k))
 op_einsum <- function(subscripts, ...) {
+  if (missing(subscripts)) abort_arg("subscripts", "supplied: einsum subscripts such as \"ij,jk->ik\"")
   if (!(is.character(subscripts) && length(subscripts) == 1L && !is.na(subscripts))) {
     abort_arg("subscripts", "a single string of einsum subscripts such as \"ij,jk->ik\"", describe_value(subscripts))
   }
@@ -635,6 +638,7 @@ linalg_letters <- c(letters, LETTERS)
 #' op_dot(1:3, 4:6)
 #' dim(op_dot(array(1, c(2, 3, 4)), array(1, c(5, 4, 6))))
 op_dot <- function(x1, x2) {
+  if (missing(x1) || missing(x2)) abort_arg(if (missing(x1)) "x1" else "x2", "supplied: a tensor in op_dot()")
   r1 <- linalg_rank(x1); r2 <- linalg_rank(x2)
   if (is.na(r1) || is.na(r2)) abort_arg(if (is.na(r1)) "x1" else "x2", "a tensor in op_dot()", "NULL")
   if (r1 == 0L || r2 == 0L) return(op_multiply(x1, x2))
@@ -676,6 +680,7 @@ op_dot <- function(x1, x2) {
 #' op_tensordot(a, b)                             # contracts (3, 4)
 #' op_tensordot(a, b, axes = list(c(2, 3), c(1, 2)))
 op_tensordot <- function(x1, x2, axes = 3L) {
+  if (missing(x1) || missing(x2)) abort_arg(if (missing(x1)) "x1" else "x2", "supplied: a tensor in op_tensordot()")
   r1 <- linalg_rank(x1); r2 <- linalg_rank(x2)
   if (is.na(r1) || is.na(r2)) abort_arg(if (is.na(r1)) "x1" else "x2", "a tensor in op_tensordot()", "NULL")
   if (is.list(axes) && !is.object(axes)) {
@@ -845,6 +850,9 @@ dpa_backward <- function(grad, cache, params) {
 op_dot_product_attention <- function(query, key, value, bias = NULL, mask = NULL, scale = NULL,
                                      is_causal = FALSE, flash_attention = NULL, attn_logits_soft_cap = NULL) {
   fun <- "op_dot_product_attention()"
+  for (a in c("query", "key", "value")) {
+    if (eval(call("missing", as.name(a)))) abort_arg(a, paste("supplied: a tensor in", fun))
+  }
   if (!is.null(scale)) {
     if (!(is.numeric(scale) && length(scale) == 1L && !is.na(scale) && is.finite(scale)) || is.object(scale) ||
         !is.null(dim(scale))) {
