@@ -49,7 +49,7 @@ linalg_shapes_key <- function(head, shapes) {
 }
 
 #' @noRd
-as_double_value <- function(x) {
+linalg_as_double_value <- function(x) {
   if (!is.double(x)) storage.mode(x) <- "double"
   x
 }
@@ -88,21 +88,21 @@ linalg_result_type <- function(out, values) {
 }
 
 #' @noRd
-set_value_shape <- function(x, shape) {
+linalg_set_value_shape <- function(x, shape) {
   dim(x) <- if (length(shape) >= 2L) shape else NULL
   x
 }
 
 # A gradient shaped like its operand.
 #' @noRd
-shape_like <- function(g, x) {
+linalg_shape_like <- function(g, x) {
   if (is.null(g)) return(NULL)
   dim(g) <- dim(x)
   g
 }
 
 #' @noRd
-axis_strides <- function(d) {
+linalg_axis_strides <- function(d) {
   r <- length(d)
   if (r == 0L) return(numeric())
   cumprod(c(1, as.numeric(d)))[seq_len(r)]
@@ -144,7 +144,7 @@ linalg_pair_plan <- function(l1, d1, l2, d2, keep, out = NULL) {
   rows <- p1[!in1 & k1]; sum1 <- p1[!in1 & !k1]
   cols <- p2[!in2 & k2]; sum2 <- p2[!in2 & !k2]
   gather <- function(labs, n_kept, l, d) {
-    st <- axis_strides(d)
+    st <- linalg_axis_strides(d)
     steps <- vapply(labs, function(lab) sum(st[l == lab]), numeric(1))
     dims <- size(labs)
     c(length(labs), dims, steps, prod(dims[seq_len(n_kept)]), prod(dims[n_kept + seq_len(length(dims) - n_kept)]),
@@ -156,7 +156,7 @@ linalg_pair_plan <- function(l1, d1, l2, d2, keep, out = NULL) {
   cdims <- size(clabs)
   olabs <- if (is.null(out)) clabs else out
   odims <- cdims[match(olabs, clabs)]
-  osteps <- axis_strides(cdims)[match(olabs, clabs)]
+  osteps <- linalg_axis_strides(cdims)[match(olabs, clabs)]
   flat <- c(ga, gb, prod(size(rows)), prod(size(inner)), prod(size(cols)), prod(size(batch)),
             length(olabs), odims, osteps)
   list(flat = flat, labels = olabs, dims = odims)
@@ -171,7 +171,7 @@ linalg_label_name <- function(lab) {
 # ---- op_matmul --------------------------------------------------------------------
 
 #' @noRd
-infer_matmul <- function(specs, params) {
+linalg_infer_matmul <- function(specs, params) {
   a <- specs[[1L]]; b <- specs[[2L]]
   nms <- names(specs)
   if (is.null(a) || is.null(b)) abort_arg(nms[if (is.null(a)) 1L else 2L], "supplied: a tensor in op_matmul()")
@@ -210,7 +210,7 @@ linalg_dtype <- function(specs) {
 
 # The plan of x1 (d1) %*% x2 (d2) with NumPy's matmul semantics.
 #' @noRd
-matmul_plan <- function(d1, d2) {
+linalg_matmul_plan <- function(d1, d2) {
   linalg_cached(paste(c("mm", d1, ";", d2), collapse = " "), function() {
     r1 <- length(d1); r2 <- length(d2)
     p1 <- if (r1 == 1L) c(1L, d1) else d1
@@ -231,22 +231,22 @@ matmul_plan <- function(d1, d2) {
 }
 
 #' @noRd
-matmul_forward <- function(values, params) {
+linalg_matmul_forward <- function(values, params) {
   x1 <- values[[1L]]; x2 <- values[[2L]]
   d1 <- value_shape(x1); d2 <- value_shape(x2)
-  pl <- matmul_plan(d1, d2)
-  out <- cpp_contract_forward(as_double_value(x1), as_double_value(x2), pl$flat, linalg_float64(params),
+  pl <- linalg_matmul_plan(d1, d2)
+  out <- cpp_contract_forward(linalg_as_double_value(x1), linalg_as_double_value(x2), pl$flat, linalg_float64(params),
                               mh_threads())
-  out <- set_value_shape(out, pl$shape)
+  out <- linalg_set_value_shape(out, pl$shape)
   list(output = linalg_result_type(out, values), cache = list(x1 = x1, x2 = x2, plan = pl))
 }
 
 #' @noRd
-matmul_backward <- function(grad, cache, params) {
+linalg_matmul_backward <- function(grad, cache, params) {
   need <- params$grad %||% c(TRUE, TRUE)
-  r <- cpp_contract_backward(as_double_value(cache$x1), as_double_value(cache$x2), as_double_value(grad),
+  r <- cpp_contract_backward(linalg_as_double_value(cache$x1), linalg_as_double_value(cache$x2), linalg_as_double_value(grad),
                              cache$plan$flat, need[1L], need[2L], linalg_float64(params), mh_threads())
-  list(shape_like(r$x1, cache$x1), shape_like(r$x2, cache$x2))
+  list(linalg_shape_like(r$x1, cache$x1), linalg_shape_like(r$x2, cache$x2))
 }
 
 #' Matrix product of two tensors
@@ -336,7 +336,7 @@ matrixOps.multihead_variable <- matrixOps.multihead_tensor
 # NULL for the implicit output). Errors name `subscripts` (or `...` for the
 # operand count).
 #' @noRd
-einsum_parse <- function(subscripts, n, fun = "op_einsum") {
+linalg_einsum_parse <- function(subscripts, n, fun = "op_einsum") {
   linalg_cached(paste0("es\r", n, "\r", subscripts), function() {
     bad <- function(what) abort_arg("subscripts", sprintf("einsum subscripts %s in %s()", what, fun),
                                     sprintf("\"%s\"", subscripts))
@@ -394,7 +394,7 @@ einsum_parse <- function(subscripts, n, fun = "op_einsum") {
 # the output's labels and shape. Checks ranks and sizes; `strict` forbids
 # size-1 broadcasting between operands (op_dot, op_tensordot).
 #' @noRd
-einsum_bind <- function(parsed, shapes, nms, fun = "op_einsum", strict = FALSE, specs = NULL) {
+linalg_einsum_bind <- function(parsed, shapes, nms, fun = "op_einsum", strict = FALSE, specs = NULL) {
   n <- length(parsed$inputs)
   ell <- integer(n)
   labels <- vector("list", n)
@@ -459,17 +459,17 @@ einsum_bind <- function(parsed, shapes, nms, fun = "op_einsum", strict = FALSE, 
 # The plans of an einsum on concrete shapes: list(unary = flat gather plan,
 # or pairs = list of contraction plans), shape = the output shape.
 #' @noRd
-einsum_plan <- function(subscripts, shapes, strict = FALSE) {
+linalg_einsum_plan <- function(subscripts, shapes, strict = FALSE) {
   key <- linalg_shapes_key(c("ep", strict, subscripts), shapes)
   linalg_cached(key, function() {
     n <- length(shapes)
     nms <- paste0("..", seq_len(n))
-    b <- einsum_bind(einsum_parse(subscripts, n), shapes, nms, strict = strict)
+    b <- linalg_einsum_bind(linalg_einsum_parse(subscripts, n), shapes, nms, strict = strict)
     if (n == 1L) {
       l <- b$labels[[1L]]; d <- shapes[[1L]]
       summed <- setdiff(unique(l), b$out)
       labs <- c(b$out, summed)
-      st <- axis_strides(d)
+      st <- linalg_axis_strides(d)
       dims <- as.numeric(d[match(labs, l)])
       steps <- vapply(labs, function(lab) sum(st[l == lab]), numeric(1))
       k <- length(b$out)
@@ -494,26 +494,26 @@ einsum_plan <- function(subscripts, shapes, strict = FALSE) {
 # ---- einsum: the op ----------------------------------------------------------------
 
 #' @noRd
-infer_einsum <- function(specs, params) {
+linalg_infer_einsum <- function(specs, params) {
   fun <- params$fun %||% "op_einsum"
   nms <- names(specs)
   for (i in seq_along(specs)) if (is.null(specs[[i]])) abort_arg(nms[i], sprintf("a tensor in %s()", fun))
   shapes <- lapply(specs, .subset2, "shape")
   key <- linalg_shapes_key(c("eb", params$strict, params$subscripts), shapes)
   shape <- linalg_cached(key, function() {
-    parsed <- einsum_parse(params$subscripts, length(specs), fun)
-    einsum_bind(parsed, shapes, nms, fun, isTRUE(params$strict), specs)$shape
+    parsed <- linalg_einsum_parse(params$subscripts, length(specs), fun)
+    linalg_einsum_bind(parsed, shapes, nms, fun, isTRUE(params$strict), specs)$shape
   })
   op_spec(shape, linalg_dtype(specs))
 }
 
 #' @noRd
-einsum_forward <- function(values, params) {
+linalg_einsum_forward <- function(values, params) {
   shapes <- lapply(values, value_shape)
-  pl <- einsum_plan(params$subscripts, shapes, isTRUE(params$strict))
+  pl <- linalg_einsum_plan(params$subscripts, shapes, isTRUE(params$strict))
   f64 <- linalg_float64(params)
   th <- mh_threads()
-  vals <- lapply(values, as_double_value)
+  vals <- lapply(values, linalg_as_double_value)
   inter <- NULL
   if (!is.null(pl$unary)) {
     out <- cpp_gather_forward(vals[[1L]], pl$unary, f64, th)
@@ -526,26 +526,26 @@ einsum_forward <- function(values, params) {
     }
     out <- cur
   }
-  out <- linalg_result_type(set_value_shape(out, pl$shape), values)
+  out <- linalg_result_type(linalg_set_value_shape(out, pl$shape), values)
   list(output = out, cache = list(values = values, inter = inter, plan = pl))
 }
 
 #' @noRd
-einsum_backward <- function(grad, cache, params) {
+linalg_einsum_backward <- function(grad, cache, params) {
   pl <- cache$plan
   vals <- cache$values
   n <- length(vals)
   need <- params$grad %||% rep(TRUE, n)
   f64 <- linalg_float64(params)
   th <- mh_threads()
-  g <- as_double_value(grad)
+  g <- linalg_as_double_value(grad)
   grads <- vector("list", n)
   if (!is.null(pl$unary)) {
     if (need[1L]) grads[[1L]] <- cpp_gather_backward(g, pl$unary, f64, th)
   } else {
     for (j in rev(seq_along(pl$pairs))) {
       need_left <- any(need[seq_len(j)])
-      r <- cpp_contract_backward(cache$inter[[j]], as_double_value(vals[[j + 1L]]), g, pl$pairs[[j]],
+      r <- cpp_contract_backward(cache$inter[[j]], linalg_as_double_value(vals[[j + 1L]]), g, pl$pairs[[j]],
                                  need_left, need[j + 1L], f64, th)
       grads[j + 1L] <- list(r$x2)
       if (!need_left) break
@@ -553,7 +553,7 @@ einsum_backward <- function(grad, cache, params) {
     }
     if (need[1L]) grads[[1L]] <- g
   }
-  for (i in seq_len(n)) grads[i] <- list(shape_like(grads[[i]], vals[[i]]))
+  for (i in seq_len(n)) grads[i] <- list(linalg_shape_like(grads[[i]], vals[[i]]))
   grads
 }
 
@@ -728,13 +728,13 @@ op_tensordot <- function(x1, x2, axes = 3L) {
 # ---- dot-product attention ------------------------------------------------------------
 
 #' @noRd
-dpa_dtype <- function(specs) {
+linalg_dpa_dtype <- function(specs) {
   d <- linalg_dtype(specs[c("query", "key", "value")])
   if (is_float_dtype(d)) d else "float32"
 }
 
 #' @noRd
-infer_dpa <- function(specs, params) {
+linalg_infer_dpa <- function(specs, params) {
   fun <- "op_dot_product_attention"
   for (a in c("query", "key", "value")) if (is.null(specs[[a]])) abort_arg(a, sprintf("a tensor in %s()", fun))
   q <- specs$query$shape; k <- specs$key$shape; v <- specs$value$shape
@@ -766,29 +766,29 @@ infer_dpa <- function(specs, params) {
                             a, fmt_shape(full)), specs[c("query", "key", a)])
     }
   }
-  op_spec(q, dpa_dtype(specs))
+  op_spec(q, linalg_dpa_dtype(specs))
 }
 
 # The dims of a bias or mask along (B, N, T, S), padded with 1s in front.
 #' @noRd
-dpa_dims4 <- function(x) {
+linalg_dpa_dims4 <- function(x) {
   d <- value_shape(x)
   as.integer(c(rep(1L, 4L - length(d)), d))
 }
 
 #' @noRd
-dpa_inputs <- function(values) {
+linalg_dpa_inputs <- function(values) {
   bias <- values$bias; mask <- values$mask
-  if (!is.null(bias)) bias <- as_double_value(bias)
+  if (!is.null(bias)) bias <- linalg_as_double_value(bias)
   if (!is.null(mask) && !is.logical(mask)) mask <- mask != 0
-  list(query = as_double_value(values$query), key = as_double_value(values$key),
-       value = as_double_value(values$value), bias = bias, bias_dims = if (!is.null(bias)) dpa_dims4(bias) else rep(1L, 4L),
-       mask = mask, mask_dims = if (!is.null(mask)) dpa_dims4(mask) else rep(1L, 4L))
+  list(query = linalg_as_double_value(values$query), key = linalg_as_double_value(values$key),
+       value = linalg_as_double_value(values$value), bias = bias, bias_dims = if (!is.null(bias)) linalg_dpa_dims4(bias) else rep(1L, 4L),
+       mask = mask, mask_dims = if (!is.null(mask)) linalg_dpa_dims4(mask) else rep(1L, 4L))
 }
 
 #' @noRd
-dpa_forward <- function(values, params) {
-  x <- dpa_inputs(values)
+linalg_dpa_forward <- function(values, params) {
+  x <- linalg_dpa_inputs(values)
   scale <- params$scale %||% (1 / sqrt(dim(x$key)[4L]))
   out <- cpp_dpa_forward(x$query, x$key, x$value, x$bias, x$bias_dims, x$mask, x$mask_dims, scale,
                          isTRUE(params$is_causal), linalg_float64(params), mh_threads())
@@ -797,13 +797,13 @@ dpa_forward <- function(values, params) {
 }
 
 #' @noRd
-dpa_backward <- function(grad, cache, params) {
+linalg_dpa_backward <- function(grad, cache, params) {
   x <- cache$x
   r <- cpp_dpa_backward(x$query, x$key, x$value, x$bias, x$bias_dims, x$mask, x$mask_dims, cache$scale,
-                        isTRUE(params$is_causal), as_double_value(grad), linalg_float64(params), mh_threads())
+                        isTRUE(params$is_causal), linalg_as_double_value(grad), linalg_float64(params), mh_threads())
   v <- cache$values
-  list(shape_like(r$query, v$query), shape_like(r$key, v$key), shape_like(r$value, v$value),
-       if (!is.null(v$bias)) shape_like(r$bias, v$bias), NULL)
+  list(linalg_shape_like(r$query, v$query), linalg_shape_like(r$key, v$key), linalg_shape_like(r$value, v$value),
+       if (!is.null(v$bias)) linalg_shape_like(r$bias, v$bias), NULL)
 }
 
 #' Scaled dot-product attention
@@ -868,17 +868,17 @@ op_dot_product_attention <- function(query, key, value, bias = NULL, mask = NULL
   }
   operands <- list(query = query, key = key, value = value, bias = bias, mask = mask)
   params <- list(scale = scale, is_causal = is_causal)
-  op_call("dot_product_attention", operands, linalg_params(operands, params, dtype_of = dpa_dtype))
+  op_call("dot_product_attention", operands, linalg_params(operands, params, dtype_of = linalg_dpa_dtype))
 }
 
 # ---- registration ------------------------------------------------------------------
 
 #' @noRd
 register_linalg_ops <- function() {
-  register_op("matmul", "Matmul", infer = infer_matmul, forward = matmul_forward, backward = matmul_backward)
-  register_op("einsum", "Einsum", infer = infer_einsum, forward = einsum_forward, backward = einsum_backward)
-  register_op("dot", "Dot", infer = infer_einsum, forward = einsum_forward, backward = einsum_backward)
-  register_op("tensordot", "Tensordot", infer = infer_einsum, forward = einsum_forward, backward = einsum_backward)
-  register_op("dot_product_attention", "DotProductAttention", infer = infer_dpa, forward = dpa_forward,
-              backward = dpa_backward)
+  register_op("matmul", "Matmul", infer = linalg_infer_matmul, forward = linalg_matmul_forward, backward = linalg_matmul_backward)
+  register_op("einsum", "Einsum", infer = linalg_infer_einsum, forward = linalg_einsum_forward, backward = linalg_einsum_backward)
+  register_op("dot", "Dot", infer = linalg_infer_einsum, forward = linalg_einsum_forward, backward = linalg_einsum_backward)
+  register_op("tensordot", "Tensordot", infer = linalg_infer_einsum, forward = linalg_einsum_forward, backward = linalg_einsum_backward)
+  register_op("dot_product_attention", "DotProductAttention", infer = linalg_infer_dpa, forward = linalg_dpa_forward,
+              backward = linalg_dpa_backward)
 }
