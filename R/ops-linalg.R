@@ -165,7 +165,7 @@ linalg_pair_plan <- function(l1, d1, l2, d2, keep, out = NULL) {
 # How a label appears in messages: a letter, or an axis of the ellipsis.
 #' @noRd
 linalg_label_name <- function(lab) {
-  if (lab > 0) sprintf("\"%s\"", intToUtf8(lab)) else sprintf("by \"...\" (broadcast axis %d from the end)", -lab)
+  if (lab > 0) sprintf("\"%s\"", intToUtf8(lab)) else sprintf("\"...\" (its axis %d from the end)", -lab)
 }
 
 # ---- op_matmul --------------------------------------------------------------------
@@ -688,8 +688,9 @@ op_tensordot <- function(x1, x2, axes = 3L) {
       abort_arg("axes", "a whole number, or a list of two vectors of axes (of `x1` and of `x2`)",
                 describe_value(axes))
     }
-    a1 <- normalize_axis(axes[[1L]], r1, "axes", "op_tensordot")
-    a2 <- normalize_axis(axes[[2L]], r2, "axes", "op_tensordot")
+    flat <- function(a) if (is.list(a) && !is.object(a)) unlist(a) else a   # keras3 also takes lists
+    a1 <- normalize_axis(flat(axes[[1L]]), r1, "axes", "op_tensordot")
+    a2 <- normalize_axis(flat(axes[[2L]]), r2, "axes", "op_tensordot")
     if (length(a1) != length(a2)) {
       abort_arg("axes", "a list of two vectors of the same length (axes of `x1` and `x2`, paired)",
                 sprintf("lengths %d and %d", length(a1), length(a2)))
@@ -704,12 +705,12 @@ op_tensordot <- function(x1, x2, axes = 3L) {
       abort_arg("axes", paste0("a whole number >= 1 (keras3 takes `axes` 1-based: N contracts the last ",
                                "N - 1 axes of `x1` with the first N - 1 of `x2`)"), describe_value(axes))
     }
-    nc <- as.integer(axes) - 1L
-    if (nc > min(r1, r2)) {
+    if (axes - 1 > min(r1, r2)) {
       abort_arg("axes", sprintf(paste0("at most %d here: `axes` = N contracts N - 1 axes (keras3's 1-based ",
                                        "convention) and `x1`, `x2` have ranks %d and %d"), min(r1, r2) + 1L, r1, r2),
                 describe_value(axes))
     }
+    nc <- as.integer(axes) - 1L
     a1 <- seq.int(r1 - nc, length.out = nc)
     a2 <- seq.int(0L, length.out = nc)
   }

@@ -382,6 +382,8 @@ test_that("op_dot and op_tensordot follow NumPy's dot and keras3's tensordot", {
   expect_equal(op_tensordot(u, u2, axes = 1L), outer(u, u2), tolerance = 1e-12)
   expect_equal(op_tensordot(a, c2, axes = list(c(2, 3), c(1, 2))), ref_einsum("ijk,jkl->il", a, c2),
                tolerance = 1e-12)
+  expect_equal(op_tensordot(a, c2, axes = list(list(2, 3), list(1, 2))), ref_einsum("ijk,jkl->il", a, c2),
+               tolerance = 1e-12)
   e <- rarray(4, 5, 2)
   expect_equal(op_tensordot(a, e, axes = list(-1, 1)), ref_einsum("ijk,klm->ijlm", a, e), tolerance = 1e-12)
   f <- rarray(2, 4)
@@ -520,6 +522,9 @@ test_that("op_einsum rejects malformed subscripts and wrong operands", {
   expect_error(op_einsum("ijk,jk->ik", a, b), "`..1` has rank 2", class = "multihead_error")
   expect_error(op_einsum("ij,jk->ik", a, matrix(1, 4, 5)), "\"j\".*`..1`.*`..2`", class = "multihead_error")
   expect_error(op_einsum("ii", a), "repeated index", class = "multihead_error")
+  expect_error(op_einsum("...ij,...jk->...ik", array(1, c(2, 3, 4)), array(1, c(5, 4, 2))),
+               "\"...\" \\(its axis 1 from the end\\) has size 2 in operand `..1` but 5 in operand `..2`",
+               class = "multihead_error")
   expect_error(op_einsum(c("ij", "jk"), a), "`subscripts`", class = "multihead_error")
   expect_error(op_einsum(NA_character_, a), "`subscripts`", class = "multihead_error")
   expect_error(op_einsum("ij"), "`...`", class = "multihead_error")
@@ -537,6 +542,7 @@ test_that("op_dot and op_tensordot reject bad input naming the argument", {
   a <- array(1, c(2, 3, 4))
   expect_error(op_tensordot(a, matrix(1, 3, 4), axes = 0), "`axes`", class = "multihead_error")
   expect_error(op_tensordot(a, matrix(1, 3, 4), axes = 5), "`axes`", class = "multihead_error")
+  expect_error(op_tensordot(a, matrix(1, 3, 4), axes = 2^53), "`axes`", class = "multihead_error")
   expect_error(op_tensordot(a, matrix(1, 3, 4), axes = "a"), "`axes`", class = "multihead_error")
   expect_error(op_tensordot(a, matrix(1, 3, 4), axes = list(1)), "`axes`", class = "multihead_error")
   expect_error(op_tensordot(a, matrix(1, 3, 4), axes = list(c(1, 2), 1)), "`axes`", class = "multihead_error")
