@@ -77,6 +77,30 @@ cpp_dense_call <- function(x, n_contract, kernel, bias, float64, threads) {
     .Call(`_multihead_cpp_dense_call`, x, n_contract, kernel, bias, float64, threads)
 }
 
+cpp_contract_forward <- function(x1, x2, plan, float64, threads) {
+    .Call(`_multihead_cpp_contract_forward`, x1, x2, plan, float64, threads)
+}
+
+cpp_contract_backward <- function(x1, x2, grad, plan, need1, need2, float64, threads) {
+    .Call(`_multihead_cpp_contract_backward`, x1, x2, grad, plan, need1, need2, float64, threads)
+}
+
+cpp_gather_forward <- function(x, plan, float64, threads) {
+    .Call(`_multihead_cpp_gather_forward`, x, plan, float64, threads)
+}
+
+cpp_gather_backward <- function(grad, plan, float64, threads) {
+    .Call(`_multihead_cpp_gather_backward`, grad, plan, float64, threads)
+}
+
+cpp_dpa_forward <- function(query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, float64, threads) {
+    .Call(`_multihead_cpp_dpa_forward`, query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, float64, threads)
+}
+
+cpp_dpa_backward <- function(query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, grad, float64, threads) {
+    .Call(`_multihead_cpp_dpa_backward`, query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, grad, float64, threads)
+}
+
 cpp_reduce <- function(x, dims, reduced, op, p, threads) {
     .Call(`_multihead_cpp_reduce`, x, dims, reduced, op, p, threads)
 }

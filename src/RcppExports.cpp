@@ -326,6 +326,110 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_contract_forward
+Rcpp::NumericVector cpp_contract_forward(SEXP x1, SEXP x2, Rcpp::NumericVector plan, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_contract_forward(SEXP x1SEXP, SEXP x2SEXP, SEXP planSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x1(x1SEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x2(x2SEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type plan(planSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_contract_forward(x1, x2, plan, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_contract_backward
+Rcpp::List cpp_contract_backward(SEXP x1, SEXP x2, SEXP grad, Rcpp::NumericVector plan, bool need1, bool need2, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_contract_backward(SEXP x1SEXP, SEXP x2SEXP, SEXP gradSEXP, SEXP planSEXP, SEXP need1SEXP, SEXP need2SEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x1(x1SEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x2(x2SEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad(gradSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type plan(planSEXP);
+    Rcpp::traits::input_parameter< bool >::type need1(need1SEXP);
+    Rcpp::traits::input_parameter< bool >::type need2(need2SEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_contract_backward(x1, x2, grad, plan, need1, need2, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_gather_forward
+Rcpp::NumericVector cpp_gather_forward(SEXP x, Rcpp::NumericVector plan, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_gather_forward(SEXP xSEXP, SEXP planSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type plan(planSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_gather_forward(x, plan, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_gather_backward
+Rcpp::NumericVector cpp_gather_backward(SEXP grad, Rcpp::NumericVector plan, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_gather_backward(SEXP gradSEXP, SEXP planSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type grad(gradSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type plan(planSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_gather_backward(grad, plan, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_dpa_forward
+Rcpp::NumericVector cpp_dpa_forward(SEXP query, SEXP key, SEXP value, SEXP bias, Rcpp::IntegerVector bias_dims, SEXP mask, Rcpp::IntegerVector mask_dims, double scale, bool causal, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_dpa_forward(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP biasSEXP, SEXP bias_dimsSEXP, SEXP maskSEXP, SEXP mask_dimsSEXP, SEXP scaleSEXP, SEXP causalSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type query(querySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type key(keySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value(valueSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type bias_dims(bias_dimsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type mask_dims(mask_dimsSEXP);
+    Rcpp::traits::input_parameter< double >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< bool >::type causal(causalSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_dpa_forward(query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_dpa_backward
+Rcpp::List cpp_dpa_backward(SEXP query, SEXP key, SEXP value, SEXP bias, Rcpp::IntegerVector bias_dims, SEXP mask, Rcpp::IntegerVector mask_dims, double scale, bool causal, SEXP grad, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_dpa_backward(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP biasSEXP, SEXP bias_dimsSEXP, SEXP maskSEXP, SEXP mask_dimsSEXP, SEXP scaleSEXP, SEXP causalSEXP, SEXP gradSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type query(querySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type key(keySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value(valueSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type bias_dims(bias_dimsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type mask_dims(mask_dimsSEXP);
+    Rcpp::traits::input_parameter< double >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< bool >::type causal(causalSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad(gradSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_dpa_backward(query, key, value, bias, bias_dims, mask, mask_dims, scale, causal, grad, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_reduce
 Rcpp::NumericVector cpp_reduce(SEXP x, Rcpp::IntegerVector dims, Rcpp::IntegerVector reduced, int op, double p, int threads);
 RcppExport SEXP _multihead_cpp_reduce(SEXP xSEXP, SEXP dimsSEXP, SEXP reducedSEXP, SEXP opSEXP, SEXP pSEXP, SEXP threadsSEXP) {
@@ -509,6 +613,12 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
+    {"_multihead_cpp_contract_forward", (DL_FUNC) &_multihead_cpp_contract_forward, 5},
+    {"_multihead_cpp_contract_backward", (DL_FUNC) &_multihead_cpp_contract_backward, 8},
+    {"_multihead_cpp_gather_forward", (DL_FUNC) &_multihead_cpp_gather_forward, 4},
+    {"_multihead_cpp_gather_backward", (DL_FUNC) &_multihead_cpp_gather_backward, 4},
+    {"_multihead_cpp_dpa_forward", (DL_FUNC) &_multihead_cpp_dpa_forward, 11},
+    {"_multihead_cpp_dpa_backward", (DL_FUNC) &_multihead_cpp_dpa_backward, 12},
     {"_multihead_cpp_reduce", (DL_FUNC) &_multihead_cpp_reduce, 6},
     {"_multihead_cpp_reduce_backward", (DL_FUNC) &_multihead_cpp_reduce_backward, 8},
     {"_multihead_cpp_softmax", (DL_FUNC) &_multihead_cpp_softmax, 5},
