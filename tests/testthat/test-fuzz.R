@@ -240,7 +240,7 @@ fuzz_exports <- list(
     parent_env = globalenv())),
   active_property = quote(active_property(function(value) 1)),
   newaxis = quote(op_subset(x3, newaxis, 1)),
-  op_one_hot = quote(op_one_hot(int_ids, num_classes = 10, axis = -1, dtype = NULL, sparse = FALSE, zero_indexed = TRUE)),
+  op_one_hot = quote(op_one_hot(array(c(0L, 1L, 2L, 3L), c(2, 2)), num_classes = 10, axis = -1, dtype = NULL, sparse = FALSE, zero_indexed = TRUE)),
   op_slice = quote(op_slice(x3, start_indices = c(1, 2, 3), shape = c(2, 2, 2))),
   op_slice_update = quote(op_slice_update(x3, start_indices = c(1, 2, 3), updates = array(0, c(1, 2, 2)))),
   op_subset = quote(op_subset(x3, 1, -1, 2:3, drop = TRUE)),

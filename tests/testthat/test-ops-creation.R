@@ -56,7 +56,7 @@ test_that("op_arange() is a constant inside traced code", {
   t4 <- multihead:::with_trace_frame(op_arange(4L))
   expect_true(multihead:::is_symbolic(t4))
   expect_identical(t4$dtype, "int32")
-  expect_identical(graph_run_op(function(p) p + op_arange(0L, 2L, include_end = FALSE), list(1L))$output, c(1L, 2L))
+  expect_identical(as.vector(graph_run_op(function(p) p + op_arange(0L, 2L, include_end = FALSE), list(1L))$output), c(1L, 2L))
 })
 
 test_that("op_arange() rejects bad input, naming the argument", {
