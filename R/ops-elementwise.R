@@ -90,7 +90,8 @@ register_binary_op <- function(name, class_name, fun, grad = NULL, dtype = "prom
       if (is.null(a) || is.null(b)) {
         abort_arg(nms[if (is.null(a)) 1L else 2L], sprintf("supplied: a tensor in op_%s()", name))
       }
-      shape <- if (identical(a$shape, b$shape)) a$shape else broadcast_shapes_or_null(a$shape, b$shape)
+      shape <- if (identical(a$shape, b$shape) || !length(b$shape)) a$shape
+        else if (!length(a$shape)) b$shape else broadcast_shapes_or_null(a$shape, b$shape)
       if (is.null(shape)) {
         abort_op(paste0("op_", name), "the shapes of its operands do not broadcast together", specs, nms)
       }
@@ -104,7 +105,8 @@ register_binary_op <- function(name, class_name, fun, grad = NULL, dtype = "prom
         if (length(sx)) dim(out) <- sx
         return(list(output = out, cache = list(x = x, y = y, out = out, sx = sx, sy = sy)))
       }
-      to <- broadcast_shapes(sx, sy)
+      to <- attr(params, "out_shape")
+      if (is.null(to)) to <- if (!length(sy)) sx else if (!length(sx)) sy else broadcast_shapes(sx, sy)
       xb <- broadcast_value(x, sx, to)
       yb <- broadcast_value(y, sy, to)
       out <- fun(xb, yb)

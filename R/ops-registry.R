@@ -39,6 +39,8 @@
 #               their shapes (abort_op()).
 #   forward(values, params)
 #               values: list aligned with operands (R values, NULL allowed).
+#               An eager call sets attr(params, "out_shape"), infer()'s
+#               shape, when forward() may use it (graph runs do not).
 #               Returns list(output = <value, or list of values>, cache =).
 #   backward(grad, cache, params)
 #               grad: the output's gradient (a list aligned with the outputs
@@ -217,7 +219,8 @@ op_call <- function(name, operands, params = list()) {
     }
     if (!is.null(x)) specs[[i]] <- constant_spec(x, nms[i], def$fun)
   }
-  def$infer(specs, params)
+  spec <- def$infer(specs, params)
+  if (inherits(spec, "op_spec")) attr(params, "out_shape") <- spec$shape  # spares forward() the shape work
   def$forward(operands, params)$output
 }
 
