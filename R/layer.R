@@ -121,7 +121,11 @@ layer_class_def <- function(x) {
   } else {
     def <- .layer_classes[[x]]
   }
-  if (is.null(def)) abort_msg(sprintf("Unknown layer class \"%s\".", x))
+  if (is.null(def)) {
+    abort_msg(sprintf(paste0("Unknown layer class \"%s\". A custom layer class must be defined with Layer() ",
+                             "in this session before a model file that uses it is loaded (its code is not in ",
+                             "the file)."), x), class = "multihead_error_unknown_class")
+  }
   def
 }
 
