@@ -94,8 +94,16 @@ pooling_backward <- function(self, cache, grad_output) {
 
 #' @noRd
 register_global_average_pooling_1d <- function() {
+  register_global_pooling_1d("GlobalAveragePooling1D", layer_global_average_pooling_1d, pooling_forward,
+                             pooling_backward)
+}
+
+# The registration both global poolings share: the configuration
+# (data_format, keepdims), rank-3 inputs, the output shape.
+#' @noRd
+register_global_pooling_1d <- function(class_name, ctor, forward, backward) {
   register_protocol_layer(
-    "GlobalAveragePooling1D",
+    class_name,
     properties = list(data_format = function(self) self$config$data_format,
                       keepdims = function(self) self$config$keepdims),
     describe = function(self) {
@@ -104,16 +112,14 @@ register_global_average_pooling_1d <- function() {
       describe_built(self, s)
     },
     get_config = function(self) c(base_layer_config(self), self$config[c("data_format", "keepdims")]),
-    from_config = function(config) {
-      layer_from_config(layer_global_average_pooling_1d, config, c("data_format", "keepdims"))
-    },
+    from_config = function(config) layer_from_config(ctor, config, c("data_format", "keepdims")),
     build = weightless_build(rank = 3L),
     compute_output_shape = function(self, input_shape, args = list()) {
       input_shape <- as_input_shape(input_shape, min_rank = 3L)
       if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
       pooling_output_shape(self, input_shape)
     },
-    forward = pooling_forward, backward = pooling_backward)
+    forward = forward, backward = backward)
 }
 
 # ---- GlobalMaxPooling1D ---------------------------------------------------------
@@ -183,24 +189,6 @@ max_pooling_backward <- function(self, cache, grad_output) {
 
 #' @noRd
 register_global_max_pooling_1d <- function() {
-  register_protocol_layer(
-    "GlobalMaxPooling1D",
-    properties = list(data_format = function(self) self$config$data_format,
-                      keepdims = function(self) self$config$keepdims),
-    describe = function(self) {
-      s <- if (self$config$data_format == "channels_first") "channels_first" else ""
-      if (self$config$keepdims) s <- paste0(s, if (nzchar(s)) ", " else "", "keepdims")
-      describe_built(self, s)
-    },
-    get_config = function(self) c(base_layer_config(self), self$config[c("data_format", "keepdims")]),
-    from_config = function(config) {
-      layer_from_config(layer_global_max_pooling_1d, config, c("data_format", "keepdims"))
-    },
-    build = weightless_build(rank = 3L),
-    compute_output_shape = function(self, input_shape, args = list()) {
-      input_shape <- as_input_shape(input_shape, min_rank = 3L)
-      if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
-      pooling_output_shape(self, input_shape)
-    },
-    forward = max_pooling_forward, backward = max_pooling_backward)
+  register_global_pooling_1d("GlobalMaxPooling1D", layer_global_max_pooling_1d, max_pooling_forward,
+                             max_pooling_backward)
 }
