@@ -80,7 +80,11 @@ op_def <- function(name) {
 
 # The result description infer() returns.
 #' @noRd
-op_spec <- function(shape, dtype) structure(list(shape = as.integer(shape), dtype = dtype), class = "op_spec")
+op_spec <- function(shape, dtype) {
+  out <- list(shape = as.integer(shape), dtype = dtype)
+  class(out) <- "op_spec"
+  out
+}
 
 # ---- dtypes ----------------------------------------------------------------
 
@@ -379,19 +383,25 @@ abort_op <- function(op, problem, specs = NULL, args = names(specs)) {
 # errors name the argument.
 #' @noRd
 normalize_axis <- function(axis, rank, arg = "axis", op = "op", allow_new = 0L) {
+  n <- rank + allow_new
+  if (length(axis) == 1L && is.numeric(axis) && !is.object(axis) && !is.na(axis) &&
+      axis == as.integer(axis) && axis != 0 && axis <= n && axis >= -n) {  # one valid axis: the common case
+    return(if (axis > 0) as.integer(axis) - 1L else as.integer(n + axis))
+  }
   if (!is.numeric(axis) || length(axis) == 0L || anyNA(axis) || is.object(axis) || any(!is.finite(axis)) ||
       any(abs(axis) > .Machine$integer.max) || any(axis != round(axis))) {
     abort_arg(arg, sprintf("whole numbers (1-based axes; -1 is the last) in %s()", op), describe_value(axis))
   }
   axis <- as.integer(axis)
-  n <- rank + allow_new
   if (any(axis == 0L) || any(axis > n) || any(axis < -n)) {
     abort_arg(arg, sprintf("axes between 1 and %d, or -%d to -1, in %s() (1-based; the tensor has rank %d)",
                            n, n, op, rank), paste(axis, collapse = ", "))
   }
-  out <- ifelse(axis > 0L, axis - 1L, n + axis)
+  out <- axis - 1L
+  neg <- axis < 0L
+  out[neg] <- n + axis[neg]
   if (anyDuplicated(out)) abort_arg(arg, sprintf("distinct axes in %s()", op), paste(axis, collapse = ", "))
-  as.integer(out)
+  out
 }
 
 #' @noRd
