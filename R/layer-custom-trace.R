@@ -16,7 +16,9 @@
 # nodes and variables become variable nodes. The trace is a graph
 # (build_graph()) that run_graph_forward() / run_graph_backward() execute;
 # traces are cached per (input shapes, dtypes, mask shape, training, call
-# arguments), the last 16 kept. At construction (keras_model()) the
+# arguments), the last 16 kept, and dropped when an attribute of the layer
+# is assigned (call() may read it); eager calls trace afresh, so call()'s
+# side effects happen on every call. At construction (keras_model()) the
 # trace uses the symbolic shapes; if call() cannot run with unknown (NA)
 # sizes (e.g. op_arange() of an unknown length), it is traced with two probe
 # sizes in their place and the sizes that differ are unknown in the output,
@@ -221,8 +223,8 @@ custom_cached_trace <- function(state, key, struct, specs, training, mask_spec) 
   tr
 }
 
-# Drops the cached traces (when the class's methods or the layer's
-# sub-layers change).
+# Drops the cached traces (when an attribute of the layer changes: call()
+# may read it).
 #' @noRd
 custom_forget_traces <- function(state) {
   state$traces <- list()
@@ -231,8 +233,11 @@ custom_forget_traces <- function(state) {
 
 # ---- the graph protocol -------------------------------------------------------
 
+# `fresh = TRUE` (eager calls, backprop()) traces call() anew instead of
+# using the cache, so call()'s side effects happen on every call as in
+# keras3's eager mode.
 #' @noRd
-custom_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
+custom_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL, fresh = FALSE) {
   struct <- args$custom_call
   dtypes <- args$input_dtypes
   if (!is.list(inputs) || is.object(inputs)) inputs <- list(inputs)
@@ -255,7 +260,8 @@ custom_forward <- function(self, inputs, args = list(), training = FALSE, masks 
   train_val <- if ("training" %in% fmls && !("training" %in% names(struct))) isTRUE(training)
   key <- list(shapes, dtypes, mask_spec, train_val, struct)
   specs <- lapply(seq_along(inputs), function(i) list(shape = shapes[[i]], dtype = dtypes[[i]]))
-  tr <- custom_cached_trace(self, key, struct, specs, train_val, mask_spec)
+  tr <- if (fresh) custom_make_trace(self, struct, specs, train_val, mask_spec)
+    else custom_cached_trace(self, key, struct, specs, train_val, mask_spec)
   vals <- c(inputs, mask_values)
   in_masks <- vector("list", length(vals))
   for (i in seq_len(min(length(masks), length(inputs)))) in_masks[i] <- list(masks[[i]])
@@ -368,7 +374,8 @@ custom_backprop <- function(object, args, grad_output) {
   fl <- custom_flatten_args(matched, is_value_tensor)
   dtypes <- vapply(fl$tensors, function(x) eager_tensor_dtype(x, state$dtype), character(1))
   training <- isTRUE(matched$training)
-  fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL)
+  fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL,
+                       fresh = TRUE)
   back <- custom_backward(state, fw$cache, grad_output)
   slots <- layer_variable_slots(state)
   vars <- layer_variables(state)

@@ -583,6 +583,7 @@ custom_lookup_active <- function(cls, name) {
 #' @noRd
 custom_set_attr <- function(state, name, value) {
   assign(name, value, envir = state$attrs)
+  if (length(state$traces)) custom_forget_traces(state)  # call() may read the attribute
   track <- function(v, path) {
     if (is_layer(v)) {
       s <- layer_self(v)
@@ -680,10 +681,10 @@ custom_match_call_args <- function(state, args) {
   out
 }
 
-# A call on arrays. call() is run through its trace (cached per shape), as
-# when the layer runs inside a model: the result is the same as a symbolic
-# call's, and keras-style code (indexing with `newaxis`, op_*() on
-# constants) works the same way. Arrays with dims (and vectors of length > 1)
+# A call on arrays. call() is traced (afresh: its side effects happen on
+# every call) and the trace run, as when the layer runs inside a model: the
+# result is the same as a symbolic call's, and keras-style code (indexing
+# with `newaxis`, op_*() on constants) works the same way. Arrays with dims (and vectors of length > 1)
 # are the call's tensors; numbers, flags and NULL stay constants.
 #' @noRd
 custom_eager_call <- function(state, matched) {
@@ -691,7 +692,8 @@ custom_eager_call <- function(state, matched) {
   fl <- custom_flatten_args(matched, is_value_tensor)
   dtypes <- vapply(fl$tensors, function(x) eager_tensor_dtype(x, state$dtype), character(1))
   training <- isTRUE(matched$training)
-  fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL)
+  fw <- custom_forward(state, fl$tensors, list(custom_call = fl$struct, input_dtypes = dtypes), training, NULL,
+                       fresh = TRUE)
   fw$output
 }
 

@@ -381,3 +381,66 @@ test_that("add_loss() inside call() is part of the training loss", {
   ev <- evaluate(model, array(0, c(4, 2)), array(0, c(4, 2)), verbose = 0)
   expect_equal(ev[["loss"]], 2 * 0.5 * 0.81, tolerance = 1e-12)
 })
+
+test_that("inherit, super to the parent's methods, public methods, private and active fields", {
+  layer_base <- Layer("BaseScaler",
+    initialize = function(factor = 2, ...) {
+      super$initialize(...)
+      self$factor <- factor
+      private$calls <- 0
+    },
+    call = function(x) {
+      private$calls <- private$calls + 1
+      x * self$factor
+    },
+    describe_me = function() sprintf("scale by %s", self$factor),
+    private = list(calls = 0),
+    active = list(double_factor = function(value) {
+      if (missing(value)) return(self$factor * 2)
+      self$factor <- value / 2
+    })
+  )
+  layer_shifted <- Layer("ShiftedScaler",
+    initialize = function(factor = 2, shift = 1, ...) {
+      super$initialize(factor = factor, ...)
+      self$shift <- shift
+    },
+    call = function(x) super$call(x) + self$shift,
+    inherit = layer_base
+  )
+  s <- layer_shifted(factor = 3, shift = 10)
+  x <- array(1:4, c(2, 2)) + 0
+  expect_equal(s(x), x * 3 + 10)
+  expect_identical(s$describe_me(), "scale by 3")     # a public method of the parent
+  expect_identical(s$double_factor, 6)
+  s$double_factor <- 10                             # active binding assignment
+  expect_identical(s$factor, 5)
+  expect_equal(s(x), x * 5 + 10)
+  p <- layer_base()
+  p(x); p(x)
+  expect_false(exists("calls", envir = multihead:::layer_self(s)$attrs))   # private is not an attribute
+  expect_identical(get("calls", envir = multihead:::layer_self(p)$private), 2)
+  expect_output(print(layer_shifted), "ShiftedScaler")
+})
+
+test_that("compute_output_shape(): the user's method, or a trace; layer$call() is the raw call", {
+  layer_pair <- Layer("PairOut",
+    call = function(x) list(a = x * 2, b = op_sum(x, axis = -1)))
+  l <- layer_pair()
+  inp <- keras_input(shape = c(3, 4))
+  out <- l(inp)
+  expect_named(out, c("a", "b"))
+  expect_identical(out$a$shape, c(NA, 3L, 4L))
+  expect_identical(out$b$shape, c(NA, 3L))
+  expect_identical(l$compute_output_shape(c(5, 3, 4)), list(a = c(5L, 3L, 4L), b = c(5L, 3L)))
+  declared <- Layer("Declared", call = function(x) x[, 1:2],
+                    compute_output_shape = function(input_shape) c(input_shape[1], 2L))
+  d <- declared()
+  expect_identical(d(keras_input(shape = 5))$shape, c(NA, 2L))
+  m <- keras_model(inp, out)
+  res <- m(array(1, c(2, 3, 4)))
+  expect_identical(dim(res$a), c(2L, 3L, 4L))
+  expect_equal(res$b, array(4, c(2, 3)))
+  raw <- l$call(array(1, c(1, 2)))     # the user's call() on arrays, eagerly
+  expect_equal(raw$a, array(2, c(1, 2)))
+})
