@@ -51,3 +51,16 @@ set_num_threads(old_threads)
 accuracy <- evaluate(model, test$x, test$y, verbose = 0)[["accuracy"]]
 cat(sprintf("Trained in %.0f s; held-out accuracy %.1f%% on %d new sequences (chance: 50%%).\n",
             seconds, 100 * accuracy, length(test$y)))
+
+# keras3-style custom layers: a layer of your own whose call() uses op_*()
+# functions and a weight made with add_weight(); it trains inside models too
+# (see vignette("custom-layers")).
+layer_gated <- Layer("Gated",
+  build = function(input_shape) {
+    self$gate <- self$add_weight(shape = input_shape[length(input_shape)], initializer = "zeros", name = "gate")
+  },
+  call = function(inputs) inputs * op_sigmoid(self$gate))
+gated <- layer_gated()
+cat("\nA custom layer (gates start at sigmoid(0) = 0.5):\n")
+print(gated(array(1, c(2, 3))))
+print(gated)
