@@ -444,3 +444,26 @@ test_that("compute_output_shape(): the user's method, or a trace; layer$call() i
   raw <- l$call(array(1, c(1, 2)))     # the user's call() on arrays, eagerly
   expect_equal(raw$a, array(2, c(1, 2)))
 })
+
+test_that("add_weight() regularizers join layer$losses and the training loss; constraints apply after updates", {
+  layer_reg <- Layer("RegW",
+    build = function(input_shape) {
+      self$w <- self$add_weight(shape = input_shape[2], initializer = "ones", regularizer = regularizer_l2(0.1),
+                                constraint = constraint_nonneg(), name = "w")
+    },
+    call = function(x) x * self$w)
+  l <- layer_reg(dtype = "float64")
+  inp <- keras_input(shape = 2, dtype = "float64")
+  model <- keras_model(inp, l(inp))
+  expect_equal(unlist(l$losses), 0.1 * 2, tolerance = 1e-12)          # 0.1 * sum(w^2), w = (1, 1)
+  model |> compile(optimizer = optimizer_sgd(1), loss = "mse")
+  ev <- evaluate(model, array(0, c(4, 2)), array(0, c(4, 2)), verbose = 0)
+  expect_equal(ev[["loss"]], 0.2, tolerance = 1e-12)
+  # one SGD step of lr 1 on the penalty alone: w - 1 * 0.2 * w = 0.8; then a push below zero is clipped
+  model |> fit(array(0, c(4, 2)), array(0, c(4, 2)), epochs = 1, batch_size = 4, verbose = 0)
+  expect_equal(as.vector(as.array(l$w)), c(0.8, 0.8), tolerance = 1e-12)
+  model |> fit(array(1, c(4, 2)), array(-100, c(4, 2)), epochs = 1, batch_size = 4, verbose = 0)
+  expect_true(all(as.array(l$w) >= 0))
+  expect_s3_class(l$w$regularizer, "multihead_regularizer")
+  expect_s3_class(l$w$constraint, "multihead_constraint")
+})
