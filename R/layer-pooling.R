@@ -33,10 +33,16 @@
 #' pool(x, mask = mask)[1, ]                 # mean of the first two steps
 layer_global_average_pooling_1d <- function(object, data_format = "channels_last", keepdims = FALSE, ...) {
   if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
-  extra <- check_layer_dots(list(...), base_layer_options(), "layer_global_average_pooling_1d()")
+  new_global_pooling_1d(object, "GlobalAveragePooling1D", "global_average_pooling1d", data_format, keepdims,
+                        list(...), "layer_global_average_pooling_1d()")
+}
+
+# The constructor both global poolings share.
+#' @noRd
+new_global_pooling_1d <- function(object, class_name, prefix, data_format, keepdims, dots, fun) {
+  extra <- check_layer_dots(dots, base_layer_options(), fun)
   cfg <- list(data_format = check_data_format(data_format), keepdims = check_flag(keepdims, "keepdims"))
-  self <- new_layer_state("GlobalAveragePooling1D", "global_average_pooling1d", extra$name, extra$dtype,
-                          extra$trainable, cfg)
+  self <- new_layer_state(class_name, prefix, extra$name, extra$dtype, extra$trainable, cfg)
   compose_layer(object, new_layer_object(self, protocol_layer_function))
 }
 
@@ -144,11 +150,8 @@ register_global_pooling_1d <- function(class_name, ctor, forward, backward) {
 #' all.equal(pool(x), apply(x, c(1, 3), max))
 layer_global_max_pooling_1d <- function(object, data_format = "channels_last", keepdims = FALSE, ...) {
   if (!missing(object)) force(object)  # pipe order: earlier layers are created (and named) first
-  extra <- check_layer_dots(list(...), base_layer_options(), "layer_global_max_pooling_1d()")
-  cfg <- list(data_format = check_data_format(data_format), keepdims = check_flag(keepdims, "keepdims"))
-  self <- new_layer_state("GlobalMaxPooling1D", "global_max_pooling1d", extra$name, extra$dtype,
-                          extra$trainable, cfg)
-  compose_layer(object, new_layer_object(self, protocol_layer_function))
+  new_global_pooling_1d(object, "GlobalMaxPooling1D", "global_max_pooling1d", data_format, keepdims,
+                        list(...), "layer_global_max_pooling_1d()")
 }
 
 # The input as (batch, steps, features) and back.

@@ -131,8 +131,17 @@ random_params_from_config <- function(params) {
   for (i in seq_along(params)) {
     cfg <- params[[i]]
     if (inherits(cfg, "multihead_seed_generator_config")) {
+      # read from a model file: plain values of the expected types, or our error
+      ok <- is.numeric(cfg$seed) && length(cfg$seed) == 1L && is.finite(cfg$seed) &&
+        abs(cfg$seed) <= .Machine$integer.max && cfg$seed == round(cfg$seed) &&
+        is.numeric(cfg$counter) && length(cfg$counter) == 1L && is.finite(cfg$counter) && cfg$counter >= 0 &&
+        (is.null(cfg$name) || (is.character(cfg$name) && length(cfg$name) == 1L && !is.na(cfg$name)))
+      if (!ok) {
+        abort_msg("The model file is not valid: a seed generator's record has a bad seed, counter or name.",
+                  class = "multihead_error_file")
+      }
       g <- new_seed_generator(cfg$seed, cfg$name)
-      g$counter <- cfg$counter
+      g$counter <- as.double(cfg$counter)
       params[[i]] <- g
     }
   }

@@ -520,3 +520,13 @@ test_that("bad input: clear errors naming the argument", {
   # a symbolic shape must be a rank-1 integer tensor
   expect_arg_error(random_normal(keras_input(shape = 2)), "shape")
 })
+
+test_that("a seed generator's record read from a model file is checked before use", {
+  bad <- list(structure(list(seed = "x", counter = 0, name = NULL), class = "multihead_seed_generator_config"))
+  expect_error(multihead:::random_params_from_config(bad), "not valid.*seed generator", class = "multihead_error_file")
+  bad[[1]]$seed <- 1; bad[[1]]$counter <- -1
+  expect_error(multihead:::random_params_from_config(bad), "not valid", class = "multihead_error_file")
+  ok <- list(structure(list(seed = 3, counter = 2, name = "g"), class = "multihead_seed_generator_config"))
+  g <- multihead:::random_params_from_config(ok)[[1]]
+  expect_identical(g$counter, 2)
+})
