@@ -217,7 +217,7 @@ is_model_self <- function(s) !is.null(s$graph) || identical(s$class_name, "Seque
 # output come first among depth 0. Elementwise operations count in the
 # depths but are not layers.
 #' @noRd
-keras_layer_order <- function(self) {
+keras_layer_order <- function(self, layers_only = TRUE) {
   if (!identical(self$class_name, "Functional")) return(self$layers)
   graph <- self$graph
   input_ids <- vapply(graph$inputs, function(t) t$id, character(1))
@@ -262,7 +262,8 @@ keras_layer_order <- function(self) {
   ops <- names(op_depth)
   ord <- order(-unlist(op_depth[ops]), vapply(ops, function(o) as.numeric(index[[o]]), numeric(1)))
   layers <- lapply(callees[ops[ord]], function(node) node$callee)
-  unname(Filter(function(l) !inherits(l, "multihead_op") && !inherits(l, "multihead_variable"), layers))
+  unname(Filter(function(l) !inherits(l, "multihead_variable") && (!layers_only || !inherits(l, "multihead_op")),
+                layers))
 }
 
 # ---- writing ----------------------------------------------------------------------

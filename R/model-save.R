@@ -75,9 +75,24 @@
 #' model2 <- load_model(path)
 #' x <- array(rnorm(2 * 4 * 8), c(2, 4, 8))
 #' all.equal(model(x), model2(x))
-save_model <- function(model, filepath, overwrite = FALSE) {
+save_model <- function(model, filepath = NULL, overwrite = FALSE, zipped = NULL, ...) {
   self <- check_model_arg(model)
+  check_dots_empty_here(list(...), "save_model()")
+  if (!is.null(zipped) && !identical(zipped, TRUE)) {
+    abort_arg("zipped", "NULL or TRUE (multihead writes .keras archives zipped, as Keras does by default)",
+              describe_value(zipped))
+  }
+  if (is.null(filepath)) {  # keras3: the archive's bytes
+    path <- tempfile(fileext = ".keras")
+    on.exit(unlink(path), add = TRUE)
+    write_keras_archive(self, path)
+    return(readBin(path, "raw", file.size(path)))
+  }
   filepath <- check_write_path(filepath, overwrite, "model")
+  if (is_keras_archive_path(filepath)) {
+    write_keras_archive(self, filepath)
+    return(invisible(model))
+  }
   record <- list(
     format = "multihead.model",
     format_version = .model_format_version,
@@ -90,14 +105,23 @@ save_model <- function(model, filepath, overwrite = FALSE) {
     compile = if (is.null(self$compiled)) NULL else compile_record(self$compiled)
   )
   write_rds_file(record, filepath)
-  invisible(filepath)
+  invisible(model)
 }
 
 #' @rdname save_model
 #' @export
-load_model <- function(model, compile = TRUE) {
-  filepath <- check_read_path(model, "model", "load_model")
+load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode = TRUE) {
   compile <- check_flag(compile, "compile")
+  safe_mode <- check_flag(safe_mode, "safe_mode")
+  custom_objects <- check_custom_objects(custom_objects)
+  if (is.raw(model)) {  # keras3: the bytes of a .keras archive
+    path <- tempfile(fileext = ".keras")
+    on.exit(unlink(path), add = TRUE)
+    writeBin(model, path)
+    return(read_keras_archive(path, custom_objects, compile))
+  }
+  filepath <- check_read_path(model, "model", "load_model")
+  if (is_keras_archive_path(filepath)) return(read_keras_archive(filepath, custom_objects, compile))
   record <- read_multihead_file(filepath, "multihead.model", .model_format_version, "model")
   if (!(identical(record$class_name, "Functional") || identical(record$class_name, "Sequential")) ||
       !is.list(record$config)) {
@@ -112,6 +136,42 @@ load_model <- function(model, compile = TRUE) {
   }
   if (compile && !is.null(record$compile)) self$compiled <- compiled_from_record(record$compile)
   obj
+}
+
+# `custom_objects` of load_model(): NULL, or a named list of layer classes
+# made by Layer() (keras3 also accepts a list of classes named by their own
+# class names).
+#' @noRd
+check_custom_objects <- function(custom_objects) {
+  if (is.null(custom_objects)) return(list())
+  if (is_layer_class_constructor(custom_objects)) custom_objects <- list(custom_objects)
+  if (!is.list(custom_objects) || is.object(custom_objects)) {
+    abort_arg("custom_objects", "NULL or a named list of layer classes made by Layer()",
+              describe_value(custom_objects))
+  }
+  nms <- names(custom_objects)
+  if (is.null(nms)) nms <- rep("", length(custom_objects))
+  for (i in seq_along(custom_objects)) {
+    obj <- custom_objects[[i]]
+    if (!is_layer_class_constructor(obj)) {
+      abort_arg(sprintf("custom_objects[[%d]]", i), "a layer class made by Layer() or new_layer_class()",
+                describe_value(obj))
+    }
+    if (!nzchar(nms[[i]])) nms[[i]] <- attr(obj, "multihead_layer_class", exact = TRUE)$classname
+  }
+  stats::setNames(custom_objects, nms)
+}
+
+#' @noRd
+is_layer_class_constructor <- function(x) is.function(x) && is.environment(attr(x, "multihead_layer_class", exact = TRUE))
+
+#' @noRd
+check_dots_empty_here <- function(dots, fun) {
+  if (length(dots)) {
+    nms <- names(dots)
+    abort_arg(if (is.null(nms) || !nzchar(nms[[1L]])) "..." else nms[[1L]],
+              sprintf("not given: %s takes no such argument", fun), describe_value(dots[[1L]]))
+  }
 }
 
 #' Save and load a model's weights
@@ -231,21 +291,27 @@ check_model_built <- function(self) {
 #' @noRd
 is_keras_weights_path <- function(path) grepl("\\.weights\\.h5$", path, ignore.case = TRUE)
 
-# Keras model archives (".keras") and legacy ".h5" files are not ours to
-# read or write: an error pointing at the weights layout.
+#' @noRd
+is_keras_archive_path <- function(path) grepl("\\.keras$", path, ignore.case = TRUE)
+
+# Paths of files this function does not read or write: legacy Keras ".h5"
+# model files always; ".keras" archives as weights; ".weights.h5" as whole
+# models.
 #' @noRd
 check_not_keras_archive <- function(filepath, what) {
-  keras_archive <- grepl("\\.keras$", filepath, ignore.case = TRUE)
+  keras_archive <- is_keras_archive_path(filepath) && !identical(what, "model")
   legacy_h5 <- grepl("\\.(h5|hdf5)$", filepath, ignore.case = TRUE) && !is_keras_weights_path(filepath)
   whole_model_h5 <- identical(what, "model") && is_keras_weights_path(filepath)
   if (keras_archive || legacy_h5 || whole_model_h5) {
     kind <- if (keras_archive) "a Keras model archive (\".keras\")" else if (legacy_h5)
-      "a legacy Keras HDF5 file (\".h5\")" else "a Keras weights file (\".weights.h5\")"
+      "a legacy Keras HDF5 file (\".h5\", Keras 2)" else "a Keras weights file (\".weights.h5\")"
     abort_arg("filepath", sprintf(paste0(
-      "the path of a multihead %s file, not %s: multihead reads and writes Keras files only as weights, ",
-      "with save_model_weights(model, \"*.weights.h5\") and load_model_weights(model, \"*.weights.h5\")%s"),
-      what, kind, if (identical(what, "model")) "; save_model() writes multihead's own format (e.g. \"*.rds\")"
-      else ""), sprintf("\"%s\"", filepath))
+      "the path of a %s file, not %s: %s"), what, kind,
+      if (identical(what, "model")) paste0("save_model() and load_model() handle \".keras\" archives and ",
+                                           "multihead's own format (e.g. \"*.rds\"); weights go to ",
+                                           "\"*.weights.h5\" with save_model_weights()")
+      else "weights files end in \".weights.h5\" (Keras's layout) or are multihead's own (e.g. \"*.rds\")"),
+      sprintf("\"%s\"", filepath))
   }
 }
 
