@@ -15,7 +15,7 @@ keras_model_object <- function(self) {
   # node index of each graph node among the calls of its operation
   node_index <- list()
   counts <- list()
-  for (n in graph$nodes) {
+  for (n in nodes_in_call_order(graph$nodes)) {
     nm <- callee_name(n$callee)
     k <- if (is.null(counts[[nm]])) 0L else counts[[nm]]
     counts[[nm]] <- k + 1L
@@ -37,7 +37,8 @@ keras_model_object <- function(self) {
     keras_plain_out(v)
   }
   layers <- lapply(ops, function(op) {
-    nodes <- Filter(function(n) identical(callee_name(n$callee), callee_name(op)), graph$nodes)
+    nodes <- Filter(function(n) identical(callee_name(n$callee), callee_name(op)),
+                    nodes_in_call_order(graph$nodes))
     if (inherits(op, "multihead_op")) return(keras_op_entry(op, nodes, value_json))
     s <- layer_self(op)
     if (identical(s$class_name, "InputLayer")) {
@@ -47,7 +48,7 @@ keras_model_object <- function(self) {
                                 ragged = FALSE, name = s$name, optional = isTRUE(cfg$optional)),
                   registered_name = NULL, name = s$name, inbound_nodes = list()))
     }
-    obj <- keras_layer_object(s)
+    obj <- keras_layer_object(s, if (length(nodes)) nodes[[1L]])
     obj$name <- s$name
     obj$inbound_nodes <- lapply(nodes, function(n) keras_layer_node(s, n, value_json))
     obj
@@ -73,6 +74,12 @@ keras_layer_node <- function(s, node, value_json) {
   args <- list()
   kwargs <- list()
   ins <- node$inputs
+  if (is.environment(s$custom)) {  # a custom layer: its call()'s arguments, the first positional
+    matched <- custom_unflatten(node$args$custom_call, ins)
+    args <- list(value_json(matched[[1L]]))
+    for (nm in names(matched)[-1L]) kwargs[nm] <- list(value_json(matched[[nm]]))
+    return(list(args = args, kwargs = json_object(kwargs)))
+  }
   if (isTRUE(node$single)) {
     args <- list(value_json(ins[[1L]]))
   } else if (is.null(names(ins))) {
@@ -84,12 +91,18 @@ keras_layer_node <- function(s, node, value_json) {
       else kwargs[[nm]] <- value_json(ins[[nm]])
     }
   }
-  call_args <- node$args
-  if (is.environment(s$custom)) call_args$custom_call <- NULL
-  for (nm in names(call_args)) kwargs[[nm]] <- value_json(call_args[[nm]])
+  for (nm in names(node$args)) kwargs[nm] <- list(value_json(node$args[[nm]]))
   for (nm in names(node$arg_tensors)) kwargs[[nm]] <- value_json(node$arg_tensors[[nm]])
   if (!is.null(node$training)) kwargs$training <- node$training
   list(args = args, kwargs = json_object(kwargs))
+}
+
+# The nodes of a graph in the order they were created (the order of the
+# calls, which numbers a shared layer's nodes in Keras).
+#' @noRd
+nodes_in_call_order <- function(nodes) {
+  count <- vapply(nodes, function(n) as.numeric(sub("^.*\\.", "", n$id)), numeric(1))
+  nodes[order(count)]
 }
 
 # The inputs a layer's call requires (its function's formals without
@@ -119,7 +132,7 @@ keras_op_entry <- function(op, nodes, value_json) {
     }
     operands <- n$args$constants
     operands[n$args$symbolic] <- n$inputs
-    list(args = lapply(operands, value_json), kwargs = json_object())
+    list(args = lapply(unname(operands), value_json), kwargs = json_object())
   })
   list(module = keras_op_module(def), class_name = def$class_name, config = list(name = op$name),
        registered_name = def$class_name, name = op$name, inbound_nodes = inbound)

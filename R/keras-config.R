@@ -71,6 +71,11 @@ json_string <- function(x) is.character(x) && length(x) == 1L && !is.na(x)
 
 # ---- values inside layer configs ----------------------------------------------------------
 
+# Keras 3.15's VarianceScaling initializers also have the arguments
+# input_axes and output_axes (NULL: Keras's usual fan rule, which is ours).
+.keras_variance_scaling <- c("VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+                             "LecunUniform", "LecunNormal")
+
 .keras_spec_modules <- c(initializer = "keras.initializers", regularizer = "keras.regularizers",
                          constraint = "keras.constraints")
 
@@ -84,16 +89,19 @@ keras_value_out <- function(value, key) {
   if (identical(key, "dtype") && json_string(value)) return(keras_dtype_policy(value))
   kind <- keras_spec_kind(key)
   if (!is.null(kind) && is_config_list(value)) {
-    cfg <- value$config
+    cfg <- if (is.null(value$config)) list() else value$config
+    if (identical(kind, "initializer") && value$class_name %in% .keras_variance_scaling) {
+      for (k in c("input_axes", "output_axes")) if (!(k %in% names(cfg))) cfg[k] <- list(NULL)
+    }
     return(list(module = .keras_spec_modules[[kind]], class_name = value$class_name,
-                config = json_object(lapply(if (is.null(cfg)) list() else cfg, keras_plain_out)),
-                registered_name = NULL))
+                config = json_object(lapply(cfg, keras_plain_out)), registered_name = NULL))
   }
   keras_plain_out(value)
 }
 
 #' @noRd
 keras_plain_out <- function(value) {
+  if (is.null(value)) return(NULL)
   if (is.list(value) && !is.object(value)) {
     if (!is.null(names(value))) return(json_object(lapply(value, keras_plain_out)))
     return(lapply(value, keras_plain_out))
@@ -161,31 +169,65 @@ simplify_config_value <- function(x) {
   out
 }
 
+# Config keys of our layers that Keras's do not have, left out of a Keras
+# config at these (default) values.
+.multihead_only_keys <- list(flash_attention = NULL)
+
 # ---- layers: ours -> Keras ------------------------------------------------------------------
 
 # The serialized object of a layer (without name / inbound_nodes).
 #' @noRd
-keras_layer_object <- function(s) {
+keras_layer_object <- function(s, node = NULL) {
   if (is_model_self(s)) return(keras_model_object(s))
   def <- layer_class_def(s)
   cfg <- layer_get_config(s)
   attributes(cfg) <- list(names = names(cfg))
+  for (k in intersect(names(cfg), names(.multihead_only_keys))) {
+    if (identical(cfg[[k]], .multihead_only_keys[[k]])) cfg[[k]] <- NULL
+  }
   out_cfg <- json_object(stats::setNames(lapply(names(cfg), function(k) keras_value_out(cfg[[k]], k)), names(cfg)))
-  if (!is.null(def$keras_config_out)) out_cfg <- def$keras_config_out(s, out_cfg)
   custom <- is.environment(s$custom)
-  list(module = if (custom) NULL else "keras.layers", class_name = s$class_name, config = out_cfg,
-       registered_name = if (custom) keras_registered_name(s) else NULL,
-       build_config = keras_build_config(s))
+  obj <- list(module = if (custom) NULL else "keras.layers", class_name = s$class_name, config = out_cfg,
+              registered_name = if (custom) keras_registered_name(s) else NULL,
+              build_config = keras_build_config(s, node))
+  if (!is.null(def$keras_object)) obj <- def$keras_object(s, obj)
+  obj
+}
+
+# A class's `keras_object` field (register_layer_class()) for the usual
+# differences from Keras: `add` config keys Keras has (at these values, when
+# we have no value), `drop_null` keys of ours that Keras does not write
+# (left out when NULL), and `build_config = FALSE` for classes without a
+# build() in Keras (which write none).
+#' @noRd
+keras_object_adjust <- function(add = list(), drop_null = character(), build_config = TRUE) {
+  force(add)
+  force(drop_null)
+  force(build_config)
+  function(self, obj) {
+    for (k in names(add)) if (!(k %in% names(obj$config))) obj$config[k] <- list(add[[k]])
+    for (k in drop_null) if (k %in% names(obj$config) && is.null(obj$config[[k]])) obj$config[[k]] <- NULL
+    if (!build_config) obj$build_config <- NULL
+    obj
+  }
 }
 
 # Keras's build_config: the shapes the layer was built for
-# (Layer._build_shapes_dict): {"input_shape": shape} for one input,
-# {"shapes_dict": {"query_shape": ..., ...}} for a class whose inputs are
-# named arguments.
+# (Layer._build_shapes_dict), those of its first call (`node`) in a
+# functional model: {"input_shape": shape} for one input (a list of shapes
+# for a list), {"shapes_dict": {"query_shape": ..., ...}} for a class whose
+# inputs are named arguments (those given).
 #' @noRd
-keras_build_config <- function(s) {
-  if (!isTRUE(s$built) || is.null(s$build_shapes)) return(NULL)
-  bs <- s$build_shapes
+keras_build_config <- function(s, node = NULL) {
+  if (!isTRUE(s$built)) return(NULL)
+  bs <- if (is.environment(s$custom) && !is.null(node)) {
+    first <- custom_unflatten(node$args$custom_call, node$inputs)[[1L]]
+    if (is_symbolic(first)) first$shape else lapply(first, function(t) t$shape)
+  } else if (!is.null(node)) {
+    shapes <- lapply(node$inputs, function(t) t$shape)
+    if (isTRUE(node$single)) shapes[[1L]] else shapes
+  } else s$build_shapes
+  if (is.null(bs)) return(NULL)
   if (is.list(bs) && !is.null(names(bs))) {
     bs <- Filter(Negate(is.null), bs)
     return(list(shapes_dict = stats::setNames(lapply(bs, json_shape), paste0(names(bs), "_shape"))))

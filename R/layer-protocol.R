@@ -132,7 +132,7 @@ reject_layer_call_args <- function(self, dots) {
 #' @noRd
 register_protocol_layer <- function(class_name, properties, describe, get_config, from_config,
                                     build, compute_output_shape, forward, backward,
-                                    backprop = protocol_layer_backprop) {
+                                    backprop = protocol_layer_backprop, keras_object = NULL) {
   register_layer_class(
     class_name,
     properties = c(common_layer_properties, properties),
@@ -145,7 +145,7 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
     )),
     describe = describe, get_config = get_config, from_config = from_config, build = build,
     compute_output_shape = compute_output_shape, forward = forward, backward = backward,
-    backprop = backprop)
+    backprop = backprop, keras_object = keras_object)
 }
 
 # Initializer, regularizer and constraint arguments (told apart by the
