@@ -268,7 +268,7 @@ keras_model_from_object <- function(obj, custom_objects, where = "the model") {
       if (length(kwargs) && (!is_json_object(kwargs) || any(!nzchar(names(kwargs))))) {
         keras_file_error(sprintf("the kwargs of %s are not an object", lw))
       }
-      outputs[[item$name]][[item$k]] <- keras_call_operation(ops[[item$name]], args, kwargs, lw)
+      outputs[[item$name]][[item$k]] <- keras_call_operation(ops[[item$name]], args, kwargs, lw, item$name)
       pending[[p]] <- NULL
       progressed <- TRUE
       break
@@ -295,16 +295,21 @@ keras_model_from_object <- function(obj, custom_objects, where = "the model") {
 # match our layers' formals (the R signatures follow Keras's); an op's axis
 # arguments are Keras's 0-based ones, converted to keras3's numbering.
 #' @noRd
-keras_call_operation <- function(op, args, kwargs, where) {
-  if (is.list(op) && !is.null(op$infer)) {  # an op definition
+keras_call_operation <- function(op, args, kwargs, where, name) {
+  if (is.list(op) && !is.null(op$infer)) {  # an op definition: its node keeps the file's name
     for (a in intersect(names(kwargs), c("axis", "axes"))) {
       v <- kwargs[[a]]
       if (is.numeric(v)) kwargs[[a]] <- ifelse(v >= 0, v + 1, v)
     }
     fun <- get(op$fun, envir = asNamespace("multihead"), mode = "function")
-    return(tryCatch(do.call(fun, c(args, kwargs), quote = TRUE), multihead_error = function(e) {
+    out <- tryCatch(do.call(fun, c(args, kwargs), quote = TRUE), multihead_error = function(e) {
       abort_msg(sprintf("Could not apply %s: %s", where, conditionMessage(e)), class = "multihead_error_file")
-    }))
+    })
+    if (is_symbolic(out)) {
+      out$node$callee$name <- name
+      out$name <- name
+    }
+    return(out)
   }
   kwargs <- lapply(kwargs, function(v) if (is.list(v) && !length(v) && !is_symbolic(v)) NULL else v)
   tryCatch(do.call(op, c(args, kwargs), quote = TRUE), multihead_error = function(e) {
