@@ -77,6 +77,7 @@ write_keras_archive <- function(self, filepath) {
   obj$compile_config <- keras_compile_config(self$compiled)
   dir <- tempfile("keras-archive-", tmpdir = dirname(filepath))
   dir.create(dir)
+  dir <- normalizePath(dir)  # zip::zip() works from `root`
   on.exit(unlink(dir, recursive = TRUE), add = TRUE)
   write_json_file(list(keras_version = .keras_format_version,
                        date_saved = format(Sys.time(), "%Y-%m-%d@%H:%M:%S")),

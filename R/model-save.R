@@ -14,17 +14,29 @@
 
 #' Save and load a whole model
 #'
-#' `save_model()` writes a model (its configuration, its weights, the random
-#' state of its dropout layers and, for a compiled model, the compile
-#' configuration with the optimizer's state) to a file in multihead's own
-#' versioned format; `load_model()` recreates it. A compiled model that is
-#' loaded continues training exactly as the saved one would have. The
-#' argument names follow keras3 (`load_model()`'s `model` is the file path).
+#' `save_model()` writes a model: its configuration, its weights and, for a
+#' compiled model, the compile configuration with the optimizer's state;
+#' `load_model()` recreates it. A compiled model that is loaded continues
+#' training exactly as the saved one would have. The argument names follow
+#' keras3 (`load_model()`'s `model` is the file path).
 #'
-#' Keras's `.keras` archives and legacy `.h5` model files are not
-#' supported: build the model in R and exchange weights with Keras through
-#' [save_model_weights()] and [load_model_weights()] with a path ending in
-#' `".weights.h5"`.
+#' A path ending in `".keras"` means Keras 3's model archive, the file
+#' Keras's `model.save()` writes and `keras.saving.load_model()` reads (a zip
+#' of `metadata.json`, `config.json` and `model.weights.h5`; needs the
+#' suggested packages hdf5r, jsonlite and zip): multihead writes it as Keras
+#' 3.15 does, and reads the archives Keras writes, for every layer class this
+#' package has. Custom layers ([Layer()]) are written with their class name and
+#' [get_config()], under their registered name (see
+#' [register_keras_serializable()]); loading finds them in `custom_objects` or
+#' among the registered classes, never in the file. The dropout layers'
+#' random state is not part of a Keras archive. Any other path (such as
+#' `"*.rds"`) means multihead's own versioned format below, which also
+#' keeps the dropout layers' random state. Legacy Keras 2 `.h5` model files are
+#' not supported.
+#'
+#' Files are read as data: nothing in a model file is evaluated, and classes,
+#' activations, initializers, optimizers and losses named in it are looked
+#' up in this package's own tables (or `custom_objects`).
 #'
 #' @section File format (version 1):
 #' An RDS file ([saveRDS()]) of a named list of plain data (no functions or
@@ -55,13 +67,25 @@
 #'
 #' @param model For `save_model()`, a model ([keras_model()] or
 #'   [keras_model_sequential()]). For `load_model()`, the path of a file
-#'   written by `save_model()`.
-#' @param filepath The path of the file to write.
+#'   written by `save_model()` or by Keras (`.keras`), or the raw bytes of a
+#'   `.keras` archive (what `save_model(model)` returns).
+#' @param filepath The path of the file to write; `NULL` (keras3's default)
+#'   returns the bytes of a `.keras` archive instead.
 #' @param overwrite `TRUE` or `FALSE`: whether an existing file may be
 #'   replaced.
+#' @param zipped `NULL` or `TRUE`: `.keras` archives are zip files (keras3's
+#'   `zipped = FALSE`, an unzipped folder, is not supported).
+#' @param ... Must be empty.
+#' @param custom_objects `NULL`, or a list of custom layer classes made by
+#'   [Layer()], named by the class names (or registered names, such as
+#'   `"demo>PositionalEmbedding"`) a `.keras` file uses.
 #' @param compile `TRUE` or `FALSE`: whether to restore the compile
 #'   configuration and the optimizer's state (if the model was compiled).
-#' @returns `save_model()`: `filepath`, invisibly. `load_model()`: the model.
+#' @param safe_mode `TRUE` or `FALSE`, as in keras3. multihead never
+#'   evaluates code from a file (Keras's `Lambda` layers, which hold Python
+#'   code, are refused either way).
+#' @returns `save_model()`: `model`, invisibly (as keras3), or the archive's
+#'   bytes when `filepath` is `NULL`. `load_model()`: the model.
 #' @seealso [save_model_weights()] for weights only, and Keras's weights
 #'   files.
 #' @export
@@ -75,6 +99,12 @@
 #' model2 <- load_model(path)
 #' x <- array(rnorm(2 * 4 * 8), c(2, 4, 8))
 #' all.equal(model(x), model2(x))
+#' if (requireNamespace("hdf5r", quietly = TRUE) && requireNamespace("zip", quietly = TRUE)) {
+#'   keras_file <- tempfile(fileext = ".keras")
+#'   save_model(model, keras_file)
+#'   model3 <- load_model(keras_file)
+#'   all.equal(model(x), model3(x))
+#' }
 save_model <- function(model, filepath = NULL, overwrite = FALSE, zipped = NULL, ...) {
   self <- check_model_arg(model)
   check_dots_empty_here(list(...), "save_model()")

@@ -114,6 +114,8 @@ fuzz_exports <- list(
   load_model = quote(load_model(model = saved_model_file, compile = TRUE)),
   load_model_weights = quote(load_model_weights(model(), filepath = saved_weights_h5, skip_mismatch = FALSE)),
   save_model = quote(save_model(compiled(), filepath = "fz-model.rds", overwrite = TRUE)),
+  register_keras_serializable = quote(register_keras_serializable(object = Layer("FuzzSerializable"),
+    name = "FuzzSerializable", package = "fuzz")),
   save_model_weights = quote(save_model_weights(model(), filepath = "fz.weights.h5", overwrite = TRUE)),
   set_buffer_cache_size = quote(set_buffer_cache_size(bytes = 16 * 2^20)),
   set_num_threads = quote(set_num_threads(n = 1)),
@@ -289,6 +291,9 @@ fuzz_exports <- list(
 # inputs, masks and training flags; model methods; `$` methods with bad arguments.
 fuzz_callables <- list(
   dense_call = quote(dense_built()(x3, training = FALSE)),
+  save_keras_archive = quote(save_model(compiled(), filepath = "fz-model.keras", overwrite = TRUE)),
+  load_keras_archive = quote(load_model(model = saved_keras_file, custom_objects = NULL, compile = TRUE,
+    safe_mode = TRUE)),
   save_weights_own_format = quote(save_model_weights(model(), filepath = "fz-weights.rds", overwrite = TRUE)),
   load_weights_own_format = quote(load_model_weights(model(), filepath = saved_weights_rds, skip_mismatch = TRUE)),
   mha_call = quote(mha_built()(query = x3, value = v3, key = k3, attention_mask = am, query_mask = qm,
@@ -387,6 +392,8 @@ fuzz_fixtures <- function() {
     model_w <- get_weights(model())
     saved_model_file <- tempfile("fz-model-", fileext = ".rds")
     save_model(compile(model(), optimizer = "adam", loss = "mse"), saved_model_file)
+    saved_keras_file <- tempfile("fz-model-", fileext = ".keras")
+    save_model(compile(model(), optimizer = "adam", loss = "mse"), saved_keras_file)
     saved_weights_h5 <- tempfile("fz-", fileext = ".weights.h5")
     save_model_weights(model(), saved_weights_h5)
     saved_weights_rds <- tempfile("fz-weights-", fileext = ".rds")
