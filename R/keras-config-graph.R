@@ -8,7 +8,13 @@
 # The serialized object of a model (top level, or nested in another).
 #' @noRd
 keras_model_object <- function(self) {
-  if (identical(self$class_name, "Sequential")) return(keras_sequential_object(self))
+  if (identical(self$class_name, "Sequential")) {
+    # Keras's Sequential calls each layer on one tensor: a layer our
+    # sequential models call otherwise (self-attention: layer(x, x)) makes
+    # the model a functional graph in the archive
+    special <- vapply(self$layers, function(l) !is.null(layer_class_def(layer_self(l))$sequential_call), logical(1))
+    if (!any(special)) return(keras_sequential_object(self))
+  }
   graph <- self$graph
   ops <- keras_operation_order(self)
   names_of <- vapply(ops, callee_name, character(1))

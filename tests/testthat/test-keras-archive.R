@@ -374,3 +374,30 @@ test_that("hostile .keras archives give our error, run nothing and never crash",
   err <- expect_error(load_model(good), class = "multihead_error_file")
   expect_match(conditionMessage(err), "multihead.max_file_bytes")
 })
+
+test_that("nested models and sequential self-attention go through .keras archives", {
+  skip_if_not_installed("hdf5r")
+  set.seed(2)
+  x <- array(rnorm(3 * 4 * 8), c(3, 4, 8))
+  # Keras's Sequential calls each layer on one tensor: self-attention makes it a functional graph
+  s <- keras_model_sequential(input_shape = c(4, 8)) |>
+    layer_multi_head_attention(num_heads = 2, key_dim = 4) |>
+    layer_dense(3)
+  p <- tempfile(fileext = ".keras")
+  save_model(s, p)
+  again <- load_model(p)
+  expect_s3_class(again, "Functional")
+  expect_identical(again(x), s(x))
+  inner <- keras_model_sequential(input_shape = c(4, 8), name = "inner") |> layer_dense(5) |> layer_dense(2)
+  inp <- keras_input(c(4, 8))
+  mid <- keras_model(inp, inner(layer_dense(inp, 8)), name = "mid")
+  inp2 <- keras_input(c(4, 8))
+  model <- keras_model(inp2, layer_add(list(mid(inp2), layer_dense(inp2, 2))))
+  p <- tempfile(fileext = ".keras")
+  save_model(model, p)
+  again <- load_model(p)
+  expect_identical(again(x), model(x))
+  f <- hdf5r::H5File$new(file.path(kx_unzip(p), "model.weights.h5"), mode = "r")
+  on.exit(f$close_all(), add = TRUE)
+  expect_true(f$exists("layers/functional/layers/sequential/layers/dense_1/vars/0"))
+})
