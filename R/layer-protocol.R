@@ -81,7 +81,9 @@ named_weight_grads <- function(self, grads) {
 protocol_layer_function <- function(inputs, training = NULL, mask = NULL, ...) {
   if (...length()) reject_layer_call_args(self, list(...))
   if (missing(inputs)) abort_arg("inputs", "supplied: the array to apply the layer to")
-  run_layer_forward(self, inputs, training, mask)$output
+  if (is.null(mask)) mask <- implicit_masks_of(inputs)  # keras-mask.R
+  fw <- run_layer_forward(self, drop_implicit_masks(inputs), training, mask)
+  attach_implicit_mask(fw$output, fw$mask)
 }
 
 #' @noRd
