@@ -23,7 +23,7 @@ if (length(dup)) {
 # hdf5r, jsonlite and zip (Suggests) read and write Keras .weights.h5 files and
 # .keras archives; hdf5r compiles
 # against the HDF5 C library (tools/install-system-libs.sh installs it).
-install_missing(c(description_deps(), "testthat", "jsonlite", "hdf5r", "zip"))
+install_missing(c(description_deps(), "testthat", "jsonlite", "hdf5r", "zip", "ggplot2"))
 lib <- file.path(tempdir(), "multihead-lib")
 dir.create(lib, showWarnings = FALSE)
 install_multihead(lib)
