@@ -463,8 +463,10 @@ merge_kind <- function(self) {
 merge_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
   xs <- merge_input_list(self, inputs)
   masks <- merge_mask_list(masks, xs)
-  if (!isTRUE(self$built)) merge_build(self, lapply(xs, function(x) batchless_shape(dim(x))))
   kind <- merge_kind(self)
+  shapes <- lapply(xs, dim)
+  if (is.null(kind$combine)) concat_shapes(self, shapes) else elementwise_merge_shapes(shapes, self$class_name)
+  if (!isTRUE(self$built)) merge_build(self, lapply(shapes, batchless_shape))
   if (is.null(kind$combine)) return(concat_forward(self, xs, masks))
   elementwise_merge_forward(self, xs, masks, kind$combine(self))
 }
