@@ -3,29 +3,6 @@
 # Keras's broadcasting and masks, gradients by finite differences, models,
 # configs and errors.
 
-# Central differences of sum(w * model(x)) for every input array and weight
-# of a float64 model, against backprop().
-check_model_gradients <- function(model, x, tol = 1e-6) {
-  out <- model(x)
-  w <- array(rnorm(length(out)), dim(out))
-  g <- backprop(model, x, grad_output = w)
-  loss <- function(xx) sum(w * model(xx))
-  xs <- if (is.list(x)) x else list(x)
-  gin <- if (is.list(x)) g$grads$inputs else list(g$grads$inputs)
-  for (i in seq_along(xs)) {
-    num <- fd_grad(function(v) { xx <- xs; xx[[i]] <- v; loss(if (is.list(x)) xx else xx[[1]]) }, xs[[i]])
-    expect_lt(rel_err(gin[[i]], num), tol, label = sprintf("d input %d", i))
-  }
-  ws <- get_weights(model)
-  for (i in seq_along(ws)) {
-    num <- fd_grad(function(v) {
-      a <- ws; a[[i]] <- v; set_weights(model, a); on.exit(set_weights(model, ws)); loss(x)
-    }, ws[[i]])
-    expect_lt(rel_err(g$grads$weights[[i]], num), tol, label = names(ws)[i])
-  }
-  invisible(g)
-}
-
 r32 <- function(x) multihead:::round_float32(x)
 
 test_that("subtract, multiply, average against plain R, float64 and float32's rounding sequence", {
