@@ -123,7 +123,6 @@ lambda_make_trace <- function(self, specs, list_input, mask_shapes, training) {
     frame <- trace_frame()
     frame$losses <- list()
     out <- tryCatch(do.call(f, args),
-      multihead_error = function(e) stop(e),
       error = function(e) {
         abort_msg(sprintf("The function of Lambda layer \"%s\" failed on inputs of shape %s: %s", self$name,
                           paste(vapply(specs, function(s) fmt_shape(s$shape), ""), collapse = ", "),
@@ -273,8 +272,7 @@ register_lambda_layer <- function() {
     properties = list(f = function(self) self$config$f,
                       arguments = function(self) self$config$arguments,
                       output_shape = function(self) self$config$output_shape,
-                      mask = function(self) self$config$mask,
-                      supports_masking = function(self) !is.null(self$config$mask)),
+                      mask = function(self) self$config$mask),
     describe = function(self) describe_built(self, ""),
     get_config = lambda_refuse_config,
     # from a list built in R: Keras's keys, `function` holding the R function
@@ -291,4 +289,5 @@ register_lambda_layer <- function() {
     },
     compute_output_shape = lambda_output_shape,
     forward = lambda_forward, backward = lambda_backward)
+  override_layer_property("Lambda", "supports_masking", function(self) !is.null(self$config$mask))
 }

@@ -245,6 +245,17 @@ repeat_vector_backward <- function(self, cache, grad_output) {
 
 # ---- registration --------------------------------------------------------------------
 
+# Replaces a property of a registered class (register_protocol_layer() puts
+# the common properties first, so a class's own `supports_masking` would
+# not be found).
+#' @noRd
+override_layer_property <- function(class_name, name, getter) {
+  def <- .layer_classes[[class_name]]
+  def$properties[[name]] <- getter
+  assign(class_name, def, envir = .layer_classes)
+  invisible(NULL)
+}
+
 #' @noRd
 register_reshaping_layers <- function() {
   register_protocol_layer(
@@ -290,4 +301,7 @@ register_reshaping_layers <- function() {
       c(input_shape[1L], self$config$n, input_shape[2L])
     },
     forward = repeat_vector_forward, backward = repeat_vector_backward)
+  for (cls in c("Reshape", "Permute", "RepeatVector")) {  # Keras's classes drop the mask
+    override_layer_property(cls, "supports_masking", function(self) FALSE)
+  }
 }

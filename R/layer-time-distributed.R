@@ -205,7 +205,7 @@ td_from_config <- function(config) {
 register_time_distributed <- function() {
   register_layer_class(
     "TimeDistributed",
-    properties = c(common_layer_properties, list(
+    properties = utils::modifyList(common_layer_properties, list(
       layer = function(self) td_inner(self),
       supports_masking = function(self) FALSE)),
     methods = c(common_layer_methods, list(
