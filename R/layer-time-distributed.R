@@ -146,8 +146,13 @@ td_forward <- function(self, inputs, args = list(), training = FALSE, masks = NU
     out[, t, ] <- y
     runs[[t]] <- run
   }
-  out_dims <- as.integer(c(B, Tn, out_rest))
-  dim(out) <- out_dims
+  if (is.null(out)) {  # no time steps: the shape from the wrapped layer's output shape
+    out_dims <- td_output_shape(self, d)
+    out <- array(0, out_dims)
+  } else {
+    out_dims <- as.integer(c(B, Tn, out_rest))
+    dim(out) <- out_dims
+  }
   list(output = out, mask = NULL,
        cache = list(runs = runs, graph = graph, x_dims = d, out_dims = out_dims, float_input = is.double(x)))
 }
