@@ -163,6 +163,19 @@ test_that("merges in functional models: shapes, summary, gradients, training", {
   model |> compile(optimizer = optimizer_adam(0.05), loss = "mse")
   h <- model |> fit(xs, y, epochs = 15, batch_size = 8, verbose = 0)
   expect_lt(tail(h$metrics$loss, 1), h$metrics$loss[1])
+  # own model files, and Keras's weights layout: each merge layer has its (empty) vars group
+  p <- tempfile(fileext = ".rds")
+  save_model(model, p)
+  expect_identical(load_model(p)(xs), model(xs))
+  skip_if_not_installed("hdf5r")
+  path <- tempfile(fileext = ".weights.h5")
+  save_model_weights(model, path)
+  expect_true(all(c("layers/subtract/vars", "layers/multiply/vars", "layers/average/vars",
+                    "layers/concatenate/vars") %in% h5_group_paths(path)))
+  other <- load_model(p)
+  set_weights(other, lapply(get_weights(other), function(w) w * 0))
+  load_model_weights(other, path)
+  expect_identical(other(xs), model(xs))
 })
 
 test_that("bad input: mismatched shapes, counts, axes, with errors naming the argument", {
