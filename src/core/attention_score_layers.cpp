@@ -67,14 +67,14 @@ void masked_softmax(const ScoreLayerDims& d, const ScoreLayerParams<T>& p, idx b
   const T bias = static_cast<T>(kMaskBias);
   for (idx i = 0; i < d.Tq; ++i) {
     T* row = S.data() + i * d.Tv;
-    T mx = row[0];
     for (idx j = 0; j < d.Tv; ++j) {
       if (!std::isfinite(row[j])) {
         throw ScoreOverflow("attention scores overflow");
       }
       if ((vm && vm[j] == 0) || (p.causal && j > i)) row[j] = row[j] - bias;
-      if (row[j] > mx) mx = row[j];
     }
+    T mx = row[0];
+    for (idx j = 1; j < d.Tv; ++j) mx = std::max(mx, row[j]);
     T sum = T(0);
     for (idx j = 0; j < d.Tv; ++j) {
       row[j] = std::exp(row[j] - mx);
