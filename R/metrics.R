@@ -49,7 +49,10 @@
 #' Called with `y_true` and `y_pred`, the metric's function is applied and
 #' the per-sample values are returned. Called without them, a metric object
 #' is returned, to pass to `compile()`'s `metrics`; `fit()` and `evaluate()`
-#' accumulate it over batches.
+#' accumulate it over batches. As in keras3, a metric object can also be used
+#' on its own: `m$update_state(y_true, y_pred, sample_weight = NULL)` adds a
+#' batch, `m$result()` gives the value so far and `m$reset_state()` starts
+#' again.
 #'
 #' @param y_true,y_pred Numeric arrays (batch first) of targets and
 #'   predictions, or both missing to create a metric object.
@@ -244,8 +247,11 @@ metric_sparse_top_k_categorical_accuracy <- function(y_true, y_pred, k = 5L, ...
 #' all entries are pooled, each weighted by its label's weight.
 #'
 #' The metric object is given to `compile()`'s `metrics`; `fit()` and
-#' `evaluate()` accumulate it over batches. The names `"auc"` and `"AUC"`
-#' given to `compile()` mean this metric with its defaults.
+#' `evaluate()` accumulate it over batches. On its own, as in keras3,
+#' `m$update_state(y_true, y_pred, sample_weight = NULL)` adds a batch,
+#' `m$result()` gives the value so far and `m$reset_state()` starts again.
+#' The names `"auc"` and `"AUC"` given to `compile()` mean this metric with
+#' its defaults.
 #'
 #' @param ... Must be empty (kept for keras3's signature).
 #' @param num_thresholds A whole number > 1: the number of thresholds (used
@@ -268,7 +274,9 @@ metric_sparse_top_k_categorical_accuracy <- function(y_true, y_pred, k = 5L, ...
 #'   (a sigmoid is applied first).
 #' @returns A metric object (an environment of class `"multihead_metric"`).
 #' @examples
-#' metric_auc()
+#' m <- metric_auc(num_thresholds = 3)
+#' m$update_state(c(0, 0, 1, 1), c(0, 0.5, 0.3, 0.9))
+#' m$result()
 #' metric_auc(num_thresholds = 3, curve = "PR")
 #' metric_auc(multi_label = TRUE, num_labels = 4, from_logits = TRUE)
 #' @family metrics
@@ -324,8 +332,11 @@ metric_auc <- function(..., num_thresholds = 200L, curve = "ROC", summation_meth
 #' several thresholds the result has one value per threshold.
 #'
 #' The metric object is given to `compile()`'s `metrics`; `fit()` and
-#' `evaluate()` accumulate it over batches. The names `"precision"` and
-#' `"Precision"` given to `compile()` mean this metric with its defaults.
+#' `evaluate()` accumulate it over batches. On its own, as in keras3,
+#' `m$update_state(y_true, y_pred, sample_weight = NULL)` adds a batch,
+#' `m$result()` gives the value so far and `m$reset_state()` starts again.
+#' The names `"precision"` and `"Precision"` given to `compile()` mean this
+#' metric with its defaults.
 #'
 #' @inheritParams metric_auc
 #' @param thresholds `NULL` or a number or vector of numbers in `[0, 1]`.
@@ -336,7 +347,9 @@ metric_auc <- function(..., num_thresholds = 200L, curve = "ROC", summation_meth
 #'   metric's name in logs and history.
 #' @returns A metric object (an environment of class `"multihead_metric"`).
 #' @examples
-#' metric_precision()
+#' m <- metric_precision()
+#' m$update_state(c(0, 1, 1, 1), c(1, 0, 1, 1))
+#' m$result()
 #' metric_precision(top_k = 2, class_id = 1)
 #' @family metrics
 #' @export
@@ -373,6 +386,27 @@ print.multihead_metric <- function(x, ...) {
                config = c(list(name = x$name), x$config, list(result = metric_result(x))))
   cat(format_spec(spec, "metric"), "\n", sep = "")
   invisible(x)
+}
+
+# keras3's standalone use of a metric object: m$update_state(y_true, y_pred,
+# sample_weight = NULL), m$result(), m$reset_state(); every other name reads
+# the metric's field (NULL when absent). Custom metrics (Metric()) have their
+# own `$` method (their class comes first).
+#' @export
+`$.multihead_metric` <- function(x, name) {
+  if (!is.environment(x)) return(NextMethod())
+  if (exists(name, envir = x, inherits = FALSE)) return(get(name, envir = x, inherits = FALSE))
+  switch(name,
+         update_state = function(y_true, y_pred, sample_weight = NULL) {
+           metric_update(x, y_true, y_pred, sample_weight)
+           invisible(x)
+         },
+         result = function() metric_result(x),
+         reset_state = function() {
+           metric_reset(x)
+           invisible(x)
+         },
+         NULL)
 }
 
 # --- internal API for compile() / fit() / evaluate() -------------------------
@@ -487,6 +521,16 @@ metric_update <- function(m, y_true, y_pred, sample_weight = NULL) {
   m$total <- m$total + add[["total"]]
   m$count <- m$count + add[["count"]]
   invisible(m)
+}
+
+# How many numbers metric_result() gives: one per threshold for Precision and
+# Recall, one for every other metric.
+#' @noRd
+metric_n_values <- function(m) {
+  if (!is_class_instance(m) && m$class_name %in% c("Precision", "Recall")) {
+    return(length(confusion_thresholds(m)))
+  }
+  1L
 }
 
 # The weighted mean so far (0 before any update, as Keras's divide_no_nan).

@@ -381,7 +381,8 @@ fuzz_callables <- list(
   fit_toolbox = quote(fit(compile(model(), optimizer = optimizer_nadam(0.01), loss = "huber",
     metrics = list("auc", metric_recall(thresholds = 0.2), "precision")), x = x3, y = y2, batch_size = 1,
     epochs = 1, verbose = 0, callbacks = stop_at_2)),
-  optimizer_lion_apply = quote(multihead:::optimizer_apply(optimizer_lion(0.1), list(w = c(1, 2)), list(w = c(0.5, -1))))
+  optimizer_lion_apply = quote(multihead:::optimizer_apply(optimizer_lion(0.1), list(w = c(1, 2)), list(w = c(0.5, -1)))),
+  recall_update_state = quote(metric_recall(thresholds = c(0.2, 0.7))$update_state(y01, p01, sample_weight = NULL))
 )
 
 # (Every fit() call has a callback that stops it after an epoch or two, so

@@ -388,6 +388,27 @@ test_that("the confusion counts survive save_model() and load_model(); training 
   expect_identical(m_result(readRDS(f)), m_result(auc))
 })
 
+test_that("standalone use as in keras3: $update_state(), $result(), $reset_state()", {
+  m <- metric_auc(num_thresholds = 3)
+  m$update_state(c(0, 0, 1, 1), c(0, 0.5, 0.3, 0.9))
+  expect_equal(m$result(), 0.75)
+  m$reset_state()
+  expect_identical(m$result(), 0)
+  m$update_state(c(0, 0, 1, 1), c(0, 0.5, 0.3, 0.9), sample_weight = c(1, 0, 0, 1))
+  expect_equal(m$result(), 1)
+  r <- metric_recall(thresholds = c(0.2, 0.6))
+  r$update_state(c(1, 1, 0, 1), c(0.3, 0.7, 0.9, 0.1))
+  expect_equal(r$result(), c(2 / 3, 1 / 3))
+  expect_identical(multihead:::metric_n_values(r), 2L)
+  expect_identical(multihead:::metric_n_values(metric_precision()), 1L)
+  a <- metric_top_k_categorical_accuracy(k = 1)
+  a$update_state(rbind(c(0, 0, 1), c(0, 1, 0)), rbind(c(0.1, 0.9, 0.8), c(0.05, 0.95, 0)), sample_weight = c(0.7, 0.3))
+  expect_equal(a$result(), 0.3)
+  expect_identical(a$k, NULL)            # fields only: the options are in $config
+  expect_identical(a$config$k, 1L)
+  expect_error(m$update_state(c(0, 1), c(0.1, NA)), "y_pred", class = err)
+})
+
 test_that("printing", {
   expect_output(print(metric_auc(num_thresholds = 3)), "<metric AUC name=\"auc\" num_thresholds=3 curve=\"ROC\"")
   expect_output(print(metric_recall(thresholds = c(0.2, 0.4))), "thresholds=c\\(0.2, 0.4\\)")
