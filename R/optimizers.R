@@ -183,13 +183,11 @@ optimizer_rmsprop <- function(learning_rate = 0.001, rho = 0.9, momentum = 0, ep
 #' Keras 3's `Adagrad`. An accumulator `a` of squared gradients is kept per
 #' weight, starting at `initial_accumulator_value`: each step `a <- a + g^2`,
 #' then `w <- w - learning_rate * g / sqrt(a + epsilon)` (epsilon inside the
-#' square root, as in Keras). Clipping and weight decay as in
-#' [optimizer_sgd()].
+#' square root, as in Keras). Adagrad usually wants a larger learning rate
+#' than the default (`1.0` gives the original paper's form). Clipping and
+#' weight decay as in [optimizer_sgd()].
 #'
 #' @inheritParams optimizer_sgd
-#' @param learning_rate A non-negative number or a learning rate schedule.
-#'   Adagrad usually wants a larger rate than the default (Keras: `1.0` for
-#'   the original paper's form).
 #' @param initial_accumulator_value A non-negative number: the starting value
 #'   of the accumulators.
 #' @param epsilon A non-negative number added inside the square root.
