@@ -20,17 +20,17 @@
 #
 # The update rule of each class is optimizer_update_rules()[[class_name]], a
 # function(opt, w, g, lr, path) -> updated w that reads and writes opt$slots.
-# A class with per-step state (Nadam) also has optimizer_step_hooks()[[class_name]],
-# a function(opt) run once per step before the variables are updated (Keras's
-# _backend_update_step()).
+# A class with per-step state (Nadam) also has
+# optimizer_step_hooks()[[class_name]], a function(opt) run once per step
+# before the variables are updated (Keras's _backend_update_step()).
 #
 # One step, optimizer_apply(opt, weights, grads), follows Keras 3's
 # BaseOptimizer.apply(): the gradients are clipped (clipnorm per variable,
 # global_clipnorm over all of them, or clipvalue); then, with weight_decay,
 # every variable is decayed, w <- w - w * weight_decay * lr; then the class's
-# step hook runs, and each variable gets its class's update; then `iterations` grows by 1. The
-# learning rate `lr` is the schedule evaluated at `iterations` (the count
-# before this step). Constraints are the model's business, after the step.
+# step hook runs and each variable gets its class's update; then
+# `iterations` grows by 1. The learning rate `lr` is the schedule evaluated
+# at `iterations` (the count before this step). Constraints are the model's business, after the step.
 
 #' Stochastic gradient descent optimizer (with momentum)
 #'
@@ -194,7 +194,8 @@ optimizer_rmsprop <- function(learning_rate = 0.001, rho = 0.9, momentum = 0, ep
 #' @param use_ema,ema_momentum,ema_overwrite_frequency Keras's exponential
 #'   moving average of the weights, accepted at their defaults only (`FALSE`,
 #'   `0.99`, `NULL`); other values are an error.
-#' @param name A string naming the optimizer.
+#' @param name A string naming the optimizer (`NULL`: the class's default
+#'   name).
 #' @param ... Must be empty.
 #' @param loss_scale_factor,gradient_accumulation_steps Accepted at their
 #'   defaults only (`NULL`).
@@ -455,9 +456,9 @@ keras_base_dots <- function(name, use_ema, ema_momentum, ema_overwrite_frequency
     abort_arg(if (is.null(nm) || !nzchar(nm)) "..." else nm, "a known optimizer argument",
               "an argument that is not recognized")
   }
-  list(name = name, use_ema = use_ema, ema_momentum = ema_momentum,
-       ema_overwrite_frequency = ema_overwrite_frequency, loss_scale_factor = loss_scale_factor,
-       gradient_accumulation_steps = gradient_accumulation_steps)
+  c(if (!is.null(name)) list(name = name),
+    list(use_ema = use_ema, ema_momentum = ema_momentum, ema_overwrite_frequency = ema_overwrite_frequency,
+         loss_scale_factor = loss_scale_factor, gradient_accumulation_steps = gradient_accumulation_steps))
 }
 
 #' @noRd
