@@ -987,8 +987,9 @@ confusion_counts <- function(label, pred, w, thresholds, buckets) {
     idx <- ceiling(p * (n - 1)) - 1
     if (with_epsilon) idx <- pmax(idx, 0)
     keep <- idx >= 0
-    tp <- rev(cumsum(rev(bucket_sums(true_w[keep], idx[keep], n))))
-    fp <- rev(cumsum(rev(bucket_sums(false_w[keep], idx[keep], n))))
+    b <- bucket_sums(cbind(true_w[keep], false_w[keep]), idx[keep], n)
+    tp <- rev(cumsum(rev(b[, 1L])))
+    fp <- rev(cumsum(rev(b[, 2L])))
     return(list(true_positives = tp, false_positives = fp,
                 true_negatives = sum(false_w) - fp, false_negatives = sum(true_w) - tp))
   }
@@ -997,8 +998,9 @@ confusion_counts <- function(label, pred, w, thresholds, buckets) {
   # negative at the others.
   ord <- order(thresholds)
   above <- findInterval(pred, thresholds[ord], left.open = TRUE)
-  true_b <- bucket_sums(true_w, above, n + 1L)
-  false_b <- bucket_sums(false_w, above, n + 1L)
+  b <- bucket_sums(cbind(true_w, false_w), above, n + 1L)
+  true_b <- b[, 1L]
+  false_b <- b[, 2L]
   pos <- function(b) rev(cumsum(rev(b)))[-1L]       # sum of b[a] over a >= i, i = 1..n
   neg <- function(b) cumsum(b)[-(n + 1L)]           # sum of b[a] over a < i
   out <- list(true_positives = pos(true_b), false_positives = pos(false_b),
@@ -1010,13 +1012,14 @@ confusion_counts <- function(label, pred, w, thresholds, buckets) {
   })
 }
 
-# Sums of `x` by 0-based bucket `idx` into n buckets.
+# Column sums of the matrix `x` by 0-based bucket `idx` (one per row) into
+# an (n, ncol(x)) matrix.
 #' @noRd
 bucket_sums <- function(x, idx, n) {
-  out <- numeric(n)
-  if (length(x) == 0L) return(out)
-  s <- rowsum(x, as.integer(idx), reorder = TRUE)
-  out[as.integer(rownames(s)) + 1L] <- s[, 1L]
+  out <- matrix(0, n, ncol(x))
+  if (nrow(x) == 0L) return(out)
+  s <- rowsum(x, as.integer(idx), reorder = FALSE)
+  out[as.integer(rownames(s)) + 1L, ] <- s
   out
 }
 
