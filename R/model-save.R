@@ -297,7 +297,8 @@ check_read_path <- function(filepath, what, fun) {
 write_file_atomically <- function(filepath, writer) {
   tmp <- tempfile(pattern = paste0(".", basename(filepath), "-tmp-"), tmpdir = dirname(filepath))
   on.exit(if (file.exists(tmp)) unlink(tmp), add = TRUE)
-  tryCatch(writer(tmp), multihead_error = function(e) stop(e), error = function(e) {
+  tryCatch(writer(tmp), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
     abort_msg(sprintf("Could not write \"%s\" (%s); the previous file, if any, is unchanged.", filepath,
                       conditionMessage(e)), class = "multihead_error_file_write")
   })
@@ -418,7 +419,8 @@ read_multihead_file <- function(filepath, formats, versions, what) {
 # naming the file.
 #' @noRd
 from_file_config <- function(config, filepath) {
-  tryCatch(from_config(config), multihead_error_file = function(e) stop(e), error = function(e) {
+  tryCatch(from_config(config), error = function(e) {
+    if (inherits(e, "multihead_error_file")) stop(e)
     abort_invalid_file(filepath, "model", sprintf("its configuration cannot be used: %s", conditionMessage(e)))
   })
 }
@@ -491,14 +493,15 @@ assign_weight_records <- function(self, records, skip_mismatch, filepath, state)
 # files), value_names = the names of the values in our files (NULL for
 # HDF5, whose values are "<where>/0", "<where>/1", ...), slots =
 # layer_variable_slots() records, values = list of arrays, or NULL when the
-# file has nothing there). Checks every load (counts, shapes, finite values)
+# file has nothing there; problem = a mismatch found before reading, or
+# absent). Checks every load (counts, shapes, finite values)
 # before changing anything; a mismatch is an error, or with skip_mismatch a
 # warning and that layer is left as it is.
 #' @noRd
 assign_loaded_weights <- function(loads, skip_mismatch, filepath) {
   accepted <- list()
   for (ld in loads) {
-    problem <- weights_mismatch(ld, filepath)
+    problem <- if (!is.null(ld$problem)) ld$problem else weights_mismatch(ld, filepath)
     if (!is.null(problem)) {
       if (!skip_mismatch) abort_msg(problem, class = "multihead_error_weights")
       warning(paste0("Skipping layer \"", ld$label, "\": ", problem), call. = FALSE)
