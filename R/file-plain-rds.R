@@ -8,7 +8,7 @@
 # itself and builds only plain data, on every R version.
 #
 # The format (R's src/main/serialize.c, "R Internals" 1.8): an optional
-# gzip / bzip2 / xz wrapper (memDecompress()), then "X\n" (XDR binary: all
+# gzip / bzip2 / xz wrapper (gzfile() / bzfile() / xzfile()), then "X\n" (XDR binary: all
 # numbers big-endian; "A\n" ascii and "B\n" native are refused), the
 # serialization version (2 or 3), the writer's and the minimal reader's R
 # versions, for version 3 the length and bytes of the native encoding's
@@ -44,10 +44,13 @@
 # read in one readBin() each.
 
 # Deepest nesting of lists accepted (model configurations nest about ten
-# levels), and the most elements ALTREP sequences may expand to in one file
-# (their state is a few bytes, so their length is not bounded by the file).
+# levels), the most elements ALTREP sequences may expand to in one file
+# (their state is a few bytes, so their length is not bounded by the file),
+# and the largest decompressed content read (2 GiB: no vector of a file may
+# have 2^31 elements either).
 .plain_rds_max_depth <- 200L
 .plain_rds_max_expanded <- 2^24
+.plain_rds_max_bytes <- 2^31 - 1
 
 # The error for a file that is not a valid multihead file: `kind` is
 # "model" or "weights", `why` says what was found and where.
@@ -64,9 +67,7 @@ read_plain_rds <- function(filepath, kind) {
   fail <- function(why) abort_invalid_file(filepath, kind, why)
   size <- file.size(filepath)
   if (is.na(size)) fail("it cannot be read")
-  bytes <- tryCatch(readBin(filepath, "raw", size), error = function(e) fail("it cannot be read"))
-  buf <- plain_rds_decompress(bytes, fail)
-  rm(bytes)
+  buf <- plain_rds_decompress(filepath, size, fail)
   st <- new.env(parent = emptyenv())
   st$con <- rawConnection(buf)
   on.exit(close(st$con), add = TRUE)
@@ -82,16 +83,47 @@ read_plain_rds <- function(filepath, kind) {
   x
 }
 
-# The serialized bytes: the file itself, or its gzip / bzip2 / xz content.
+# The serialized bytes: the file itself, or its gzip / bzip2 / xz content
+# read through R's decompressing connections in chunks (memDecompress()
+# loops without end on a truncated gzip stream). A truncated or corrupt
+# stream gives a prefix (the parser then finds it truncated) or a warning
+# (refused here). At most .plain_rds_max_bytes are decompressed.
 #' @noRd
-plain_rds_decompress <- function(bytes, fail) {
-  starts <- function(magic) length(bytes) >= length(magic) && all(bytes[seq_along(magic)] == magic)
+plain_rds_decompress <- function(filepath, size, fail) {
+  read_at <- function(offset, k) {
+    con <- file(filepath, "rb", raw = TRUE)
+    on.exit(close(con))
+    if (offset > 0) seek(con, offset)
+    readBin(con, "raw", k)
+  }
+  head <- tryCatch(read_at(0, 6L), error = function(e) fail("it cannot be read"))
+  starts <- function(magic) length(head) >= length(magic) && all(head[seq_along(magic)] == magic)
   type <- if (starts(as.raw(c(0x1f, 0x8b)))) "gzip" else if (starts(charToRaw("BZh"))) "bzip2" else
     if (starts(as.raw(c(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)))) "xz" else "none"
-  if (identical(type, "none")) return(bytes)
-  out <- tryCatch(memDecompress(bytes, type = type), error = function(e) NULL, warning = function(w) NULL)
-  if (is.null(out)) fail(sprintf("its %s-compressed content is truncated or corrupt", type))
-  out
+  if (identical(type, "none")) return(tryCatch(read_at(0, size), error = function(e) fail("it cannot be read")))
+  corrupt <- function(...) fail(sprintf("its %s-compressed content is truncated or corrupt", type))
+  tryCatch({
+    con <- switch(type, gzip = gzfile(filepath, "rb"), bzip2 = bzfile(filepath, "rb"), xz = xzfile(filepath, "rb"))
+    on.exit(close(con), add = TRUE)
+    # gzip's trailer holds the content's size modulo 2^32: read that much
+    # at once (bounded by the file's size times 64, so a forged trailer
+    # allocates little), then whatever follows in chunks
+    hint <- if (identical(type, "gzip") && size >= 18) sum(as.double(as.integer(read_at(size - 4, 4L))) * 256^(0:3)) else 0
+    first <- min(hint + 1, 64 * size + 1048576, .plain_rds_max_bytes)
+    chunks <- list(readBin(con, "raw", first))
+    total <- length(chunks[[1L]])
+    if (total < first) return(chunks[[1L]])
+    repeat {
+      chunk <- readBin(con, "raw", 16777216L)
+      if (!length(chunk)) break
+      total <- total + length(chunk)
+      if (total > .plain_rds_max_bytes) {
+        fail(sprintf("its content decompresses to more than %.0f bytes", .plain_rds_max_bytes))
+      }
+      chunks[[length(chunks) + 1L]] <- chunk
+    }
+    if (length(chunks) == 1L) chunks[[1L]] else unlist(chunks, use.names = FALSE)
+  }, warning = corrupt, error = function(e) if (inherits(e, "multihead_error")) stop(e) else corrupt())
 }
 
 #' @noRd
