@@ -44,11 +44,11 @@
 # read in one readBin() each.
 
 # Deepest nesting of lists accepted (model configurations nest about ten
-# levels), the most elements ALTREP sequences may expand to in one file
+# levels, a nested model a few more), the most elements ALTREP sequences may expand to in one file
 # (their state is a few bytes, so their length is not bounded by the file),
 # and the largest decompressed content read (2 GiB: no vector of a file may
 # have 2^31 elements either).
-.plain_rds_max_depth <- 200L
+.plain_rds_max_depth <- 64L
 .plain_rds_max_expanded <- 2^24
 .plain_rds_max_bytes <- 2^31 - 1
 
@@ -74,6 +74,7 @@ read_plain_rds <- function(filepath, kind) {
   st$pos <- 0
   st$n <- length(buf)
   st$refs <- character()
+  st$native_utf8 <- FALSE
   st$expanded <- 0
   st$fail <- fail
   rm(buf)
@@ -138,7 +139,10 @@ plain_rds_header <- function(st) {
     if (version == 3L) {
       nelen <- plain_rds_int(st, 1, "the header")
       if (nelen < 0L || nelen > 256L) fail("its header declares an invalid native encoding")
-      plain_rds_bytes(st, nelen, "the header")
+      nb <- plain_rds_bytes(st, nelen, "the header")
+      if (any(nb == as.raw(0L)) || any(nb > as.raw(127L))) fail("its header declares an invalid native encoding")
+      native <- rawToChar(nb)
+      st$native_utf8 <- toupper(gsub("[^A-Za-z0-9]", "", native)) == "UTF8"
     }
     return(invisible(NULL))
   }
@@ -223,7 +227,8 @@ plain_rds_refuse <- function(st, type, where) {
 #' @noRd
 plain_rds_item <- function(st, where, depth, flags = plain_rds_flags(st, where)) {
   if (depth > .plain_rds_max_depth) {
-    st$fail(sprintf("%s is nested more than %d levels deep", where, .plain_rds_max_depth))
+    st$fail(sprintf("%s is nested more than %d levels deep",
+                    if (nchar(where) > 60L) paste0(substr(where, 1L, 60L), "...") else where, .plain_rds_max_depth))
   }
   type <- flags %% 256L
   if (type == 254L) return(NULL)
@@ -286,6 +291,12 @@ plain_rds_charsxp <- function(st, where) {
   if (any(bytes == as.raw(0L))) st$fail(sprintf("%s contains a NUL byte", where))
   s <- rawToChar(bytes)
   levels <- flags %/% 4096L
+  # the declared encoding must hold: UTF-8 (flagged, or native in a UTF-8
+  # writer) must be valid, ASCII must be 7-bit
+  utf8 <- bitwAnd(levels, 8L) != 0L || (isTRUE(st$native_utf8) && bitwAnd(levels, 4L + 2L) == 0L)
+  if ((utf8 && !validUTF8(s)) || (bitwAnd(levels, 64L) != 0L && any(bytes > as.raw(127L)))) {
+    st$fail(sprintf("%s is not valid text in its declared encoding", where))
+  }
   if (bitwAnd(levels, 8L) != 0L) Encoding(s) <- "UTF-8" else if (bitwAnd(levels, 4L) != 0L) {
     Encoding(s) <- "latin1"
   } else if (bitwAnd(levels, 2L) != 0L) Encoding(s) <- "bytes"

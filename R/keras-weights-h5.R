@@ -475,9 +475,9 @@ h5_read_vars <- function(file, where, ld, filepath, ctx, bad) {
     same <- (length(declared) == length(expected) && all(declared == expected)) ||
       (length(declared) == 0L && identical(expected, 1))
     if (!same) {
-      ld$problem <- sprintf("weight \"%s\" of layer \"%s\" has shape (%s) but the file's \"%s\" has shape (%s).",
-                            paste0(s$self$name, "/", s$name), ld$label, format_shape(expected), path,
-                            format_shape(declared))
+      ld$problem <- sprintf("weight \"%s\" of layer \"%s\" has shape (%s) but \"%s\" of \"%s\" has shape (%s).",
+                            paste0(s$self$name, "/", s$name), ld$label, format_shape(expected), path, filepath,
+                            paste(sprintf("%.0f", declared), collapse = ", "))
       return(ld)
     }
     datasets[[i]] <- obj

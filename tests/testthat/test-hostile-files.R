@@ -57,7 +57,7 @@ test_that("models with functions, environments, promises, calls, byte code and S
     w
   }
   with_field <- function(rec, value) {
-    rec$config$layers[[2]]$config$kernel_constraint <- value
+    rec$config$layers[[1]]$config$kernel_constraint <- value
     rec
   }
   promise_env <- new.env()
@@ -74,7 +74,7 @@ test_that("models with functions, environments, promises, calls, byte code and S
     list(with_field(h$record, compiler::compile(quote(file.create(sentinel)))), "byte code"),
     list(with_field(h$record, gen(x = 1)), "S4 object"),
     list(with_field(h$record, globalenv()), "global environment"),
-    list(with_field(h$record, body), "built-in function"),
+    list(with_field(h$record, sum), "built-in function"),
     list(with_field(h$record, structure(list(), class = "multihead_layer")), "attribute \"class\"")
   )
   for (case in cases) {
@@ -126,7 +126,10 @@ test_that("truncated and bit-flipped model and weights files give our errors", {
   for (src in c(h$path, weights, plain)) {
     bytes <- readBin(src, "raw", file.size(src))
     n <- length(bytes)
-    for (cut in unique(c(0L, 1L, 2L, 10L, 23L, 30L, n %/% 3L, n %/% 2L, n - 5L, n - 1L))) {
+    # (the last 8 bytes of a gzip file are its checksum and size, which R's
+    # gzfile() does not need: the content is complete without them)
+    last <- if (identical(src, plain)) c(n - 5L, n - 1L) else c(n - 20L, n - 12L)
+    for (cut in unique(c(0L, 1L, 2L, 10L, 23L, 30L, n %/% 3L, n %/% 2L, last))) {
       path <- hostile_write_raw(bytes[seq_len(cut)])
       expect_file_error(load_model(path), path)
       expect_file_error(load_model_weights(h$model, path), path)
@@ -191,7 +194,7 @@ test_that("fields of the wrong type are refused by the schema, naming the field"
     list(edit(function(r) { r$compile$loss_weights <- "1"; r }), "loss_weights"),
     list(edit(function(r) { r$layers[[2]]$state$call_counter <- -3; r }), "call_counter"),
     list(edit(function(r) { attr(r$config$layers[[1]]$config, "class_name") <- c("a", "b"); r }), "class name"),
-    list(edit(function(r) { r$config$layers[[2]]$config$units <- "two"; r }), "configuration cannot be used")
+    list(edit(function(r) { r$config$layers[[1]]$config$units <- "two"; r }), "configuration cannot be used: `units`")
   )
   for (case in cases) {
     path <- hostile_write(case[[1]])
@@ -226,18 +229,14 @@ test_that("oversized declared lengths are refused before anything is allocated",
   }
   # a compact sequence (ALTREP) declaring 1e12 elements in a few bytes
   seq_bytes <- serialize(list(format = "multihead.model", x = 1:10), NULL)
-  at <- which(vapply(seq_len(length(seq_bytes) - 7L), function(i) {
-    identical(seq_bytes[i:(i + 7L)], writeBin(10, raw(), endian = "big"))
-  }, logical(1)))[[1]]
+  at <- grepRaw(writeBin(10, raw(), endian = "big"), seq_bytes, fixed = TRUE)
   huge <- seq_bytes
   huge[at:(at + 7L)] <- writeBin(1e12, raw(), endian = "big")
   path <- hostile_write_raw(huge)
   expect_file_error(load_model(path), path, "compact sequence of 1000000000000 elements")
   # an ALTREP class that is not one of the plain-data forms
   other <- seq_bytes
-  name_at <- which(vapply(seq_len(length(other) - 13L), function(i) {
-    identical(rawToChar(other[i:(i + 13L)]), "compact_intseq")
-  }, logical(1)))[[1]]
+  name_at <- grepRaw(charToRaw("compact_intseq"), other, fixed = TRUE)
   other[name_at:(name_at + 13L)] <- charToRaw("mmap_intseqxxx")
   path <- hostile_write_raw(other)
   expect_file_error(load_model(path), path, "ALTREP object of class \"mmap_intseqxxx\"")
@@ -276,7 +275,7 @@ test_that("Keras weights files with wrong datasets give our errors before readin
     v$create_dataset("1", robj = c(0, 0), dtype = f32)
   })
   expect_lt(file.size(huge), 1e5)
-  expect_file_error(load_model_weights(model, huge), huge, "has shape \\(3, 2\\) but .*has shape \\(1e\\+05, 1e\\+05\\)",
+  expect_file_error(load_model_weights(model, huge), huge, "has shape \\(3, 2\\) but .*has shape \\(100000, 100000\\)",
                     class = "multihead_error_weights")
   expect_warning(load_model_weights(model, huge, skip_mismatch = TRUE), "Skipping layer")
   cases <- list(
@@ -308,7 +307,7 @@ test_that("truncated and bit-flipped Keras weights files give our errors and nev
   for (cut in c(0L, 8L, 100L, n %/% 4L, n %/% 2L, n - 100L)) {
     files <- c(files, hostile_write_raw(bytes[seq_len(cut)], ".weights.h5"))
   }
-  positions <- unique(round(seq(1, n, length.out = 48)))
+  positions <- unique(round(seq(1, n, length.out = 18)))
   for (i in seq_along(positions)) {
     flipped <- bytes
     flipped[positions[[i]]] <- xor(flipped[positions[[i]]], as.raw(bitwShiftL(1L, (i - 1L) %% 8L)))
