@@ -26,9 +26,26 @@
 #' [save_model_weights()] and [load_model_weights()] with a path ending in
 #' `".weights.h5"`.
 #'
+#' @section Files are data:
+#' `load_model()` never evaluates anything from the file: the file is not
+#' handed to [readRDS()] (which can rebuild functions, environments and, on
+#' R older than 4.4, delayed expressions that run while the file is read);
+#' multihead's own reader builds only plain data (`NULL`, logical, integer,
+#' double, complex, raw and character vectors, lists, attributes) and
+#' refuses anything else, naming what it found and where. The whole record
+#' is then checked against the format below before any field is used;
+#' class names in it are only looked up in multihead's own tables, and
+#' objects (layers, optimizer, schedule, losses, metrics) are rebuilt by
+#' multihead's constructors, which check every argument. Functions (such as a
+#' constraint given as an R function) are never read from a file. Every
+#' problem is an error of class `"multihead_error_file"` naming the file.
+#' Writing goes to a temporary file in the same folder, renamed over
+#' `filepath` only once complete, so a failed or interrupted write (a full
+#' disk) leaves a previous file as it was.
+#'
 #' @section File format (version 1):
-#' An RDS file ([saveRDS()]) of a named list of plain data (no functions or
-#' environments):
+#' An RDS file (as [saveRDS()] writes it: XDR, gzip-compressed) of a named
+#' list of plain data (no functions or environments):
 #' * `format`: `"multihead.model"`.
 #' * `format_version`: `1L`. A file with a larger version than this package
 #'   reads is an error naming both versions.
@@ -141,6 +158,16 @@ load_model <- function(model, compile = TRUE) {
 #' file's is an error naming the layer and the weight's path; with
 #' `skip_mismatch = TRUE` such layers are left unchanged with a warning
 #' instead, as in Keras.
+#'
+#' Weights files are read as data only, as in [load_model()] (see its
+#' section "Files are data"): multihead's own files through its plain-data
+#' reader and schema; in a Keras weights file every dataset's place, type
+#' (float32 or float64) and declared shape are checked against the model
+#' before it is read, so a small forged file cannot make R allocate a huge
+#' array, and truncated or corrupted files give an error of class
+#' `"multihead_error_file"` naming the file. Files are written to a
+#' temporary file in the same folder (a Keras weights file is built in
+#' memory first) and renamed into place once complete.
 #'
 #' @section Own weights format (version 1):
 #' An RDS file of a named list of plain data: `format` (`"multihead.weights"`),
