@@ -421,6 +421,7 @@ h5_collect_loads <- function(self, file, filepath, ctx, bad) {
       vp <- if (nzchar(p)) paste0(p, "/vars") else "vars"
       kind <- h5_kind(file, vp, ctx)
       if (identical(kind, "dataset")) bad(sprintf("\"%s\" is a dataset where a group was expected", vp))
+      if (identical(kind, "link")) bad(sprintf("\"%s\" goes through a soft or external link (to elsewhere in the file or to another file)", vp))
       if (identical(kind, "group")) {
         where <- vp
         break
@@ -459,6 +460,9 @@ h5_read_vars <- function(file, where, ld, filepath, ctx, bad) {
   for (i in seq_len(n_model)) {
     path <- sprintf("%s/%d", where, i - 1L)
     ctx$where <- sprintf("\"%s\"", path)
+    if (!h5_hard_link(group, as.character(i - 1L))) {
+      bad(sprintf("\"%s\" is a soft or external link (to elsewhere in the file or to another file), not a dataset", path))
+    }
     obj <- group[[as.character(i - 1L)]]
     if (!inherits(obj, "H5D")) bad(sprintf("\"%s\" is a group where a dataset was expected", path))
     type <- obj$get_type()
@@ -492,8 +496,8 @@ h5_read_vars <- function(file, where, ld, filepath, ctx, bad) {
   ld
 }
 
-# "group", "dataset", "other" or NULL (absent) for `path`, following groups
-# only.
+# "group", "dataset", "other", "link" (a soft or external link on the way)
+# or NULL (absent) for `path`, following groups only.
 #' @noRd
 h5_kind <- function(file, path, ctx) {
   g <- file
@@ -503,10 +507,16 @@ h5_kind <- function(file, path, ctx) {
     ctx$where <- sprintf("\"%s\"", paste(parts[seq_len(i)], collapse = "/"))
     if (!inherits(g, c("H5File", "H5Group"))) return(NULL)
     if (!g$exists(parts[[i]])) return(NULL)
+    if (!h5_hard_link(g, parts[[i]])) return("link")
     g <- g[[parts[[i]]]]
   }
   if (inherits(g, c("H5File", "H5Group"))) "group" else if (inherits(g, "H5D")) "dataset" else "other"
 }
+
+# Whether `name` in group `g` is a hard link: soft and external links (to
+# other places or other files) are not followed.
+#' @noRd
+h5_hard_link <- function(g, name) identical(as.character(g$link_info(name)$type), "H5L_TYPE_HARD")
 
 #' @noRd
 h5_is_group <- function(file, path, ctx) identical(h5_kind(file, path, ctx), "group")

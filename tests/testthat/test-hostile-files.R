@@ -266,6 +266,13 @@ test_that("Keras weights files with wrong datasets give our errors before readin
   before <- get_weights(model)
   f32 <- hdf5r::h5types$H5T_IEEE_F32LE
   vars <- function(g) g$create_group("vars")
+  # another HDF5 file that links must not reach
+  other_h5 <- tempfile(fileext = ".h5")
+  o <- hdf5r::H5File$new(other_h5, mode = "w")
+  o[["x"]] <- c(1, 2)
+  og <- o$create_group("g")
+  og[["0"]] <- matrix(0, 2, 3)
+  o$close_all()
   # a few-KB file declaring a 1e5 x 1e5 float32 dataset (chunked, allocated
   # late: nothing written), then a matching bias
   huge <- hostile_h5(function(g) {
@@ -286,7 +293,13 @@ test_that("Keras weights files with wrong datasets give our errors before readin
     list(function(g) { v <- vars(g); v$create_group("0"); v[["1"]] <- c(0, 0) }, "is a group where a dataset was expected", "multihead_error_file"),
     list(function(g) { g[["vars"]] <- 1:3 }, "is a dataset where a group was expected", "multihead_error_file"),
     list(function(g) { v <- vars(g); v[["zero"]] <- 1 }, "not datasets \"0\", \"1\"", "multihead_error_file"),
-    list(function(g) g$create_group("other"), "has none for it", "multihead_error_weights")
+    list(function(g) g$create_group("other"), "has none for it", "multihead_error_weights"),
+    list(function(g) { v <- vars(g); v[["0"]] <- matrix(0, 2, 3); v$link_create_soft("/layers/dense/vars/0", "1") },
+         "\"layers/dense/vars/1\" is a soft or external link", "multihead_error_file"),
+    list(function(g) { v <- vars(g); v[["0"]] <- matrix(0, 2, 3); v$link_create_external(other_h5, "/x", "1") },
+         "\"layers/dense/vars/1\" is a soft or external link", "multihead_error_file"),
+    list(function(g) g$link_create_external(other_h5, "/g", "vars"), "goes through a soft or external link",
+         "multihead_error_file")
   )
   for (case in cases) {
     path <- hostile_h5(case[[1]])
