@@ -270,15 +270,39 @@ keras_layer_order <- function(self, layers_only = TRUE) {
 
 # ---- writing ----------------------------------------------------------------------
 
+# The file is built in memory (HDF5's core driver without backing store)
+# and its bytes are written by R: HDF5 never writes to the disk, so a write
+# that fails part-way (disk full) is an R error on the temporary file and
+# never a failed H5Fclose(), which leaves HDF5 in a state where the handle's
+# later release crashes R. Every handle is closed once (close_all() after
+# the image is taken, or on error). hdf5r has no R-level API for the core
+# driver or file images, so its registered wrappers of H5Pset_fapl_core()
+# and H5Fget_file_image() are called (h5_native()).
 #' @noRd
 write_keras_weights_h5 <- function(self, filepath) {
   check_suggested_package("hdf5r", "read and write Keras \".weights.h5\" files")
   entries <- keras_h5_entries(self)
-  tmp <- tempfile(fileext = ".weights.h5", tmpdir = dirname(filepath))
-  on.exit(unlink(tmp), add = TRUE)
-  file <- hdf5r::H5File$new(tmp, mode = "w")
+  image <- tryCatch(h5_file_image(entries), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
+    abort_msg(sprintf("Could not write \"%s\": HDF5 failed to build the file (%s).", filepath,
+                      h5_short_message(e)), class = "multihead_error_file_write")
+  })
+  write_file_atomically(filepath, function(tmp) write_raw_file(image, tmp))
+  invisible(filepath)
+}
+
+# The bytes of a Keras weights file holding `entries` (keras_h5_entries()).
+#' @noRd
+h5_file_image <- function(entries) {
+  fapl <- hdf5r::H5P_FILE_ACCESS$new()
+  on.exit(fapl$close(), add = TRUE)
+  h5_native("R_H5Pset_fapl_core", fapl$id, 1048576, FALSE)
+  file <- hdf5r::H5File$new(tempfile(fileext = ".h5"), mode = "w", file_access_pl = fapl)
   closed <- FALSE
-  on.exit(if (!closed) file$close_all(), add = TRUE, after = FALSE)
+  on.exit(if (!closed) {
+    closed <- TRUE
+    try(file$close_all(), silent = TRUE)
+  }, add = TRUE, after = FALSE)
   # names: scalar variable-length UTF-8 strings, as h5py writes Keras's metadata
   string_type <- hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8)
   scalar <- hdf5r::H5S$new(type = "scalar")
@@ -296,9 +320,41 @@ write_keras_weights_h5 <- function(self, filepath) {
                            chunk_dims = NULL, gzip_level = 0)
     }
   }
-  file$close_all()
+  file$flush()
+  n <- as.double(h5_native("R_H5Fget_file_image", file$id, raw(0), 0, FALSE)$return_val)
+  if (!(is.finite(n) && n > 0)) stop("no file image", call. = FALSE)
+  image <- h5_native("R_H5Fget_file_image", file$id, raw(n), n, TRUE)
+  if (as.double(image$return_val) != n) stop("incomplete file image", call. = FALSE)
   closed <- TRUE
-  move_into_place(tmp, filepath)
+  file$close_all()
+  image$buf_ptr
+}
+
+# A registered routine of hdf5r (its generated wrappers of the HDF5 C API).
+#' @noRd
+h5_native <- function(name, ...) .Call(getNativeSymbolInfo(name, "hdf5r"), ...)
+
+# Writes `bytes` to `path`; a short write or a failed close is an error.
+#' @noRd
+write_raw_file <- function(bytes, path) {
+  con <- file(path, "wb")
+  open_con <- TRUE
+  on.exit(if (open_con) close(con), add = TRUE)
+  withCallingHandlers(writeBin(bytes, con), warning = function(w) stop(conditionMessage(w), call. = FALSE))
+  open_con <- FALSE
+  withCallingHandlers(close(con), warning = function(w) stop(conditionMessage(w), call. = FALSE))
+  if (!identical(as.double(file.size(path)), as.double(length(bytes)))) {
+    stop("the file written is incomplete", call. = FALSE)
+  }
+  invisible(path)
+}
+
+# The first line of an hdf5r error (its HDF5 error stack is not ours to show).
+#' @noRd
+h5_short_message <- function(e) {
+  msg <- strsplit(conditionMessage(e), "\n", fixed = TRUE)[[1L]]
+  msg <- if (length(msg)) trimws(msg[[1L]]) else "unknown error"
+  if (grepl("^HDF5-API Errors", msg)) "an HDF5 library error" else msg
 }
 
 # The group at `path` ("a/b/c"), creating the missing ones.
@@ -329,16 +385,35 @@ from_h5_order <- function(x) {
 # ---- reading ---------------------------------------------------------------------
 
 # Reads the variables of every entry of `self` from a Keras weights file
-# and assigns them (see assign_loaded_weights()).
+# and assigns them (see assign_loaded_weights()). Before a dataset is read,
+# its place (a dataset where a group is expected and the reverse are
+# errors), type (float32 or float64) and declared shape (the weight's) are
+# checked, so a few-KB file declaring a huge dataset allocates nothing.
+# Any failure of hdf5r (truncated or corrupt file) is our error naming the
+# file and the object being read; the file is closed once, on exit.
 #' @noRd
 read_keras_weights_h5 <- function(self, filepath, skip_mismatch) {
   check_suggested_package("hdf5r", "read and write Keras \".weights.h5\" files")
+  bad <- function(why) {
+    abort_msg(sprintf("\"%s\" is not a valid Keras weights file: %s.", filepath, why), class = "multihead_error_file")
+  }
   file <- tryCatch(hdf5r::H5File$new(filepath, mode = "r"), error = function(e) {
-    abort_msg(sprintf("\"%s\" is not an HDF5 file (%s).", filepath, conditionMessage(e)),
+    abort_msg(sprintf("\"%s\" is not an HDF5 file, or it is truncated or corrupt.", filepath),
               class = "multihead_error_file")
   })
-  on.exit(file$close_all(), add = TRUE)
-  if (!file$exists("vars") && !file$exists("layers")) {
+  on.exit(try(file$close_all(), silent = TRUE), add = TRUE)
+  ctx <- new.env(parent = emptyenv())
+  ctx$where <- "its root group"
+  loads <- tryCatch(h5_collect_loads(self, file, filepath, ctx, bad), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
+    bad(sprintf("reading %s failed (the file is truncated or corrupt)", ctx$where))
+  })
+  assign_loaded_weights(loads, skip_mismatch, filepath)
+}
+
+#' @noRd
+h5_collect_loads <- function(self, file, filepath, ctx, bad) {
+  if (!h5_is_group(file, "vars", ctx) && !h5_is_group(file, "layers", ctx)) {
     abort_msg(sprintf(paste0("\"%s\" is an HDF5 file but not a Keras 3 weights file: it has no \"vars\" or ",
                              "\"layers\" group (Keras 2 \".h5\" files are not supported)."), filepath),
               class = "multihead_error_file")
@@ -348,43 +423,108 @@ read_keras_weights_h5 <- function(self, filepath, skip_mismatch) {
     if (!length(e$slots)) next
     where <- NULL
     for (p in c(e$path, e$alt)) {
-      if (h5_path_exists(file, paste0(p, "/vars"))) {
-        where <- paste0(p, "/vars")
+      vp <- if (nzchar(p)) paste0(p, "/vars") else "vars"
+      kind <- h5_kind(file, vp, ctx)
+      if (identical(kind, "dataset")) bad(sprintf("\"%s\" is a dataset where a group was expected", vp))
+      if (identical(kind, "link")) bad(sprintf("\"%s\" goes through a soft or external link (to elsewhere in the file or to another file)", vp))
+      if (identical(kind, "group")) {
+        where <- vp
         break
       }
     }
-    values <- if (is.null(where)) NULL else {
-      group <- file[[where]]
-      keys <- group$names
-      idx <- suppressWarnings(as.integer(keys))
-      if (anyNA(idx) || !setequal(idx, seq_along(idx) - 1L)) {
-        abort_msg(sprintf("Group \"%s\" of \"%s\" holds datasets %s, not \"0\", \"1\", ...", where, filepath,
-                          quote_names(keys)), class = "multihead_error_file")
-      }
-      lapply(as.character(sort(idx)), function(k) {
-        ds <- group[[k]]
-        d <- ds$dims
-        # read() drops axes of length 1; scalars have no dims
-        if (length(d) > 1L) from_h5_order(array(ds$read(), dim = d)) else as.vector(ds$read())
-      })
+    ld <- list(label = e$label, where = if (is.null(where)) paste0(e$path, "/vars") else where, slots = e$slots,
+               values = NULL)
+    if (!is.null(where)) {
+      ld <- h5_read_vars(file, where, ld, filepath, ctx, bad)
     }
-    loads[[length(loads) + 1L]] <- list(label = e$label, where = if (is.null(where)) paste0(e$path, "/vars")
-                                        else where, slots = e$slots, values = values)
+    loads[[length(loads) + 1L]] <- ld
   }
-  assign_loaded_weights(loads, skip_mismatch, filepath)
+  loads
 }
 
-# exists() of hdf5r checks one link at a time.
+# The datasets "0", "1", ... of group `where`: checked (place, type,
+# declared shape against the layer's weights), then read. A count or shape
+# that differs from the model's is a mismatch (ld$problem: an error, or
+# skipped with skip_mismatch), not a read.
 #' @noRd
-h5_path_exists <- function(file, path) {
-  g <- file
-  for (part in strsplit(path, "/", fixed = TRUE)[[1L]]) {
-    if (!nzchar(part)) next
-    if (!inherits(g, c("H5File", "H5Group")) || !g$exists(part)) return(FALSE)
-    g <- g[[part]]
+h5_read_vars <- function(file, where, ld, filepath, ctx, bad) {
+  ctx$where <- sprintf("group \"%s\"", where)
+  group <- file[[where]]
+  keys <- group$names
+  idx <- suppressWarnings(as.integer(keys))
+  if (anyNA(idx) || !setequal(idx, seq_along(idx) - 1L) || anyDuplicated(idx)) {
+    bad(sprintf("group \"%s\" holds %s, not datasets \"0\", \"1\", ...", where, quote_names(keys)))
   }
-  TRUE
+  n_model <- length(ld$slots)
+  if (length(keys) != n_model) {
+    ld$problem <- sprintf("layer \"%s\" has %d weights but \"%s\" has %d for it (at \"%s\").", ld$label, n_model,
+                          filepath, length(keys), where)
+    return(ld)
+  }
+  datasets <- list()
+  for (i in seq_len(n_model)) {
+    path <- sprintf("%s/%d", where, i - 1L)
+    ctx$where <- sprintf("\"%s\"", path)
+    if (!h5_hard_link(group, as.character(i - 1L))) {
+      bad(sprintf("\"%s\" is a soft or external link (to elsewhere in the file or to another file), not a dataset", path))
+    }
+    obj <- group[[as.character(i - 1L)]]
+    if (!inherits(obj, "H5D")) bad(sprintf("\"%s\" is a group where a dataset was expected", path))
+    type <- obj$get_type()
+    tclass <- as.character(type$get_class())
+    tsize <- type$get_size()
+    if (!identical(tclass, "H5T_FLOAT") || !(tsize %in% c(4, 8))) {
+      what <- switch(tclass, H5T_INTEGER = "integer", H5T_STRING = "string", H5T_FLOAT = sprintf("%d-byte float", tsize),
+                     tolower(sub("^H5T_", "", tclass)))
+      bad(sprintf("dataset \"%s\" holds %s values, not float32 or float64", path, what))
+    }
+    declared <- rev(as.double(obj$dims))       # Keras's (row-major) order
+    s <- ld$slots[[i]]
+    expected <- as.double(shape_of(s$self$variables[[s$name]]))
+    same <- (length(declared) == length(expected) && all(declared == expected)) ||
+      (length(declared) == 0L && identical(expected, 1))
+    if (!same) {
+      ld$problem <- sprintf("weight \"%s\" of layer \"%s\" has shape (%s) but \"%s\" of \"%s\" has shape (%s).",
+                            paste0(s$self$name, "/", s$name), ld$label, format_shape(expected), path, filepath,
+                            paste(sprintf("%.0f", declared), collapse = ", "))
+      return(ld)
+    }
+    datasets[[i]] <- obj
+  }
+  ld$values <- lapply(seq_len(n_model), function(i) {
+    ctx$where <- sprintf("\"%s/%d\"", where, i - 1L)
+    ds <- datasets[[i]]
+    d <- ds$dims
+    # read() drops axes of length 1; scalars have no dims
+    if (length(d) > 1L) from_h5_order(array(ds$read(), dim = d)) else as.vector(ds$read())
+  })
+  ld
 }
+
+# "group", "dataset", "other", "link" (a soft or external link on the way)
+# or NULL (absent) for `path`, following groups only.
+#' @noRd
+h5_kind <- function(file, path, ctx) {
+  g <- file
+  parts <- strsplit(path, "/", fixed = TRUE)[[1L]]
+  parts <- parts[nzchar(parts)]
+  for (i in seq_along(parts)) {
+    ctx$where <- sprintf("\"%s\"", paste(parts[seq_len(i)], collapse = "/"))
+    if (!inherits(g, c("H5File", "H5Group"))) return(NULL)
+    if (!g$exists(parts[[i]])) return(NULL)
+    if (!h5_hard_link(g, parts[[i]])) return("link")
+    g <- g[[parts[[i]]]]
+  }
+  if (inherits(g, c("H5File", "H5Group"))) "group" else if (inherits(g, "H5D")) "dataset" else "other"
+}
+
+# Whether `name` in group `g` is a hard link: soft and external links (to
+# other places or other files) are not followed.
+#' @noRd
+h5_hard_link <- function(g, name) identical(as.character(g$link_info(name)$type), "H5L_TYPE_HARD")
+
+#' @noRd
+h5_is_group <- function(file, path, ctx) identical(h5_kind(file, path, ctx), "group")
 
 # ---- suggested packages --------------------------------------------------------------
 

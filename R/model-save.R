@@ -38,9 +38,26 @@
 #' activations, initializers, optimizers and losses named in it are looked
 #' up in this package's own tables (or `custom_objects`).
 #'
+#' @section Files are data:
+#' `load_model()` never evaluates anything from the file: the file is not
+#' handed to [readRDS()] (which can rebuild functions, environments and, on
+#' R older than 4.4, delayed expressions that run while the file is read);
+#' multihead's own reader builds only plain data (`NULL`, logical, integer,
+#' double, complex, raw and character vectors, lists, attributes) and
+#' refuses anything else, naming what it found and where. The whole record
+#' is then checked against the format below before any field is used;
+#' class names in it are only looked up in multihead's own tables, and
+#' objects (layers, optimizer, schedule, losses, metrics) are rebuilt by
+#' multihead's constructors, which check every argument. Functions (such as a
+#' constraint given as an R function) are never read from a file. Every
+#' problem is an error of class `"multihead_error_file"` naming the file.
+#' Writing goes to a temporary file in the same folder, renamed over
+#' `filepath` only once complete, so a failed or interrupted write (a full
+#' disk) leaves a previous file as it was.
+#'
 #' @section File format (version 1):
-#' An RDS file ([saveRDS()]) of a named list of plain data (no functions or
-#' environments):
+#' An RDS file (as [saveRDS()] writes it: XDR, gzip-compressed) of a named
+#' list of plain data (no functions or environments):
 #' * `format`: `"multihead.model"`.
 #' * `format_version`: `1L`. A file with a larger version than this package
 #'   reads is an error naming both versions.
@@ -153,18 +170,18 @@ load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode =
   filepath <- check_read_path(model, "model", "load_model")
   if (is_keras_archive_path(filepath)) return(read_keras_archive(filepath, custom_objects, compile))
   record <- read_multihead_file(filepath, "multihead.model", .model_format_version, "model")
-  if (!(identical(record$class_name, "Functional") || identical(record$class_name, "Sequential")) ||
-      !is.list(record$config)) {
-    abort_msg(sprintf("\"%s\" does not hold a model configuration.", filepath), class = "multihead_error_file")
-  }
   config <- record$config
   attr(config, "class_name") <- record$class_name
-  obj <- from_config(config)
+  obj <- from_file_config(config, filepath)
   self <- layer_self(obj)
   if (length(record$layers)) {
     assign_weight_records(self, record$layers, skip_mismatch = FALSE, filepath = filepath, state = TRUE)
   }
-  if (compile && !is.null(record$compile)) self$compiled <- compiled_from_record(record$compile)
+  if (compile && !is.null(record$compile)) {
+    self$compiled <- compiled_from_checked_record(record$compile, function(why) {
+      abort_invalid_file(filepath, "model", why)
+    })
+  }
   obj
 }
 
@@ -231,6 +248,16 @@ check_dots_empty_here <- function(dots, fun) {
 #' file's is an error naming the layer and the weight's path; with
 #' `skip_mismatch = TRUE` such layers are left unchanged with a warning
 #' instead, as in Keras.
+#'
+#' Weights files are read as data only, as in [load_model()] (see its
+#' section "Files are data"): multihead's own files through its plain-data
+#' reader and schema; in a Keras weights file every dataset's place, type
+#' (float32 or float64) and declared shape are checked against the model
+#' before it is read, so a small forged file cannot make R allocate a huge
+#' array, and truncated or corrupted files give an error of class
+#' `"multihead_error_file"` naming the file. Files are written to a
+#' temporary file in the same folder (a Keras weights file is built in
+#' memory first) and renamed into place once complete.
 #'
 #' @section Own weights format (version 1):
 #' An RDS file of a named list of plain data: `format` (`"multihead.weights"`),
@@ -381,8 +408,30 @@ check_read_path <- function(filepath, what, fun) {
 
 # ---- files -----------------------------------------------------------------------
 
-# Writes next to the target, then renames: an interrupted write never
-# leaves a truncated file under `filepath`. The record must be plain data.
+# Writes `filepath` atomically: `writer(tmp)` writes the whole file to a
+# temporary path in the same folder (and signals an error if anything
+# fails); only then is it renamed onto `filepath` (file.rename() replaces
+# an existing file atomically on POSIX, and with MoveFileEx on Windows). If
+# the writer fails or is interrupted, the temporary file is removed and a
+# previous `filepath` is left as it was; an error of the writer that is not
+# multihead's own (disk full, no permission) becomes ours, naming the file.
+# For every writer of model files (RDS, ".weights.h5", ".keras").
+#' @noRd
+write_file_atomically <- function(filepath, writer) {
+  tmp <- tempfile(pattern = paste0(".", basename(filepath), "-tmp-"), tmpdir = dirname(filepath))
+  on.exit(if (file.exists(tmp)) unlink(tmp), add = TRUE)
+  tryCatch(writer(tmp), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
+    abort_msg(sprintf("Could not write \"%s\" (%s); the previous file, if any, is unchanged.", filepath,
+                      conditionMessage(e)), class = "multihead_error_file_write")
+  })
+  move_into_place(tmp, filepath)
+}
+
+# Writes an RDS file of the plain-data record `x` (gzip-compressed, XDR,
+# serialization version 3, as saveRDS() writes): write errors are errors,
+# and the gzip trailer's size is checked after closing (a failed final flush
+# leaves no valid trailer).
 #' @noRd
 write_rds_file <- function(x, filepath) {
   bad <- first_non_plain(x)
@@ -391,10 +440,33 @@ write_rds_file <- function(x, filepath) {
                       if (is.environment(bad$value)) "an environment" else describe_value(bad$value)),
               class = "multihead_error_unsupported")
   }
-  tmp <- tempfile(fileext = ".rds", tmpdir = dirname(filepath))
-  on.exit(unlink(tmp), add = TRUE)
-  saveRDS(x, tmp)
-  move_into_place(tmp, filepath)
+  bytes <- serialize(x, NULL, xdr = TRUE, version = 3L)
+  write_file_atomically(filepath, function(tmp) {
+    con <- gzfile(tmp, "wb")
+    open_con <- TRUE
+    on.exit(if (open_con) close(con), add = TRUE)
+    withCallingHandlers(writeBin(bytes, con), warning = function(w) stop(conditionMessage(w), call. = FALSE))
+    open_con <- FALSE
+    withCallingHandlers(close(con), warning = function(w) stop(conditionMessage(w), call. = FALSE))
+    check_gzip_trailer(tmp, length(bytes))
+  })
+}
+
+# A gzip file ends with the length of its content modulo 2^32 (ISIZE,
+# little-endian): a write cut short does not.
+#' @noRd
+check_gzip_trailer <- function(path, n) {
+  size <- file.size(path)
+  ok <- !is.na(size) && size >= 18
+  if (ok) {
+    con <- file(path, "rb", raw = TRUE)
+    on.exit(close(con), add = TRUE)
+    seek(con, size - 4)
+    tail <- readBin(con, "raw", 4L)
+    ok <- length(tail) == 4L && sum(as.double(as.integer(tail)) * 256^(0:3)) == n %% 2^32
+  }
+  if (!ok) stop("the file written is incomplete", call. = FALSE)
+  invisible(TRUE)
 }
 
 # The first function, environment or other reference object inside `x`, as
@@ -422,39 +494,58 @@ first_non_plain <- function(x, where = "record") {
   NULL
 }
 
+# Renames the finished temporary file `tmp` onto `filepath`, replacing a
+# previous file in one step (never deleting it first).
 #' @noRd
 move_into_place <- function(tmp, filepath) {
-  if (file.exists(filepath)) unlink(filepath)
-  if (!file.rename(tmp, filepath)) {
-    if (!file.copy(tmp, filepath, overwrite = TRUE)) abort_msg(sprintf("Could not write \"%s\".", filepath))
+  if (!isTRUE(file.rename(tmp, filepath))) {
+    abort_msg(sprintf("Could not move the new file into place at \"%s\"; the previous file, if any, is unchanged.",
+                      filepath), class = "multihead_error_file_write")
   }
   invisible(filepath)
 }
 
-# Reads one of our RDS files, checking that it is ours (`formats`) and of a
-# version this package reads (`versions`, named by format).
+# Reads one of our RDS files as data only (read_plain_rds(): never
+# readRDS()), checks that it is ours (`formats`) and of a version this
+# package reads (`versions`, named by format), then checks the whole record
+# against the format's schema (schema_check_record()) before any field is
+# used.
 #' @noRd
 read_multihead_file <- function(filepath, formats, versions, what) {
-  x <- tryCatch(readRDS(filepath), error = function(e) NULL, warning = function(w) NULL)
-  format <- if (is.list(x) && !is.object(x)) x$format
-  if (!(is.character(format) && length(format) == 1L && format %in% formats)) {
+  x <- read_plain_rds(filepath, what)
+  format <- if (is.list(x) && !is.null(names(x))) x[["format"]]
+  if (!(is.character(format) && length(format) == 1L && !is.na(format) && format %in% formats)) {
     abort_msg(sprintf("\"%s\" is not a multihead %s file: it was not written by %s.", filepath, what,
                       if (identical(what, "model")) "save_model()" else "save_model_weights() or save_model()"),
               class = "multihead_error_file")
   }
-  v <- x$format_version
+  v <- x[["format_version"]]
   known <- versions[[if (length(versions) > 1L) format else 1L]]
   if (!(is.numeric(v) && length(v) == 1L && !is.na(v) && v >= 1 && v == round(v))) {
     abort_msg(sprintf("\"%s\" has no valid format version.", filepath), class = "multihead_error_file")
   }
   if (v > known) {
+    pv <- x[["package_version"]]
     abort_msg(sprintf(paste0("\"%s\" was written in multihead's %s format version %d (by multihead %s), but ",
                              "this version of multihead (%s) reads format version %d only. Update multihead ",
-                             "to read it."), filepath, format, as.integer(v), format(x$package_version),
+                             "to read it."), filepath, format, as.integer(min(v, .Machine$integer.max)),
+                      if (is.character(pv) && length(pv) == 1L) pv else "?",
                       getNamespaceVersion("multihead")[[1L]], known),
               class = "multihead_error_file_version")
   }
+  schema_check_record(x, function(why) abort_invalid_file(filepath, what, why))
   x
+}
+
+# A model from the configuration of a checked file: the layer classes are
+# looked up in the registry only; any error while building becomes an error
+# naming the file.
+#' @noRd
+from_file_config <- function(config, filepath) {
+  tryCatch(from_config(config), error = function(e) {
+    if (inherits(e, "multihead_error_file")) stop(e)
+    abort_invalid_file(filepath, "model", sprintf("its configuration cannot be used: %s", conditionMessage(e)))
+  })
 }
 
 # ---- weights -------------------------------------------------------------------
@@ -525,14 +616,15 @@ assign_weight_records <- function(self, records, skip_mismatch, filepath, state)
 # files), value_names = the names of the values in our files (NULL for
 # HDF5, whose values are "<where>/0", "<where>/1", ...), slots =
 # layer_variable_slots() records, values = list of arrays, or NULL when the
-# file has nothing there). Checks every load (counts, shapes, finite values)
+# file has nothing there; problem = a mismatch found before reading, or
+# absent). Checks every load (counts, shapes, finite values)
 # before changing anything; a mismatch is an error, or with skip_mismatch a
 # warning and that layer is left as it is.
 #' @noRd
 assign_loaded_weights <- function(loads, skip_mismatch, filepath) {
   accepted <- list()
   for (ld in loads) {
-    problem <- weights_mismatch(ld, filepath)
+    problem <- if (!is.null(ld$problem)) ld$problem else weights_mismatch(ld, filepath)
     if (!is.null(problem)) {
       if (!skip_mismatch) abort_msg(problem, class = "multihead_error_weights")
       warning(paste0("Skipping layer \"", ld$label, "\": ", problem), call. = FALSE)
@@ -627,25 +719,6 @@ refuse_custom_objects <- function(compiled) {
 }
 
 #' @noRd
-compiled_from_record <- function(rec) {
-  spec_objects <- function(per_output) lapply(per_output, function(specs) lapply(specs, function(m) {
-    if (is.list(m)) metric_from_record(m) else m
-  }))
-  list(optimizer = optimizer_from_record(rec$optimizer),
-       losses = lapply(rec$losses, function(l) {
-         if (is.null(l)) return(NULL)
-         cfg <- l$config
-         new_loss(l$class_name, cfg[setdiff(names(cfg), c("name", "reduction", "dtype"))], cfg$reduction,
-                  cfg$name, cfg$dtype)
-       }),
-       loss_weights = rec$loss_weights,
-       metric_specs = spec_objects(rec$metric_specs),
-       weighted_specs = spec_objects(rec$weighted_specs),
-       metrics = NULL,
-       output_labels = rec$output_labels)
-}
-
-#' @noRd
 optimizer_fields <- function() {
   c("class_name", "name", "learning_rate", "config", "weight_decay", "clipnorm", "clipvalue",
     "global_clipnorm", "iterations", "slots")
@@ -662,26 +735,5 @@ optimizer_record <- function(opt) {
 }
 
 #' @noRd
-optimizer_from_record <- function(rec) {
-  lr <- rec$learning_rate
-  if (is.list(lr)) {
-    rate <- switch(lr$class_name, ExponentialDecay = exponential_decay_rate, CosineDecay = cosine_decay_rate,
-                   abort_msg(sprintf("Unknown learning rate schedule \"%s\" in the file.", lr$class_name),
-                             class = "multihead_error_file"))
-    rec$learning_rate <- new_lr_schedule(lr$class_name, lr$config, rate)
-  }
-  opt <- list2env(rec[optimizer_fields()], envir = new.env(parent = emptyenv()))
-  class(opt) <- c(rec$class_name, "multihead_optimizer")
-  opt
-}
-
-#' @noRd
 metric_record <- function(m) mget(c("class_name", "name", "dtype", "config", "direction", "total", "count"),
                                   envir = m)
-
-#' @noRd
-metric_from_record <- function(rec) {
-  m <- list2env(rec, envir = new.env(parent = emptyenv()))
-  class(m) <- c(rec$class_name, "multihead_metric")
-  m
-}

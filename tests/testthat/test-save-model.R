@@ -108,7 +108,7 @@ test_that("files of a newer format version, and files that are not ours, are cle
                class = "multihead_error_file_version")
   text <- tempfile(fileext = ".rds")
   writeLines("not a model", text)
-  expect_error(load_model(text), "is not a multihead model file", class = "multihead_error_file")
+  expect_error(load_model(text), "is not a (valid )?multihead model file", class = "multihead_error_file")
   other <- tempfile(fileext = ".rds")
   saveRDS(list(a = 1), other)
   expect_error(load_model(other), "is not a multihead model file", class = "multihead_error_file")
@@ -212,4 +212,67 @@ test_that("a cached attention plan without the fields this version adds (older s
   self$plan <- old_plan
   expect_identical(mha(x, x), out)
   expect_identical(self$plan$core_dims, c(2L, 5L, 5L, 8L, 8L, 8L, 2L, 2L, 2L, 8L))
+})
+
+test_that("files are read as data: the reader rebuilds exactly what readRDS() would, for every writer's form", {
+  model <- keras_model_sequential(input_shape = 3) |> layer_dense(4) |> layer_dropout(0.2) |> layer_dense(1)
+  model |> compile(optimizer = optimizer_adam(learning_rate_schedule_exponential_decay(0.01, 5, 0.5)), loss = "mse",
+                   metrics = list("mae", metric_mean_squared_error(name = "m")))
+  set.seed(3)
+  fit(model, array(rnorm(24), c(8, 3)), array(rnorm(8), c(8, 1)), epochs = 1, verbose = 0)
+  path <- tempfile(fileext = ".rds")
+  save_model(model, path)
+  rec <- readRDS(path)   # our own file, written just now
+  expect_identical(multihead:::read_plain_rds(path, "model"), rec)
+  # files written by earlier versions of multihead: saveRDS() of the record,
+  # in any compression and in serialization versions 2 and 3
+  x <- array(rnorm(6), c(2, 3))
+  for (args in list(list(), list(compress = FALSE), list(compress = "bzip2"), list(compress = "xz"),
+                    list(version = 2))) {
+    old <- tempfile(fileext = ".rds")
+    do.call(saveRDS, c(list(rec, old), args))
+    expect_identical(multihead:::read_plain_rds(old, "model"), rec)
+    expect_identical(load_model(old)(x), model(x))
+    expect_identical(load_model_weights(keras_model_sequential(input_shape = 3) |> layer_dense(4) |>
+                                          layer_dropout(0.2) |> layer_dense(1), old) |> get_weights(),
+                     get_weights(model))
+  }
+  # plain data in all the forms saveRDS() writes (ALTREP sequences and
+  # deferred strings expanded, encodings kept)
+  plain <- list(1:10, 10:1, as.character(1:3), as.character(c(1.5, -2)), sort(c(3L, 1L, 2L)), c(a = NA, b = TRUE),
+                "\u00e9t\u00e9", iconv("\u00e9", "UTF-8", "latin1"), NA_character_, complex(real = 1, imaginary = -2),
+                as.raw(0:3), structure(list(1), class_name = "Dense"), array(1:24, 2:4), list(NULL, list()))
+  for (v in 2:3) {
+    p <- tempfile(fileext = ".rds")
+    saveRDS(plain, p, version = v)
+    expect_identical(multihead:::read_plain_rds(p, "model"), plain)
+  }
+})
+
+test_that("a loaded compiled model continues training exactly (optimizers, schedules, losses, metrics rebuilt)", {
+  set.seed(11)
+  x <- array(rnorm(8 * 3), c(8, 3))
+  yc <- array(sample(0:2, 8, TRUE), c(8, 1))
+  y <- array(rbinom(8, 1, 0.5), c(8, 1))
+  cases <- list(
+    list(optimizer_adamw(learning_rate_schedule_cosine_decay(0.01, 10, warmup_target = 0.02, warmup_steps = 2)),
+         loss_sparse_categorical_crossentropy(from_logits = TRUE, ignore_class = 2L), list("accuracy"), yc, 3),
+    list(optimizer_rmsprop(centered = TRUE, momentum = 0.5, weight_decay = 0.01),
+         loss_binary_crossentropy(label_smoothing = 0.1, name = "bce"),
+         list(metric_binary_accuracy(threshold = 0.3), metric_mean_squared_error(name = "m")), y, 1),
+    list(optimizer_sgd(0.1, momentum = 0.9, nesterov = TRUE, clipnorm = 1), "mse", NULL, y, 1))
+  for (cs in cases) {
+    m <- keras_model_sequential(input_shape = 3) |> layer_dense(cs[[5]])
+    m |> compile(optimizer = cs[[1]], loss = cs[[2]], metrics = cs[[3]])
+    fit(m, x, cs[[4]], epochs = 2, verbose = 0)
+    path <- tempfile(fileext = ".rds")
+    save_model(m, path)
+    m2 <- load_model(path)
+    set.seed(5)
+    h1 <- fit(m, x, cs[[4]], epochs = 2, verbose = 0)
+    set.seed(5)
+    h2 <- fit(m2, x, cs[[4]], epochs = 2, verbose = 0)
+    expect_identical(get_weights(m2), get_weights(m))
+    expect_identical(h2$metrics, h1$metrics)
+  }
 })
