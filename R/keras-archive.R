@@ -83,11 +83,12 @@ write_keras_archive <- function(self, filepath) {
                        date_saved = format(Sys.time(), "%Y-%m-%d@%H:%M:%S")),
                   file.path(dir, "metadata.json"))
   write_json_file(obj, file.path(dir, "config.json"))
-  write_keras_weights_h5(self, file.path(dir, "model.weights.h5"))
-  if (!is.null(self$compiled)) write_keras_optimizer_h5(self, file.path(dir, "model.weights.h5"))
-  tmp <- file.path(dir, "archive.keras")
-  zip::zip(tmp, files = .keras_archive_members, root = dir, mode = "cherry-pick", include_directories = FALSE)
-  move_into_place(tmp, filepath)
+  write_keras_weights_h5(self, file.path(dir, "model.weights.h5"),
+                         extra = if (!is.null(self$compiled)) keras_optimizer_h5_writer(self))
+  write_file_atomically(filepath, function(tmp) {
+    tmp <- file.path(normalizePath(dirname(tmp)), basename(tmp))  # zip::zip() works from `root`
+    zip::zip(tmp, files = .keras_archive_members, root = dir, mode = "cherry-pick", include_directories = FALSE)
+  })
 }
 
 #' @noRd

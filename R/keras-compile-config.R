@@ -114,35 +114,37 @@ keras_compile_config <- function(compiled) {
        run_eagerly = FALSE, steps_per_execution = 1L, jit_compile = FALSE)
 }
 
-# Writes the optimizer's variables into the archive's weights file.
+# A function(file) writing the optimizer's variables into the archive's
+# weights file (write_keras_weights_h5()'s `extra`): the group
+# optimizer/vars, datasets "0", "1", ...
 #' @noRd
-write_keras_optimizer_h5 <- function(self, path) {
+keras_optimizer_h5_writer <- function(self) {
   vars <- keras_optimizer_variables(self$compiled$optimizer, self)
   if (is.null(vars)) {
     abort_msg(sprintf(paste0("save_model() cannot write the state of a %s optimizer to a .keras archive (its ",
                              "variable layout in Keras is not known to multihead); save to \"*.rds\" instead."),
                       self$compiled$optimizer$class_name), class = "multihead_error_unsupported")
   }
-  file <- hdf5r::H5File$new(path, mode = "a")
-  on.exit(file$close_all(), add = TRUE)
-  group <- h5_ensure_group(file, "optimizer/vars")
-  string_type <- hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8)
-  group$create_attr("name", robj = self$compiled$optimizer$name, space = hdf5r::H5S$new(type = "scalar"),
-                    dtype = string_type)
-  for (i in seq_along(vars)) {
-    v <- vars[[i]]
-    # our optimizer state is double: float64 datasets keep a resumed run
-    # exact (Keras casts them to its variables' dtype when loading)
-    dtype <- if (is.integer(v)) hdf5r::h5types$H5T_STD_I64LE else hdf5r::h5types$H5T_IEEE_F64LE
-    if (length(shape_of(v)) == 0L) {
-      group$create_dataset(as.character(i - 1L), robj = v, dtype = dtype, space = hdf5r::H5S$new(type = "scalar"),
-                           chunk_dims = NULL)
-    } else {
-      group$create_dataset(as.character(i - 1L), robj = to_h5_order(v), dtype = dtype, chunk_dims = NULL,
-                           gzip_level = 0)
+  name <- self$compiled$optimizer$name
+  function(file) {
+    group <- h5_ensure_group(file, "optimizer/vars")
+    string_type <- hdf5r::H5T_STRING$new(size = Inf)$set_cset(hdf5r::h5const$H5T_CSET_UTF8)
+    group$create_attr("name", robj = name, space = hdf5r::H5S$new(type = "scalar"), dtype = string_type)
+    for (i in seq_along(vars)) {
+      v <- vars[[i]]
+      # our optimizer state is double: float64 datasets keep a resumed run
+      # exact (Keras casts them to its variables' dtype when loading)
+      dtype <- if (is.integer(v)) hdf5r::h5types$H5T_STD_I64LE else hdf5r::h5types$H5T_IEEE_F64LE
+      if (length(shape_of(v)) == 0L) {
+        group$create_dataset(as.character(i - 1L), robj = v, dtype = dtype,
+                             space = hdf5r::H5S$new(type = "scalar"), chunk_dims = NULL)
+      } else {
+        group$create_dataset(as.character(i - 1L), robj = to_h5_order(v), dtype = dtype, chunk_dims = NULL,
+                             gzip_level = 0)
+      }
     }
+    invisible(NULL)
   }
-  invisible(NULL)
 }
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -244,34 +246,24 @@ keras_objects_from_json <- function(x, kind, bad) {
   bad(sprintf("has an invalid %s entry", kind))
 }
 
-# Restores the optimizer's variables from optimizer/vars of the weights file.
+# Restores the optimizer's variables from optimizer/vars of the weights
+# file: each dataset's link, type and declared shape are checked before it
+# is read (as read_keras_weights_h5() does for the layers).
 #' @noRd
 keras_read_optimizer_h5 <- function(self, opt, path, filepath) {
   opt <- self$compiled$optimizer
-  file <- hdf5r::H5File$new(path, mode = "r")
-  on.exit(file$close_all(), add = TRUE)
-  if (!h5_path_exists(file, "optimizer/vars")) return(invisible(FALSE))
-  group <- file[["optimizer/vars"]]
-  keys <- group$names
-  expected <- keras_optimizer_variables(opt, self)
-  if (is.null(expected) || length(keys) != length(expected) ||
-      !setequal(keys, as.character(seq_along(expected) - 1L))) {
-    warning(sprintf(paste0("Skipping the optimizer's state in \"%s\": it has %d variables where the %s ",
-                           "optimizer has %d; training restarts the optimizer."), filepath, length(keys),
-                    opt$class_name, length(expected)), call. = FALSE)
-    return(invisible(FALSE))
+  bad <- function(why) {
+    abort_msg(sprintf("\"%s\" is not a valid Keras model file: its optimizer state %s.", filepath, why),
+              class = "multihead_error_file")
   }
-  values <- lapply(seq_along(expected), function(i) {
-    ds <- group[[as.character(i - 1L)]]
-    d <- ds$dims
-    want <- shape_of(expected[[i]])
-    if (length(d) != length(want) || any(d != rev(want))) {
-      abort_msg(sprintf("\"%s\": optimizer variable %d has shape (%s) where (%s) is expected.", filepath, i - 1L,
-                        format_shape(rev(d)), format_shape(want)), class = "multihead_error_file")
-    }
-    v <- ds$read()
-    if (length(d) > 1L) from_h5_order(array(v, dim = d)) else as.vector(v)
+  file <- tryCatch(hdf5r::H5File$new(path, mode = "r"), error = function(e) bad("cannot be read"))
+  on.exit(try(file$close_all(), silent = TRUE), add = TRUE)
+  ctx <- new.env(parent = emptyenv())
+  values <- tryCatch(keras_optimizer_h5_values(self, opt, file, ctx, bad, filepath), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
+    bad(sprintf("cannot be read at %s (the file is truncated or corrupt)", format(ctx$where)))
   })
+  if (is.null(values)) return(invisible(FALSE))
   opt$iterations <- as.integer(values[[1L]])
   k <- 2L
   if (!is_lr_schedule(opt$learning_rate)) {
@@ -295,4 +287,47 @@ keras_read_optimizer_h5 <- function(self, opt, path, filepath) {
     k <- k + 1L
   }
   invisible(TRUE)
+}
+
+# The checked values of optimizer/vars, or NULL (with a warning, as Keras)
+# when their number is not the optimizer's.
+#' @noRd
+keras_optimizer_h5_values <- function(self, opt, file, ctx, bad, filepath) {
+  ctx$where <- "\"optimizer/vars\""
+  if (!h5_is_group(file, "optimizer/vars", ctx)) return(NULL)
+  group <- file[["optimizer/vars"]]
+  keys <- group$names
+  expected <- keras_optimizer_variables(opt, self)
+  if (is.null(expected) || length(keys) != length(expected) ||
+      !setequal(keys, as.character(seq_along(expected) - 1L))) {
+    warning(sprintf(paste0("Skipping the optimizer's state in \"%s\": it has %d variables where the %s ",
+                           "optimizer has %d; training restarts the optimizer."), filepath, length(keys),
+                    opt$class_name, length(expected)), call. = FALSE)
+    return(NULL)
+  }
+  datasets <- lapply(seq_along(expected), function(i) {
+    key <- as.character(i - 1L)
+    ctx$where <- sprintf("\"optimizer/vars/%s\"", key)
+    if (!h5_hard_link(group, key)) bad(sprintf("has a soft or external link at optimizer/vars/%s", key))
+    ds <- group[[key]]
+    if (!inherits(ds, "H5D")) bad(sprintf("has a group at optimizer/vars/%s where a dataset was expected", key))
+    tclass <- as.character(ds$get_type()$get_class())
+    if (!(tclass %in% c("H5T_FLOAT", "H5T_INTEGER"))) bad(sprintf("holds non-numeric values at optimizer/vars/%s", key))
+    declared <- rev(as.double(ds$dims))
+    want <- as.double(shape_of(expected[[i]]))
+    if (!((length(declared) == length(want) && all(declared == want)) ||
+          (length(declared) == 0L && identical(want, 1)))) {
+      bad(sprintf("variable %s has shape (%s) where (%s) is expected", key, paste(declared, collapse = ", "),
+                  paste(want, collapse = ", ")))
+    }
+    ds
+  })
+  lapply(seq_along(datasets), function(i) {
+    ctx$where <- sprintf("\"optimizer/vars/%d\"", i - 1L)
+    ds <- datasets[[i]]
+    d <- ds$dims
+    v <- ds$read()
+    if (!all(is.finite(v))) bad(sprintf("variable %d holds NA, NaN or Inf", i - 1L))
+    if (length(d) > 1L) from_h5_order(array(v, dim = d)) else as.vector(v)
+  })
 }

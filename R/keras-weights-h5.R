@@ -279,10 +279,12 @@ keras_layer_order <- function(self, layers_only = TRUE) {
 # driver or file images, so its registered wrappers of H5Pset_fapl_core()
 # and H5Fget_file_image() are called (h5_native()).
 #' @noRd
-write_keras_weights_h5 <- function(self, filepath) {
+# `extra`: NULL, or function(file) adding further groups (a .keras archive's
+# optimizer variables).
+write_keras_weights_h5 <- function(self, filepath, extra = NULL) {
   check_suggested_package("hdf5r", "read and write Keras \".weights.h5\" files")
   entries <- keras_h5_entries(self)
-  image <- tryCatch(h5_file_image(entries), error = function(e) {
+  image <- tryCatch(h5_file_image(entries, extra), error = function(e) {
     if (inherits(e, "multihead_error")) stop(e)
     abort_msg(sprintf("Could not write \"%s\": HDF5 failed to build the file (%s).", filepath,
                       h5_short_message(e)), class = "multihead_error_file_write")
@@ -293,7 +295,7 @@ write_keras_weights_h5 <- function(self, filepath) {
 
 # The bytes of a Keras weights file holding `entries` (keras_h5_entries()).
 #' @noRd
-h5_file_image <- function(entries) {
+h5_file_image <- function(entries, extra = NULL) {
   fapl <- hdf5r::H5P_FILE_ACCESS$new()
   on.exit(fapl$close(), add = TRUE)
   h5_native("R_H5Pset_fapl_core", fapl$id, 1048576, FALSE)
@@ -320,6 +322,7 @@ h5_file_image <- function(entries) {
                            chunk_dims = NULL, gzip_level = 0)
     }
   }
+  if (!is.null(extra)) extra(file)
   file$flush()
   n <- as.double(h5_native("R_H5Fget_file_image", file$id, raw(0), 0, FALSE)$return_val)
   if (!(is.finite(n) && n > 0)) stop("no file image", call. = FALSE)
