@@ -351,14 +351,13 @@ window_pooling_backward <- function(self, cache, grad_output) {
 
 #' @noRd
 register_window_pooling_1d <- function() {
-  for (cls in c("AveragePooling1D", "MaxPooling1D")) {
-    ctor <- if (cls == "AveragePooling1D") layer_average_pooling_1d else layer_max_pooling_1d
-    register_window_pooling_class(cls, ctor)
-  }
+  register_window_pooling_class("AveragePooling1D", layer_average_pooling_1d)
+  register_window_pooling_class("MaxPooling1D", layer_max_pooling_1d)
 }
 
 #' @noRd
 register_window_pooling_class <- function(class_name, ctor) {
+  force(ctor)
   keys <- c("pool_size", "padding", "strides", "data_format")
   register_protocol_layer(
     class_name,
