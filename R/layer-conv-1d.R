@@ -97,7 +97,7 @@ conv_axes <- function(self) {
 }
 
 #' @noRd
-conv_span <- function(cfg) (cfg$kernel_size - 1L) * cfg$dilation_rate + 1L
+conv_span <- function(cfg) (as.double(cfg$kernel_size) - 1) * cfg$dilation_rate + 1  # double: no overflow
 
 #' @noRd
 conv_check_shape <- function(self, shape, arg) {

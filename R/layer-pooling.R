@@ -301,14 +301,15 @@ new_window_pooling_1d <- function(object, class_name, prefix, pool_size, strides
 #' @noRd
 window_output_steps <- function(steps, span, stride, padding, arg, shape, what) {
   if (is.na(steps)) return(NA_integer_)
+  steps <- as.double(steps); span <- as.double(span); stride <- as.double(stride)  # no integer overflow
   if (padding == "valid") {
     if (steps < span) {
-      abort_arg(arg, sprintf("an input with at least %d steps (%s with padding \"valid\")", span, what),
-                sprintf("%d steps (shape %s)", steps, fmt_shape(shape)))
+      abort_arg(arg, sprintf("an input with at least %.0f steps (%s with padding \"valid\")", span, what),
+                sprintf("%.0f steps (shape %s)", steps, fmt_shape(shape)))
     }
-    return(as.integer((steps - span) %/% stride + 1L))
+    return(as.integer((steps - span) %/% stride + 1))
   }
-  as.integer((steps + stride - 1L) %/% stride)
+  as.integer(ceiling(steps / stride))
 }
 
 #' @noRd
