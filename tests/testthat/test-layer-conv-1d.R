@@ -157,6 +157,7 @@ test_that("weights round-trip through a Keras .weights.h5 file at Keras's path a
   out <- inp |> layer_conv_1d(3, 2, bias_initializer = "random_normal", name = "c") |>
     layer_global_average_pooling_1d()
   m <- keras_model(inp, out)
+  expect_output(summary(m), "c \\(Conv1D\\) .*\\(NA, 5, 3\\) .* 27 ")
   path <- tempfile(fileext = ".weights.h5")
   save_model_weights(m, path)
   f <- hdf5r::H5File$new(path, mode = "r")
