@@ -69,6 +69,38 @@ cpp_unflatten <- function(y, x_dims, order, float64) {
     .Call(`_multihead_cpp_unflatten`, y, x_dims, order, float64)
 }
 
+cpp_conv1d_forward <- function(x, order, kernel, bias, stride, dilation, groups, padding, float64, threads) {
+    .Call(`_multihead_cpp_conv1d_forward`, x, order, kernel, bias, stride, dilation, groups, padding, float64, threads)
+}
+
+cpp_conv1d_backward <- function(x, order, kernel, has_bias, stride, dilation, groups, padding, grad_output, float64, threads) {
+    .Call(`_multihead_cpp_conv1d_backward`, x, order, kernel, has_bias, stride, dilation, groups, padding, grad_output, float64, threads)
+}
+
+cpp_pool1d_forward <- function(x, order, pool, stride, same, max, float64, threads) {
+    .Call(`_multihead_cpp_pool1d_forward`, x, order, pool, stride, same, max, float64, threads)
+}
+
+cpp_pool1d_backward <- function(x, grad_output, order, pool, stride, same, max, float64, threads) {
+    .Call(`_multihead_cpp_pool1d_backward`, x, grad_output, order, pool, stride, same, max, float64, threads)
+}
+
+cpp_rms_norm_forward <- function(x, order, n_norm, scale, epsilon, float64, threads) {
+    .Call(`_multihead_cpp_rms_norm_forward`, x, order, n_norm, scale, epsilon, float64, threads)
+}
+
+cpp_rms_norm_backward <- function(x, order, n_norm, scale, epsilon, grad_output, float64, threads) {
+    .Call(`_multihead_cpp_rms_norm_backward`, x, order, n_norm, scale, epsilon, grad_output, float64, threads)
+}
+
+cpp_unit_norm_forward <- function(x, order, n_norm, epsilon, float64, threads) {
+    .Call(`_multihead_cpp_unit_norm_forward`, x, order, n_norm, epsilon, float64, threads)
+}
+
+cpp_unit_norm_backward <- function(x, order, n_norm, epsilon, grad_output, float64, threads) {
+    .Call(`_multihead_cpp_unit_norm_backward`, x, order, n_norm, epsilon, grad_output, float64, threads)
+}
+
 cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output) {
     .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output)
 }

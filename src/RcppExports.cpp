@@ -305,6 +305,152 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_conv1d_forward
+Rcpp::NumericVector cpp_conv1d_forward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, SEXP bias, int stride, int dilation, int groups, int padding, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_conv1d_forward(SEXP xSEXP, SEXP orderSEXP, SEXP kernelSEXP, SEXP biasSEXP, SEXP strideSEXP, SEXP dilationSEXP, SEXP groupsSEXP, SEXP paddingSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
+    Rcpp::traits::input_parameter< int >::type stride(strideSEXP);
+    Rcpp::traits::input_parameter< int >::type dilation(dilationSEXP);
+    Rcpp::traits::input_parameter< int >::type groups(groupsSEXP);
+    Rcpp::traits::input_parameter< int >::type padding(paddingSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_conv1d_forward(x, order, kernel, bias, stride, dilation, groups, padding, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_conv1d_backward
+Rcpp::List cpp_conv1d_backward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, bool has_bias, int stride, int dilation, int groups, int padding, SEXP grad_output, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_conv1d_backward(SEXP xSEXP, SEXP orderSEXP, SEXP kernelSEXP, SEXP has_biasSEXP, SEXP strideSEXP, SEXP dilationSEXP, SEXP groupsSEXP, SEXP paddingSEXP, SEXP grad_outputSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
+    Rcpp::traits::input_parameter< bool >::type has_bias(has_biasSEXP);
+    Rcpp::traits::input_parameter< int >::type stride(strideSEXP);
+    Rcpp::traits::input_parameter< int >::type dilation(dilationSEXP);
+    Rcpp::traits::input_parameter< int >::type groups(groupsSEXP);
+    Rcpp::traits::input_parameter< int >::type padding(paddingSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_conv1d_backward(x, order, kernel, has_bias, stride, dilation, groups, padding, grad_output, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_pool1d_forward
+Rcpp::NumericVector cpp_pool1d_forward(SEXP x, Rcpp::IntegerVector order, int pool, int stride, bool same, bool max, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_pool1d_forward(SEXP xSEXP, SEXP orderSEXP, SEXP poolSEXP, SEXP strideSEXP, SEXP sameSEXP, SEXP maxSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type pool(poolSEXP);
+    Rcpp::traits::input_parameter< int >::type stride(strideSEXP);
+    Rcpp::traits::input_parameter< bool >::type same(sameSEXP);
+    Rcpp::traits::input_parameter< bool >::type max(maxSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_pool1d_forward(x, order, pool, stride, same, max, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_pool1d_backward
+Rcpp::NumericVector cpp_pool1d_backward(SEXP x, SEXP grad_output, Rcpp::IntegerVector order, int pool, int stride, bool same, bool max, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_pool1d_backward(SEXP xSEXP, SEXP grad_outputSEXP, SEXP orderSEXP, SEXP poolSEXP, SEXP strideSEXP, SEXP sameSEXP, SEXP maxSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type pool(poolSEXP);
+    Rcpp::traits::input_parameter< int >::type stride(strideSEXP);
+    Rcpp::traits::input_parameter< bool >::type same(sameSEXP);
+    Rcpp::traits::input_parameter< bool >::type max(maxSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_pool1d_backward(x, grad_output, order, pool, stride, same, max, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_rms_norm_forward
+Rcpp::NumericVector cpp_rms_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP scale, double epsilon, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_rms_norm_forward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP scaleSEXP, SEXP epsilonSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_rms_norm_forward(x, order, n_norm, scale, epsilon, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_rms_norm_backward
+Rcpp::List cpp_rms_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP scale, double epsilon, SEXP grad_output, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_rms_norm_backward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP scaleSEXP, SEXP epsilonSEXP, SEXP grad_outputSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_rms_norm_backward(x, order, n_norm, scale, epsilon, grad_output, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_unit_norm_forward
+Rcpp::NumericVector cpp_unit_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, double epsilon, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_unit_norm_forward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP epsilonSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_unit_norm_forward(x, order, n_norm, epsilon, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_unit_norm_backward
+Rcpp::NumericVector cpp_unit_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, double epsilon, SEXP grad_output, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_unit_norm_backward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP epsilonSEXP, SEXP grad_outputSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type order(orderSEXP);
+    Rcpp::traits::input_parameter< int >::type n_norm(n_normSEXP);
+    Rcpp::traits::input_parameter< double >::type epsilon(epsilonSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_unit_norm_backward(x, order, n_norm, epsilon, grad_output, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_mha_call
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
 RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP core_weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
@@ -664,6 +810,14 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
     {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
     {"_multihead_cpp_unflatten", (DL_FUNC) &_multihead_cpp_unflatten, 4},
+    {"_multihead_cpp_conv1d_forward", (DL_FUNC) &_multihead_cpp_conv1d_forward, 10},
+    {"_multihead_cpp_conv1d_backward", (DL_FUNC) &_multihead_cpp_conv1d_backward, 11},
+    {"_multihead_cpp_pool1d_forward", (DL_FUNC) &_multihead_cpp_pool1d_forward, 8},
+    {"_multihead_cpp_pool1d_backward", (DL_FUNC) &_multihead_cpp_pool1d_backward, 9},
+    {"_multihead_cpp_rms_norm_forward", (DL_FUNC) &_multihead_cpp_rms_norm_forward, 7},
+    {"_multihead_cpp_rms_norm_backward", (DL_FUNC) &_multihead_cpp_rms_norm_backward, 8},
+    {"_multihead_cpp_unit_norm_forward", (DL_FUNC) &_multihead_cpp_unit_norm_forward, 6},
+    {"_multihead_cpp_unit_norm_backward", (DL_FUNC) &_multihead_cpp_unit_norm_backward, 7},
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 25},
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},

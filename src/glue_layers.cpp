@@ -1,6 +1,7 @@
 // Rcpp glue for the supporting layers (Dense, EinsumDense, Activation,
-// LayerNormalization, Embedding, Dropout, GlobalAveragePooling1D, Add,
-// Flatten): convert R arrays to the core's row-major layout (one copy each,
+// LayerNormalization, RMSNormalization, UnitNormalization, Embedding,
+// Dropout, GlobalAveragePooling1D, AveragePooling1D, MaxPooling1D, Conv1D,
+// Add, Flatten): convert R arrays to the core's row-major layout (one copy each,
 // in the axis order the R side plans), call the core, convert back. All
 // validation of user input happens in R before these are called.
 #include <Rcpp.h>
@@ -10,10 +11,12 @@
 
 #include "core/activations.h"
 #include "core/add.h"
+#include "core/conv1d.h"
 #include "core/dropout.h"
 #include "core/dropout_rng.h"
 #include "core/embedding.h"
 #include "core/layer_norm.h"
+#include "core/normalization.h"
 #include "core/pooling.h"
 #include "core/projection.h"
 #include "glue_convert.h"
@@ -407,5 +410,209 @@ Rcpp::NumericVector cpp_unflatten(SEXP y, Rcpp::IntegerVector x_dims, Rcpp::Inte
     using T = decltype(zero);
     mh::Buffer<T> yc = to_core<T>(y, natural_order(2));
     return from_core(yc.data(), x_dims, order);
+  });
+}
+
+// ---- Conv1D -------------------------------------------------------------------------------
+
+namespace {
+
+// The convolution of x (rank 3, taken in axis order `order` as (B, L, C))
+// with kernel (K, C / groups, F).
+mh::Conv1dShape conv1d_shape_of(SEXP x, const Rcpp::IntegerVector& order, SEXP kernel, int stride,
+                                int dilation, int groups, int padding) {
+  const std::vector<idx> d = r_dims(x), kd = r_dims(kernel);
+  if (d.size() != 3 || kd.size() != 3 || order.size() != 3) Rcpp::stop("internal: conv1d ranks");
+  if (padding < 0 || padding > 2) Rcpp::stop("internal: conv1d padding code");
+  const idx C = d[order[2]];
+  if (kd[1] * groups != C) Rcpp::stop("internal: the kernel does not fit the input channels");
+  return mh::conv1d_shape(d[order[0]], d[order[1]], C, kd[2], kd[0], stride, dilation, groups,
+                          static_cast<mh::Conv1dPadding>(padding));
+}
+
+// The R dims of a conv / pooling output: x's dims with the steps axis
+// (order[1]) of length out_steps and the channel axis (order[2]) of length
+// channels.
+Rcpp::IntegerVector steps_output_dims(SEXP x, const Rcpp::IntegerVector& order, idx out_steps,
+                                      idx channels) {
+  Rcpp::IntegerVector out = int_dims(r_dims(x));
+  out[order[1]] = static_cast<int>(out_steps);
+  out[order[2]] = static_cast<int>(channels);
+  return out;
+}
+
+}  // namespace
+
+// x: rank-3 array taken in axis order `order` as (B, L, C) (0:2 for
+// channels_last, c(0, 2, 1) for channels_first); kernel (K, C / groups, F);
+// bias NULL or (F); padding 0 valid, 1 same, 2 causal (core/conv1d.h).
+// Returns the output with x's axis order: (B, Lout, F) or (B, F, Lout).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_conv1d_forward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, SEXP bias,
+                                       int stride, int dilation, int groups, int padding,
+                                       bool float64, int threads) {
+  const mh::Conv1dShape s = conv1d_shape_of(x, order, kernel, stride, dilation, groups, padding);
+  const Rcpp::IntegerVector out_dims = steps_output_dims(x, order, s.out_steps, s.filters);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), kc = mhglue::weight_to_core<T>(kernel), bc;
+    if (!Rf_isNull(bias)) bc = flat_to<T>(bias);
+    mh::Buffer<T> y(static_cast<size_t>(
+        mhglue::checked_count({s.batch, s.out_steps, s.filters}, "the convolution's output")));
+    mh::conv1d_forward(xc.data(), kc.data(), bc.empty() ? nullptr : bc.data(), s, y.data(), threads);
+    return from_core(y.data(), out_dims, order);
+  });
+}
+
+// Gradients of cpp_conv1d_forward (same arguments; grad_output has the
+// output's dims). Returns list(inputs, kernel, bias) (bias NULL without one).
+// [[Rcpp::export]]
+Rcpp::List cpp_conv1d_backward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, bool has_bias,
+                               int stride, int dilation, int groups, int padding, SEXP grad_output,
+                               bool float64, int threads) {
+  const mh::Conv1dShape s = conv1d_shape_of(x, order, kernel, stride, dilation, groups, padding);
+  const std::vector<idx> d = r_dims(x);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), kc = mhglue::weight_to_core<T>(kernel),
+                  dy = to_core<T>(grad_output, order);
+    if (static_cast<idx>(dy.size()) != s.batch * s.out_steps * s.filters) {
+      Rcpp::stop("internal: grad_output size");
+    }
+    mh::Buffer<T> dx(xc.size()), dw(kc.size()), db(has_bias ? static_cast<size_t>(s.filters) : 0);
+    mh::conv1d_backward(xc.data(), kc.data(), dy.data(), s, dx.data(), dw.data(),
+                        has_bias ? db.data() : nullptr, threads);
+    return Rcpp::List::create(
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("kernel") = mhglue::weight_from_core(dw.data(), kernel),
+        Rcpp::Named("bias") = has_bias ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
+  });
+}
+
+// ---- AveragePooling1D, MaxPooling1D ------------------------------------------------------------
+
+namespace {
+
+mh::Pool1dShape pool1d_shape_of(SEXP x, const Rcpp::IntegerVector& order, int pool, int stride,
+                                bool same) {
+  const std::vector<idx> d = r_dims(x);
+  if (d.size() != 3 || order.size() != 3) Rcpp::stop("internal: pool1d ranks");
+  return mh::pool1d_shape(d[order[0]], d[order[1]], d[order[2]], pool, stride, same);
+}
+
+}  // namespace
+
+// Windowed pooling of x (rank 3, taken in axis order `order` as (B, L, C));
+// max = TRUE for MaxPooling1D. Returns the output in x's axis order.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_pool1d_forward(SEXP x, Rcpp::IntegerVector order, int pool, int stride,
+                                       bool same, bool max, bool float64, int threads) {
+  const mh::Pool1dShape s = pool1d_shape_of(x, order, pool, stride, same);
+  const Rcpp::IntegerVector out_dims = steps_output_dims(x, order, s.out_steps, s.channels);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order),
+                  y(static_cast<size_t>(s.batch * s.out_steps * s.channels));
+    if (max) mh::max_pool1d_forward(xc.data(), s, y.data(), threads);
+    else mh::average_pool1d_forward(xc.data(), s, y.data(), threads);
+    return from_core(y.data(), out_dims, order);
+  });
+}
+
+// dL/dx (x's dims) of cpp_pool1d_forward from grad_output (the output's dims).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_pool1d_backward(SEXP x, SEXP grad_output, Rcpp::IntegerVector order,
+                                        int pool, int stride, bool same, bool max, bool float64,
+                                        int threads) {
+  const mh::Pool1dShape s = pool1d_shape_of(x, order, pool, stride, same);
+  const std::vector<idx> d = r_dims(x);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> dy = to_core<T>(grad_output, order), dx(static_cast<size_t>(s.batch * s.steps * s.channels));
+    if (static_cast<idx>(dy.size()) != s.batch * s.out_steps * s.channels) {
+      Rcpp::stop("internal: grad_output size");
+    }
+    if (max) {
+      mh::Buffer<T> xc = to_core<T>(x, order);
+      mh::max_pool1d_backward(xc.data(), dy.data(), s, dx.data(), threads);
+    } else {
+      mh::average_pool1d_backward(dy.data(), s, dx.data(), threads);
+    }
+    return from_core(dx.data(), int_dims(d), order);
+  });
+}
+
+// ---- RMSNormalization, UnitNormalization ----------------------------------------------------------
+
+// x taken in axis order `order` whose last n_norm axes are the normalized
+// ones (increasing axis order, matching scale's dims); scale NULL or an
+// array. Returns y with x's dims.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_rms_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP scale,
+                                         double epsilon, bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size()), sc;
+    if (!Rf_isNull(scale)) sc = mhglue::weight_to_core<T>(scale);
+    if (!sc.empty() && static_cast<idx>(sc.size()) != n) Rcpp::stop("internal: scale size");
+    mh::rms_norm_forward(xc.data(), rows, n, sc.empty() ? nullptr : sc.data(), epsilon, y.data(),
+                         threads);
+    return from_core(y.data(), int_dims(d), order);
+  });
+}
+
+// Returns list(inputs, scale): dL/dx and dL/dscale (scale's dims; NULL
+// without a scale).
+// [[Rcpp::export]]
+Rcpp::List cpp_rms_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP scale,
+                                 double epsilon, SEXP grad_output, bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), sc;
+    if (!Rf_isNull(scale)) sc = mhglue::weight_to_core<T>(scale);
+    if (!sc.empty() && static_cast<idx>(sc.size()) != n) Rcpp::stop("internal: scale size");
+    mh::Buffer<T> dx(xc.size()), ds(sc.size());
+    mh::rms_norm_backward(xc.data(), rows, n, sc.empty() ? nullptr : sc.data(), epsilon, dy.data(),
+                          dx.data(), sc.empty() ? nullptr : ds.data(), threads);
+    return Rcpp::List::create(
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("scale") = sc.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(ds.data(), scale)));
+  });
+}
+
+// Unit normalization of x (axes as cpp_rms_norm_forward).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_unit_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm,
+                                          double epsilon, bool float64, int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size());
+    mh::unit_norm_forward(xc.data(), rows, n, epsilon, y.data(), threads);
+    return from_core(y.data(), int_dims(d), order);
+  });
+}
+
+// dL/dx of cpp_unit_norm_forward (x's dims).
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_unit_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm,
+                                           double epsilon, SEXP grad_output, bool float64,
+                                           int threads) {
+  const std::vector<idx> d = r_dims(x);
+  const int r = static_cast<int>(d.size());
+  const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
+  return with_dtype(float64, [&](auto zero) {
+    using T = decltype(zero);
+    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), dx(xc.size());
+    mh::unit_norm_backward(xc.data(), rows, n, epsilon, dy.data(), dx.data(), threads);
+    return from_core(dx.data(), int_dims(d), order);
   });
 }
