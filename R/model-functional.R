@@ -228,6 +228,7 @@ model_check_input <- function(self, value, tensor, arg) {
     if (identical(tensor$node$kind, "input") && isTRUE(layer_self(callee)$optional)) return(NULL)
     abort_arg(arg, expected, "NULL")
   }
+  if (identical(tensor$dtype, "string")) return(model_check_string_input(self, value, tensor, arg))
   if (!(is.numeric(value) || is.logical(value)) || is.object(value)) {
     abort_arg(arg, expected, describe_value(value))
   }

@@ -16,7 +16,7 @@
 .graph_state$count <- 0
 
 #' @noRd
-tensor_dtypes <- c("float32", "float64", "int32", "int64", "bool")
+tensor_dtypes <- c("float32", "float64", "int32", "int64", "bool", "string")
 
 # A fresh identifier, unique within the session and (through the session
 # token) across sessions, so that tensors of a model read with readRDS()
@@ -104,7 +104,9 @@ callee_name <- function(callee) {
 #'   with 16 features). Lists with `NULL` entries are accepted, as in keras3.
 #' @param batch_size `NULL` (unknown batch size) or a whole number.
 #' @param dtype `"float32"` (the default), `"float64"`, `"int32"`, `"int64"`
-#'   (for integer ids, e.g. before [layer_embedding()]) or `"bool"`.
+#'   (for integer ids, e.g. before [layer_embedding()]), `"bool"` or
+#'   `"string"` (text, e.g. before [layer_text_vectorization()]; the model
+#'   then takes a character vector or array).
 #' @param sparse `NULL` or `FALSE`; sparse inputs are not supported.
 #' @param batch_shape The full shape including the batch axis, instead of
 #'   `shape` and `batch_size`.
