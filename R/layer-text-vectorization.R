@@ -196,6 +196,8 @@ tv_texts <- function(self, x, arg = "inputs") {
     }
   }
   text <- utf8_strings(as.vector(x))
+  bad <- !validUTF8(text)
+  if (any(bad)) abort_arg(arg, "valid UTF-8 text", sprintf("invalid UTF-8 at position %d", which(bad)[1L]))
   if (per_row > 1L) text <- as.vector(t(matrix(text, d[1L], per_row)))  # row by row
   list(text = text, n = d[1L], per_row = per_row)
 }
@@ -300,14 +302,44 @@ tv_preprocess <- function(self, x, arg = "inputs") {
 
 # ---- call --------------------------------------------------------------------
 
+# The layer's output for `inputs`. `fast`: the C++ tokenizer (built-in
+# standardize and split, one text per row); otherwise the R steps above
+# (callables; also the tests' second implementation).
 #' @noRd
 tv_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
-  tok <- tv_preprocess(self, inputs)
+  out <- tv_vectorize(self, inputs, fast = tv_can_be_fast(self))
+  list(output = out, cache = list(out_dims = dim(out)), mask = NULL)
+}
+
+#' @noRd
+tv_can_be_fast <- function(self) !is.function(self$config$standardize) && !is.function(self$config$split)
+
+#' @noRd
+tv_vectorize <- function(self, inputs, fast) {
   lk <- self$lookup
+  int_mode <- identical(lk$output_mode, "int")
+  if (fast) {
+    tx <- tv_texts(self, inputs)
+    if (tx$per_row == 1L) {
+      a <- tv_fast_args(self)
+      vocab <- if (is.null(lk$tokens)) character() else lk$tokens
+      oov <- lookup_oov_start(lk)
+      if (int_mode) {
+        L <- self$config$output_sequence_length
+        if (!is.null(L)) check_size(c(tx$n, L), "inputs", sprintf("the output of layer \"%s\"", self$name))
+        return(cpp_text_index(tx$text, a$lower, a$strip, a$split, a$ngrams, vocab, lookup_token_start(lk), oov,
+                              0L, if (is.null(L)) -1L else L))
+      }
+      res <- cpp_text_index(tx$text, a$lower, a$strip, a$split, a$ngrams, vocab, lookup_token_start(lk), oov,
+                            NA_integer_, -2L)
+      return(tv_encode_rows(self, as.double(res$index), rep.int(seq_len(tx$n), res$lens), tx$n))
+    }
+  }
+  tok <- tv_preprocess(self, inputs)
   idx <- lookup_index(lk, tok$values)
   n <- tok$n
-  lens <- tabulate(tok$rows, n)
-  if (identical(lk$output_mode, "int")) {
+  if (int_mode) {
+    lens <- tabulate(tok$rows, n)
     L <- self$config$output_sequence_length
     if (is.null(L)) L <- if (n) max(0L, lens) else 0L
     check_size(c(n, L), "inputs", sprintf("the output of layer \"%s\"", self$name))
@@ -315,15 +347,48 @@ tv_forward <- function(self, inputs, args = list(), training = FALSE, masks = NU
     keep <- pos <= L
     out <- matrix(0L, n, L)
     out[cbind(tok$rows[keep], pos[keep])] <- as.integer(idx[keep])
-  } else {
-    # a (rows, longest row) matrix of indices, NA where a row has no token, then encoded
-    L <- max(1L, lens)
-    m <- matrix(NA_real_, n, L)
-    pos <- seq_along(idx) - (cumsum(c(0L, lens))[tok$rows])
-    m[cbind(tok$rows, pos)] <- idx
-    out <- lookup_encode(lk, m, c(n, L), self$name)
+    return(out)
   }
-  list(output = out, cache = list(out_dims = dim(out)), mask = NULL)
+  tv_encode_rows(self, idx, tok$rows, n)
+}
+
+# Encoded output of flat indices `idx` (NA: not counted) of rows `rows`:
+# a (rows, longest row) matrix of indices (NA where a row has no token),
+# encoded along its last axis.
+#' @noRd
+tv_encode_rows <- function(self, idx, rows, n) {
+  lens <- tabulate(rows, n)
+  L <- max(1L, lens)
+  m <- matrix(NA_real_, n, L)
+  pos <- seq_along(idx) - (cumsum(c(0L, lens))[rows])
+  m[cbind(rows, pos)] <- idx
+  lookup_encode(self$lookup, m, c(n, L), self$name)
+}
+
+# The C++ tokenizer's options for a layer's built-in standardize / split.
+#' @noRd
+tv_fast_args <- function(self) {
+  cfg <- self$config
+  std <- if (is.null(cfg$standardize)) "" else cfg$standardize
+  ng <- cfg$ngrams
+  list(lower = std %in% c("lower", "lower_and_strip_punctuation"),
+       strip = std %in% c("strip_punctuation", "lower_and_strip_punctuation"),
+       split = if (is.null(cfg$split)) 0L else if (identical(cfg$split, "whitespace")) 1L else 2L,
+       ngrams = if (is.null(ng)) integer() else if (length(ng) == 1L) seq_len(ng) else as.integer(ng))
+}
+
+# adapt()'s counts of one batch of texts.
+#' @noRd
+tv_batch_counts <- function(self, batch, fast, arg = "data") {
+  if (fast) {
+    tx <- tv_texts(self, batch, arg)
+    if (tx$per_row == 1L) {
+      a <- tv_fast_args(self)
+      return(cpp_text_count(tx$text, a$lower, a$strip, a$split, a$ngrams))
+    }
+  }
+  tok <- tv_preprocess(self, batch, arg)
+  lookup_count(tok$values, tok$rows, tok$n)
 }
 
 #' @noRd
@@ -352,20 +417,22 @@ tv_adapt <- function(self, data, batch_size = NULL, steps = NULL) {
     batches <- data       # a list of batches (character vectors), as an R stand-in for a dataset
     if (!is.null(check_whole(steps, "steps", null_ok = TRUE))) batches <- utils::head(batches, steps)
   } else {
-    tv_texts(self, data, "data")
+    if (!is.character(data) && !is.factor(data)) tv_texts(self, data, "data")  # the error naming `data`
     n <- shape_of(data)[1L]
-    batches <- lapply(adapt_batches(n, batch_size, steps), function(i) slice_first_axis(as_rank_array(data), i))
+    chunks <- adapt_batches(n, batch_size, steps)
+    batches <- if (length(chunks) == 1L && length(chunks[[1L]]) == n) list(data)
+      else lapply(chunks, function(i) slice_first_axis(as_rank_array(data), i))
   }
   acc <- NULL
   for (b in seq_along(batches)) {
-    tok <- tryCatch(tv_preprocess(self, batches[[b]], "data"),
+    counts <- tryCatch(tv_batch_counts(self, batches[[b]], tv_can_be_fast(self)),
                     multihead_error_argument = function(e) {
                       if (length(batches) > 1L && is.list(data) && !is.object(data)) {
                         e$message <- sub("^`data`", sprintf("`data[[%d]]`", b), conditionMessage(e))
                       }
                       stop(e)
                     })
-    acc <- lookup_merge_counts(acc, lookup_count(tok$values, tok$rows, tok$n))
+    acc <- lookup_merge_counts(acc, counts)
   }
   self$lookup <- lookup_finalize(self$lookup, acc, self$name)
   invisible(NULL)

@@ -215,7 +215,7 @@ lookup_count <- function(values, docs, n_docs) {
   u <- unique(values)
   code <- match(values, u)
   counts <- tabulate(code, length(u))
-  first <- !duplicated(docs * length(u) + code)     # one occurrence per (document, token)
+  first <- !duplicated(as.double(docs) * length(u) + code)     # one occurrence per (document, token)
   doc_counts <- tabulate(code[first], length(u))
   list(values = u, counts = counts, doc_counts = doc_counts, n_docs = n_docs)
 }
