@@ -201,7 +201,7 @@ lookup_layer_forward <- function(self, inputs, args = list(), training = FALSE, 
     }
     out <- lookup_invert(lk, as.vector(inputs))
   } else {
-    values <- check_tokens(as.vector(inputs), lk, "inputs")
+    values <- as.vector(check_tokens(inputs, lk, "inputs"))
     idx <- lookup_index(lk, values)
     if (!identical(lk$output_mode, "int")) {
       out <- lookup_encode(lk, idx, d, self$name)
@@ -244,14 +244,13 @@ lookup_layer_adapt <- function(self, data, batch_size = NULL, steps = NULL) {
   d <- shape_of(data)
   if (length(d) == 1L) d <- c(d, 1L)     # a vector: one token per document, as Keras expands it
   n <- d[1L]
-  acc <- NULL
   flat <- as.vector(values)
-  for (rows in adapt_batches(n, batch_size, steps)) {
+  parts <- lapply(adapt_batches(n, batch_size, steps), function(rows) {
     # elements of samples `rows` (first axis) in column-major order, and their sample
     m <- matrix(seq_along(flat), n)[rows, , drop = FALSE]
-    acc <- lookup_merge_counts(acc, lookup_count(flat[as.vector(m)], rep(seq_along(rows), ncol(m)),
-                                                 length(rows)))
-  }
+    lookup_count(flat[as.vector(m)], rep(seq_along(rows), ncol(m)), length(rows))
+  })
+  acc <- lookup_merge_counts(parts)
   self$lookup <- lookup_finalize(lk, acc, self$name)
   invisible(NULL)
 }

@@ -132,8 +132,7 @@ layer_text_vectorization <- function(object, max_tokens = NULL, standardize = "l
   cfg <- list(max_tokens = max_tokens, standardize = standardize, split = split, ngrams = ngrams,
               output_mode = output_mode, output_sequence_length = output_sequence_length,
               pad_to_max_tokens = pad_to_max_tokens, sparse = FALSE, ragged = FALSE,
-              vocabulary = if (is.character(vocabulary) || is.null(vocabulary)) vocabulary else as.character(vocabulary),
-              idf_weights = if (is.null(idf_weights)) NULL else as.double(idf_weights), encoding = encoding)
+              vocabulary = NULL, idf_weights = if (is.null(idf_weights)) NULL else as.double(idf_weights), encoding = encoding)
   self <- new_layer_state("TextVectorization", "text_vectorization", name, extra$dtype, extra$trainable, cfg)
   self$lookup <- new_lookup("string", mask_token = "", oov_token = "[UNK]", num_oov_indices = 1L,
                             output_mode = output_mode, max_tokens = max_tokens,
@@ -142,8 +141,9 @@ layer_text_vectorization <- function(object, max_tokens = NULL, standardize = "l
   if (!is.null(vocabulary)) {
     self$lookup <- lookup_set_vocabulary(self$lookup, vocabulary, idf_weights, self$name)
     if (is.character(vocabulary) && length(vocabulary) == 1L && file.exists(vocabulary)) {
-      self$config$vocabulary <- NULL      # a file: Keras keeps the vocabulary as an asset, not in the config
-      has_input_vocabulary <- FALSE
+      has_input_vocabulary <- FALSE       # a file: Keras keeps the vocabulary as an asset, not in the config
+    } else {
+      self$config$vocabulary <- as.vector(check_tokens(unlist(vocabulary), self$lookup, "vocabulary"))
     }
   }
   self$lookup$has_input_vocabulary <- has_input_vocabulary
@@ -207,7 +207,7 @@ tv_standardize <- function(self, text) {
   s <- self$config$standardize
   if (is.null(s)) return(text)
   if (is.function(s)) {
-    out <- s(text)
+    out <- call_user_function(s, text, "standardize")
     if (!is.character(out) || length(out) != length(text) || anyNA(out)) {
       abort_arg("standardize", sprintf("a function returning a character vector of the input's length (%d) without NA",
                                        length(text)), sprintf("it returned %s", describe_value(out)))
@@ -225,6 +225,16 @@ tv_standardize <- function(self, text) {
   text
 }
 
+# A user's standardize / split function on the texts; its errors name the argument.
+#' @noRd
+call_user_function <- function(f, text, arg) {
+  tryCatch(f(text), error = function(e) {
+    if (inherits(e, "multihead_error")) stop(e)
+    abort_msg(sprintf("`%s` (an R function) failed on the texts: %s", arg, conditionMessage(e)),
+              class = "multihead_error_argument")
+  })
+}
+
 # Tokens of the texts: list(values = <flat character vector>, rows = <row of
 # each token, in row order>), `n` rows of `per_row` texts.
 #' @noRd
@@ -234,7 +244,7 @@ tv_split <- function(self, text, n, per_row) {
     return(list(values = text, rows = rep(seq_len(n), each = per_row)))
   }
   parts <- if (is.function(sp)) {
-    out <- sp(text)
+    out <- call_user_function(sp, text, "split")
     if (is.character(out) && length(out) == length(text) && is.null(dim(out))) out <- as.list(out)
     if (!is.list(out) || length(out) != length(text) ||
         !all(vapply(out, function(p) is.character(p) && !anyNA(p), logical(1)))) {
@@ -423,7 +433,7 @@ tv_adapt <- function(self, data, batch_size = NULL, steps = NULL) {
     batches <- if (length(chunks) == 1L && length(chunks[[1L]]) == n) list(data)
       else lapply(chunks, function(i) slice_first_axis(as_rank_array(data), i))
   }
-  acc <- NULL
+  parts <- vector("list", length(batches))
   for (b in seq_along(batches)) {
     counts <- tryCatch(tv_batch_counts(self, batches[[b]], tv_can_be_fast(self)),
                     multihead_error_argument = function(e) {
@@ -432,8 +442,9 @@ tv_adapt <- function(self, data, batch_size = NULL, steps = NULL) {
                       }
                       stop(e)
                     })
-    acc <- lookup_merge_counts(acc, counts)
+    parts[[b]] <- counts
   }
+  acc <- lookup_merge_counts(parts)
   self$lookup <- lookup_finalize(self$lookup, acc, self$name)
   invisible(NULL)
 }

@@ -144,7 +144,7 @@ lookup_set_vocabulary <- function(lk, vocabulary, idf_weights = NULL, layer_name
   if (is.null(vocabulary) || length(vocabulary) == 0L) {
     abort_arg("vocabulary", "a non-empty vector of tokens", describe_value(vocabulary))
   }
-  vocabulary <- check_tokens(as.vector(vocabulary), lk, "vocabulary")
+  vocabulary <- as.vector(check_tokens(vocabulary, lk, "vocabulary"))
   oov_start <- lookup_oov_start(lk)
   token_start <- lookup_token_start(lk)
   special <- c(if (oov_start == 1L) lk$mask_token, rep(lk$oov_token, lk$num_oov_indices))
@@ -220,23 +220,23 @@ lookup_count <- function(values, docs, n_docs) {
   list(values = u, counts = counts, doc_counts = doc_counts, n_docs = n_docs)
 }
 
-# Adds the counts of batch `b` to the totals `a` (NULL at first).
+# The counts of several batches (lookup_count() results) added up; NULL
+# when there are none.
 #' @noRd
-lookup_merge_counts <- function(a, b) {
-  if (is.null(a)) return(b)
-  u <- unique(c(a$values, b$values))
-  k <- c(match(a$values, u), match(b$values, u))
-  list(values = u, counts = as.double(rowsum_by(c(a$counts, b$counts), k, length(u))),
-       doc_counts = as.double(rowsum_by(c(a$doc_counts, b$doc_counts), k, length(u))),
-       n_docs = a$n_docs + b$n_docs)
-}
-
-#' @noRd
-rowsum_by <- function(x, group, n) {
-  out <- numeric(n)
-  s <- rowsum(as.double(x), group, reorder = TRUE)
-  out[as.integer(rownames(s))] <- s[, 1L]
-  out
+lookup_merge_counts <- function(parts) {
+  if (length(parts) == 0L) return(NULL)
+  if (length(parts) == 1L) return(parts[[1L]])
+  values <- unlist(lapply(parts, `[[`, "values"), use.names = FALSE)
+  u <- unique(values)
+  k <- match(values, u)
+  sum_by <- function(field) {
+    s <- rowsum(unlist(lapply(parts, `[[`, field), use.names = FALSE), k, reorder = TRUE)
+    out <- numeric(length(u))
+    out[as.integer(rownames(s))] <- s[, 1L]
+    out
+  }
+  list(values = u, counts = sum_by("counts"), doc_counts = sum_by("doc_counts"),
+       n_docs = sum(vapply(parts, function(p) as.double(p$n_docs), numeric(1))))
 }
 
 # Keras's finalize_state(): the mask and OOV tokens are dropped from the

@@ -44,7 +44,6 @@ Rcpp::List cpp_text_count(SEXP texts, bool lower, bool strip_punct, int split, R
     std::string_view t = text_at(texts, i);
     mh::text_tokens(t.data(), t.size(), opt, scratch, pieces, tokens);
     counter.add(tokens, static_cast<int64_t>(i));
-    if ((i & 0xFFFF) == 0) Rcpp::checkUserInterrupt();
   }
   const R_xlen_t k = static_cast<R_xlen_t>(counter.size());
   Rcpp::CharacterVector values(k);
@@ -97,7 +96,6 @@ SEXP cpp_text_index(SEXP texts, bool lower, bool strip_punct, int split, Rcpp::I
       }
       flat.push_back(v);
     }
-    if ((i & 0xFFFF) == 0) Rcpp::checkUserInterrupt();
   }
   if (seq_len == -2) {
     Rcpp::IntegerVector idx(flat.begin(), flat.end());
