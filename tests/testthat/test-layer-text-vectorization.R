@@ -384,6 +384,29 @@ test_that("a model taking text: fit() and predict() on character vectors", {
   expect_error(fit(model, rbind(c("a", "b")), 1, verbose = 0), "shape")
 })
 
+test_that("sequential models with text vectorization first (Keras's tests: first layer, ngrams and tf_idf saved)", {
+  vocab_layer <- function() layer_text_vectorization(max_tokens = 10, output_sequence_length = 3,
+                                                     vocabulary = c("baz", "bar", "foo"))
+  x <- rbind("foo qux bar", "qux baz")
+  first_call <- keras_model_sequential(layers = list(vocab_layer(), layer_embedding(input_dim = 5, output_dim = 4)))
+  expect_identical(dim(first_call(x)), c(2L, 3L, 4L))
+  declared <- keras_model_sequential(input_shape = 1, input_dtype = "string") |>
+    layer_text_vectorization(ngrams = c(1, 2))
+  data <- c("foo bar", "bar baz", "baz bada boom")
+  adapt(declared$layers[[1]], data)
+  out <- declared(data)
+  path <- tempfile(fileext = ".rds")
+  save_model(declared, path)
+  expect_identical(load_model(path)(data), out)
+  tfidf <- keras_model_sequential(input_shape = integer(), input_dtype = "string") |>
+    layer_text_vectorization(max_tokens = 100, output_mode = "tf_idf")
+  adapt(tfidf$layers[[1]], data)
+  out <- tfidf(data)
+  expect_identical(dim(out), c(3L, 6L))
+  save_model(tfidf, path, overwrite = TRUE)
+  expect_identical(load_model(path)(data), out)
+})
+
 test_that("bad arguments are errors naming the argument", {
   expect_error(layer_text_vectorization(output_mode = "multi_hot", output_sequence_length = 3),
                "output_sequence_length")
