@@ -116,7 +116,7 @@ check_special_token <- function(x, arg, kind, null_ok = FALSE) {
     what <- if (kind == "string") "a single string" else "a single whole number"
     abort_arg(arg, if (null_ok) paste(what, "or NULL") else what, describe_value(x))
   }
-  if (kind == "string") utf8_strings(x) else as.double(x)
+  if (kind == "string") utf8_strings(x, arg) else as.double(x)
 }
 
 #' @noRd

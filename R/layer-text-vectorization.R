@@ -20,10 +20,11 @@
 #'
 #' Standardization follows Keras (TensorFlow's `tf.strings.lower()` and a
 #' regular expression): `"lower"` lower-cases the ASCII letters A-Z only
-#' (as TensorFlow does; other letters such as `"\u00c9"` or Cyrillic capitals
-#' are kept: pass `standardize = function(x) tolower(x)` for R's Unicode
-#' lower-casing), and `"strip_punctuation"` removes the ASCII punctuation
-#' characters `` !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~ ``. `"whitespace"` splits
+#' (as TensorFlow does; other letters, such as accented or Cyrillic
+#' capitals, are kept: pass `standardize = function(x) tolower(x)` for R's
+#' Unicode lower-casing), and `"strip_punctuation"` removes the 32 ASCII
+#' punctuation characters (those of Python's `string.punctuation`, which
+#' Keras's regular expression lists). `"whitespace"` splits
 #' on runs of ASCII whitespace (space, tab, newline, carriage return,
 #' vertical tab, form feed), ignoring it at both ends; `"character"` splits
 #' into Unicode characters. Text is handled as UTF-8 (latin1 and native
@@ -195,7 +196,7 @@ tv_texts <- function(self, x, arg = "inputs") {
       per_row <- d[2L]
     }
   }
-  text <- utf8_strings(as.vector(x))
+  text <- utf8_strings(as.vector(x), arg)
   bad <- !validUTF8(text)
   if (any(bad)) abort_arg(arg, "valid UTF-8 text", sprintf("invalid UTF-8 at position %d", which(bad)[1L]))
   if (per_row > 1L) text <- as.vector(t(matrix(text, d[1L], per_row)))  # row by row
@@ -212,7 +213,7 @@ tv_standardize <- function(self, text) {
       abort_arg("standardize", sprintf("a function returning a character vector of the input's length (%d) without NA",
                                        length(text)), sprintf("it returned %s", describe_value(out)))
     }
-    return(utf8_strings(as.vector(out)))
+    return(utf8_strings(as.vector(out), "standardize"))
   }
   if (s %in% c("lower", "lower_and_strip_punctuation")) {
     text <- chartr("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", text)   # ASCII only, as TF

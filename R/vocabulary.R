@@ -86,7 +86,7 @@ check_tokens <- function(x, lk, arg, what = "tokens") {
       abort_arg(arg, sprintf("a character vector or array of %s", what), describe_value(x))
     }
     if (anyNA(x)) abort_arg(arg, sprintf("%s without NA", what), sprintf("NA at position %d", which(is.na(x))[1L]))
-    return(utf8_strings(x))
+    return(utf8_strings(x, arg))
   }
   if (!is.numeric(x) || is.object(x)) {
     abort_arg(arg, sprintf("a numeric vector or array of whole-number %s", what), describe_value(x))
@@ -102,11 +102,11 @@ check_tokens <- function(x, lk, arg, what = "tokens") {
 
 # Strings as UTF-8 (latin1 and native strings converted; dims kept).
 #' @noRd
-utf8_strings <- function(x) {
+utf8_strings <- function(x, arg = "inputs") {
   if (identical(Encoding(x), rep("unknown", length(x))) && l10n_info()$`UTF-8`) return(x)
   bytes <- Encoding(x) == "bytes"
   if (any(bytes)) {
-    abort_arg("inputs", "text in a known encoding (UTF-8, latin1 or native)",
+    abort_arg(arg, "text in a known encoding (UTF-8, latin1 or native)",
               sprintf("a string marked \"bytes\" at position %d", which(bytes)[1L]))
   }
   d <- dim(x)

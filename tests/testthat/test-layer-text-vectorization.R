@@ -197,6 +197,14 @@ test_that("max_tokens keeps the most frequent tokens (ties by token, high to low
   }
 })
 
+test_that("split = NULL: each text is a token; a (batch, k) array gives k tokens per row", {
+  layer <- layer_text_vectorization(split = NULL, vocabulary = c("a b", "b"))
+  expect_identical(layer(c("A b!", "b", "")), rbind(2L, 3L, 0L))          # "" is the mask token
+  expect_identical(layer(rbind(c("a b", "zz"), c("b", "a b"))), rbind(c(2L, 1L), c(3L, 2L)))
+  multi <- layer_text_vectorization(split = NULL, vocabulary = c("a", "b"), output_mode = "multi_hot")
+  expect_identical(multi(rbind(c("a", "q", ""), c("b", "b", "b"))), rbind(c(1, 1, 0), c(0, 0, 1)))
+})
+
 test_that("output_sequence_length pads and truncates; without it rows pad to the longest text", {
   layer <- layer_text_vectorization(vocabulary = c("a", "b", "c"), output_sequence_length = 3)
   expect_identical(layer(c("a b c a b", "c", "")), rbind(c(2L, 3L, 4L), c(4L, 0L, 0L), c(0L, 0L, 0L)))
