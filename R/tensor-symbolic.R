@@ -16,7 +16,7 @@
 .graph_state$count <- 0
 
 #' @noRd
-tensor_dtypes <- c("float32", "float64", "int32", "int64", "bool", "string")
+tensor_dtypes <- c("float32", "float64", "int32", "int64", "bool")
 
 # A fresh identifier, unique within the session and (through the session
 # token) across sessions, so that tensors of a model read with readRDS()
@@ -161,7 +161,7 @@ keras_input <- function(shape = NULL, batch_size = NULL, dtype = NULL, sparse = 
     }
     full <- c(if (is.null(batch_size)) NA_integer_ else batch_size, normalize_shape(shape, "shape"))
   }
-  dtype <- check_tensor_dtype(dtype, "dtype")
+  dtype <- check_tensor_dtype(dtype, "dtype", string_ok = TRUE)   # "string": text inputs
   if (is.null(name)) name <- unique_layer_name("input_layer")
   input_layer <- new_input_layer(name, full, dtype, optional)
   layer_self(input_layer)$output
@@ -192,10 +192,11 @@ normalize_shape <- function(x, arg) {
 }
 
 #' @noRd
-check_tensor_dtype <- function(dtype, arg) {
+check_tensor_dtype <- function(dtype, arg, string_ok = FALSE) {
   if (is.null(dtype)) return(config_floatx())
-  if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) && dtype %in% tensor_dtypes)) {
-    abort_arg(arg, paste0("one of ", paste0("\"", tensor_dtypes, "\"", collapse = ", ")),
+  ok <- c(tensor_dtypes, if (string_ok) "string")
+  if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) && dtype %in% ok)) {
+    abort_arg(arg, paste0("one of ", paste0("\"", ok, "\"", collapse = ", ")),
               describe_value(dtype))
   }
   dtype
