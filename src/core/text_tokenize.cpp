@@ -1,5 +1,5 @@
 // Tokenizer and token tables of text vectorization (see text_tokenize.h).
-#include "core/text_tokenize.h"
+#include "text_tokenize.h"
 
 namespace mh {
 namespace {
