@@ -186,7 +186,10 @@ lookup_set_vocabulary <- function(lk, vocabulary, idf_weights = NULL, layer_name
     }
     w <- as.double(idf_weights)
     if (!found_special) w <- c(rep(mean(w), token_start), w)
-    if (isTRUE(lk$pad_to_max_tokens)) w <- c(w, rep(0, lk$max_tokens - length(w)))
+    if (isTRUE(lk$pad_to_max_tokens)) {
+      check_size(lk$max_tokens, "max_tokens", "the idf weights (pad_to_max_tokens = TRUE)")
+      w <- c(w, rep(0, lk$max_tokens - length(w)))
+    }
     idf <- round_float32(w)
   }
   lk$tokens <- tokens
@@ -262,7 +265,10 @@ lookup_finalize <- function(lk, acc, layer_name = "") {
   if (identical(lk$output_mode, "tf_idf")) {
     idf <- round_float32(log(1 + acc$n_docs / (1 + acc$doc_counts[keep][ord])))
     w <- c(rep(round_float32(mean(idf)), token_start), idf)
-    if (isTRUE(lk$pad_to_max_tokens) && !is.null(lk$max_tokens)) w <- c(w, rep(0, lk$max_tokens - length(w)))
+    if (isTRUE(lk$pad_to_max_tokens) && !is.null(lk$max_tokens)) {
+      check_size(lk$max_tokens, "max_tokens", "the idf weights (pad_to_max_tokens = TRUE)")
+      w <- c(w, rep(0, lk$max_tokens - length(w)))
+    }
     lk$idf <- w
   }
   lookup_record_size(lk, layer_name)
