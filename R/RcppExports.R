@@ -165,6 +165,14 @@ cpp_cumulative_backward <- function(x, y, g, dims, axis, prod, threads) {
     .Call(`_multihead_cpp_cumulative_backward`, x, y, g, dims, axis, prod, threads)
 }
 
+cpp_text_count <- function(texts, lower, strip_punct, split, ngrams) {
+    .Call(`_multihead_cpp_text_count`, texts, lower, strip_punct, split, ngrams)
+}
+
+cpp_text_index <- function(texts, lower, strip_punct, split, ngrams, vocabulary, token_start, oov_index, mask_index, seq_len) {
+    .Call(`_multihead_cpp_text_index`, texts, lower, strip_punct, split, ngrams, vocabulary, token_start, oov_index, mask_index, seq_len)
+}
+
 cpp_all_finite <- function(x, threads = 1L) {
     .Call(`_multihead_cpp_all_finite`, x, threads)
 }

@@ -93,19 +93,25 @@
 #                    Keras's config `raw` (dtype policies, initializer objects
 #                    ... converted); returns the config our from_config()
 #                    takes. NULL: the generic translation is ours.
+#   save_assets      function(self): the layer's state that is neither config
+#                    nor weights, as a named list of plain data (a vocabulary:
+#                    vocabulary.R), written by save_model(); it may refuse
+#                    (an error) what a model file cannot hold. NULL: none.
+#   load_assets      function(self, assets): restores what save_assets gave.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
                                  backward = NULL, input_args = NULL, sequential_call = NULL,
                                  activity_terms = NULL, h5_children = NULL, backprop = NULL,
-                                 keras_object = NULL, keras_config = NULL) {
+                                 keras_object = NULL, keras_config = NULL, save_assets = NULL,
+                                 load_assets = NULL) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
   }
   fields <- list(sequential_call = sequential_call, activity_terms = activity_terms,
                  h5_children = h5_children, backprop = backprop, keras_object = keras_object,
-                 keras_config = keras_config)
+                 keras_config = keras_config, save_assets = save_assets, load_assets = load_assets)
   for (nm in names(fields)) {
     if (!is.null(fields[[nm]]) && !is.function(fields[[nm]])) {
       abort_msg(sprintf("`%s` of layer class \"%s\" must be NULL or a function.", nm, class_name))
@@ -116,7 +122,8 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           compute_output_shape = compute_output_shape, forward = forward,
                           backward = backward, input_args = input_args, sequential_call = sequential_call,
                           activity_terms = activity_terms, h5_children = h5_children, backprop = backprop,
-                          keras_object = keras_object, keras_config = keras_config),
+                          keras_object = keras_object, keras_config = keras_config,
+                          save_assets = save_assets, load_assets = load_assets),
          envir = .layer_classes)
 }
 

@@ -167,12 +167,13 @@ model_call <- function(self, inputs, training = NULL) {
 model_ensure_built <- function(self, inputs) {
   if (isTRUE(self$built)) return(invisible())
   x <- if (is.list(inputs) && !is.object(inputs) && length(inputs) == 1L) inputs[[1L]] else inputs
-  if (!(is.numeric(x) || is.logical(x)) || is.object(x)) {
+  if (!(is.numeric(x) || is.logical(x) || is.character(x)) || is.object(x)) {
     abort_arg("inputs", sprintf("an array (model \"%s\" is built by its first call)", self$name),
               describe_value(x))
   }
   d <- if (is.null(dim(x))) length(x) else dim(x)
-  dtype <- if (is.integer(x)) "int32" else if (is.logical(x)) "bool" else "float32"
+  dtype <- if (is.character(x)) "string" else if (is.integer(x)) "int32" else if (is.logical(x)) "bool"
+    else "float32"
   sequential_build(self, c(NA_integer_, as.integer(d[-1L])), dtype)
 }
 
@@ -228,6 +229,7 @@ model_check_input <- function(self, value, tensor, arg) {
     if (identical(tensor$node$kind, "input") && isTRUE(layer_self(callee)$optional)) return(NULL)
     abort_arg(arg, expected, "NULL")
   }
+  if (identical(tensor$dtype, "string")) return(model_check_string_input(self, value, tensor, arg))
   if (!(is.numeric(value) || is.logical(value)) || is.object(value)) {
     abort_arg(arg, expected, describe_value(value))
   }

@@ -71,7 +71,10 @@
 #'   `model$layers`: `name`,
 #'   `class_name`, `weights` (a list of arrays named by Keras weight path,
 #'   e.g. `"dense/kernel"`, in Keras's order and shapes) and `state`
-#'   (`NULL`, or `dropout_seed` and `call_counter` of dropout randomness).
+#'   (`NULL`, or `dropout_seed` and `call_counter` of dropout randomness),
+#'   and for layers with state beyond weights `assets` (a named list: a text
+#'   vectorization or lookup layer's `vocabulary`, all its entries, and
+#'   `idf_weights`).
 #' * `compile`: `NULL` for a model that is not compiled, else `optimizer`
 #'   (`class_name`, `name`, `learning_rate` (a number, or a list of
 #'   `class_name` and `config` of a schedule), `config`, `weight_decay`,
@@ -566,6 +569,8 @@ model_leaf_layers <- function(self) {
 layer_weight_records <- function(self, state) {
   lapply(model_leaf_layers(self), function(s) {
     rec <- list(name = s$name, class_name = s$class_name, weights = layer_variables(s))
+    save_assets <- layer_class_def(s)$save_assets
+    if (state && !is.null(save_assets)) rec$assets <- save_assets(s)  # e.g. a vocabulary
     if (state) {
       rec["state"] <- list(if (!is.null(s$dropout_seed)) {
         list(dropout_seed = s$dropout_seed, call_counter = s$call_counter)
@@ -602,6 +607,9 @@ assign_weight_records <- function(self, records, skip_mismatch, filepath, state)
                                         value_names = if (is.null(names(w))) rep("", length(w)) else names(w),
                                         slots = layer_variable_slots(s), values = unname(w))
     if (state && is.list(r$state) && !is.null(s$dropout_seed)) states[[length(states) + 1L]] <- list(s, r$state)
+    if (state && is.list(r$assets) && !is.null(layer_class_def(s)$load_assets)) {
+      layer_class_def(s)$load_assets(s, r$assets)
+    }
   }
   assign_loaded_weights(loads, skip_mismatch, filepath)
   for (st in states) {

@@ -104,7 +104,9 @@ callee_name <- function(callee) {
 #'   with 16 features). Lists with `NULL` entries are accepted, as in keras3.
 #' @param batch_size `NULL` (unknown batch size) or a whole number.
 #' @param dtype `"float32"` (the default), `"float64"`, `"int32"`, `"int64"`
-#'   (for integer ids, e.g. before [layer_embedding()]) or `"bool"`.
+#'   (for integer ids, e.g. before [layer_embedding()]), `"bool"` or
+#'   `"string"` (text, e.g. before [layer_text_vectorization()]; the model
+#'   then takes a character vector or array).
 #' @param sparse `NULL` or `FALSE`; sparse inputs are not supported.
 #' @param batch_shape The full shape including the batch axis, instead of
 #'   `shape` and `batch_size`.
@@ -159,7 +161,7 @@ keras_input <- function(shape = NULL, batch_size = NULL, dtype = NULL, sparse = 
     }
     full <- c(if (is.null(batch_size)) NA_integer_ else batch_size, normalize_shape(shape, "shape"))
   }
-  dtype <- check_tensor_dtype(dtype, "dtype")
+  dtype <- check_tensor_dtype(dtype, "dtype", string_ok = TRUE)   # "string": text inputs
   if (is.null(name)) name <- unique_layer_name("input_layer")
   input_layer <- new_input_layer(name, full, dtype, optional)
   layer_self(input_layer)$output
@@ -190,10 +192,11 @@ normalize_shape <- function(x, arg) {
 }
 
 #' @noRd
-check_tensor_dtype <- function(dtype, arg) {
+check_tensor_dtype <- function(dtype, arg, string_ok = FALSE) {
   if (is.null(dtype)) return(config_floatx())
-  if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) && dtype %in% tensor_dtypes)) {
-    abort_arg(arg, paste0("one of ", paste0("\"", tensor_dtypes, "\"", collapse = ", ")),
+  ok <- c(tensor_dtypes, if (string_ok) "string")
+  if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) && dtype %in% ok)) {
+    abort_arg(arg, paste0("one of ", paste0("\"", ok, "\"", collapse = ", ")),
               describe_value(dtype))
   }
   dtype

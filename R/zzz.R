@@ -25,6 +25,8 @@ utils::globalVariables("self")
   register_embedding()
   register_layer_normalization()
   register_input_layer()
+  register_text_vectorization()
+  register_lookup_layers()
   register_models()
   register_all_ops()
 }

@@ -726,6 +726,41 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_text_count
+Rcpp::List cpp_text_count(SEXP texts, bool lower, bool strip_punct, int split, Rcpp::IntegerVector ngrams);
+RcppExport SEXP _multihead_cpp_text_count(SEXP textsSEXP, SEXP lowerSEXP, SEXP strip_punctSEXP, SEXP splitSEXP, SEXP ngramsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type texts(textsSEXP);
+    Rcpp::traits::input_parameter< bool >::type lower(lowerSEXP);
+    Rcpp::traits::input_parameter< bool >::type strip_punct(strip_punctSEXP);
+    Rcpp::traits::input_parameter< int >::type split(splitSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type ngrams(ngramsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_text_count(texts, lower, strip_punct, split, ngrams));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_text_index
+SEXP cpp_text_index(SEXP texts, bool lower, bool strip_punct, int split, Rcpp::IntegerVector ngrams, SEXP vocabulary, int token_start, int oov_index, int mask_index, int seq_len);
+RcppExport SEXP _multihead_cpp_text_index(SEXP textsSEXP, SEXP lowerSEXP, SEXP strip_punctSEXP, SEXP splitSEXP, SEXP ngramsSEXP, SEXP vocabularySEXP, SEXP token_startSEXP, SEXP oov_indexSEXP, SEXP mask_indexSEXP, SEXP seq_lenSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type texts(textsSEXP);
+    Rcpp::traits::input_parameter< bool >::type lower(lowerSEXP);
+    Rcpp::traits::input_parameter< bool >::type strip_punct(strip_punctSEXP);
+    Rcpp::traits::input_parameter< int >::type split(splitSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type ngrams(ngramsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type vocabulary(vocabularySEXP);
+    Rcpp::traits::input_parameter< int >::type token_start(token_startSEXP);
+    Rcpp::traits::input_parameter< int >::type oov_index(oov_indexSEXP);
+    Rcpp::traits::input_parameter< int >::type mask_index(mask_indexSEXP);
+    Rcpp::traits::input_parameter< int >::type seq_len(seq_lenSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_text_index(texts, lower, strip_punct, split, ngrams, vocabulary, token_start, oov_index, mask_index, seq_len));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_all_finite
 bool cpp_all_finite(SEXP x, int threads);
 RcppExport SEXP _multihead_cpp_all_finite(SEXP xSEXP, SEXP threadsSEXP) {
@@ -834,6 +869,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_softmax_backward", (DL_FUNC) &_multihead_cpp_softmax_backward, 6},
     {"_multihead_cpp_cumulative", (DL_FUNC) &_multihead_cpp_cumulative, 5},
     {"_multihead_cpp_cumulative_backward", (DL_FUNC) &_multihead_cpp_cumulative_backward, 7},
+    {"_multihead_cpp_text_count", (DL_FUNC) &_multihead_cpp_text_count, 5},
+    {"_multihead_cpp_text_index", (DL_FUNC) &_multihead_cpp_text_index, 10},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 2},
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},

@@ -333,7 +333,27 @@ fuzz_exports <- list(
   optimizer_nadam = quote(optimizer_nadam(learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7,
     weight_decay = 0.01, clipnorm = 1, ema_momentum = 0.99, name = "nadam")),
   optimizer_lion = quote(optimizer_lion(learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.99, weight_decay = NULL,
-    global_clipnorm = 1, loss_scale_factor = NULL, gradient_accumulation_steps = NULL, name = "lion"))
+    global_clipnorm = 1, loss_scale_factor = NULL, gradient_accumulation_steps = NULL, name = "lion")),
+  # implicit masks of eager arrays (R/keras-mask.R)
+  get_keras_mask = quote(get_keras_mask(x = set_keras_mask(x3, qm))),
+  set_keras_mask = quote(set_keras_mask(x = x3, mask = qm)),
+  # text vectorization and lookups (R/layer-text-vectorization.R, R/layer-lookup.R)
+  layer_text_vectorization = quote(layer_text_vectorization(c("The cat sat.", "a dog"), max_tokens = NULL,
+    standardize = "lower_and_strip_punctuation", split = "whitespace", ngrams = 2, output_mode = "int",
+    output_sequence_length = 4, pad_to_max_tokens = FALSE, vocabulary = c("cat", "dog", "the"),
+    idf_weights = NULL, sparse = FALSE, ragged = FALSE, encoding = "utf-8", name = NULL)),
+  layer_string_lookup = quote(layer_string_lookup(rbind(c("a", "b"), c("z", "")), max_tokens = NULL,
+    num_oov_indices = 1, mask_token = "", oov_token = "[UNK]", vocabulary = c("a", "b"), idf_weights = NULL,
+    invert = FALSE, output_mode = "int", pad_to_max_tokens = FALSE, sparse = FALSE, encoding = "utf-8")),
+  layer_integer_lookup = quote(layer_integer_lookup(c(3, 7, 9), max_tokens = 5, num_oov_indices = 2,
+    mask_token = 0, oov_token = -1, vocabulary = c(3, 7), vocabulary_dtype = "int64", idf_weights = NULL,
+    invert = FALSE, output_mode = "count", sparse = FALSE, pad_to_max_tokens = TRUE)),
+  adapt = quote(adapt(layer_text_vectorization(output_mode = "tf_idf"), data = c("a b", "b c c"),
+    batch_size = 1, steps = NULL)),
+  get_vocabulary = quote(get_vocabulary(layer_string_lookup(vocabulary = c("x", "y")),
+    include_special_tokens = TRUE)),
+  set_vocabulary = quote(set_vocabulary(layer_text_vectorization(output_mode = "tf_idf"), vocabulary = c("a", "b"),
+    idf_weights = c(0.5, 1)))
 )
 
 # Callable objects and methods that are not exports: layer calls with bad
