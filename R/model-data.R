@@ -188,19 +188,21 @@ normalize_model_x <- function(self, x, arg = "x") {
 #' @noRd
 data_frame_inputs <- function(self, df, arg) {
   if (nrow(df) == 0L || ncol(df) == 0L) abort_arg(arg, "a data frame with rows and columns", describe_value(df))
-  cols <- lapply(names(df), function(nm) {
+  column <- function(nm, numeric_only) {
     v <- df[[nm]]
     if (is.factor(v)) return(as.integer(v) - 1L)
-    if (!(is.numeric(v) || is.logical(v)) || !is.null(dim(v))) {
-      abort_arg(sprintf("%s$%s", arg, nm), "a numeric, logical or factor column", describe_value(v))
+    ok <- is.null(dim(v)) && (is.numeric(v) || is.logical(v) || (!numeric_only && is.character(v)))
+    if (!ok) {
+      abort_arg(sprintf("%s$%s", arg, nm), sprintf("a numeric, logical%s or factor column",
+                                                   if (numeric_only) "" else ", character"), describe_value(v))
     }
     as.vector(v)
-  })
-  names(cols) <- names(df)
+  }
   if (isTRUE(self$built)) {
     names_in <- if (identical(self$input_form, "named")) self$input_names else
       vapply(self$graph$inputs, function(t) t$name, character(1))
-    if (all(names_in %in% names(cols))) return(cols)
+    # the inputs by column name; the other columns are not used (Keras ignores extra keys)
+    if (all(names_in %in% names(df))) return(stats::setNames(lapply(names_in, column, numeric_only = FALSE), names_in))
     if (!identical(self$input_form, "single")) {
       abort_arg(arg, sprintf("a data frame with a column for each input of model \"%s\" (%s)", self$name,
                              quote_names(names_in)), sprintf("columns %s", quote_names(names(df))))
@@ -212,7 +214,7 @@ data_frame_inputs <- function(self, df, arg) {
                            if (isTRUE(self$built)) sprintf(" (\"%s\")", self$graph$inputs[[1L]]$name) else ""),
               "a data frame with factor columns")
   }
-  m <- do.call(cbind, lapply(cols, as.double))
+  m <- do.call(cbind, lapply(names(df), function(nm) as.double(column(nm, numeric_only = TRUE))))
   dimnames(m) <- NULL
   m
 }

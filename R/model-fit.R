@@ -227,7 +227,7 @@ fit.multihead_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
   state$steps <- steps
   state$logs <- NULL
   state$progress <- NULL
-  nan_ok <- any(vapply(callbacks, function(cb) identical(cb$class_name, "TerminateOnNaN"), logical(1)))
+  nan_ok <- any(vapply(callbacks, function(cb) inherits(cb, "TerminateOnNaN") && !is_class_instance(cb), logical(1)))
 
   callbacks_call(callbacks, "on_train_begin", context = context)
   # a callback (backup and restore) may resume from a later epoch

@@ -18,10 +18,10 @@
 #'   `steps` (rounded up).
 #' @param verbose `"auto"` or `1` (a progress bar for slow runs), `0` or `2`
 #'   (none), as in keras3.
+#' @param ... Unused; must be empty.
 #' @param steps `NULL` or a positive whole number: predict the first `steps`
 #'   batches only (for a generator: draw `steps` batches; `NULL` draws until
 #'   it returns `NULL`).
-#' @param ... Unused; must be empty.
 #' @returns What calling the model returns: an array, or a list of arrays.
 #' @export
 #' @examples
@@ -29,7 +29,7 @@
 #' model |> layer_multi_head_attention(num_heads = 2, key_dim = 4)
 #' y <- predict(model, array(rnorm(100 * 5 * 8), c(100, 5, 8)), batch_size = 32)
 #' dim(y)
-predict.multihead_model <- function(object, x, batch_size = NULL, verbose = "auto", steps = NULL, ...) {
+predict.multihead_model <- function(object, x, batch_size = NULL, verbose = "auto", ..., steps = NULL) {
   if (...length()) abort_arg("...", "empty (predict() takes x, batch_size, verbose and steps)",
                              sprintf("%d more argument(s)", ...length()))
   if (missing(x) || is.null(x)) abort_arg("x", "supplied: the model's input array(s) or a generator function")
@@ -49,7 +49,7 @@ predict.multihead_model <- function(object, x, batch_size = NULL, verbose = "aut
   }
   x <- normalize_model_x(self, x, "x")
   model_ensure_built(self, x)
-  vals <- rename_arg_errors(model_input_values(self, x), "inputs", "x")
+  vals <- model_input_values(self, x)
   present <- Filter(Negate(is.null), vals)
   n <- unique(vapply(present, function(v) dim(v)[1L], integer(1)))
   if (length(n) != 1L) {
