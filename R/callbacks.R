@@ -1200,6 +1200,17 @@ backup_restore <- function(cb, context, files) {
   dst <- self$compiled$optimizer
   if (!is.null(src) && !is.null(dst)) {
     for (nm in ls(src, all.names = TRUE)) assign(nm, get(nm, envir = src), envir = dst)
+    # the optimizer's slots are keyed by weight path: the saved model's paths (its layer names) -> this
+    # model's, by position
+    from <- names(model_variables(layer_self(saved)))
+    to <- names(model_variables(self))
+    if (length(from) == length(to)) {
+      dst$slots <- lapply(dst$slots, function(kind) {
+        at <- match(names(kind), from)
+        names(kind)[!is.na(at)] <- to[at[!is.na(at)]]
+        kind
+      })
+    }
   }
   if (file.exists(files[["meta"]])) {
     meta <- readRDS(files[["meta"]])
