@@ -883,7 +883,7 @@ checkpoint_save <- function(cb, epoch, batch, logs, context) {
   if (cfg$save_best_only) {
     current <- logs[[cfg$monitor]]
     if (is.null(current)) {
-      warning(sprintf("Can save best model only with %s available; saving.", cfg$monitor), call. = FALSE)
+      warning(sprintf("Can save best model only with `%s` available; saving.", cfg$monitor), call. = FALSE)
     } else {
       if (is.null(cb$direction)) cb$direction <- early_stopping_direction(cb, context)
       best_str <- if (is.null(cb$best)) "None" else sprintf("%.5f", cb$best)

@@ -303,8 +303,8 @@ generator_draw <- function(src) {
     return(b)
   }
   if (src$exhausted) return(NULL)
-  b <- src$fn()
   src$count <- src$count + 1L
+  b <- call_generator(src$fn, src$arg, src$count)
   if (is.null(b)) {
     src$exhausted <- TRUE
     return(NULL)
@@ -315,6 +315,24 @@ generator_draw <- function(src) {
                                       "or NULL when done (call %d returned %s)"), src$count, describe_value(b)))
   }
   list(x = b[[1L]], y = if (length(b) >= 2L) b[[2L]], sw = if (length(b) == 3L) b[[3L]])
+}
+
+# Calls a generator function given as `arg`: it must be callable without
+# arguments; an error inside it is reported naming `arg` and the call.
+#' @noRd
+call_generator <- function(fn, arg, count) {
+  fmls <- formals(fn)
+  required <- names(fmls)[vapply(fmls, function(f) identical(f, quote(expr = )), logical(1))]
+  required <- setdiff(required, "...")
+  if (length(required)) {
+    abort_arg(arg, "a generator function that can be called with no arguments",
+              sprintf("a function with required argument%s %s", if (length(required) > 1L) "s" else "",
+                      quote_names(required)))
+  }
+  tryCatch(fn(), error = function(e) {
+    abort_msg(sprintf("The generator `%s` failed in call %d: %s", arg, count, conditionMessage(e)),
+              class = "multihead_error_generator")
+  })
 }
 
 # The first batch of a generator, drawn and kept to build and check the model.

@@ -92,7 +92,7 @@ predict_generator <- function(self, fn, steps, show_bar) {
   b <- 0L
   repeat {
     if (!is.null(steps) && b >= steps) break
-    raw <- fn()
+    raw <- call_generator(fn, "x", b + 1L)
     if (is.null(raw)) {
       if (!is.null(steps) && b > 0L) warn_ran_out("predict()", b, steps, "steps")
       break

@@ -267,7 +267,7 @@ test_that("model_checkpoint: paths from templates, save_best_only with mode, wei
   expect_match(msg, "Epoch 4: val_loss improved from 1.50000 to 1.00000, saving model to .*e4.rds")
   # a missing monitor saves with a warning
   expect_warning(multihead:::callback_call(cb, "on_epoch_end", 5, list(loss = 1), ctx),
-                 "Can save best model only with val_loss available")
+                 "Can save best model only with `val_loss` available")
   expect_true(file.exists(file.path(dir, "thr", "e5.rds")))
   # weights only, in Keras's .weights.h5 layout and in the own format
   cb <- callback_model_checkpoint(file.path(dir, "w-{epoch}.weights.h5"), save_weights_only = TRUE)
