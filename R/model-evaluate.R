@@ -60,6 +60,8 @@ evaluate.default <- function(object, ...) {
 #'   `sample_weight` and `batch_size` are not given).
 #' @param y The targets: an array (samples first), or for several outputs a
 #'   list of them (in output order or named by output), or a data frame.
+#' @param ... Must be empty: the other arguments are given by name, as in
+#'   keras3.
 #' @param batch_size `NULL` or samples per batch, a positive whole number.
 #'   `NULL` means 32, or with `steps` the number of samples divided by
 #'   `steps` (rounded up).
@@ -72,7 +74,6 @@ evaluate.default <- function(object, ...) {
 #' @param steps `NULL` or a positive whole number: evaluate the first
 #'   `steps` batches only (for a generator: draw `steps` batches; `NULL`
 #'   draws until it returns `NULL`).
-#' @param ... Must be empty.
 #' @returns A named numeric vector: `loss` (with several outputs also
 #'   `<output>_loss`), then each compiled metric.
 #' @seealso [compile.multihead_model()], [fit.multihead_model()].
@@ -86,8 +87,8 @@ evaluate.default <- function(object, ...) {
 #' model |> compile(optimizer = "sgd", loss = "mse", metrics = "mae")
 #' evaluate(model, x, y, verbose = 0)
 #' evaluate(model, x, y, batch_size = 16, steps = 2, verbose = 0)  # the first 32 samples
-evaluate.multihead_model <- function(object, x = NULL, y = NULL, batch_size = NULL, verbose = "auto",
-                                     sample_weight = NULL, steps = NULL, ...) {
+evaluate.multihead_model <- function(object, x = NULL, y = NULL, ..., batch_size = NULL, verbose = "auto",
+                                     sample_weight = NULL, steps = NULL) {
   if (...length()) {
     abort_arg("...", "empty (evaluate() takes x, y, batch_size, verbose, sample_weight and steps)",
               sprintf("%d more argument(s)", ...length()))

@@ -56,6 +56,8 @@
 #'   column per output, or for one output its column(s)). Their shape must
 #'   fit the loss (e.g. integer class labels for sparse categorical
 #'   cross-entropy, one-hot arrays for categorical cross-entropy).
+#' @param ... Must be empty: the other arguments are given by name, as in
+#'   keras3.
 #' @param batch_size `NULL` or samples per step, a positive whole number.
 #'   `NULL` means 32, or with `steps_per_epoch` the number of samples divided
 #'   by `steps_per_epoch` (rounded up), as in Keras.
@@ -103,7 +105,6 @@
 #'   validation batch.
 #' @param validation_freq A positive whole number: validate after every
 #'   `validation_freq`-th epoch.
-#' @param ... Must be empty.
 #' @returns Invisibly, the training history: a `keras_training_history`
 #'   object (`params`: `verbose`, `epochs`, `steps`; `metrics`: one vector per
 #'   logged quantity, `loss`, the metrics, then `val_loss` and the `val_`
@@ -127,11 +128,11 @@
 #'   list(x[i, ], y[i, , drop = FALSE])
 #' }
 #' model |> fit(next_batch, steps_per_epoch = 8, epochs = 2, verbose = 0)
-fit.multihead_model <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1, verbose = "auto",
+fit.multihead_model <- function(object, x = NULL, y = NULL, ..., batch_size = NULL, epochs = 1,
                                 callbacks = NULL, validation_split = 0, validation_data = NULL, shuffle = TRUE,
-                                sample_weight = NULL, initial_epoch = 1, class_weight = NULL,
+                                class_weight = NULL, sample_weight = NULL, initial_epoch = 1,
                                 steps_per_epoch = NULL, validation_steps = NULL, validation_batch_size = NULL,
-                                validation_freq = 1, ...) {
+                                validation_freq = 1, verbose = "auto") {
   if (...length()) {
     abort_arg("...", paste0("empty (fit() takes x, y, batch_size, epochs, verbose, callbacks, validation_split, ",
                             "validation_data, shuffle, sample_weight, initial_epoch, class_weight, ",
@@ -268,9 +269,6 @@ fit.multihead_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
   callbacks_call(callbacks, "on_train_end", logs = state$logs, context = context)
   invisible(history)
 }
-
-#' @noRd
-`%||%` <- function(a, b) if (is.null(a)) b else a
 
 #' @noRd
 check_shuffle <- function(shuffle) {

@@ -13,12 +13,13 @@
 #'   takes it), or a generator: an R function called with no arguments
 #'   returning one batch per call, the input array(s) or `list(x)` (or
 #'   `list(x, y, ...)`, whose `x` is used), and `NULL` when done.
+#' @param ... Must be empty: the other arguments are given by name, as in
+#'   keras3.
 #' @param batch_size `NULL` or samples per batch, a positive whole number.
 #'   `NULL` means 32, or with `steps` the number of samples divided by
 #'   `steps` (rounded up).
 #' @param verbose `"auto"` or `1` (a progress bar for slow runs), `0` or `2`
 #'   (none), as in keras3.
-#' @param ... Unused; must be empty.
 #' @param steps `NULL` or a positive whole number: predict the first `steps`
 #'   batches only (for a generator: draw `steps` batches; `NULL` draws until
 #'   it returns `NULL`).
@@ -29,7 +30,7 @@
 #' model |> layer_multi_head_attention(num_heads = 2, key_dim = 4)
 #' y <- predict(model, array(rnorm(100 * 5 * 8), c(100, 5, 8)), batch_size = 32)
 #' dim(y)
-predict.multihead_model <- function(object, x, batch_size = NULL, verbose = "auto", ..., steps = NULL) {
+predict.multihead_model <- function(object, x, ..., batch_size = NULL, verbose = "auto", steps = NULL) {
   if (...length()) abort_arg("...", "empty (predict() takes x, batch_size, verbose and steps)",
                              sprintf("%d more argument(s)", ...length()))
   if (missing(x) || is.null(x)) abort_arg("x", "supplied: the model's input array(s) or a generator function")
