@@ -215,10 +215,12 @@ is_model_self <- function(s) !is.null(s$graph) || identical(s$class_name, "Seque
 # an operation's depth the largest of its nodes'; operations are sorted by
 # depth (largest first), then by that number; inputs not connected to an
 # output come first among depth 0. Elementwise operations count in the
-# depths but are not layers.
+# depths but are not layers; with `layers_only = FALSE` they are listed
+# too (the operations of a functional config.json), and a sequential
+# model's graph is walked the same way.
 #' @noRd
-keras_layer_order <- function(self) {
-  if (!identical(self$class_name, "Functional")) return(self$layers)
+keras_layer_order <- function(self, layers_only = TRUE) {
+  if (!identical(self$class_name, "Functional") && layers_only) return(self$layers)
   graph <- self$graph
   input_ids <- vapply(graph$inputs, function(t) t$id, character(1))
   index <- new.env(parent = emptyenv())      # operation name -> first visit
@@ -262,7 +264,8 @@ keras_layer_order <- function(self) {
   ops <- names(op_depth)
   ord <- order(-unlist(op_depth[ops]), vapply(ops, function(o) as.numeric(index[[o]]), numeric(1)))
   layers <- lapply(callees[ops[ord]], function(node) node$callee)
-  unname(Filter(function(l) !inherits(l, "multihead_op") && !inherits(l, "multihead_variable"), layers))
+  unname(Filter(function(l) !inherits(l, "multihead_variable") && (!layers_only || !inherits(l, "multihead_op")),
+                layers))
 }
 
 # ---- writing ----------------------------------------------------------------------

@@ -21,9 +21,8 @@
 # the base Layer's) and `private`.
 
 .builtin_layer_classes <- function() {
-  c("Dense", "EinsumDense", "MultiHeadAttention", "Embedding", "LayerNormalization", "Dropout", "Add",
-    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten", "Activation", "InputLayer", "Functional",
-    "Sequential")
+  nms <- ls(.layer_classes)
+  nms[!vapply(nms, function(n) isTRUE(.layer_classes[[n]]$custom_class), logical(1))]
 }
 
 #' Custom layers
@@ -782,6 +781,9 @@ register_custom_layer_class <- function(cls) {
       if (missing(grad_output)) abort_arg("grad_output", "supplied: an array of the output's shape")
       custom_backprop(object, args, grad_output)
     })
+  def <- .layer_classes[[cls$classname]]
+  def$custom_class <- TRUE
+  assign(cls$classname, def, envir = .layer_classes)
 }
 
 #' @noRd

@@ -206,5 +206,6 @@ register_dense <- function() {
                                                "kernel_constraint", "bias_constraint"))
     },
     build = dense_build, compute_output_shape = dense_compute_output_shape,
-    forward = dense_forward, backward = dense_backward)
+    forward = dense_forward, backward = dense_backward,
+    keras_object = keras_object_adjust(add = list(quantization_config = NULL), drop_null = "activity_regularizer"))
 }

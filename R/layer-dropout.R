@@ -125,5 +125,6 @@ register_dropout <- function() {
     from_config = function(config) layer_from_config(layer_dropout, config, c("rate", "noise_shape", "seed")),
     build = weightless_build(),
     compute_output_shape = function(self, input_shape, args = list()) as_input_shape(input_shape),
-    forward = dropout_forward, backward = dropout_backward)
+    forward = dropout_forward, backward = dropout_backward,
+    keras_object = keras_object_adjust(build_config = FALSE))
 }

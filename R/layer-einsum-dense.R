@@ -146,7 +146,8 @@ register_einsum_dense <- function() {
     build = einsum_dense_build, compute_output_shape = einsum_dense_compute_output_shape,
     forward = einsum_dense_forward, backward = function(self, cache, grad_output) {
       projection_run_backward(self, cache, grad_output)
-    })
+    },
+    keras_object = keras_object_adjust(add = list(quantization_config = NULL)))
 }
 
 # ---- the user layer: layer_einsum_dense() ------------------------------------

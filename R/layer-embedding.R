@@ -145,5 +145,6 @@ register_embedding <- function() {
     compute_output_shape = function(self, input_shape, args = list()) {
       c(as_input_shape(input_shape), self$config$output_dim)
     },
-    forward = embedding_forward, backward = embedding_backward)
+    forward = embedding_forward, backward = embedding_backward,
+    keras_object = keras_object_adjust(add = list(activity_regularizer = NULL, quantization_config = NULL)))
 }

@@ -81,7 +81,9 @@ named_weight_grads <- function(self, grads) {
 protocol_layer_function <- function(inputs, training = NULL, mask = NULL, ...) {
   if (...length()) reject_layer_call_args(self, list(...))
   if (missing(inputs)) abort_arg("inputs", "supplied: the array to apply the layer to")
-  run_layer_forward(self, inputs, training, mask)$output
+  if (is.null(mask)) mask <- implicit_masks_of(inputs)  # keras-mask.R
+  fw <- run_layer_forward(self, drop_implicit_masks(inputs), training, mask)
+  attach_implicit_mask(fw$output, fw$mask)
 }
 
 #' @noRd
@@ -132,7 +134,7 @@ reject_layer_call_args <- function(self, dots) {
 #' @noRd
 register_protocol_layer <- function(class_name, properties, describe, get_config, from_config,
                                     build, compute_output_shape, forward, backward,
-                                    backprop = protocol_layer_backprop) {
+                                    backprop = protocol_layer_backprop, keras_object = NULL) {
   register_layer_class(
     class_name,
     properties = c(common_layer_properties, properties),
@@ -145,7 +147,7 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
     )),
     describe = describe, get_config = get_config, from_config = from_config, build = build,
     compute_output_shape = compute_output_shape, forward = forward, backward = backward,
-    backprop = backprop)
+    backprop = backprop, keras_object = keras_object)
 }
 
 # Initializer, regularizer and constraint arguments (told apart by the

@@ -81,17 +81,25 @@
 #                    of backprop()'s other arguments (those of a call of the
 #                    layer), `grad_output` may be missing. NULL: backprop()
 #                    refuses the layer.
+#   keras_object     function(self, obj): adjusts the layer's serialized
+#                    object in a ".keras" archive's config.json (obj: module,
+#                    class_name, config, registered_name, build_config, as
+#                    Keras's JSON in R lists) where Keras's own differs from
+#                    the generic translation (keras-config.R): keys Keras has
+#                    that we do not (at their defaults), a build_config Keras
+#                    does not write. NULL: the generic translation is Keras's.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
                                  backward = NULL, input_args = NULL, sequential_call = NULL,
-                                 activity_terms = NULL, h5_children = NULL, backprop = NULL) {
+                                 activity_terms = NULL, h5_children = NULL, backprop = NULL,
+                                 keras_object = NULL) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
   }
   fields <- list(sequential_call = sequential_call, activity_terms = activity_terms,
-                 h5_children = h5_children, backprop = backprop)
+                 h5_children = h5_children, backprop = backprop, keras_object = keras_object)
   for (nm in names(fields)) {
     if (!is.null(fields[[nm]]) && !is.function(fields[[nm]])) {
       abort_msg(sprintf("`%s` of layer class \"%s\" must be NULL or a function.", nm, class_name))
@@ -101,7 +109,8 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           get_config = get_config, from_config = from_config, build = build,
                           compute_output_shape = compute_output_shape, forward = forward,
                           backward = backward, input_args = input_args, sequential_call = sequential_call,
-                          activity_terms = activity_terms, h5_children = h5_children, backprop = backprop),
+                          activity_terms = activity_terms, h5_children = h5_children, backprop = backprop,
+                          keras_object = keras_object),
          envir = .layer_classes)
 }
 

@@ -14,17 +14,29 @@
 
 #' Save and load a whole model
 #'
-#' `save_model()` writes a model (its configuration, its weights, the random
-#' state of its dropout layers and, for a compiled model, the compile
-#' configuration with the optimizer's state) to a file in multihead's own
-#' versioned format; `load_model()` recreates it. A compiled model that is
-#' loaded continues training exactly as the saved one would have. The
-#' argument names follow keras3 (`load_model()`'s `model` is the file path).
+#' `save_model()` writes a model: its configuration, its weights and, for a
+#' compiled model, the compile configuration with the optimizer's state;
+#' `load_model()` recreates it. A compiled model that is loaded continues
+#' training exactly as the saved one would have. The argument names follow
+#' keras3 (`load_model()`'s `model` is the file path).
 #'
-#' Keras's `.keras` archives and legacy `.h5` model files are not
-#' supported: build the model in R and exchange weights with Keras through
-#' [save_model_weights()] and [load_model_weights()] with a path ending in
-#' `".weights.h5"`.
+#' A path ending in `".keras"` means Keras 3's model archive, the file
+#' Keras's `model.save()` writes and `keras.saving.load_model()` reads (a zip
+#' of `metadata.json`, `config.json` and `model.weights.h5`; needs the
+#' suggested packages hdf5r, jsonlite and zip): multihead writes it as Keras
+#' 3.15 does, and reads the archives Keras writes, for every layer class this
+#' package has. Custom layers ([Layer()]) are written with their class name and
+#' [get_config()], under their registered name (see
+#' [register_keras_serializable()]); loading finds them in `custom_objects` or
+#' among the registered classes, never in the file. The dropout layers'
+#' random state is not part of a Keras archive. Any other path (such as
+#' `"*.rds"`) means multihead's own versioned format below, which also
+#' keeps the dropout layers' random state. Legacy Keras 2 `.h5` model files are
+#' not supported.
+#'
+#' Files are read as data: nothing in a model file is evaluated, and classes,
+#' activations, initializers, optimizers and losses named in it are looked
+#' up in this package's own tables (or `custom_objects`).
 #'
 #' @section File format (version 1):
 #' An RDS file ([saveRDS()]) of a named list of plain data (no functions or
@@ -55,13 +67,25 @@
 #'
 #' @param model For `save_model()`, a model ([keras_model()] or
 #'   [keras_model_sequential()]). For `load_model()`, the path of a file
-#'   written by `save_model()`.
-#' @param filepath The path of the file to write.
+#'   written by `save_model()` or by Keras (`.keras`), or the raw bytes of a
+#'   `.keras` archive (what `save_model(model)` returns).
+#' @param filepath The path of the file to write; `NULL` (keras3's default)
+#'   returns the bytes of a `.keras` archive instead.
 #' @param overwrite `TRUE` or `FALSE`: whether an existing file may be
 #'   replaced.
+#' @param zipped `NULL` or `TRUE`: `.keras` archives are zip files (keras3's
+#'   `zipped = FALSE`, an unzipped folder, is not supported).
+#' @param ... Must be empty.
+#' @param custom_objects `NULL`, or a list of custom layer classes made by
+#'   [Layer()], named by the class names (or registered names, such as
+#'   `"demo>PositionalEmbedding"`) a `.keras` file uses.
 #' @param compile `TRUE` or `FALSE`: whether to restore the compile
 #'   configuration and the optimizer's state (if the model was compiled).
-#' @returns `save_model()`: `filepath`, invisibly. `load_model()`: the model.
+#' @param safe_mode `TRUE` or `FALSE`, as in keras3. multihead never
+#'   evaluates code from a file (Keras's `Lambda` layers, which hold Python
+#'   code, are refused either way).
+#' @returns `save_model()`: `model`, invisibly (as keras3), or the archive's
+#'   bytes when `filepath` is `NULL`. `load_model()`: the model.
 #' @seealso [save_model_weights()] for weights only, and Keras's weights
 #'   files.
 #' @export
@@ -75,9 +99,30 @@
 #' model2 <- load_model(path)
 #' x <- array(rnorm(2 * 4 * 8), c(2, 4, 8))
 #' all.equal(model(x), model2(x))
-save_model <- function(model, filepath, overwrite = FALSE) {
+#' if (requireNamespace("hdf5r", quietly = TRUE) && requireNamespace("zip", quietly = TRUE)) {
+#'   keras_file <- tempfile(fileext = ".keras")
+#'   save_model(model, keras_file)
+#'   model3 <- load_model(keras_file)
+#'   all.equal(model(x), model3(x))
+#' }
+save_model <- function(model, filepath = NULL, overwrite = FALSE, zipped = NULL, ...) {
   self <- check_model_arg(model)
+  check_dots_empty_here(list(...), "save_model()")
+  if (!is.null(zipped) && !identical(zipped, TRUE)) {
+    abort_arg("zipped", "NULL or TRUE (multihead writes .keras archives zipped, as Keras does by default)",
+              describe_value(zipped))
+  }
+  if (is.null(filepath)) {  # keras3: the archive's bytes
+    path <- tempfile(fileext = ".keras")
+    on.exit(unlink(path), add = TRUE)
+    write_keras_archive(self, path)
+    return(readBin(path, "raw", file.size(path)))
+  }
   filepath <- check_write_path(filepath, overwrite, "model")
+  if (is_keras_archive_path(filepath)) {
+    write_keras_archive(self, filepath)
+    return(invisible(model))
+  }
   record <- list(
     format = "multihead.model",
     format_version = .model_format_version,
@@ -90,14 +135,23 @@ save_model <- function(model, filepath, overwrite = FALSE) {
     compile = if (is.null(self$compiled)) NULL else compile_record(self$compiled)
   )
   write_rds_file(record, filepath)
-  invisible(filepath)
+  invisible(model)
 }
 
 #' @rdname save_model
 #' @export
-load_model <- function(model, compile = TRUE) {
-  filepath <- check_read_path(model, "model", "load_model")
+load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode = TRUE) {
   compile <- check_flag(compile, "compile")
+  safe_mode <- check_flag(safe_mode, "safe_mode")
+  custom_objects <- check_custom_objects(custom_objects)
+  if (is.raw(model)) {  # keras3: the bytes of a .keras archive
+    path <- tempfile(fileext = ".keras")
+    on.exit(unlink(path), add = TRUE)
+    writeBin(model, path)
+    return(read_keras_archive(path, custom_objects, compile))
+  }
+  filepath <- check_read_path(model, "model", "load_model")
+  if (is_keras_archive_path(filepath)) return(read_keras_archive(filepath, custom_objects, compile))
   record <- read_multihead_file(filepath, "multihead.model", .model_format_version, "model")
   if (!(identical(record$class_name, "Functional") || identical(record$class_name, "Sequential")) ||
       !is.list(record$config)) {
@@ -112,6 +166,42 @@ load_model <- function(model, compile = TRUE) {
   }
   if (compile && !is.null(record$compile)) self$compiled <- compiled_from_record(record$compile)
   obj
+}
+
+# `custom_objects` of load_model(): NULL, or a named list of layer classes
+# made by Layer() (keras3 also accepts a list of classes named by their own
+# class names).
+#' @noRd
+check_custom_objects <- function(custom_objects) {
+  if (is.null(custom_objects)) return(list())
+  if (is_layer_class_constructor(custom_objects)) custom_objects <- list(custom_objects)
+  if (!is.list(custom_objects) || is.object(custom_objects)) {
+    abort_arg("custom_objects", "NULL or a named list of layer classes made by Layer()",
+              describe_value(custom_objects))
+  }
+  nms <- names(custom_objects)
+  if (is.null(nms)) nms <- rep("", length(custom_objects))
+  for (i in seq_along(custom_objects)) {
+    obj <- custom_objects[[i]]
+    if (!is_layer_class_constructor(obj)) {
+      abort_arg(sprintf("custom_objects[[%d]]", i), "a layer class made by Layer() or new_layer_class()",
+                describe_value(obj))
+    }
+    if (!nzchar(nms[[i]])) nms[[i]] <- attr(obj, "multihead_layer_class", exact = TRUE)$classname
+  }
+  stats::setNames(custom_objects, nms)
+}
+
+#' @noRd
+is_layer_class_constructor <- function(x) is.function(x) && is.environment(attr(x, "multihead_layer_class", exact = TRUE))
+
+#' @noRd
+check_dots_empty_here <- function(dots, fun) {
+  if (length(dots)) {
+    nms <- names(dots)
+    abort_arg(if (is.null(nms) || !nzchar(nms[[1L]])) "..." else nms[[1L]],
+              sprintf("not given: %s takes no such argument", fun), describe_value(dots[[1L]]))
+  }
 }
 
 #' Save and load a model's weights
@@ -231,21 +321,27 @@ check_model_built <- function(self) {
 #' @noRd
 is_keras_weights_path <- function(path) grepl("\\.weights\\.h5$", path, ignore.case = TRUE)
 
-# Keras model archives (".keras") and legacy ".h5" files are not ours to
-# read or write: an error pointing at the weights layout.
+#' @noRd
+is_keras_archive_path <- function(path) grepl("\\.keras$", path, ignore.case = TRUE)
+
+# Paths of files this function does not read or write: legacy Keras ".h5"
+# model files always; ".keras" archives as weights; ".weights.h5" as whole
+# models.
 #' @noRd
 check_not_keras_archive <- function(filepath, what) {
-  keras_archive <- grepl("\\.keras$", filepath, ignore.case = TRUE)
+  keras_archive <- is_keras_archive_path(filepath) && !identical(what, "model")
   legacy_h5 <- grepl("\\.(h5|hdf5)$", filepath, ignore.case = TRUE) && !is_keras_weights_path(filepath)
   whole_model_h5 <- identical(what, "model") && is_keras_weights_path(filepath)
   if (keras_archive || legacy_h5 || whole_model_h5) {
     kind <- if (keras_archive) "a Keras model archive (\".keras\")" else if (legacy_h5)
-      "a legacy Keras HDF5 file (\".h5\")" else "a Keras weights file (\".weights.h5\")"
+      "a legacy Keras HDF5 file (\".h5\", Keras 2)" else "a Keras weights file (\".weights.h5\")"
     abort_arg("filepath", sprintf(paste0(
-      "the path of a multihead %s file, not %s: multihead reads and writes Keras files only as weights, ",
-      "with save_model_weights(model, \"*.weights.h5\") and load_model_weights(model, \"*.weights.h5\")%s"),
-      what, kind, if (identical(what, "model")) "; save_model() writes multihead's own format (e.g. \"*.rds\")"
-      else ""), sprintf("\"%s\"", filepath))
+      "the path of a %s file, not %s: %s"), what, kind,
+      if (identical(what, "model")) paste0("save_model() and load_model() handle \".keras\" archives and ",
+                                           "multihead's own format (e.g. \"*.rds\"); weights go to ",
+                                           "\"*.weights.h5\" with save_model_weights()")
+      else "weights files end in \".weights.h5\" (Keras's layout) or are multihead's own (e.g. \"*.rds\")"),
+      sprintf("\"%s\"", filepath))
   }
 }
 

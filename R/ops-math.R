@@ -438,6 +438,8 @@ math_register_clip <- function() {
       sx <- value_shape(x); sl <- value_shape(lo); sh <- value_shape(hi)
       if (length(lo) != 1L && !identical(sl, sx)) lo <- math_clip_bound(lo, sl, sx, "x_min")
       if (length(hi) != 1L && !identical(sh, sx)) hi <- math_clip_bound(hi, sh, sx, "x_max")
+      if (length(lo) == 1L) lo <- as.vector(lo)  # a one-element array bound: R's `<` refuses its dims
+      if (length(hi) == 1L) hi <- as.vector(hi)
       out <- x
       if (math_int_storage(x)) {
         if (is.logical(x)) storage.mode(out) <- "integer"

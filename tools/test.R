@@ -20,9 +20,10 @@ if (length(dup)) {
   cat("\n0 passed, 1 failed\n")
   quit(status = 1L, save = "no")
 }
-# hdf5r (Suggests) reads and writes Keras .weights.h5 files; it compiles
+# hdf5r, jsonlite and zip (Suggests) read and write Keras .weights.h5 files and
+# .keras archives; hdf5r compiles
 # against the HDF5 C library (tools/install-system-libs.sh installs it).
-install_missing(c(description_deps(), "testthat", "jsonlite", "hdf5r"))
+install_missing(c(description_deps(), "testthat", "jsonlite", "hdf5r", "zip", "ggplot2"))
 lib <- file.path(tempdir(), "multihead-lib")
 dir.create(lib, showWarnings = FALSE)
 install_multihead(lib)

@@ -76,6 +76,19 @@ fuzz_exports <- list(
     layers = list(layer_dense(units = 2)))),
   layer_activation = quote(layer_activation(x3, activation = "relu", name = "fz_act", dtype = "float64")),
   layer_add = quote(layer_add(list(x3, x3), name = "fz_add")),
+  # merge, reshaping, Lambda and TimeDistributed layers (layer-merge.R, layer-reshape.R, ...)
+  layer_average = quote(layer_average(list(x3, x3), name = "fz_average", dtype = "float64")),
+  layer_concatenate = quote(layer_concatenate(list(x3, x3), axis = -1L, name = "fz_concatenate")),
+  layer_identity = quote(layer_identity(x3, name = "fz_identity")),
+  layer_lambda = quote(layer_lambda(x3, f = function(x, k) op_exp(x) * k, output_shape = NULL, mask = NULL,
+    arguments = list(k = 2))),
+  layer_masking = quote(layer_masking(x3, mask_value = 0)),
+  layer_multiply = quote(layer_multiply(list(x3, x3), name = "fz_multiply")),
+  layer_permute = quote(layer_permute(x3, dims = c(2, 1))),
+  layer_repeat_vector = quote(layer_repeat_vector(x2, n = 3)),
+  layer_reshape = quote(layer_reshape(x3, target_shape = c(8, -1))),
+  layer_subtract = quote(layer_subtract(list(x3, x3), name = "fz_subtract")),
+  layer_time_distributed = quote(layer_time_distributed(x3, layer = layer_dense(units = 2))),
   layer_dense = quote(layer_dense(x3, units = 4, activation = "tanh", use_bias = TRUE,
     kernel_initializer = "glorot_uniform", bias_initializer = "zeros", kernel_regularizer = NULL,
     bias_regularizer = NULL, activity_regularizer = NULL, kernel_constraint = NULL, bias_constraint = NULL)),
@@ -127,6 +140,8 @@ fuzz_exports <- list(
   load_model = quote(load_model(model = saved_model_file, compile = TRUE)),
   load_model_weights = quote(load_model_weights(model(), filepath = saved_weights_h5, skip_mismatch = FALSE)),
   save_model = quote(save_model(compiled(), filepath = "fz-model.rds", overwrite = TRUE)),
+  register_keras_serializable = quote(register_keras_serializable(object = Layer("FuzzSerializable"),
+    name = "FuzzSerializable", package = "fuzz")),
   save_model_weights = quote(save_model_weights(model(), filepath = "fz.weights.h5", overwrite = TRUE)),
   set_buffer_cache_size = quote(set_buffer_cache_size(bytes = 16 * 2^20)),
   set_num_threads = quote(set_num_threads(n = 1)),
@@ -302,6 +317,9 @@ fuzz_exports <- list(
 # inputs, masks and training flags; model methods; `$` methods with bad arguments.
 fuzz_callables <- list(
   dense_call = quote(dense_built()(x3, training = FALSE)),
+  save_keras_archive = quote(save_model(compiled(), filepath = "fz-model.keras", overwrite = TRUE)),
+  load_keras_archive = quote(load_model(model = saved_keras_file, custom_objects = NULL, compile = TRUE,
+    safe_mode = TRUE)),
   save_weights_own_format = quote(save_model_weights(model(), filepath = "fz-weights.rds", overwrite = TRUE)),
   load_weights_own_format = quote(load_model_weights(model(), filepath = saved_weights_rds, skip_mismatch = TRUE)),
   mha_call = quote(mha_built()(query = x3, value = v3, key = k3, attention_mask = am, query_mask = qm,
@@ -323,6 +341,18 @@ fuzz_callables <- list(
   pooling_call = quote(layer_global_average_pooling_1d()(x3, mask = qm)),
   flatten_call = quote(layer_flatten()(x3)),
   add_call = quote(layer_add()(list(x3, x3))),
+  # merge, reshaping, Lambda and TimeDistributed layers: calls with masks, backprop()
+  multiply_masked_call = quote(layer_multiply()(list(x3, x3), mask = list(qm, qm))),
+  concatenate_masked_call = quote(layer_concatenate(axis = 2)(list(x3, x3), mask = list(qm, NULL))),
+  concatenate_backprop = quote(backprop(layer_concatenate(), list(x3, x3), grad_output = array(1, c(2, 5, 16)))),
+  subtract_backprop = quote(backprop(layer_subtract(), list(x3, x3), grad_output = g3)),
+  masking_call = quote(layer_masking(mask_value = 0)(x3, mask = qm)),
+  lambda_masked_call = quote(layer_lambda(f = function(x, mask) x * 2, mask = function(inputs, mask) mask)(x3,
+    mask = qm, training = TRUE)),
+  lambda_backprop = quote(backprop(layer_lambda(f = function(x) op_tanh(x)), x3, grad_output = g3)),
+  reshape_backprop = quote(backprop(layer_reshape(target_shape = c(8, 5)), x3, grad_output = array(1, c(2, 8, 5)))),
+  time_distributed_backprop = quote(backprop(layer_time_distributed(layer = layer_dense(units = 8)), x3,
+    mask = qm, grad_output = g3)),
   activation_call = quote(layer_activation(activation = "softmax")(x3)),
   dense_build = quote(dense()$build(input_shape = c(2, 8))),
   dense_set_weights = quote(dense_built()$set_weights(weights = dense_w)),
@@ -419,6 +449,8 @@ fuzz_fixtures <- function() {
     model_w <- get_weights(model())
     saved_model_file <- tempfile("fz-model-", fileext = ".rds")
     save_model(compile(model(), optimizer = "adam", loss = "mse"), saved_model_file)
+    saved_keras_file <- tempfile("fz-model-", fileext = ".keras")
+    save_model(compile(model(), optimizer = "adam", loss = "mse"), saved_keras_file)
     saved_weights_h5 <- tempfile("fz-", fileext = ".weights.h5")
     save_model_weights(model(), saved_weights_h5)
     saved_weights_rds <- tempfile("fz-weights-", fileext = ".rds")

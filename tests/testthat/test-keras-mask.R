@@ -1,0 +1,49 @@
+# Implicit masks in eager calls: arrays carry the mask a layer computed
+# (attribute "keras_mask"), the next layer uses it, and eager results equal
+# the same layers in a model (where masks flow along the graph).
+
+test_that("an embedding's mask travels with its eager output and is used by the next layers", {
+  set.seed(5)
+  ids <- rbind(c(4, 2, 0, 0), c(7, 5, 3, 0))
+  emb <- layer_embedding(input_dim = 10, output_dim = 3, mask_zero = TRUE)
+  dense <- layer_dense(units = 2)
+  pool <- layer_global_average_pooling_1d()
+  h <- emb(ids)
+  expect_identical(get_keras_mask(h), ids != 0)
+  d <- dense(h)
+  expect_identical(get_keras_mask(d), ids != 0)          # Dense passes its input's mask on
+  pooled <- pool(d)
+  expect_null(get_keras_mask(pooled))                     # pooling consumes it
+  # the mask is used: the average runs over the unmasked steps only (plain R)
+  plain <- t(sapply(1:2, function(b) colMeans(matrix(d[b, ids[b, ] != 0, ], ncol = 2))))
+  expect_equal(unclass(pooled), plain, tolerance = 1e-6, ignore_attr = TRUE)
+  # the same layers in a model give the same numbers
+  inp <- keras_input(4, dtype = "int32")
+  model <- keras_model(inp, pool(dense(emb(inp))))
+  expect_equal(model(ids), pooled, ignore_attr = TRUE)
+  # an explicit mask wins over the implicit one
+  all_on <- array(TRUE, c(2, 4))
+  expect_equal(pool(d, mask = all_on), pool(set_keras_mask(d, NULL)))
+  expect_false(isTRUE(all.equal(pool(d, mask = all_on), pooled)))
+})
+
+test_that("merge layers combine the masks their eager inputs carry", {
+  set.seed(6)
+  a <- set_keras_mask(array(rnorm(2 * 3 * 2), c(2, 3, 2)), rbind(c(TRUE, TRUE, FALSE), c(TRUE, FALSE, FALSE)))
+  b <- set_keras_mask(array(rnorm(2 * 3 * 2), c(2, 3, 2)), rbind(c(TRUE, FALSE, FALSE), c(TRUE, TRUE, TRUE)))
+  s <- layer_add()(list(a, b))
+  expect_equal(as.vector(s), as.vector(a) + as.vector(b), tolerance = 1e-6)
+  # Keras 3.15's merge layers: the OR of the inputs' masks
+  expect_identical(get_keras_mask(s), get_keras_mask(a) | get_keras_mask(b))
+  # and no mask when one input has none
+  expect_null(get_keras_mask(layer_add()(list(a, set_keras_mask(b, NULL)))))
+})
+
+test_that("set_keras_mask() checks its arguments", {
+  x <- array(0, c(2, 3, 4))
+  expect_identical(get_keras_mask(set_keras_mask(x, matrix(TRUE, 2, 3))), matrix(TRUE, 2, 3))
+  expect_null(get_keras_mask(set_keras_mask(set_keras_mask(x, matrix(TRUE, 2, 3)), NULL)))
+  expect_error(set_keras_mask(x, matrix(TRUE, 3, 2)), "`mask`", class = "multihead_error_argument")
+  expect_error(set_keras_mask(x, matrix(NA, 2, 3)), "`mask`", class = "multihead_error_argument")
+  expect_error(set_keras_mask("a", NULL), "`x`", class = "multihead_error_argument")
+})
