@@ -279,6 +279,11 @@ test_that("model_checkpoint: paths from templates, save_best_only with mode, wei
   fit(a, d$x, d$y, epochs = 1, verbose = 0, callbacks = cb)
   load_model_weights(b, file.path(dir, "w-1.rds"))
   expect_identical(get_weights(b), get_weights(a))
+  # whole models as Keras 3 .keras archives
+  cb <- callback_model_checkpoint(file.path(dir, "k-{epoch}.keras"))
+  fit(a, d$x, d$y, epochs = 1, verbose = 0, callbacks = cb)
+  k <- load_model(file.path(dir, "k-1.keras"))
+  expect_equal(get_weights(k), get_weights(a), tolerance = 1e-7)
   expect_arg_error(callback_model_checkpoint(file.path(dir, "m.weights.h5")), "filepath")
   expect_arg_error(callback_model_checkpoint(), "filepath")
   expect_arg_error(callback_model_checkpoint("m.rds", save_freq = 0), "save_freq")
