@@ -16,6 +16,8 @@
 #                                   metric_directions = c(accuracy = "up"))
 #   callbacks <- as_callback_list(callbacks)
 #   callbacks_call(callbacks, "on_train_begin", context = context)
+#   initial_epoch <- context$initial_epoch %||% initial_epoch   # set by a
+#                                      # callback that resumes training
 #   for (epoch in initial_epoch:epochs) {
 #     callbacks_call(callbacks, "on_epoch_begin", epoch, context = context)
 #     for (batch in seq_len(steps)) {
@@ -25,13 +27,18 @@
 #                      <running loss and metrics>, context)
 #       if (context$stop_training) break
 #     }
-#     callbacks_call(callbacks, "on_epoch_end", epoch,
-#                    <epoch loss and metrics, then val_ ones>, context)
+#     logs <- callbacks_call(callbacks, "on_epoch_end", epoch,
+#                            <epoch loss and metrics, then val_ ones>, context)
+#     <the history records these logs (with what callbacks added, e.g.
+#      learning_rate), as Keras's History callback, which runs last>
 #     if (context$stop_training) break
 #   }
 #   callbacks_call(callbacks, "on_train_end", logs = <last epoch's logs>,
 #                  context = context)
 #
+# A hook returns the logs the next callback sees: custom callbacks may update
+# them, and a built-in method returns them with class "multihead_updated_logs"
+# when it adds to them (learning-rate callbacks add `learning_rate`).
 # A callback asks training to stop by setting context$stop_training to TRUE;
 # early stopping reads and restores the model's weights through
 # context$get_weights() / context$set_weights(). metric_directions names the
