@@ -23,7 +23,21 @@ keras_optimizer_slot_groups <- function(opt) {
          Adam = , AdamW = c(list(c("momentum", "velocity")), if (isTRUE(cfg$amsgrad)) list("velocity_hat")),
          RMSprop = c(list("velocity"), if (cfg$momentum > 0) list("momentum"),
                      if (isTRUE(cfg$centered)) list("average_gradient")),
+         Adagrad = list("accumulator"),
+         Nadam = list(c("momentum", "velocity")),
+         Lion = list("momentum"),
          NULL)
+}
+
+# The optimizer's own variables after the slots (Keras tracks them when the
+# class's build() assigns them): Nadam's momentum cache.
+#' @noRd
+keras_optimizer_own_variables <- function(opt) {
+  if (identical(opt$class_name, "Nadam")) {
+    u <- opt$variables$u_product
+    return(list(u_product = if (is.null(u)) nadam_u_product(opt$config$beta_1, opt$iterations) else u))
+  }
+  list()
 }
 
 # The optimizer's variables in Keras's order: a list of arrays, or NULL
@@ -39,15 +53,15 @@ keras_optimizer_variables <- function(opt, self) {
     for (p in names(weights)) {
       for (kind in g) {
         v <- opt$slots[[kind]][[p]]
-        if (is.null(v)) {
+        if (is.null(v)) {  # not updated yet: the slot's initial value
           v <- weights[[p]]
-          v[] <- 0
+          v[] <- if (identical(kind, "accumulator")) opt$config$initial_accumulator_value else 0
         }
         vars[[length(vars) + 1L]] <- v
       }
     }
   }
-  vars
+  c(vars, unname(keras_optimizer_own_variables(opt)))
 }
 
 # The trainable weights of a model, named by weight path, in Keras's order
@@ -272,6 +286,13 @@ keras_read_optimizer_h5 <- function(self, opt, path, filepath) {
         k <- k + 1L
       }
     }
+  }
+  own <- keras_optimizer_own_variables(opt)
+  for (nm in names(own)) {
+    vars <- opt$variables
+    vars[[nm]] <- as.double(values[[k]])
+    opt$variables <- vars
+    k <- k + 1L
   }
   invisible(TRUE)
 }

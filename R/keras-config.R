@@ -212,6 +212,28 @@ keras_object_adjust <- function(add = list(), drop_null = character(), build_con
   }
 }
 
+# keras_object / keras_config fields for a config key holding axes: ours
+# are keras3's (1-based from the first axis, negative from the end), Keras's
+# 0-based; negative axes are the same in both.
+#' @noRd
+keras_axis_key_out <- function(key) {
+  function(self, obj) {
+    a <- obj$config[[key]]
+    if (is.list(a)) obj$config[[key]] <- lapply(a, function(v) if (is.numeric(v) && v > 0) v - 1L else v)
+    else if (is.numeric(a) && length(a) == 1L && a > 0) obj$config[[key]] <- a - 1L
+    obj
+  }
+}
+
+#' @noRd
+keras_axis_key_in <- function(key) {
+  function(cfg, raw, custom_objects) {
+    a <- cfg[[key]]
+    if (is.numeric(a)) cfg[[key]] <- ifelse(a >= 0, a + 1L, a)
+    cfg
+  }
+}
+
 # Keras's build_config: the shapes the layer was built for
 # (Layer._build_shapes_dict), those of its first call (`node`) in a
 # functional model: {"input_shape": shape} for one input (a list of shapes
@@ -276,7 +298,7 @@ keras_layer_from_object <- function(obj, custom_objects, where) {
   if (is.null(def) || identical(cn, "InputLayer") || !identical(if (is.null(obj$module)) "keras.layers" else obj$module, "keras.layers")) {
     keras_unknown_class(cn, obj$registered_name, where)
   }
-  if (!is.null(def$keras_config_in)) cfg <- def$keras_config_in(cfg)
+  if (!is.null(def$keras_config)) cfg <- def$keras_config(cfg, raw_cfg, custom_objects)
   attr(cfg, "class_name") <- cn
   layer <- tryCatch(def$from_config(cfg), multihead_error = function(e) {
     abort_msg(sprintf("Could not create layer %s (%s) from its configuration in the file: %s", where, cn,

@@ -290,7 +290,9 @@ write_keras_weights_h5 <- function(self, filepath) {
       value <- s$self$variables[[s$name]]
       dtype <- if (identical(s$self$dtype, "float64")) hdf5r::h5types$H5T_IEEE_F64LE else
         hdf5r::h5types$H5T_IEEE_F32LE
-      group$create_dataset(as.character(i - 1L), robj = to_h5_order(value), dtype = dtype,
+      # a weight without dims holding one number is a scalar (shape ()), written as Keras does
+      space <- if (is.null(dim(value)) && length(value) == 1L) hdf5r::H5S$new(type = "scalar")
+      group$create_dataset(as.character(i - 1L), robj = to_h5_order(value), dtype = dtype, space = space,
                            chunk_dims = NULL, gzip_level = 0)
     }
   }

@@ -197,12 +197,13 @@ td_get_config <- function(self) {
 #' @noRd
 td_from_config <- function(config) {
   lc <- config$layer
+  args <- config[intersect(names(config), base_layer_options())]
+  if (is_layer(lc)) return(do.call(layer_time_distributed, c(list(NULL, layer = lc), args), quote = TRUE))
   if (!is.list(lc) || !is.list(lc$config)) {
     abort_arg("config$layer", "the wrapped layer's list(class_name =, config =)", describe_value(lc))
   }
   inner_cfg <- lc$config
   if (is.null(attr(inner_cfg, "class_name"))) attr(inner_cfg, "class_name") <- lc$class_name
-  args <- config[intersect(names(config), base_layer_options())]
   do.call(layer_time_distributed, c(list(NULL, layer = from_config(inner_cfg)), args), quote = TRUE)
 }
 
@@ -224,5 +225,14 @@ register_time_distributed <- function() {
     build = td_build, compute_output_shape = td_output_shape,
     forward = td_forward, backward = td_backward,
     h5_children = function(self) list(list(path = "layer", layer = td_inner(self))),
-    backprop = protocol_layer_backprop)
+    backprop = protocol_layer_backprop,
+    # in a .keras config the wrapped layer is a whole serialized layer
+    keras_object = function(self, obj) {
+      obj$config$layer <- keras_layer_object(layer_self(td_inner(self)))
+      obj
+    },
+    keras_config = function(cfg, raw, custom_objects) {
+      cfg$layer <- keras_layer_from_object(raw$layer, custom_objects, "the layer of a TimeDistributed")
+      cfg
+    })
 }

@@ -88,18 +88,24 @@
 #                    the generic translation (keras-config.R): keys Keras has
 #                    that we do not (at their defaults), a build_config Keras
 #                    does not write. NULL: the generic translation is Keras's.
+#   keras_config     function(cfg, raw, custom_objects): the reverse, reading
+#                    a ".keras" config: `cfg` is the generic translation of
+#                    Keras's config `raw` (dtype policies, initializer objects
+#                    ... converted); returns the config our from_config()
+#                    takes. NULL: the generic translation is ours.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
                                  backward = NULL, input_args = NULL, sequential_call = NULL,
                                  activity_terms = NULL, h5_children = NULL, backprop = NULL,
-                                 keras_object = NULL) {
+                                 keras_object = NULL, keras_config = NULL) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
   }
   fields <- list(sequential_call = sequential_call, activity_terms = activity_terms,
-                 h5_children = h5_children, backprop = backprop, keras_object = keras_object)
+                 h5_children = h5_children, backprop = backprop, keras_object = keras_object,
+                 keras_config = keras_config)
   for (nm in names(fields)) {
     if (!is.null(fields[[nm]]) && !is.function(fields[[nm]])) {
       abort_msg(sprintf("`%s` of layer class \"%s\" must be NULL or a function.", nm, class_name))
@@ -110,7 +116,7 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           compute_output_shape = compute_output_shape, forward = forward,
                           backward = backward, input_args = input_args, sequential_call = sequential_call,
                           activity_terms = activity_terms, h5_children = h5_children, backprop = backprop,
-                          keras_object = keras_object),
+                          keras_object = keras_object, keras_config = keras_config),
          envir = .layer_classes)
 }
 

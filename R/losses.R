@@ -197,6 +197,88 @@ loss_sparse_categorical_crossentropy <- function(y_true, y_pred, from_logits = F
   loss_entry("SparseCategoricalCrossentropy", config, reduction, name, dtype, list(...))
 }
 
+#' Huber loss
+#'
+#' Keras 3's `Huber`: per element, with `e = y_pred - y_true`, `0.5 * e^2`
+#' where `abs(e) <= delta`, else `delta * abs(e) - 0.5 * delta^2`; averaged
+#' over the last axis per sample, then reduced. The names `"huber"` and
+#' `"huber_loss"` given to `compile()` mean this loss.
+#'
+#' @inherit loss_mean_squared_error details
+#' @inheritParams loss_mean_squared_error
+#' @param delta A non-negative number: where the loss turns from quadratic to
+#'   linear.
+#' @inherit loss_mean_squared_error return
+#' @examples
+#' y_true <- matrix(c(0, 1, 1, 0), 2)
+#' y_pred <- matrix(c(0.6, 0.4, 0.4, 2.6), 2)
+#' loss_huber(y_true, y_pred)
+#' loss_huber(delta = 0.5)(y_true, y_pred)
+#' @family losses
+#' @export
+loss_huber <- function(y_true, y_pred, delta = 1, ..., reduction = "sum_over_batch_size",
+                       name = "huber_loss", dtype = NULL) {
+  loss_entry("Huber", list(delta = check_number(delta, "delta", lower = 0)), reduction, name, dtype,
+             list(...))
+}
+
+#' Kullback-Leibler divergence loss
+#'
+#' Keras 3's `KLDivergence`: per sample `sum(t * log(t / p))` over the last
+#' axis, with `t` and `p` the targets and predictions clipped to `[1e-7, 1]`
+#' (the gradient is zero where the prediction is clipped). The names
+#' `"kl_divergence"` and `"kld"` given to `compile()` mean this loss.
+#'
+#' @inherit loss_mean_squared_error details
+#' @inheritParams loss_mean_squared_error
+#' @param y_true,y_pred Arrays of the same shape (batch first) holding
+#'   probability distributions along the last axis, or both missing to create
+#'   a loss object.
+#' @inherit loss_mean_squared_error return
+#' @examples
+#' y_true <- rbind(c(0.2, 0.8), c(1, 0))
+#' y_pred <- rbind(c(0.4, 0.6), c(0.7, 0.3))
+#' loss_kl_divergence(y_true, y_pred)
+#' loss_kl_divergence(reduction = "sum")(y_true, y_pred)
+#' @family losses
+#' @export
+loss_kl_divergence <- function(y_true, y_pred, ..., reduction = "sum_over_batch_size",
+                               name = "kl_divergence", dtype = NULL) {
+  loss_entry("KLDivergence", list(), reduction, name, dtype, list(...))
+}
+
+#' Categorical focal cross-entropy loss
+#'
+#' Keras 3's `CategoricalFocalCrossentropy` (Lin et al., 2018) for one-hot
+#' targets: with `p` the predictions divided by their sum over `axis` (after
+#' a softmax when `from_logits = TRUE`) and clipped to `[1e-7, 1 - 1e-7]`,
+#' per sample `sum(-alpha * (1 - p)^gamma * t * log(p))` over `axis`. With
+#' `label_smoothing = s` the targets become `t * (1 - s) + s / C` for `C`
+#' classes. `gamma = 0` and `alpha = 1` give the categorical cross-entropy.
+#'
+#' @inherit loss_mean_squared_error details
+#' @inheritParams loss_categorical_crossentropy
+#' @param alpha A number: the weighting factor of every class.
+#' @param gamma A non-negative number: the focusing parameter (larger values
+#'   weigh well-classified samples down more).
+#' @inherit loss_binary_crossentropy return
+#' @examples
+#' y_true <- rbind(c(0, 1, 0), c(0, 0, 1))
+#' y_pred <- rbind(c(0.05, 0.95, 0), c(0.1, 0.8, 0.1))
+#' loss_categorical_focal_crossentropy(y_true, y_pred)
+#' focal <- loss_categorical_focal_crossentropy(alpha = 0.5, gamma = 1, from_logits = TRUE)
+#' focal(y_true, rbind(c(1, 3, -1), c(0, 2, 0.5)))
+#' @family losses
+#' @export
+loss_categorical_focal_crossentropy <- function(y_true, y_pred, alpha = 0.25, gamma = 2, from_logits = FALSE,
+                                                label_smoothing = 0, axis = -1L, ...,
+                                                reduction = "sum_over_batch_size",
+                                                name = "categorical_focal_crossentropy", dtype = NULL) {
+  config <- c(list(alpha = check_number(alpha, "alpha"), gamma = check_number(gamma, "gamma", lower = 0)),
+              crossentropy_config(from_logits, label_smoothing, axis))
+  loss_entry("CategoricalFocalCrossentropy", config, reduction, name, dtype, list(...))
+}
+
 #' @export
 print.multihead_loss <- function(x, ...) {
   cat(format_spec(loss_self(x), "loss"), "\n", sep = "")
@@ -220,10 +302,13 @@ loss_names <- function() {
     binary_crossentropy = "BinaryCrossentropy",
     categorical_crossentropy = "CategoricalCrossentropy",
     sparse_categorical_crossentropy = "SparseCategoricalCrossentropy",
-    MSE = "MeanSquaredError", MAE = "MeanAbsoluteError",
+    huber = "Huber", huber_loss = "Huber", kl_divergence = "KLDivergence", kld = "KLDivergence",
+    categorical_focal_crossentropy = "CategoricalFocalCrossentropy",
+    MSE = "MeanSquaredError", MAE = "MeanAbsoluteError", KLD = "KLDivergence",
     MeanSquaredError = "MeanSquaredError", MeanAbsoluteError = "MeanAbsoluteError",
     BinaryCrossentropy = "BinaryCrossentropy", CategoricalCrossentropy = "CategoricalCrossentropy",
-    SparseCategoricalCrossentropy = "SparseCategoricalCrossentropy")
+    SparseCategoricalCrossentropy = "SparseCategoricalCrossentropy", Huber = "Huber",
+    KLDivergence = "KLDivergence", CategoricalFocalCrossentropy = "CategoricalFocalCrossentropy")
 }
 
 # Turns compile()'s `loss` into a loss object: a loss object is returned as
@@ -264,6 +349,9 @@ loss_default_config <- function(class_name) {
          BinaryCrossentropy = ,
          CategoricalCrossentropy = list(from_logits = FALSE, label_smoothing = 0, axis = -1L),
          SparseCategoricalCrossentropy = list(from_logits = FALSE, ignore_class = NULL, axis = -1L),
+         Huber = list(delta = 1),
+         CategoricalFocalCrossentropy = list(alpha = 0.25, gamma = 2, from_logits = FALSE, label_smoothing = 0,
+                                             axis = -1L),
          list())
 }
 
@@ -555,7 +643,9 @@ loss_kernels <- function() {
   list(MeanSquaredError = mse_kernel, MeanAbsoluteError = mae_kernel,
        BinaryCrossentropy = binary_crossentropy_kernel,
        CategoricalCrossentropy = categorical_crossentropy_kernel,
-       SparseCategoricalCrossentropy = sparse_categorical_crossentropy_kernel)
+       SparseCategoricalCrossentropy = sparse_categorical_crossentropy_kernel,
+       Huber = huber_kernel, KLDivergence = kl_divergence_kernel,
+       CategoricalFocalCrossentropy = categorical_focal_crossentropy_kernel)
 }
 
 #' @noRd
@@ -656,4 +746,54 @@ sparse_categorical_crossentropy_kernel <- function(yt, yp, cfg, grad) {
   if (grad) dvalues[!keep, ] <- 0
   list(values = values, dvalues = if (grad) dvalues,
        mask = if (!is.null(cfg$ignore_class)) keep)
+}
+
+#' @noRd
+huber_kernel <- function(yt, yp, cfg, grad) {
+  delta <- cfg$delta
+  e <- yp - yt
+  a <- abs(e)
+  quadratic <- a <= delta
+  l <- ifelse(quadratic, 0.5 * e^2, delta * a - 0.5 * delta^2)
+  dl <- if (grad) ifelse(quadratic, e, delta * sign(e))
+  list(values = rowMeans(matrix(l, nrow(yp))), dvalues = if (grad) matrix(dl, nrow(yp)) / ncol(yp))
+}
+
+# Both sides clipped to [1e-7, 1]; the gradient passes where y_pred is inside.
+#' @noRd
+kl_divergence_kernel <- function(yt, yp, cfg, grad) {
+  eps <- loss_epsilon()
+  t <- pmin(pmax(yt, eps), 1)
+  p <- pmin(pmax(yp, eps), 1)
+  values <- rowSums(t * log(t / p))
+  list(values = values, dvalues = if (grad) -t / p * (yp >= eps & yp <= 1))
+}
+
+# o = y_pred / rowSums(y_pred) (of softmax(y_pred) with from_logits), clipped;
+# per class f = -alpha * (1 - o)^gamma * t * log(o), summed over classes.
+#' @noRd
+categorical_focal_crossentropy_kernel <- function(yt, yp, cfg, grad) {
+  s <- cfg$label_smoothing
+  t <- if (s > 0) yt * (1 - s) + s / ncol(yp) else yt
+  alpha <- cfg$alpha
+  gamma <- cfg$gamma
+  if (cfg$from_logits) {
+    soft <- exp(log_softmax_rows(yp))
+    probs <- soft
+  } else {
+    probs <- yp
+  }
+  total <- rowSums(probs)
+  o <- probs / total
+  cp <- clip_probabilities(o)
+  oc <- cp$p
+  log_o <- log(oc)
+  values <- rowSums(alpha * (1 - oc)^gamma * (-t * log_o))
+  if (!grad) return(list(values = values))
+  # d f / d oc = alpha * t * (gamma * (1 - oc)^(gamma - 1) * log(oc) - (1 - oc)^gamma / oc)
+  focus_slope <- if (gamma == 0) 0 else gamma * (1 - oc)^(gamma - 1) * log_o
+  g <- alpha * t * (focus_slope - (1 - oc)^gamma / oc) * cp$pass  # d values / d o
+  dprobs <- (g - rowSums(g * o)) / total                           # through o = probs / total
+  dvalues <- if (cfg$from_logits) soft * (dprobs - rowSums(dprobs * soft)) else dprobs
+  list(values = values, dvalues = dvalues)
 }

@@ -375,6 +375,7 @@ train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALS
       dims <- if (is.null(dim(old))) length(old) else dim(old)
       v <- store_weight(updated[[s$path]], dims, s$self$dtype)
       if (!is.null(s$constraint)) v <- store_weight(apply_constraint(s$constraint, v), dims, s$self$dtype)
+      if (is.null(dim(old))) dim(v) <- NULL  # a scalar weight (shape ()) stays a plain number
       s$self$variables[[s$name]] <- v
     }
     layer_weights_changed(self)

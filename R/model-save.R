@@ -545,7 +545,9 @@ assign_loaded_weights <- function(loads, skip_mismatch, filepath) {
     for (i in seq_along(ld$slots)) {
       s <- ld$slots[[i]]
       current <- s$self$variables[[s$name]]
-      s$self$variables[[s$name]] <- store_weight(ld$values[[i]], shape_of(current), s$self$dtype)
+      value <- store_weight(ld$values[[i]], shape_of(current), s$self$dtype)
+      if (is.null(dim(current))) dim(value) <- NULL  # a scalar weight (shape ()) stays a plain number
+      s$self$variables[[s$name]] <- value
       touched[[length(touched) + 1L]] <- s$self
     }
   }

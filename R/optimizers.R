@@ -3,7 +3,8 @@
 # An optimizer is an environment of class c(<Keras class name>,
 # "multihead_optimizer") holding plain R data, so it is updated in place by
 # optimizer_apply() and saveRDS() round-trips it:
-#   class_name      "SGD", "Adam", "AdamW" or "RMSprop"
+#   class_name      "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam" or
+#                   "Lion"
 #   name            the optimizer's name (Keras's default per class)
 #   learning_rate   a number or a learning rate schedule
 #   config          named list of the other hyperparameters (Keras's names)
@@ -11,18 +12,25 @@
 #   slots           named list (one entry per slot kind, e.g. "momentum",
 #                   "velocity") of named lists keyed by variable path, each an
 #                   array shaped like its variable; created as zeros the first
-#                   time a variable is updated
+#                   time a variable is updated (Adagrad's accumulators as
+#                   `initial_accumulator_value`)
+#   variables       named list of the optimizer's own variables, not tied to
+#                   a model variable: Nadam's momentum cache `u_product` (a
+#                   number, 1 at first); empty for the other classes
 #
 # The update rule of each class is optimizer_update_rules()[[class_name]], a
 # function(opt, w, g, lr, path) -> updated w that reads and writes opt$slots.
+# A class with per-step state (Nadam) also has
+# optimizer_step_hooks()[[class_name]], a function(opt) run once per step
+# before the variables are updated (Keras's _backend_update_step()).
 #
 # One step, optimizer_apply(opt, weights, grads), follows Keras 3's
 # BaseOptimizer.apply(): the gradients are clipped (clipnorm per variable,
 # global_clipnorm over all of them, or clipvalue); then, with weight_decay,
-# every variable is decayed, w <- w - w * weight_decay * lr; then each
-# variable gets its class's update; then `iterations` grows by 1. The
-# learning rate `lr` is the schedule evaluated at `iterations` (the count
-# before this step). Constraints are the model's business, after the step.
+# every variable is decayed, w <- w - w * weight_decay * lr; then the class's
+# step hook runs and each variable gets its class's update; then
+# `iterations` grows by 1. The learning rate `lr` is the schedule evaluated
+# at `iterations` (the count before this step). Constraints are the model's business, after the step.
 
 #' Stochastic gradient descent optimizer (with momentum)
 #'
@@ -170,6 +178,117 @@ optimizer_rmsprop <- function(learning_rate = 0.001, rho = 0.9, momentum = 0, ep
                 base$weight_decay, base$clipnorm, base$clipvalue, base$global_clipnorm, dots)
 }
 
+#' Adagrad optimizer
+#'
+#' Keras 3's `Adagrad`. An accumulator `a` of squared gradients is kept per
+#' weight, starting at `initial_accumulator_value`: each step `a <- a + g^2`,
+#' then `w <- w - learning_rate * g / sqrt(a + epsilon)` (epsilon inside the
+#' square root, as in Keras). Adagrad usually wants a larger learning rate
+#' than the default (`1.0` gives the original paper's form). Clipping and
+#' weight decay as in [optimizer_sgd()].
+#'
+#' @inheritParams optimizer_sgd
+#' @param initial_accumulator_value A non-negative number: the starting value
+#'   of the accumulators.
+#' @param epsilon A non-negative number added inside the square root.
+#' @param use_ema,ema_momentum,ema_overwrite_frequency Keras's exponential
+#'   moving average of the weights, accepted at their defaults only (`FALSE`,
+#'   `0.99`, `NULL`); other values are an error.
+#' @param name A string naming the optimizer (`NULL`: the class's default
+#'   name).
+#' @param ... Must be empty.
+#' @param loss_scale_factor,gradient_accumulation_steps Accepted at their
+#'   defaults only (`NULL`).
+#' @inherit optimizer_sgd return
+#' @examples
+#' optimizer_adagrad()
+#' optimizer_adagrad(learning_rate = 0.1, initial_accumulator_value = 0)
+#' @family optimizers
+#' @export
+optimizer_adagrad <- function(learning_rate = 0.001, initial_accumulator_value = 0.1, epsilon = 1e-07,
+                              weight_decay = NULL, clipnorm = NULL, clipvalue = NULL, global_clipnorm = NULL,
+                              use_ema = FALSE, ema_momentum = 0.99, ema_overwrite_frequency = NULL,
+                              name = "adagrad", ..., loss_scale_factor = NULL,
+                              gradient_accumulation_steps = NULL) {
+  config <- list(initial_accumulator_value = check_number(initial_accumulator_value,
+                                                          "initial_accumulator_value", lower = 0),
+                 epsilon = check_number(epsilon, "epsilon", lower = 0))
+  new_optimizer("Adagrad", "adagrad", learning_rate, config,
+                weight_decay, clipnorm, clipvalue, global_clipnorm,
+                keras_base_dots(name, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                                gradient_accumulation_steps, list(...)))
+}
+
+#' Nadam optimizer
+#'
+#' Keras 3's `Nadam`: Adam with Nesterov momentum. With `t` the step (1 for
+#' the first update), `u(s) = beta_1 * (1 - 0.5 * 0.96^s)` and the momentum
+#' cache `u_product` (1 at first) multiplied by `u(t)` once per step:
+#' `m <- m + (g - m) * (1 - beta_1)`, `v <- v + (g^2 - v) * (1 - beta_2)`,
+#' `m_hat <- u(t + 1) * m / (1 - u_product * u(t + 1)) + (1 - u(t)) * g / (1 -
+#' u_product)`, `v_hat <- v / (1 - beta_2^t)` and `w <- w - learning_rate *
+#' m_hat / (sqrt(v_hat) + epsilon)` (epsilon outside the square root).
+#' Clipping and weight decay as in [optimizer_sgd()].
+#'
+#' @inheritParams optimizer_adagrad
+#' @param beta_1,beta_2 Numbers in `[0, 1)`: the decay rates of the first and
+#'   second moment estimates.
+#' @param epsilon A non-negative number added to the denominator.
+#' @inherit optimizer_sgd return
+#' @examples
+#' optimizer_nadam()
+#' optimizer_nadam(learning_rate = 0.002, clipnorm = 1)
+#' @family optimizers
+#' @export
+optimizer_nadam <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-07,
+                            weight_decay = NULL, clipnorm = NULL, clipvalue = NULL, global_clipnorm = NULL,
+                            use_ema = FALSE, ema_momentum = 0.99, ema_overwrite_frequency = NULL,
+                            name = "nadam", ..., loss_scale_factor = NULL,
+                            gradient_accumulation_steps = NULL) {
+  below_one <- 1 - .Machine$double.eps
+  config <- list(beta_1 = check_number(beta_1, "beta_1", lower = 0, upper = below_one),
+                 beta_2 = check_number(beta_2, "beta_2", lower = 0, upper = below_one),
+                 epsilon = check_number(epsilon, "epsilon", lower = 0))
+  new_optimizer("Nadam", "nadam", learning_rate, config,
+                weight_decay, clipnorm, clipvalue, global_clipnorm,
+                keras_base_dots(name, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                                gradient_accumulation_steps, list(...)))
+}
+
+#' Lion optimizer
+#'
+#' Keras 3's `Lion` (Chen et al., 2023). One momentum `m` (zeros at first) is
+#' kept per weight: each step `w <- w - learning_rate * sign(beta_1 * m + (1
+#' - beta_1) * g)`, then `m <- beta_2 * m + (1 - beta_2) * g`. Its updates
+#' have a larger norm than Adam's: a learning rate 3 to 10 times smaller than
+#' AdamW's (and a weight decay as many times larger) is typical. Clipping and
+#' weight decay as in [optimizer_sgd()].
+#'
+#' @inheritParams optimizer_adagrad
+#' @param beta_1 A number in `(0, 1]`: the weight of the momentum in the
+#'   update's direction (0 would make the optimizer sign SGD).
+#' @param beta_2 A number in `[0, 1]`: the decay rate of the momentum.
+#' @inherit optimizer_sgd return
+#' @examples
+#' optimizer_lion()
+#' optimizer_lion(learning_rate = 1e-4, weight_decay = 0.01)
+#' @family optimizers
+#' @export
+optimizer_lion <- function(learning_rate = 0.001, beta_1 = 0.9, beta_2 = 0.99, weight_decay = NULL,
+                           clipnorm = NULL, clipvalue = NULL, global_clipnorm = NULL, use_ema = FALSE,
+                           ema_momentum = 0.99, ema_overwrite_frequency = NULL, name = "lion", ...,
+                           loss_scale_factor = NULL, gradient_accumulation_steps = NULL) {
+  beta_1 <- check_number(beta_1, "beta_1", lower = 0, upper = 1)
+  if (beta_1 == 0) {
+    abort_arg("beta_1", "a number in (0, 1] (0 makes Lion sign SGD)", "0")
+  }
+  config <- list(beta_1 = beta_1, beta_2 = check_number(beta_2, "beta_2", lower = 0, upper = 1))
+  new_optimizer("Lion", "lion", learning_rate, config,
+                weight_decay, clipnorm, clipvalue, global_clipnorm,
+                keras_base_dots(name, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                                gradient_accumulation_steps, list(...)))
+}
+
 #' @export
 print.multihead_optimizer <- function(x, ...) {
   lr <- if (is_lr_schedule(x$learning_rate)) {
@@ -193,13 +312,14 @@ print.multihead_optimizer <- function(x, ...) {
 #' @noRd
 optimizer_constructors <- function() {
   list(sgd = optimizer_sgd, adam = optimizer_adam, adamw = optimizer_adamw,
-       rmsprop = optimizer_rmsprop)
+       rmsprop = optimizer_rmsprop, adagrad = optimizer_adagrad, nadam = optimizer_nadam,
+       lion = optimizer_lion)
 }
 
 # Turns compile()'s `optimizer` argument into an optimizer: an optimizer
 # object is returned as is (it keeps its state); a name ("sgd", "adam",
-# "adamw", "rmsprop", any case, or a Keras class name) makes a new one with
-# the defaults.
+# "adamw", "rmsprop", "adagrad", "nadam", "lion", any case, so also Keras's
+# class names) makes a new one with the defaults.
 #' @noRd
 as_optimizer <- function(x, arg = "optimizer") {
   if (inherits(x, "multihead_optimizer")) return(x)
@@ -245,10 +365,18 @@ optimizer_apply <- function(opt, weights, grads) {
   g <- clip_gradients(opt, grads[paths])
   lr <- optimizer_current_learning_rate(opt)
   update <- optimizer_update_rules()[[opt$class_name]]
+  if (!is.null(opt$weight_decay)) {
+    for (path in paths) {
+      w <- weights[[path]]
+      storage.mode(w) <- "double"
+      weights[[path]] <- w - w * opt$weight_decay * lr
+    }
+  }
+  hook <- optimizer_step_hooks()[[opt$class_name]]
+  if (!is.null(hook)) hook(opt)
   for (path in paths) {
     w <- weights[[path]]
     storage.mode(w) <- "double"
-    if (!is.null(opt$weight_decay)) w <- w - w * opt$weight_decay * lr
     weights[[path]] <- update(opt, w, g[[path]], lr, path)
   }
   opt$iterations <- opt$iterations + 1L
@@ -281,6 +409,7 @@ new_optimizer <- function(class_name, default_name, learning_rate, config,
   opt$global_clipnorm <- clips$global_clipnorm
   opt$iterations <- 0L
   opt$slots <- list()
+  opt$variables <- list()
   class(opt) <- c(class_name, "multihead_optimizer")
   opt
 }
@@ -315,6 +444,21 @@ check_optimizer_dots <- function(dots, default_name) {
     }
   }
   list(name = if ("name" %in% nms) check_string(dots$name, "name") else default_name)
+}
+
+# The `...` list new_optimizer() checks, from the constructors that spell out
+# keras3's base arguments (name, EMA, loss scaling, accumulation) as formals.
+#' @noRd
+keras_base_dots <- function(name, use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                            gradient_accumulation_steps, dots) {
+  if (length(dots) > 0L) {
+    nm <- names(dots)[[1L]]
+    abort_arg(if (is.null(nm) || !nzchar(nm)) "..." else nm, "a known optimizer argument",
+              "an argument that is not recognized")
+  }
+  c(if (!is.null(name)) list(name = name),
+    list(use_ema = use_ema, ema_momentum = ema_momentum, ema_overwrite_frequency = ema_overwrite_frequency,
+         loss_scale_factor = loss_scale_factor, gradient_accumulation_steps = gradient_accumulation_steps))
 }
 
 #' @noRd
@@ -428,7 +572,15 @@ set_optimizer_slot <- function(opt, kind, path, value) {
 # Class name -> update rule.
 #' @noRd
 optimizer_update_rules <- function() {
-  list(SGD = sgd_update, Adam = adam_update, AdamW = adam_update, RMSprop = rmsprop_update)
+  list(SGD = sgd_update, Adam = adam_update, AdamW = adam_update, RMSprop = rmsprop_update,
+       Adagrad = adagrad_update, Nadam = nadam_update, Lion = lion_update)
+}
+
+# Class name -> function(opt) run once per step before the variables'
+# updates.
+#' @noRd
+optimizer_step_hooks <- function() {
+  list(Nadam = nadam_step)
 }
 
 #' @noRd
@@ -483,4 +635,74 @@ rmsprop_update <- function(opt, w, g, lr, path) {
     return(w - mom)
   }
   w - increment
+}
+
+#' @noRd
+adagrad_update <- function(opt, w, g, lr, path) {
+  a <- opt$slots[["accumulator"]][[path]]
+  if (is.null(a)) {
+    a <- w
+    a[] <- opt$config$initial_accumulator_value
+  } else {
+    a <- optimizer_slot(opt, "accumulator", path, w)
+  }
+  a <- a + g^2
+  set_optimizer_slot(opt, "accumulator", path, a)
+  w - (lr * g) / sqrt(a + opt$config$epsilon)
+}
+
+# Nadam's momentum cache after `iterations` steps: the product over s = 1..t
+# of beta_1 * (1 - 0.5 * 0.96^s), multiplied in step order as nadam_step()
+# does (so the same number, bit for bit).
+#' @noRd
+nadam_u_product <- function(beta_1, iterations) {
+  u <- 1
+  for (s in seq_len(iterations)) u <- u * beta_1 * (1 - 0.5 * 0.96^s)
+  u
+}
+
+# Keras's Nadam._backend_update_step(): u_product <- u_product * u(t) once
+# per step. An optimizer restored from a record without `variables` (files
+# that do not store them) gets the cache back from `iterations`.
+#' @noRd
+nadam_step <- function(opt) {
+  beta_1 <- opt$config$beta_1
+  u <- opt$variables$u_product
+  if (is.null(u)) u <- nadam_u_product(beta_1, opt$iterations)
+  vars <- opt$variables
+  if (is.null(vars)) vars <- list()
+  vars$u_product <- u * beta_1 * (1 - 0.5 * 0.96^(opt$iterations + 1))
+  opt$variables <- vars
+  invisible(opt)
+}
+
+#' @noRd
+nadam_update <- function(opt, w, g, lr, path) {
+  cfg <- opt$config
+  beta_1 <- cfg$beta_1
+  beta_2 <- cfg$beta_2
+  local_step <- opt$iterations + 1
+  u_t <- beta_1 * (1 - 0.5 * 0.96^local_step)
+  u_t_1 <- beta_1 * (1 - 0.5 * 0.96^(local_step + 1))
+  u_product_t <- opt$variables$u_product
+  u_product_t_1 <- u_product_t * u_t_1
+  beta_2_power <- beta_2^local_step
+  m <- optimizer_slot(opt, "momentum", path, w)
+  v <- optimizer_slot(opt, "velocity", path, w)
+  m <- m + (g - m) * (1 - beta_1)
+  v <- v + (g^2 - v) * (1 - beta_2)
+  set_optimizer_slot(opt, "momentum", path, m)
+  set_optimizer_slot(opt, "velocity", path, v)
+  m_hat <- (u_t_1 * m) / (1 - u_product_t_1) + ((1 - u_t) * g) / (1 - u_product_t)
+  v_hat <- v / (1 - beta_2_power)
+  w - (m_hat * lr) / (sqrt(v_hat) + cfg$epsilon)
+}
+
+#' @noRd
+lion_update <- function(opt, w, g, lr, path) {
+  cfg <- opt$config
+  m <- optimizer_slot(opt, "momentum", path, w)
+  w <- w - lr * sign(m * cfg$beta_1 + g * (1 - cfg$beta_1))
+  set_optimizer_slot(opt, "momentum", path, m * cfg$beta_2 + g * (1 - cfg$beta_2))
+  w
 }

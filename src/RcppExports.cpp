@@ -11,6 +11,59 @@ Rcpp::Rostream<true>&  Rcpp::Rcout = Rcpp::Rcpp_cout_get();
 Rcpp::Rostream<false>& Rcpp::Rcerr = Rcpp::Rcpp_cerr_get();
 #endif
 
+// cpp_score_attention_forward
+Rcpp::List cpp_score_attention_forward(SEXP query, SEXP key, SEXP value, int mode, SEXP scale, double concat_weight, SEXP query_mask, SEXP value_mask, bool causal, double rate, double seed, double counter, bool want_weights, bool keep_probs, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_score_attention_forward(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP modeSEXP, SEXP scaleSEXP, SEXP concat_weightSEXP, SEXP query_maskSEXP, SEXP value_maskSEXP, SEXP causalSEXP, SEXP rateSEXP, SEXP seedSEXP, SEXP counterSEXP, SEXP want_weightsSEXP, SEXP keep_probsSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type query(querySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type key(keySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value(valueSEXP);
+    Rcpp::traits::input_parameter< int >::type mode(modeSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< double >::type concat_weight(concat_weightSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type query_mask(query_maskSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value_mask(value_maskSEXP);
+    Rcpp::traits::input_parameter< bool >::type causal(causalSEXP);
+    Rcpp::traits::input_parameter< double >::type rate(rateSEXP);
+    Rcpp::traits::input_parameter< double >::type seed(seedSEXP);
+    Rcpp::traits::input_parameter< double >::type counter(counterSEXP);
+    Rcpp::traits::input_parameter< bool >::type want_weights(want_weightsSEXP);
+    Rcpp::traits::input_parameter< bool >::type keep_probs(keep_probsSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_score_attention_forward(query, key, value, mode, scale, concat_weight, query_mask, value_mask, causal, rate, seed, counter, want_weights, keep_probs, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_score_attention_backward
+Rcpp::List cpp_score_attention_backward(SEXP query, SEXP key, SEXP value, int mode, SEXP scale, double concat_weight, SEXP query_mask, SEXP value_mask, bool causal, double rate, double seed, double counter, Rcpp::NumericVector probs, SEXP grad_output, SEXP grad_weights, bool float64, int threads);
+RcppExport SEXP _multihead_cpp_score_attention_backward(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP modeSEXP, SEXP scaleSEXP, SEXP concat_weightSEXP, SEXP query_maskSEXP, SEXP value_maskSEXP, SEXP causalSEXP, SEXP rateSEXP, SEXP seedSEXP, SEXP counterSEXP, SEXP probsSEXP, SEXP grad_outputSEXP, SEXP grad_weightsSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type query(querySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type key(keySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value(valueSEXP);
+    Rcpp::traits::input_parameter< int >::type mode(modeSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type scale(scaleSEXP);
+    Rcpp::traits::input_parameter< double >::type concat_weight(concat_weightSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type query_mask(query_maskSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value_mask(value_maskSEXP);
+    Rcpp::traits::input_parameter< bool >::type causal(causalSEXP);
+    Rcpp::traits::input_parameter< double >::type rate(rateSEXP);
+    Rcpp::traits::input_parameter< double >::type seed(seedSEXP);
+    Rcpp::traits::input_parameter< double >::type counter(counterSEXP);
+    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type probs(probsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_weights(grad_weightsSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_score_attention_backward(query, key, value, mode, scale, concat_weight, query_mask, value_mask, causal, rate, seed, counter, probs, grad_output, grad_weights, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_projection_forward
 Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, SEXP bias, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, int activation, bool float64, int threads);
 RcppExport SEXP _multihead_cpp_projection_forward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP biasSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
@@ -594,6 +647,8 @@ END_RCPP
 }
 
 static const R_CallMethodDef CallEntries[] = {
+    {"_multihead_cpp_score_attention_forward", (DL_FUNC) &_multihead_cpp_score_attention_forward, 16},
+    {"_multihead_cpp_score_attention_backward", (DL_FUNC) &_multihead_cpp_score_attention_backward, 17},
     {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 12},
     {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 13},
     {"_multihead_cpp_activation_forward", (DL_FUNC) &_multihead_cpp_activation_forward, 4},

@@ -381,11 +381,11 @@ test_that("bad arguments to compile() and fit() are errors naming them", {
   d <- regression_data(10)
   model <- dense64_model()
   expect_error(fit(model, d$x, d$y), "must be compiled before fit\\(\\)")
-  expect_error(compile(model, optimizer = "adagrad", loss = "mse"),
+  expect_error(compile(model, optimizer = "adadelta", loss = "mse"),
                "`optimizer` must be an optimizer object or one of \"sgd\", \"adam\", \"adamw\", \"rmsprop\"")
   expect_error(compile(model, loss = "hinge"),
                "`loss` must be a loss object or one of \"mse\", \"mean_squared_error\", \"mae\"")
-  expect_arg_error(compile(model, loss = "mse", metrics = "auc"), "metrics")
+  expect_arg_error(compile(model, loss = "mse", metrics = "f1_score"), "metrics")
   expect_arg_error(compile(model, loss = loss_mean_squared_error(reduction = "none")), "loss")
   expect_error(compile(model, loss = "mse", metrics = list("mae", 3)), "`metrics\\[\\[2\\]\\]` must be a metric")
   expect_arg_error(compile(model, loss = "mse", loss_weights = -1), "loss_weights")

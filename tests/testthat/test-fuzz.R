@@ -89,6 +89,10 @@ fuzz_exports <- list(
   layer_reshape = quote(layer_reshape(x3, target_shape = c(8, -1))),
   layer_subtract = quote(layer_subtract(list(x3, x3), name = "fz_subtract")),
   layer_time_distributed = quote(layer_time_distributed(x3, layer = layer_dense(units = 2))),
+  layer_additive_attention = quote(layer_additive_attention(list(x3, x3, x3), use_scale = TRUE, dropout = 0.1,
+    seed = 1, name = "fz_additive_attention")),
+  layer_attention = quote(layer_attention(list(x3, x3, x3), use_scale = TRUE, score_mode = "concat", dropout = 0.1,
+    seed = 1, dtype = "float64")),
   layer_dense = quote(layer_dense(x3, units = 4, activation = "tanh", use_bias = TRUE,
     kernel_initializer = "glorot_uniform", bias_initializer = "zeros", kernel_regularizer = NULL,
     bias_regularizer = NULL, activity_regularizer = NULL, kernel_constraint = NULL, bias_constraint = NULL)),
@@ -310,7 +314,28 @@ fuzz_exports <- list(
   op_divide = quote(op_divide(x1 = x2, x2 = 2)),
   op_multiply = quote(op_multiply(x1 = x2, x2 = x2)),
   op_negative = quote(op_negative(x = x2)),
-  op_subtract = quote(op_subtract(x1 = x2, x2 = 0.5))
+  op_subtract = quote(op_subtract(x1 = x2, x2 = 0.5)),
+  # metrics, losses and optimizers of the training toolbox
+  metric_auc = quote(metric_auc(num_thresholds = 5L, curve = "ROC", summation_method = "interpolation",
+    name = "auc", dtype = NULL, thresholds = NULL, multi_label = TRUE, num_labels = 2, label_weights = c(1, 2),
+    from_logits = FALSE)),
+  metric_precision = quote(metric_precision(thresholds = c(0.3, 0.6), top_k = 1, class_id = 0, name = "p",
+    dtype = NULL)),
+  metric_recall = quote(metric_recall(thresholds = 0.5, top_k = NULL, class_id = 1, name = "r", dtype = NULL)),
+  metric_top_k_categorical_accuracy = quote(metric_top_k_categorical_accuracy(y01, p01, k = 1, name = "top")),
+  metric_sparse_top_k_categorical_accuracy = quote(metric_sparse_top_k_categorical_accuracy(c(0, 1), p01, k = 1,
+    name = "stop", dtype = NULL, from_sorted_ids = FALSE)),
+  loss_huber = quote(loss_huber(y2, y2, delta = 1, reduction = "sum_over_batch_size", name = "h")),
+  loss_kl_divergence = quote(loss_kl_divergence(y01, p01, reduction = "sum", name = "kl")),
+  loss_categorical_focal_crossentropy = quote(loss_categorical_focal_crossentropy(y01, p01, alpha = 0.25,
+    gamma = 2, from_logits = FALSE, label_smoothing = 0, axis = -1)),
+  optimizer_adagrad = quote(optimizer_adagrad(learning_rate = 0.01, initial_accumulator_value = 0.1,
+    epsilon = 1e-7, weight_decay = NULL, clipnorm = NULL, clipvalue = NULL, global_clipnorm = NULL,
+    use_ema = FALSE, name = "adagrad")),
+  optimizer_nadam = quote(optimizer_nadam(learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7,
+    weight_decay = 0.01, clipnorm = 1, ema_momentum = 0.99, name = "nadam")),
+  optimizer_lion = quote(optimizer_lion(learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.99, weight_decay = NULL,
+    global_clipnorm = 1, loss_scale_factor = NULL, gradient_accumulation_steps = NULL, name = "lion"))
 )
 
 # Callable objects and methods that are not exports: layer calls with bad
@@ -412,7 +437,18 @@ fuzz_callables <- list(
   masked_model = quote(masked_model()(ids)),
   seq_predict = quote(predict(seqm_built(), x2, batch_size = 1, verbose = 0)),
   symbolic_plus = quote(plus_tensor(e = tin())),
-  symbolic_times = quote(times_tensor(e = 2))
+  symbolic_times = quote(times_tensor(e = 2)),
+  # metrics, losses and optimizers of the training toolbox, updated and used in fit()
+  auc_update = quote(multihead:::metric_update(metric_auc(num_thresholds = 5, multi_label = TRUE), y01, p01,
+    sample_weight = c(1, 2))),
+  precision_update = quote(multihead:::metric_update(metric_precision(top_k = 1, class_id = 1), y01, p01,
+    sample_weight = 2)),
+  focal_object_call = quote(loss_categorical_focal_crossentropy(from_logits = TRUE)(y01, p01, sample_weight = c(1, 2))),
+  fit_toolbox = quote(fit(compile(model(), optimizer = optimizer_nadam(0.01), loss = "huber",
+    metrics = list("auc", metric_recall(thresholds = 0.2), "precision")), x = x3, y = y2, batch_size = 1,
+    epochs = 1, verbose = 0, callbacks = stop_at_2)),
+  optimizer_lion_apply = quote(multihead:::optimizer_apply(optimizer_lion(0.1), list(w = c(1, 2)), list(w = c(0.5, -1)))),
+  recall_update_state = quote(metric_recall(thresholds = c(0.2, 0.7))$update_state(y01, p01, sample_weight = NULL))
 )
 
 # (Every fit() call has a callback that stops it after an epoch or two, so

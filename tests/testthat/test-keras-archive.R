@@ -197,7 +197,8 @@ test_that("a model built in R goes to a .keras archive and back, compiled, and r
     keras_model(inp, out, name = "block")
   }
   for (opt in list(optimizer_adam(amsgrad = TRUE), optimizer_sgd(momentum = 0.9),
-                   optimizer_rmsprop(momentum = 0.5, centered = TRUE), optimizer_adamw(learning_rate = 0.01))) {
+                   optimizer_rmsprop(momentum = 0.5, centered = TRUE), optimizer_adagrad(), optimizer_nadam(),
+                   optimizer_lion(), optimizer_adamw(learning_rate = 0.01))) {
     model <- build()
     compile(model, optimizer = opt, loss = "mse", metrics = list("mae", metric_mean_squared_error()))
     fit(model, x, y, epochs = 2, batch_size = 8, verbose = 0, shuffle = FALSE)

@@ -270,7 +270,8 @@ test_that("as_loss() resolves Keras's names and lists the valid ones otherwise",
   expect_error(as_l("hinge"),
                paste0("`loss` must be a loss object or one of \"mse\", \"mean_squared_error\", \"mae\", ",
                       "\"mean_absolute_error\", \"binary_crossentropy\", \"categorical_crossentropy\", ",
-                      "\"sparse_categorical_crossentropy\"; got \"hinge\""), fixed = TRUE)
+                      "\"sparse_categorical_crossentropy\", \"huber\", \"huber_loss\", \"kl_divergence\", ",
+                      "\"kld\", \"categorical_focal_crossentropy\"; got \"hinge\""), fixed = TRUE)
   expect_error(as_l(NULL), "`loss`", class = err)
   expect_error(as_l(function(y_true, y_pred) 0), "`loss`", class = err)
   expect_error(vg("nope", 1, 1), "`loss`", class = err)

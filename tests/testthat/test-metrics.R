@@ -144,10 +144,12 @@ test_that("\"accuracy\" resolves as Keras 3 does from the shapes, or from the lo
   expect_s3_class(resolve("SparseCategoricalAccuracy"), "SparseCategoricalAccuracy")
   m <- metric_binary_accuracy(threshold = 0.3)
   expect_identical(resolve(m), m)
-  expect_error(resolve("auc"),
+  expect_error(resolve("f1_score"),
                paste0("`metrics` must be a metric object or one of \"accuracy\", \"acc\", \"binary_accuracy\", ",
                       "\"categorical_accuracy\", \"sparse_categorical_accuracy\", \"mae\", ",
-                      "\"mean_absolute_error\", \"mse\", \"mean_squared_error\"; got \"auc\""), fixed = TRUE)
+                      "\"mean_absolute_error\", \"mse\", \"mean_squared_error\", ",
+                      "\"top_k_categorical_accuracy\", \"sparse_top_k_categorical_accuracy\", \"auc\", ",
+                      "\"precision\", \"recall\"; got \"f1_score\""), fixed = TRUE)
   expect_error(resolve(NULL), "`metrics`", class = err)
   expect_error(resolve("accuracy", NULL, "a", c(1, 2)), "`y_true_shape`", class = err)
   expect_error(resolve("accuracy", NULL, 1, c(1.5, 2)), "`y_pred_shape`", class = err)

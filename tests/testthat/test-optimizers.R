@@ -267,7 +267,7 @@ test_that("as_optimizer() takes objects and names, and lists the names otherwise
   expect_s3_class(as_opt("Adam"), "Adam")
   expect_s3_class(as_opt("adamw"), "AdamW")
   expect_s3_class(as_opt("rmsprop"), "RMSprop")
-  expect_error(as_opt("adagrad"), "`optimizer`.*\"sgd\", \"adam\", \"adamw\", \"rmsprop\".*\"adagrad\"",
+  expect_error(as_opt("adadelta"), "`optimizer`.*\"sgd\", \"adam\", \"adamw\", \"rmsprop\".*\"adadelta\"",
                class = err)
   expect_error(as_opt(NULL), "`optimizer`", class = err)
   expect_error(as_opt(c("sgd", "adam")), "`optimizer`", class = err)
