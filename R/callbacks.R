@@ -354,7 +354,9 @@ early_stopping_direction <- function(cb, context) {
 #' @noRd
 default_metric_directions <- function() {
   nms <- metric_names()
-  stats::setNames(ifelse(nms == "auto" | grepl("Accuracy$", nms), "up", "down"), names(nms))
+  # Keras's metrics with direction "up": the accuracies, AUC, Precision and Recall
+  stats::setNames(ifelse(nms == "auto" | grepl("Accuracy$|^AUC$|^Precision$|^Recall$", nms), "up", "down"),
+                  names(nms))
 }
 
 #' @noRd
