@@ -64,6 +64,9 @@ generics::fit
 #' @param weighted_metrics Like `metrics`, for metrics weighted by
 #'   `fit()`'s and `evaluate()`'s `sample_weight`. A weighted metric whose
 #'   name is also in `metrics` is logged as `weighted_<name>`.
+#' @param jit_compile `"auto"`, `TRUE` or `FALSE`: accepted for keras3
+#'   compatibility and ignored (multihead runs compiled C++ kernels; there is
+#'   no XLA).
 #' @returns `object`, invisibly, now compiled.
 #' @seealso [fit.multihead_model()], [evaluate.multihead_model()].
 #' @export
@@ -73,13 +76,17 @@ generics::fit
 #'                  metrics = "mae")
 #' model$optimizer
 compile.multihead_model <- function(object, optimizer = "rmsprop", loss = NULL, metrics = NULL, ...,
-                                    loss_weights = NULL, weighted_metrics = NULL) {
+                                    loss_weights = NULL, weighted_metrics = NULL, jit_compile = "auto") {
   dots <- list(...)
   if (length(dots)) {
     nms <- names(dots)
     nm <- if (is.null(nms) || !nzchar(nms[[1L]])) "..." else nms[[1L]]
-    abort_arg(nm, "a known compile() argument (optimizer, loss, metrics, loss_weights, weighted_metrics)",
-              "an argument that is not recognized")
+    abort_arg(nm, paste0("a known compile() argument (optimizer, loss, metrics, loss_weights, weighted_metrics, ",
+                         "jit_compile)"), "an argument that is not recognized")
+  }
+  if (!(identical(jit_compile, "auto") || (is.logical(jit_compile) && length(jit_compile) == 1L &&
+                                           !is.na(jit_compile)))) {
+    abort_arg("jit_compile", "\"auto\", TRUE or FALSE (accepted and ignored)", describe_value(jit_compile))
   }
   self <- layer_self(object)
   labels <- model_output_labels(self)

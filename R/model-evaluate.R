@@ -53,18 +53,27 @@ evaluate.default <- function(object, ...) {
 #' `evaluate(model, x, y)` works when that generic masks this package's.
 #'
 #' @param object A compiled model.
-#' @param x The model's input: an array, or a (named) list of arrays for a
-#'   model with several inputs; samples on the first axis.
+#' @param x The model's input, in the forms [fit()][fit.multihead_model]
+#'   takes: an array, a (named) list of arrays for several inputs, a data
+#'   frame, or a generator function returning `list(x, y)` or `list(x, y,
+#'   sample_weight)` per call and `NULL` when done (then `y`,
+#'   `sample_weight` and `batch_size` are not given).
 #' @param y The targets: an array (samples first), or for several outputs a
-#'   list of them (in output order or named by output).
-#' @param batch_size Samples per batch, a positive whole number.
+#'   list of them (in output order or named by output), or a data frame.
+#' @param ... Must be empty: the other arguments are given by name, as in
+#'   keras3.
+#' @param batch_size `NULL` or samples per batch, a positive whole number.
+#'   `NULL` means 32, or with `steps` the number of samples divided by
+#'   `steps` (rounded up).
 #' @param verbose `"auto"`, 0, 1 or 2: `1` shows a progress bar, `2` one
 #'   line when done, `0` nothing; `"auto"` is 1 in an interactive session and
 #'   2 otherwise (and in knitr documents), as keras3.
 #' @param sample_weight `NULL`, or one non-negative weight per sample (or an
 #'   array with the samples on its first axis, as the loss accepts), applied
 #'   to the loss and to `weighted_metrics`.
-#' @param ... Must be empty.
+#' @param steps `NULL` or a positive whole number: evaluate the first
+#'   `steps` batches only (for a generator: draw `steps` batches; `NULL`
+#'   draws until it returns `NULL`).
 #' @returns A named numeric vector: `loss` (with several outputs also
 #'   `<output>_loss`), then each compiled metric.
 #' @seealso [compile.multihead_model()], [fit.multihead_model()].
@@ -77,26 +86,45 @@ evaluate.default <- function(object, ...) {
 #' model <- keras_model_sequential(input_shape = 3) |> layer_dense(1)
 #' model |> compile(optimizer = "sgd", loss = "mse", metrics = "mae")
 #' evaluate(model, x, y, verbose = 0)
-evaluate.multihead_model <- function(object, x, y, batch_size = 32, verbose = "auto", sample_weight = NULL,
-                                     ...) {
+#' evaluate(model, x, y, batch_size = 16, steps = 2, verbose = 0)  # the first 32 samples
+evaluate.multihead_model <- function(object, x = NULL, y = NULL, ..., batch_size = NULL, verbose = "auto",
+                                     sample_weight = NULL, steps = NULL) {
   if (...length()) {
-    abort_arg("...", "empty (evaluate() takes x, y, batch_size, verbose and sample_weight)",
+    abort_arg("...", "empty (evaluate() takes x, y, batch_size, verbose, sample_weight and steps)",
               sprintf("%d more argument(s)", ...length()))
   }
-  if (missing(x)) abort_arg("x", "supplied: the model's input array(s)")
-  if (missing(y)) abort_arg("y", "supplied: the targets")
-  batch_size <- check_whole(batch_size, "batch_size")
+  generator <- is_generator_data(x)
+  if (is.null(x)) abort_arg("x", "supplied: the model's input array(s) or a generator function")
+  if (is.null(y) && !generator) abort_arg("y", "supplied: the targets")
+  batch_size <- check_whole(batch_size, "batch_size", null_ok = TRUE)
+  steps <- check_whole(steps, "steps", null_ok = TRUE)
   verbose <- resolve_verbose(verbose)
   self <- layer_self(object)
   compiled <- model_compiled(self, "evaluate")
-  data <- model_data(self, x, y, sample_weight)
-  shapes <- check_targets_fit_loss(self, data, compiled, "y")
-  metrics <- compiled_metrics(self, lapply(data$y, shape_of), shapes)
+  if (generator) {
+    for (a in c("y", "sample_weight", "batch_size")) {
+      if (!is.null(get(a))) {
+        abort_arg(a, "NULL when `x` is a generator function (its batches carry the targets and weights)",
+                  describe_value(get(a)))
+      }
+    }
+    src <- new_generator_source(x, steps, "x")
+    first <- generator_batch_data(self, generator_peek(src), "x")
+    shapes <- check_targets_fit_loss(self, first, compiled, "x()[[2]]")
+    y_shapes <- lapply(first$y, shape_of)
+  } else {
+    data <- model_data(self, normalize_model_x(self, x, "x"), normalize_model_y(self, y, "y"), sample_weight)
+    shapes <- check_targets_fit_loss(self, data, compiled, "y")
+    y_shapes <- lapply(data$y, shape_of)
+    bs <- batch_size %||% if (is.null(steps)) 32L else as.integer(ceiling(data$n / steps))
+    src <- new_array_source(data, bs, FALSE, steps)
+  }
+  metrics <- compiled_metrics(self, y_shapes, shapes)
   start <- proc.time()[["elapsed"]]
-  logs <- evaluate_batches(self, compiled, metrics, data, batch_size, progress = verbose == 1)
+  logs <- evaluate_source(self, compiled, metrics, src, "evaluate()", progress = verbose == 1)
+  if (is.null(logs)) abort_arg("x", "a generator function that yields at least one batch", "NULL at once")
   if (verbose > 0) {
-    steps <- ceiling(data$n / batch_size)
-    cat(format_epoch_line(steps, proc.time()[["elapsed"]] - start, logs), "\n", sep = "")
+    cat(format_epoch_line(attr(logs, "steps"), proc.time()[["elapsed"]] - start, logs), "\n", sep = "")
   }
   unlist(logs)
 }
@@ -113,21 +141,51 @@ resolve_verbose <- function(verbose) {
   as.integer(verbose)
 }
 
-# Runs every batch of `data` in inference mode and returns the logs (loss,
-# per-output losses, metrics) as a named list. The metrics are reset first.
+# Runs the batches of a source (model-data.R) in inference mode and returns
+# the logs (loss, per-output losses, metrics) as a named list, with the
+# number of batches run as attribute "steps"; NULL when a generator gave no
+# batch. The metrics are reset first. An array source runs its first
+# `steps` batches (all without), in order, from the start at every call; a
+# generator source draws `steps` batches (or until it returns NULL, and is
+# called again at the next evaluation). `what` names the run in warnings.
 #' @noRd
-evaluate_batches <- function(self, compiled, metrics, data, batch_size, progress = FALSE) {
+evaluate_source <- function(self, compiled, metrics, src, what, progress = FALSE) {
   tracker <- new_loss_tracker(length(compiled$losses))
   for (e in metrics) metric_reset(e$metric)
-  batches <- batch_indices(seq_len(data$n), batch_size)
   slots <- model_trainable_slots(self)
+  arrays <- identical(src$kind, "arrays")
+  if (arrays) {
+    batches <- unname(batch_indices(seq_len(src$data$n), src$batch_size))
+    if (!is.null(src$steps)) {
+      if (src$steps > length(batches)) {
+        warn_ran_out(what, length(batches), src$steps, if (what == "validation") "validation_steps" else "steps")
+      }
+      batches <- batches[seq_len(min(src$steps, length(batches)))]
+    }
+    total <- length(batches)
+  } else total <- if (is.null(src$steps)) NA_integer_ else src$steps
   bar <- NULL
-  if (progress && length(batches) > 1L) {
-    bar <- cli::cli_progress_bar("Evaluating", total = length(batches), .auto_close = FALSE)
+  if (progress && (is.na(total) || total > 1L)) {
+    bar <- cli::cli_progress_bar("Evaluating", total = total, .auto_close = FALSE)
     on.exit(cli::cli_progress_done(id = bar), add = TRUE)
   }
-  for (idx in batches) {
-    batch <- data_subset(data, idx)
+  b <- 0L
+  repeat {
+    if (!is.na(total) && b >= total) break
+    if (arrays) {
+      batch <- data_subset(src$data, batches[[b + 1L]])
+    } else {
+      raw <- generator_draw(src)
+      if (is.null(raw)) {
+        if (!is.null(src$steps) && b > 0L) {
+          warn_ran_out(what, b, src$steps, if (what == "validation") "validation_steps" else "steps")
+        }
+        if (is.null(src$steps)) src$exhausted <- FALSE
+        break
+      }
+      batch <- generator_batch_data(self, raw, src$arg)
+    }
+    b <- b + 1L
     run <- run_graph_forward(self$graph, batch$x, NULL, training = FALSE, keep = TRUE)
     step <- batch_loss(compiled, batch, run$outputs, grad = FALSE)
     step$loss <- step$loss + regularization_loss(self$graph, run, slots)
@@ -135,7 +193,20 @@ evaluate_batches <- function(self, compiled, metrics, data, batch_size, progress
     update_metrics(metrics, batch, run$outputs)
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
   }
-  current_logs(tracker, compiled, metrics)
+  if (b == 0L) {
+    warning(sprintf("The generator `%s` gave no data for %s; it is skipped.", src$arg, what), call. = FALSE)
+    return(NULL)
+  }
+  structure(current_logs(tracker, compiled, metrics), steps = b)
+}
+
+# Runs every batch of `data` in inference mode and returns the logs.
+#' @noRd
+evaluate_batches <- function(self, compiled, metrics, data, batch_size, progress = FALSE) {
+  logs <- evaluate_source(self, compiled, metrics, new_array_source(data, batch_size, FALSE, NULL), "evaluation",
+                          progress)
+  attr(logs, "steps") <- NULL
+  logs
 }
 
 # The compiled loss of a batch from the model's outputs `outs`: list(loss =

@@ -9,11 +9,20 @@
 #'
 #' @param object A model.
 #' @param x The model's input: an array, or a (named) list of arrays as for
-#'   calling the model.
-#' @param batch_size Samples per batch, a positive whole number.
+#'   calling the model, or a data frame (as [fit()][fit.multihead_model]
+#'   takes it), or a generator: an R function called with no arguments
+#'   returning one batch per call, the input array(s) or `list(x)` (or
+#'   `list(x, y, ...)`, whose `x` is used), and `NULL` when done.
+#' @param ... Must be empty: the other arguments are given by name, as in
+#'   keras3.
+#' @param batch_size `NULL` or samples per batch, a positive whole number.
+#'   `NULL` means 32, or with `steps` the number of samples divided by
+#'   `steps` (rounded up).
 #' @param verbose `"auto"` or `1` (a progress bar for slow runs), `0` or `2`
 #'   (none), as in keras3.
-#' @param ... Unused; must be empty.
+#' @param steps `NULL` or a positive whole number: predict the first `steps`
+#'   batches only (for a generator: draw `steps` batches; `NULL` draws until
+#'   it returns `NULL`).
 #' @returns What calling the model returns: an array, or a list of arrays.
 #' @export
 #' @examples
@@ -21,15 +30,25 @@
 #' model |> layer_multi_head_attention(num_heads = 2, key_dim = 4)
 #' y <- predict(model, array(rnorm(100 * 5 * 8), c(100, 5, 8)), batch_size = 32)
 #' dim(y)
-predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto", ...) {
-  if (...length()) abort_arg("...", "empty (predict() takes x, batch_size and verbose)",
+predict.multihead_model <- function(object, x, ..., batch_size = NULL, verbose = "auto", steps = NULL) {
+  if (...length()) abort_arg("...", "empty (predict() takes x, batch_size, verbose and steps)",
                              sprintf("%d more argument(s)", ...length()))
-  if (missing(x)) abort_arg("x", "supplied: the model's input array(s)")
-  batch_size <- check_whole(batch_size, "batch_size")
+  if (missing(x) || is.null(x)) abort_arg("x", "supplied: the model's input array(s) or a generator function")
+  batch_size <- check_whole(batch_size, "batch_size", null_ok = TRUE)
+  steps <- check_whole(steps, "steps", null_ok = TRUE)
   if (!(identical(verbose, "auto") || (is.numeric(verbose) && length(verbose) == 1L && verbose %in% 0:2))) {
     abort_arg("verbose", "\"auto\", 0, 1 or 2", describe_value(verbose))
   }
   self <- layer_self(object)
+  show_bar <- identical(verbose, "auto") || verbose == 1
+  if (is_generator_data(x)) {
+    if (!is.null(batch_size)) {
+      abort_arg("batch_size", "NULL when `x` is a generator function (its batches have their own size)",
+                describe_value(batch_size))
+    }
+    return(predict_generator(self, x, steps, show_bar))
+  }
+  x <- normalize_model_x(self, x, "x")
   model_ensure_built(self, x)
   vals <- model_input_values(self, x)
   present <- Filter(Negate(is.null), vals)
@@ -39,10 +58,15 @@ predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto"
               sprintf("sample counts %s", paste(n, collapse = ", ")))
   }
   if (n == 0L) abort_arg("x", "arrays with at least one sample (first axis)", "0 samples")
+  if (is.null(batch_size)) batch_size <- if (is.null(steps)) 32L else as.integer(ceiling(n / steps))
   batch_size <- min(batch_size, n)  # starts + batch_size must not overflow an integer
   starts <- seq(1L, n, by = batch_size)
+  if (!is.null(steps)) {
+    if (steps > length(starts)) warn_ran_out("predict()", length(starts), steps, "steps")
+    starts <- starts[seq_len(min(steps, length(starts)))]
+  }
   bar <- NULL
-  if ((identical(verbose, "auto") || verbose == 1) && length(starts) > 1L) {
+  if (show_bar && length(starts) > 1L) {
     bar <- cli::cli_progress_bar("Predicting", total = length(starts), .auto_close = FALSE)
   }
   pieces <- vector("list", length(starts))
@@ -54,6 +78,39 @@ predict.multihead_model <- function(object, x, batch_size = 32, verbose = "auto"
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
   }
   if (!is.null(bar)) cli::cli_progress_done(id = bar)
+  outs <- lapply(seq_along(self$graph$outputs), function(k) bind_first_axis(lapply(pieces, `[[`, k)))
+  model_output_structure(self, outs)
+}
+
+# predict() on a generator function: its batches (an input array, or a list
+# whose first element is the input), `steps` of them or until NULL.
+#' @noRd
+predict_generator <- function(self, fn, steps, show_bar) {
+  pieces <- list()
+  bar <- NULL
+  if (show_bar) bar <- cli::cli_progress_bar("Predicting", total = if (is.null(steps)) NA else steps,
+                                             .auto_close = FALSE)
+  b <- 0L
+  repeat {
+    if (!is.null(steps) && b >= steps) break
+    raw <- call_generator(fn, "x", b + 1L)
+    if (is.null(raw)) {
+      if (!is.null(steps) && b > 0L) warn_ran_out("predict()", b, steps, "steps")
+      break
+    }
+    if (is.list(raw) && !is.object(raw)) {
+      ok <- length(raw) %in% 1:3
+      if (!ok) abort_arg("x", paste0("a function returning an input array or list(x) (or list(x, y, ...)) per ",
+                                     "batch, or NULL when done"), describe_value(raw))
+      raw <- raw[[1L]]
+    }
+    data <- generator_batch_data(self, list(x = raw), "x", need_y = FALSE)
+    b <- b + 1L
+    pieces[[b]] <- run_graph_forward(self$graph, data$x, NULL, FALSE, keep = FALSE)$outputs
+    if (!is.null(bar)) cli::cli_progress_update(id = bar)
+  }
+  if (!is.null(bar)) cli::cli_progress_done(id = bar)
+  if (b == 0L) abort_arg("x", "a generator function that yields at least one batch", "NULL at once")
   outs <- lapply(seq_along(self$graph$outputs), function(k) bind_first_axis(lapply(pieces, `[[`, k)))
   model_output_structure(self, outs)
 }

@@ -108,13 +108,17 @@ test_that("mode: auto from the name, min, max, and compiled metric directions", 
   expect_identical(simulate_fit(callback_early_stopping("loss"), c(1, 0.9, 0.95), "loss")$epochs, 3L)
   expect_identical(simulate_fit(callback_early_stopping("val_mae"), c(1, 0.9, 0.95), "val_mae")$epochs, 3L)
   expect_identical(simulate_fit(callback_early_stopping("acc"), c(0.1, 0.2, 0.15), "acc")$epochs, 3L)
+  # Keras's AUC, precision and recall increase
+  expect_identical(simulate_fit(callback_early_stopping("val_auc"), c(0.5, 0.6, 0.55), "val_auc")$epochs, 3L)
+  expect_identical(simulate_fit(callback_early_stopping("recall"), c(0.5, 0.6, 0.55), "recall")$epochs, 3L)
+  expect_identical(simulate_fit(callback_early_stopping("precision"), c(0.5, 0.4, 0.3), "precision")$epochs, 2L)
   # A name it cannot place is an error unless the compiled metrics say.
-  expect_error(simulate_fit(callback_early_stopping("val_auc"), c(0.5, 0.6), "val_auc"),
+  expect_error(simulate_fit(callback_early_stopping("val_my_score"), c(0.5, 0.6), "val_my_score"),
                "mode = \"max\"", class = err)
-  expect_identical(simulate_fit(callback_early_stopping("val_auc"), c(0.5, 0.6, 0.55), "val_auc",
-                                metric_directions = c(auc = "up"))$epochs, 3L)
-  expect_identical(simulate_fit(callback_early_stopping("val_auc"), c(0.5, 0.6, 0.55), "val_auc",
-                                metric_directions = c(auc = "down"))$epochs, 2L)
+  expect_identical(simulate_fit(callback_early_stopping("val_my_score"), c(0.5, 0.6, 0.55), "val_my_score",
+                                metric_directions = c(my_score = "up"))$epochs, 3L)
+  expect_identical(simulate_fit(callback_early_stopping("val_my_score"), c(0.5, 0.6, 0.55), "val_my_score",
+                                metric_directions = c(my_score = "down"))$epochs, 2L)
 })
 
 test_that("baseline: only values that beat it reset the count", {

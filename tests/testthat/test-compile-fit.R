@@ -410,7 +410,8 @@ test_that("bad arguments to compile() and fit() are errors naming them", {
   expect_arg_error(fit(model, d$x, d$y, sample_weight = rep(-1, 10)), "sample_weight")
   expect_arg_error(fit(model, d$x, d$y, shuffle = NA), "shuffle")
   expect_arg_error(fit(model, d$x, d$y, callbacks = list(1)), "callbacks[[1]]")
-  expect_arg_error(fit(model, d$x, d$y, steps_per_epoch = 2), "...")
+  expect_arg_error(fit(model, d$x, d$y, steps_per_epoch = 0), "steps_per_epoch")
+  expect_arg_error(fit(model, d$x, d$y, steps = 2), "...")
   # class labels for a sparse loss
   clf <- keras_model_sequential(input_shape = 3) |> layer_dense(3, activation = "softmax")
   clf |> compile(optimizer = "sgd", loss = "sparse_categorical_crossentropy", metrics = "accuracy")

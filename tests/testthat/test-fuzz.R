@@ -24,6 +24,19 @@ fuzz_exports <- list(
     verbose = 0, mode = "auto", baseline = NULL, restore_best_weights = FALSE, start_from_epoch = 0)),
   callback_lambda = quote(callback_lambda(on_epoch_begin = NULL, on_epoch_end = function(epoch, logs) NULL,
     on_batch_begin = NULL, on_batch_end = NULL, on_train_begin = NULL, on_train_end = NULL)),
+  # fit()'s callbacks (h/train)
+  callback_backup_and_restore = quote(callback_backup_and_restore(backup_dir = "backup", save_freq = "epoch",
+    double_checkpoint = FALSE, delete_checkpoint = TRUE)),
+  callback_csv_logger = quote(callback_csv_logger(filename = "log.csv", separator = ",", append = FALSE)),
+  callback_learning_rate_scheduler = quote(callback_learning_rate_scheduler(schedule = function(epoch, lr) lr,
+    verbose = 0)),
+  callback_model_checkpoint = quote(callback_model_checkpoint(filepath = "m-{epoch:02d}-{loss:.2f}.rds",
+    monitor = "val_loss", verbose = 0, save_best_only = FALSE, save_weights_only = FALSE, mode = "auto",
+    save_freq = "epoch", initial_value_threshold = NULL)),
+  callback_reduce_lr_on_plateau = quote(callback_reduce_lr_on_plateau(monitor = "val_loss", factor = 0.1,
+    patience = 10, verbose = 0, mode = "auto", min_delta = 1e-04, cooldown = 0, min_lr = 0)),
+  callback_terminate_on_nan = quote(callback_terminate_on_nan()),
+  # end of h/train's block
   compile = quote(compile(model(), optimizer = "sgd", loss = "mse", metrics = "mae", loss_weights = NULL,
     weighted_metrics = NULL)),
   config_disable_flash_attention = quote(config_disable_flash_attention()),
@@ -423,6 +436,25 @@ fuzz_callables <- list(
                      callback_lambda(on_epoch_end = function(epoch, logs) NULL)))),
   fit_sequential = quote(fit(seq_compiled(), x = x2, y = y2, batch_size = 1, epochs = 1, verbose = 0,
     validation_split = 0.5, sample_weight = c(1, 2), callbacks = stop_at_2)),
+  # fit()'s other arguments, data forms and callbacks in a run (h/train)
+  fit_arguments = quote(fit(compiled(), x = x3, y = y2, batch_size = 1, epochs = 2, verbose = 0,
+    callbacks = stop_at_2, validation_data = list(x3, y2), shuffle = "batch", class_weight = NULL,
+    steps_per_epoch = 1, validation_steps = 1, validation_batch_size = 1, validation_freq = 1)),
+  fit_class_weight = quote(fit(seq_compiled(), x = x2, y = rbind(c(1, 0, 0), c(0, 0, 1)), batch_size = 2, epochs = 1, verbose = 0,
+    class_weight = c("0" = 1, "2" = 3), callbacks = stop_at_2)),
+  fit_generator = quote(fit(compiled(), x = batch_gen(), steps_per_epoch = 2, epochs = 1, verbose = 0,
+    validation_data = batch_gen(), validation_steps = 1, callbacks = stop_at_2)),
+  fit_new_callbacks = quote(fit(compiled(), x3, y2, epochs = 2, verbose = 0, validation_data = list(x3, y2),
+    callbacks = list(callback_reduce_lr_on_plateau(monitor = "val_loss", patience = 0),
+                     callback_learning_rate_scheduler(function(epoch, lr) lr / 2),
+                     callback_csv_logger("log.csv"), callback_terminate_on_nan(),
+                     callback_model_checkpoint("m-{epoch}.rds", save_best_only = TRUE),
+                     callback_backup_and_restore("backup"), callback_early_stopping("loss", patience = 0,
+                                                                                     min_delta = 1e300)))),
+  evaluate_steps = quote(evaluate(compiled(), x = x3, y = y2, batch_size = 1, steps = 1, verbose = 0)),
+  predict_steps = quote(predict(model(), x = x3, batch_size = 1, verbose = 0, steps = 1)),
+  predict_data_frame = quote(predict(seqm_built(), x = df8, batch_size = 1, verbose = 0)),
+  # end of h/train's block
   evaluate_metrics = quote(evaluate(compile(model(), optimizer = "adam", loss = "mse", metrics = c("mae", "mse"),
     weighted_metrics = list("mae")), x3, y2, sample_weight = c(1, 1), verbose = 0)),
   loss_object_call = quote(loss_mean_squared_error()(y2, y2, sample_weight = c(1, 2))),
@@ -496,6 +528,8 @@ fuzz_fixtures <- function() {
                                        optimizer = "sgd", loss = "mse")
     seqm_built <- function() keras_model_sequential(input_shape = 8) |> layer_dense(3)
     y8 <- matrix(1, 2, 8)
+    batch_gen <- function() { k <- 0; function() { k <<- k + 1; if (k <= 3) list(x3, y2) } }   # 3 batches
+    df8 <- as.data.frame(x2)
     stop_at_2 <- list(callback_early_stopping(monitor = "loss", min_delta = 1e300, patience = 0))
     history <- fit(compiled(), x3, y2, epochs = 2, verbose = 0)
     masked_model <- function() {
