@@ -213,6 +213,11 @@ as_metric_spec_list <- function(x, arg) {
       abort_arg(if (length(x) == 1L) arg else sprintf("%s[[%d]]", arg, i),
                 sprintf("a metric object or one of %s", quote_names(listed)), describe_value(m))
     }
+    if (is_metric(m) && metric_n_values(m) != 1L) {  # logs hold one number per metric
+      abort_arg(if (length(x) == 1L) arg else sprintf("%s[[%d]]", arg, i),
+                "metrics of one value each (logs hold numbers): one Precision or Recall object per threshold",
+                sprintf("metric \"%s\" with %d thresholds", m$name, metric_n_values(m)))
+    }
   }
   unname(x)
 }

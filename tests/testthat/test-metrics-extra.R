@@ -455,3 +455,10 @@ test_that("bad arguments and inputs are errors naming them", {
   model <- keras_model_sequential(input_shape = 3) |> layer_dense(1)
   expect_error(compile(model, optimizer = "sgd", loss = "mse", metrics = "aucc"), "auc", class = err)
 })
+
+test_that("compile() refuses a metric with several values (logs hold one number per metric)", {
+  model <- keras_model_sequential(input_shape = 3) |> layer_dense(1, activation = "sigmoid")
+  expect_error(compile(model, loss = "binary_crossentropy", metrics = list(metric_precision(thresholds = c(0.3, 0.7)))),
+               "one Precision or Recall object per threshold", class = "multihead_error_argument")
+  expect_silent(compile(model, loss = "binary_crossentropy", metrics = list(metric_precision(thresholds = 0.3))))
+})
