@@ -85,9 +85,11 @@ write_keras_archive <- function(self, filepath) {
   write_json_file(obj, file.path(dir, "config.json"))
   write_keras_weights_h5(self, file.path(dir, "model.weights.h5"),
                          extra = if (!is.null(self$compiled)) keras_optimizer_h5_writer(self))
+  assets <- write_keras_assets(self, dir)
   write_file_atomically(filepath, function(tmp) {
     tmp <- file.path(normalizePath(dirname(tmp)), basename(tmp))  # zip::zip() works from `root`
-    zip::zip(tmp, files = .keras_archive_members, root = dir, mode = "cherry-pick", include_directories = FALSE)
+    zip::zip(tmp, files = c(.keras_archive_members, assets), root = dir, mode = "mirror",
+             include_directories = FALSE)
   })
 }
 
@@ -95,6 +97,58 @@ write_keras_archive <- function(self, filepath) {
 write_json_file <- function(x, path) {
   txt <- jsonlite::toJSON(x, auto_unbox = TRUE, null = "null", na = "null", digits = NA, pretty = FALSE)
   writeLines(txt, path, useBytes = TRUE)
+}
+
+# Layers' assets (state that is neither config nor weights: a lookup
+# layer's vocabulary) as Keras's saving_lib writes them: in
+# "assets/<the layer's path in the weights file>/", a vocabulary as
+# vocabulary.txt (the tokens, special ones included, one per line). Returns
+# the member names written.
+#' @noRd
+write_keras_assets <- function(self, dir) {
+  members <- character()
+  for (e in keras_h5_entries(self)) {
+    s <- e$state
+    if (is.null(s) || is.null(layer_class_def(s)$save_assets)) next
+    a <- layer_class_def(s)$save_assets(s)
+    if (!is.null(a$idf_weights)) {
+      abort_msg(sprintf(paste0("save_model() cannot write the tf_idf weights of layer \"%s\" to a .keras archive ",
+                               "yet; save to \"*.rds\" instead."), s$name), class = "multihead_error_unsupported")
+    }
+    if (is.null(a$vocabulary)) next
+    member <- paste0("assets/", e$path, "/vocabulary.txt")
+    f <- file.path(dir, member)
+    dir.create(dirname(f), recursive = TRUE, showWarnings = FALSE)
+    tokens <- enc2utf8(as.character(a$vocabulary))
+    if (any(grepl("\n", tokens, fixed = TRUE))) {
+      abort_msg(sprintf("The vocabulary of layer \"%s\" has a token with a line break, which vocabulary.txt cannot hold.",
+                        s$name), class = "multihead_error_unsupported")
+    }
+    writeBin(charToRaw(paste(tokens, collapse = "\n")), f)
+    members <- c(members, member)
+  }
+  members
+}
+
+# Restores layers' assets from the extracted "assets" folder (only the
+# vocabulary.txt of layers whose class has assets).
+#' @noRd
+read_keras_assets <- function(self, dir, filepath) {
+  for (e in keras_h5_entries(self)) {
+    s <- e$state
+    if (is.null(s) || is.null(layer_class_def(s)$load_assets)) next
+    f <- file.path(dir, "assets", e$path, "vocabulary.txt")
+    if (!file.exists(f)) next
+    bytes <- readBin(f, "raw", file.size(f))
+    txt <- rawToChar(bytes[bytes != as.raw(0L)])
+    Encoding(txt) <- "UTF-8"
+    if (!validUTF8(txt)) {
+      abort_msg(sprintf("\"%s\" is not a valid Keras model file: the vocabulary of layer \"%s\" is not UTF-8 text.",
+                        filepath, s$name), class = "multihead_error_file")
+    }
+    layer_class_def(s)$load_assets(s, list(vocabulary = strsplit(txt, "\n", fixed = TRUE)[[1L]]))
+  }
+  invisible(NULL)
 }
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -125,6 +179,7 @@ read_keras_archive <- function(filepath, custom_objects, compile) {
                                 class = "multihead_error_file")
                     })
   self <- layer_self(model)
+  read_keras_assets(self, dir, filepath)
   if (isTRUE(self$built)) {
     weights <- file.path(dir, "model.weights.h5")
     rename <- function(e) {
@@ -173,9 +228,17 @@ extract_keras_archive <- function(filepath) {
   }
   dir <- tempfile("keras-archive-")
   dir.create(dir)
-  keep <- intersect(.keras_archive_members, names)
+  vocab <- names[startsWith(names, "assets/") & endsWith(names, "/vocabulary.txt")]
+  for (m in vocab) {
+    size <- members$uncompressed_size[match(m, names)]
+    if (!is.finite(size) || size > limits[["config.json"]]) {
+      bad(sprintf("its %s declares %s bytes, more than the %s allowed", m, format(size, big.mark = ","),
+                  format(limits[["config.json"]], big.mark = ",")))
+    }
+  }
+  keep <- c(intersect(.keras_archive_members, names), vocab)
   ok <- tryCatch({
-    zip::unzip(filepath, files = keep, exdir = dir, junkpaths = TRUE)
+    zip::unzip(filepath, files = keep, exdir = dir, junkpaths = FALSE)
     TRUE
   }, error = function(e) FALSE)
   if (!ok) {

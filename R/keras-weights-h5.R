@@ -85,8 +85,8 @@ keras_snake_case <- function(x) {
 #' @noRd
 keras_h5_entries <- function(self, path = "", label = self$name, visited = new.env(parent = emptyenv())) {
   own_slots <- function(s) lapply(s$variable_names, function(v) list(self = s, name = v))
-  entry <- function(p, name, label, slots = list(), alt = character()) {
-    list(path = p, alt = alt, name = name, label = label, slots = slots)
+  entry <- function(p, name, label, slots = list(), alt = character(), state = NULL) {
+    list(path = p, alt = alt, name = name, label = label, slots = slots, state = state)
   }
   join <- function(a, b) if (nzchar(a)) paste0(a, "/", b) else b
   h5_mark_visited(visited, self)
@@ -104,7 +104,7 @@ keras_h5_entries <- function(self, path = "", label = self$name, visited = new.e
     }
     return(out)
   }
-  out <- list(entry(path, self$name, label, own_slots(self)))
+  out <- list(entry(path, self$name, label, own_slots(self), state = self))
   children <- layer_class_def(self)$h5_children
   if (is.null(children)) {
     if (length(self$sublayers)) {
