@@ -127,7 +127,8 @@ register_global_pooling_1d <- function(class_name, ctor, forward, backward) {
       if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
       pooling_output_shape(self, input_shape)
     },
-    forward = forward, backward = backward)
+    forward = forward, backward = backward,
+    keras_object = keras_object_adjust(build_config = FALSE))  # Keras's global pooling has no build()
 }
 
 # ---- GlobalMaxPooling1D ---------------------------------------------------------
