@@ -7,6 +7,7 @@
 
 #include "attention.h"
 #include "dense.h"
+#include "dense_colmajor.h"
 #include "flash_attention.h"
 #include "large_buffers.h"
 
