@@ -432,15 +432,19 @@ check_built_input <- function(self, x, arg, built_shape) {
   }
 }
 
-# The ten weight slots of cpp_mha_call(): Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo.
+# The weight slots of cpp_mha_call(), "<sub-layer>/<variable>" in the order
+# the glue states (cpp_mha_weight_slots(): Keras's weight order).
+#' @noRd
+mha_slot_names <- function() cpp_mha_weight_slots()
+
+# The layer's weights as the slots of cpp_mha_call() (NULL where absent).
 #' @noRd
 mha_weight_slots <- function(self) {
   if (!is.null(self$weight_cache)) return(self$weight_cache)
   s <- self$sublayers
-  v <- function(name, what) if (is.null(s[[name]])) NULL else layer_self(s[[name]])$variables[[what]]
-  slots <- list(v("query", "kernel"), v("query", "bias"), v("key", "kernel"), v("key", "bias"),
-                v("gate", "kernel"), v("gate", "bias"), v("value", "kernel"), v("value", "bias"),
-                v("attention_output", "kernel"), v("attention_output", "bias"))
+  slots <- lapply(strsplit(mha_slot_names(), "/", fixed = TRUE), function(p) {
+    if (is.null(s[[p[1L]]])) NULL else layer_self(s[[p[1L]]])$variables[[p[2L]]]
+  })
   self$weight_cache <- slots
   slots
 }
@@ -580,13 +584,11 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   res$output
 }
 
-# Weight gradients from the ten slots, named by weight path, in get_weights()
+# Weight gradients from the slots, named by weight path, in get_weights()
 # order.
 #' @noRd
 mha_named_weight_grads <- function(self, slot_grads) {
-  names(slot_grads) <- c("query/kernel", "query/bias", "key/kernel", "key/bias", "gate/kernel",
-                         "gate/bias", "value/kernel", "value/bias", "attention_output/kernel",
-                         "attention_output/bias")
+  names(slot_grads) <- mha_slot_names()
   keep <- !vapply(slot_grads, is.null, logical(1))
   out <- slot_grads[keep]
   names(out) <- paste0(self$name, "/", names(out))

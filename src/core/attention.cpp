@@ -82,15 +82,16 @@ template <class T>
 void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
                        const AttentionMask& mask, const DropoutSpec& drop, T scale, T* ctx,
                        T* probs, int threads) {
-  const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  const idx G = kv_heads(d);
+  const idx qs = d.N * d.H, cs = d.N * d.Hv, ks = G * d.H, vs = G * d.Hv, TS = d.T * d.S;
   threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
   const bool masked = mask.any();
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
-    const idx b = task / d.N, n = task % d.N;
+    const idx b = task / d.N, n = task % d.N, g = kv_head_of(d, n);
     ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
-    ConstHeadMap<T> K(k + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
-    ConstHeadMap<T> V(v + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
-    HeadMap<T> C(ctx + b * d.T * vs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(vs));
+    ConstHeadMap<T> K(k + b * d.S * ks + g * d.H, d.S, d.H, Eigen::OuterStride<>(ks));
+    ConstHeadMap<T> V(v + b * d.S * vs + g * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
+    HeadMap<T> C(ctx + b * d.T * cs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(cs));
 
     // Always work in an aligned task-local buffer: Eigen's vectorised
     // products round differently for differently aligned operands, and the
@@ -121,45 +122,54 @@ template <class T>
 void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, const T* probs,
                         const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk, T* dv,
                         int threads) {
-  const idx qs = d.N * d.H, vs = d.N * d.Hv, TS = d.T * d.S;
+  // One task per (batch, key/value head): it runs the group's query heads in
+  // order, the first writing dK and dV, the others adding to them, so the
+  // sums over a group have a fixed order for any thread count.
+  const idx G = kv_heads(d), R = d.N / G;
+  const idx qs = d.N * d.H, cs = d.N * d.Hv, ks = G * d.H, vs = G * d.Hv, TS = d.T * d.S;
   threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
-  parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
-    const idx b = task / d.N, n = task % d.N;
-    ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
-    ConstHeadMap<T> K(k + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
-    ConstHeadMap<T> V(v + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
-    ConstHeadMap<T> dC(dctx + b * d.T * vs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(vs));
-    HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
-    HeadMap<T> dK(dk + b * d.S * qs + n * d.H, d.S, d.H, Eigen::OuterStride<>(qs));
-    HeadMap<T> dV(dv + b * d.S * vs + n * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
-    const RowMat<T> P = Eigen::Map<const RowMat<T>>(probs + task * TS, d.T, d.S);
-
-    // dP (T, S) = dC V^T; with dropout the context used P_drop, so
-    // dV = P_drop^T dC and dP = (dC V^T) * keep / (1 - rate).
+  parallel_for(static_cast<long>(d.B * G), threads, [&](long task) {
+    const idx b = task / G, g = task % G;
+    ConstHeadMap<T> K(k + b * d.S * ks + g * d.H, d.S, d.H, Eigen::OuterStride<>(ks));
+    ConstHeadMap<T> V(v + b * d.S * vs + g * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
+    HeadMap<T> dK(dk + b * d.S * ks + g * d.H, d.S, d.H, Eigen::OuterStride<>(ks));
+    HeadMap<T> dV(dv + b * d.S * vs + g * d.Hv, d.S, d.Hv, Eigen::OuterStride<>(vs));
     RowMat<T> dP(d.T, d.S);
-    dP.noalias() = dC * V.transpose();
-    if (drop.active()) {
-      RowMat<T> Pd(d.T, d.S);
-      dropout_probs(d, drop, b, n, P.data(), Pd.data());
-      dV.noalias() = Pd.transpose() * dC;
-      // The keep mask scaled by 1/(1-rate) is Pd / P where P > 0; recompute it
-      // directly to avoid dividing.
-      RowMat<T> ones = RowMat<T>::Ones(d.T, d.S);
-      RowMat<T> scale_mask(d.T, d.S);
-      dropout_probs(d, drop, b, n, ones.data(), scale_mask.data());
-      dP.array() *= scale_mask.array();
-    } else {
-      dV.noalias() = P.transpose() * dC;
+    for (idx n = g * R; n < (g + 1) * R; ++n) {
+      const bool first = n == g * R;
+      const idx bn = b * d.N + n;
+      ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+      ConstHeadMap<T> dC(dctx + b * d.T * cs + n * d.Hv, d.T, d.Hv, Eigen::OuterStride<>(cs));
+      HeadMap<T> dQ(dq + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
+      const RowMat<T> P = Eigen::Map<const RowMat<T>>(probs + bn * TS, d.T, d.S);
+
+      // dP (T, S) = dC V^T; with dropout the context used P_drop, so
+      // dV = P_drop^T dC and dP = (dC V^T) * keep / (1 - rate).
+      dP.noalias() = dC * V.transpose();
+      if (drop.active()) {
+        RowMat<T> Pd(d.T, d.S);
+        dropout_probs(d, drop, b, n, P.data(), Pd.data());
+        if (first) dV.noalias() = Pd.transpose() * dC; else dV.noalias() += Pd.transpose() * dC;
+        // The keep mask scaled by 1/(1-rate) is Pd / P where P > 0; recompute
+        // it directly to avoid dividing.
+        RowMat<T> ones = RowMat<T>::Ones(d.T, d.S);
+        RowMat<T> scale_mask(d.T, d.S);
+        dropout_probs(d, drop, b, n, ones.data(), scale_mask.data());
+        dP.array() *= scale_mask.array();
+      } else {
+        if (first) dV.noalias() = P.transpose() * dC; else dV.noalias() += P.transpose() * dC;
+      }
+      // Softmax backward: dS = P * (dP - rowsum(P * dP)).
+      for (idx t = 0; t < d.T; ++t) {
+        T dot = T(0);
+        for (idx s = 0; s < d.S; ++s) dot += P(t, s) * dP(t, s);
+        for (idx s = 0; s < d.S; ++s) dP(t, s) = P(t, s) * (dP(t, s) - dot);
+      }
+      // logits = scale * q k^T
+      dQ.noalias() = scale * (dP * K);
+      if (first) dK.noalias() = scale * (dP.transpose() * Q);
+      else dK.noalias() += scale * (dP.transpose() * Q);
     }
-    // Softmax backward: dS = P * (dP - rowsum(P * dP)).
-    for (idx t = 0; t < d.T; ++t) {
-      T dot = T(0);
-      for (idx s = 0; s < d.S; ++s) dot += P(t, s) * dP(t, s);
-      for (idx s = 0; s < d.S; ++s) dP(t, s) = P(t, s) * (dP(t, s) - dot);
-    }
-    // logits = scale * q k^T
-    dQ.noalias() = scale * (dP * K);
-    dK.noalias() = scale * (dP.transpose() * Q);
   });
 }
 
