@@ -466,8 +466,13 @@ mha_core_weights <- function(self, slots, float64) {
 }
 
 #' @noRd
+# One call of the layer: validation, the plan, the masks, cpp_mha_call().
+# With grad_output: list(output, grads[, scores]). With `record` (a graph
+# forward in training): list(output, scores, record), the record being the
+# core's kept forward for mha_record_backward(). Otherwise the output, or
+# list(output, scores).
 mha_run <- function(self, query, value, key, attention_mask, return_attention_scores, training,
-                    use_causal_mask, query_mask, value_mask, key_mask, grad_output) {
+                    use_causal_mask, query_mask, value_mask, key_mask, grad_output, record = FALSE) {
   # NA/NaN/Inf in the inputs or grad_output: found by cpp_mha_call() (while
   # it converts them), reported below naming the argument.
   check_numeric_array(query, "query", check_finite = FALSE)
@@ -562,26 +567,51 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
                       if (is.null(cfg$sliding_window)) 0L else cfg$sliding_window,
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,
                       flash, float64, mh_threads(), plan$out_dims, plan$out_order,
-                      plan$scores_dims, grad_output)
+                      plan$scores_dims, grad_output, record && !backward)
   if (!is.null(res$nonfinite)) {
     abort_arg(c("query", "value", "key", "grad_output")[res$nonfinite], "finite: it contains NA, NaN or Inf")
   }
+  mha_set_activity_memo(self, NULL)
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])
+  if (record && !backward) {
+    return(list(output = res$output, scores = res$scores,
+                record = list(ptr = res$record, key_given = key_given)))
+  }
   if (backward) {
-    g <- res$grads
-    grads <- list(query = g$query, value = g$value, key = g$key,
-                  weights = mha_named_weight_grads(self, g$weights))
-    if (!key_given) {
-      grads$value <- grads$value + grads$key
-      grads["key"] <- list(NULL)
-    }
-    out <- list(output = res$output, grads = grads)
+    out <- list(output = res$output, grads = mha_input_weight_grads(self, res$grads, key_given))
     if (return_attention_scores) out$scores <- res$scores
     return(out)
   }
   if (return_attention_scores) return(list(output = res$output, scores = res$scores))
   res$output
+}
+
+# The gradients of a call from the glue's list(query, key, value, weights):
+# list(query, value, key, weights), key NULL (and its gradient added to the
+# value's) when the call had no separate key.
+#' @noRd
+mha_input_weight_grads <- function(self, g, key_given) {
+  grads <- list(query = g$query, value = g$value, key = g$key,
+                weights = mha_named_weight_grads(self, g$weights))
+  if (!key_given) {
+    grads$value <- grads$value + grads$key
+    grads["key"] <- list(NULL)
+  }
+  grads
+}
+
+# The backward pass of a recorded forward (mha_run(record = TRUE)) for the
+# output gradient `grad_output`: list(query, value, key, weights) as
+# mha_input_weight_grads().
+#' @noRd
+mha_record_backward <- function(self, record, grad_output) {
+  if (!(is.numeric(grad_output) && !is.null(dim(grad_output)))) {
+    abort_arg("grad_output", "a numeric array of the output's shape", describe_value(grad_output))
+  }
+  g <- cpp_mha_backward(record$ptr, grad_output)
+  if (!is.null(g$nonfinite)) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
+  mha_input_weight_grads(self, g, record$key_given)
 }
 
 # Weight gradients from the slots, named by weight path, in get_weights()
@@ -599,14 +629,41 @@ mha_named_weight_grads <- function(self, slot_grads) {
 # projected query, key, (gate,) value and the final output, each divided by
 # the batch size (Keras >= 3.14).
 #' @noRd
+# The projections are computed once per call and kept with the inputs they
+# were computed from (mha_set_activity_memo()) for the training step's
+# activity terms (mha_activity_terms()), which find them there instead of
+# projecting again.
 mha_activity_losses <- function(self, query, key, value, output, batch) {
   reg <- self$config$activity_regularizer
+  proj <- mha_projections(self, query, key, value)
+  mha_set_activity_memo(self, list(query = query, key = key, value = value, projections = proj))
+  lapply(c(unname(proj), list(output)), function(o) regularizer_loss(reg, o) / max(1, batch))
+}
+
+# The last call's projections and inputs, kept as an attribute of the weight
+# slots (self$weight_cache) so that new weights drop them.
+#' @noRd
+mha_set_activity_memo <- function(self, memo) {
+  slots <- mha_weight_slots(self)
+  if (is.null(memo) && is.null(attr(slots, "activity_memo", exact = TRUE))) return(invisible())
+  attr(slots, "activity_memo") <- memo
+  self$weight_cache <- slots
+  invisible()
+}
+
+#' @noRd
+mha_activity_memo <- function(self) {
+  if (is.null(self$weight_cache)) NULL else attr(self$weight_cache, "activity_memo", exact = TRUE)
+}
+
+# The outputs of the query, key, (gate,) value projections of a call, named
+# by sub-layer, in Keras's order.
+#' @noRd
+mha_projections <- function(self, query, key, value) {
   subs <- self$sublayers
-  outs <- list(einsum_dense_call(layer_self(subs$query), query),
-               einsum_dense_call(layer_self(subs$key), key))
-  if (!is.null(subs$gate)) outs <- c(outs, list(einsum_dense_call(layer_self(subs$gate), query)))
-  outs <- c(outs, list(einsum_dense_call(layer_self(subs$value), value), output))
-  lapply(outs, function(o) regularizer_loss(reg, o) / max(1, batch))
+  which <- intersect(c("query", "key", "gate", "value"), names(subs))
+  inputs <- list(query = query, key = key, gate = query, value = value)
+  stats::setNames(lapply(which, function(w) einsum_dense_call(layer_self(subs[[w]]), inputs[[w]])), which)
 }
 
 # The materialised path (used when scores are requested or flash attention is
