@@ -36,7 +36,7 @@ mha_graph_build <- function(self, input_shape) {
 #' @noRd
 mha_check_call_args <- function(self, args) {
   unknown <- setdiff(names(args), mha_call_args)
-  if (length(unknown)) reject_call_dots(args[unknown])
+  if (length(unknown)) reject_call_dots(args[unknown], self$class_name)
 }
 
 # The output shape(s) of a call; checks what can be checked without values.
@@ -242,7 +242,7 @@ mha_backprop_call <- function(object, query, value, key = NULL, attention_mask =
                               return_attention_scores = FALSE, training = NULL,
                               use_causal_mask = FALSE, ..., query_mask = NULL,
                               value_mask = NULL, key_mask = NULL, grad_output) {
-  if (...length()) reject_call_dots(list(...))
+  if (...length()) reject_call_dots(list(...), layer_self(object)$class_name)
   if (missing(grad_output) || is.null(grad_output)) {
     abort_arg("grad_output", "supplied: an array of the output's shape", if (!missing(grad_output)) "NULL")
   }

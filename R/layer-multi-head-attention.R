@@ -182,7 +182,7 @@ check_layer_dots <- function(dots, allowed, fun) {
 # self-attention on the previous layer's output), a single tensor (symbolic
 # or array) means self-attention.
 #' @noRd
-apply_attention_to_inputs <- function(layer, inputs) {
+apply_attention_to_inputs <- function(layer, inputs, arg = "inputs") {
   if (inherits(inputs, "multihead_sequential")) {
     compose_layer(inputs, layer, call_layer = attention_self_call)
     return(invisible(inputs))
@@ -191,17 +191,17 @@ apply_attention_to_inputs <- function(layer, inputs) {
   if (is.list(inputs) && !is.object(inputs)) {
     nms <- names(inputs)
     if (length(inputs) == 0L || (is.null(nms) && length(inputs) < 2L)) {
-      abort_arg("inputs", "a list holding at least query and value: list(query, value[, key])",
+      abort_arg(arg, "a list holding at least query and value: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
     if (is.null(nms) && length(inputs) > 3L) {
-      abort_arg("inputs", "an unnamed list of length 2 or 3: list(query, value[, key])",
+      abort_arg(arg, "an unnamed list of length 2 or 3: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
     return(do.call(layer, inputs, quote = TRUE))
   }
   if (is.numeric(inputs) && !is.null(dim(inputs)) && !is.object(inputs)) return(layer(inputs, inputs))
-  abort_arg("inputs", paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
+  abort_arg(arg, paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
                              "an unnamed list(query, value[, key]) or a named list of call arguments"),
             describe_value(inputs))
 }
@@ -220,7 +220,8 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
                                      bias_regularizer = NULL, activity_regularizer = NULL,
                                      kernel_constraint = NULL, bias_constraint = NULL, seed = NULL,
                                      name = NULL, dtype = NULL, trainable = NULL, use_gate = NULL,
-                                     sliding_window = NULL) {
+                                     sliding_window = NULL, class_name = "MultiHeadAttention",
+                                     default_name = "multi_head_attention") {
   cfg <- list()
   cfg$num_heads <- check_whole(num_heads, "num_heads")
   cfg$key_dim <- check_whole(key_dim, "key_dim")
@@ -259,7 +260,7 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
               class = "multihead_error_argument")
   }
 
-  self <- new_layer_state("MultiHeadAttention", "multi_head_attention", name = name, dtype = dtype,
+  self <- new_layer_state(class_name, default_name, name = name, dtype = dtype,
                           trainable = trainable, config = cfg)
   # Dropout stream: the user's seed, or one drawn from R's RNG now.
   self$dropout_seed <- if (is.null(cfg$seed)) draw_seed() else cfg$seed
@@ -274,7 +275,7 @@ mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
                                return_attention_scores = FALSE, training = NULL,
                                use_causal_mask = FALSE, ..., query_mask = NULL, value_mask = NULL,
                                key_mask = NULL) {
-  if (...length()) reject_call_dots(list(...))
+  if (...length()) reject_call_dots(list(...), self$class_name)
   if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
   if (missing(value)) {
     abort_arg("value", "supplied: call the layer as layer(query, value), or layer(x, x) for self-attention")
@@ -284,14 +285,14 @@ mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
 }
 
 #' @noRd
-reject_call_dots <- function(dots) {
+reject_call_dots <- function(dots, class_name = "MultiHeadAttention") {
   nms <- names(dots)
   if (is.null(nms)) nms <- rep("", length(dots))
   shown <- ifelse(nzchar(nms), paste0("`", nms, "`"), "an unnamed argument")
-  abort_msg(sprintf(paste0("Unknown argument%s in a call of a MultiHeadAttention layer: %s. Accepted: ",
+  abort_msg(sprintf(paste0("Unknown argument%s in a call of a %s layer: %s. Accepted: ",
                            "query, value, key, attention_mask, return_attention_scores, training, ",
                            "use_causal_mask, query_mask, value_mask, key_mask."),
-                    if (length(dots) > 1L) "s" else "", paste(unique(shown), collapse = ", ")),
+                    if (length(dots) > 1L) "s" else "", class_name, paste(unique(shown), collapse = ", ")),
             class = "multihead_error_argument")
 }
 
@@ -353,19 +354,26 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   check_same_rank(query_shape, value_shape)
   r <- length(query_shape)
   cfg <- self$config
+  grouped <- mha_is_grouped(self)
+  if (grouped) gqa_check_rank(query_shape, "query_shape")
   axes <- resolve_attention_axes(cfg$attention_axes, r)
   E <- query_shape[r]; Dk <- key_shape[r]; Dv <- value_shape[r]
-  N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim
+  N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim; Nkv <- mha_kv_heads(self)
   out <- if (is.null(cfg$output_shape)) E else cfg$output_shape
   bias <- function(shape) if (cfg$use_bias) shape else NULL
   kernel_what <- function(which, shape) sprintf("the %s kernel %s of layer \"%s\"", which, shape, self$name)
   check_size(c(max(E, Dk), N, H), "key_dim", kernel_what("query/key", "(features, num_heads, key_dim)"))
   check_size(c(max(E, Dv), N, Hv), "value_dim", kernel_what("value", "(features, num_heads, value_dim)"))
   check_size(c(N, Hv, out), "output_shape", kernel_what("output", "(num_heads, value_dim, output_shape)"))
+  # Keras's equations: GroupedQueryAttention's own (3-D inputs), else the
+  # general ones of MultiHeadAttention
+  equations <- if (grouped) c(query = "bqm,muh->bquh", key = "bkm,mvh->bkvh", gate = "bqm,muh->bquh",
+                              value = "bkm,mvh->bkvh", attention_output = "bquh,uhm->bqm")
   sub <- function(name, kernel_shape, n_contract, salt, free, activation = NULL) {
     new_einsum_dense(
       name = name,
-      equation = projection_equation(free, n_contract, length(kernel_shape) - n_contract),
+      equation = if (grouped) equations[[name]] else
+        projection_equation(free, n_contract, length(kernel_shape) - n_contract),
       kernel_shape = kernel_shape, bias_shape = bias(kernel_shape[-seq_len(n_contract)]),
       n_contract = n_contract, kernel_initializer = cfg$kernel_initializer,
       bias_initializer = cfg$bias_initializer, kernel_regularizer = cfg$kernel_regularizer,
@@ -374,9 +382,9 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
       trainable = self$trainable, salt = salt)
   }
   subs <- list(query = sub("query", c(E, N, H), 1L, 1L, r - 1L),
-               key = sub("key", c(Dk, N, H), 1L, 2L, r - 1L))
+               key = sub("key", c(Dk, Nkv, H), 1L, 2L, r - 1L))
   if (cfg$use_gate) subs$gate <- sub("gate", c(E, N, Hv), 1L, 3L, r - 1L, activation = "sigmoid")
-  subs$value <- sub("value", c(Dv, N, Hv), 1L, 4L, r - 1L)
+  subs$value <- sub("value", c(Dv, Nkv, Hv), 1L, 4L, r - 1L)
   subs$attention_output <- sub("attention_output", c(N, Hv, out), 2L, 5L, r - 1L)
   self$sublayers <- subs
   self$axes <- axes
@@ -385,6 +393,19 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   self$weight_cache <- NULL
   self$plan_key <- NULL  # mha_run's cached attention plan
   invisible(NULL)
+}
+
+# Grouped-query attention (layer-group-query-attention.R) runs on this
+# layer's code with fewer key/value heads: its config holds
+# num_key_value_heads.
+#' @noRd
+mha_is_grouped <- function(self) !is.null(self$config$num_key_value_heads)
+
+# The number of key/value heads (the core's Nkv).
+#' @noRd
+mha_kv_heads <- function(self) {
+  cfg <- self$config
+  if (is.null(cfg$num_key_value_heads)) cfg$num_heads else cfg$num_key_value_heads
 }
 
 #' @noRd
@@ -396,6 +417,7 @@ mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape =
     check_shape_arg(key_shape, "key_shape", min_rank = 1L)
   check_key_value_shapes(value_shape, key_shape)
   check_same_rank(query_shape, value_shape)
+  if (mha_is_grouped(self)) gqa_check_output_shapes(query_shape, value_shape)
   axes <- resolve_attention_axes(self$config$attention_axes, length(query_shape))
   check_batch_like_axes(query_shape, value_shape, axes)
   out <- self$config$output_shape
@@ -503,8 +525,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   axes <- self$axes
   # The plan depends only on the two shapes once the layer is built: reuse it.
   plan_key <- c(qd, -1L, vd)
-  # (a plan without core_dims comes from a layer saved by an older version)
-  if (identical(self$plan_key, plan_key) && !is.null(self$plan$core_dims)) {
+  # (a plan without core_dims, or without their key/value heads, comes from a
+  # layer saved by an older version)
+  if (identical(self$plan_key, plan_key) && length(self$plan$core_dims) == 11L) {
     plan <- self$plan
   } else {
     plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
@@ -515,7 +538,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     plan$core_max_size <- max(vapply(plan$core_sizes, function(x) prod(as.double(x)), 0))
     plan$core_dims <- as.integer(c(plan$B, plan$T, plan$S, qd[length(qd)], kd[length(kd)],
                                    vd[length(vd)], cfg$num_heads, cfg$key_dim, cfg$value_dim,
-                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)])))
+                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)]), mha_kv_heads(self)))
     self$plan <- plan
     self$plan_key <- plan_key
   }
@@ -830,4 +853,5 @@ register_multi_head_attention <- function() {
     h5_children = mha_h5_children,
     backprop = mha_backprop
   )
+  register_group_query_attention()  # layer-group-query-attention.R: the same code, grouped heads
 }
