@@ -49,7 +49,7 @@ mha_graph_output_shape <- function(self, input_shape, args = list()) {
   k <- if (is.null(p$key)) NULL else check_shape_arg(p$key, "key")
   ras <- if (is.null(args$return_attention_scores)) FALSE else
     check_flag(args$return_attention_scores, "return_attention_scores")
-  if (!is.null(args$use_causal_mask)) check_flag(args$use_causal_mask, "use_causal_mask")
+  if (!is.null(args$use_causal_mask)) check_causal_flag(args$use_causal_mask)
   cfg <- self$config
   if (ras && isTRUE(cfg$flash_attention)) {
     abort_msg(paste0("Returning attention scores is not supported when flash attention is enabled. ",
@@ -114,7 +114,7 @@ mha_graph_forward <- function(self, inputs, args = list(), training = FALSE, mas
   vm <- mha_position_mask(args$value_mask, implicit$value)
   km <- mha_position_mask(args$key_mask, if (is.null(p$key)) NULL else implicit$key)
   ras <- isTRUE(args$return_attention_scores)
-  causal <- isTRUE(args$use_causal_mask)
+  causal <- !is.null(args$use_causal_mask) && check_causal_flag(args$use_causal_mask)
   # In training the core keeps what its backward pass needs (the record, with
   # this call's dropout stream); otherwise the backward pass (rare: backprop()
   # of a model in inference mode, no dropout) runs the call again.

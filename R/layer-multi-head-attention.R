@@ -439,6 +439,13 @@ check_numeric_array <- function(x, arg, min_rank = 3L, check_finite = TRUE) {
   invisible(x)
 }
 
+# `use_causal_mask`: TRUE or FALSE, or 1 / 0 as keras3 accepts them.
+#' @noRd
+check_causal_flag <- function(x) {
+  if (is.numeric(x) && length(x) == 1L && is.null(dim(x)) && !is.na(x) && x %in% c(0, 1)) return(x == 1)
+  check_flag(x, "use_causal_mask")
+}
+
 #' @noRd
 check_built_input <- function(self, x, arg, built_shape) {
   d <- dim(x)
@@ -506,7 +513,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     key <- value
   }
   return_attention_scores <- check_flag(return_attention_scores, "return_attention_scores")
-  use_causal_mask <- check_flag(use_causal_mask, "use_causal_mask")
+  use_causal_mask <- check_causal_flag(use_causal_mask)
   training <- check_flag(training, "training", null_ok = TRUE)
   cfg <- self$config
   if (return_attention_scores && isTRUE(cfg$flash_attention)) {
