@@ -487,6 +487,7 @@ mha_core_weights <- function(self, slots, float64) {
   key <- if (float64) "core_float64" else "core_float32"
   cw <- attr(slots, key, exact = TRUE)
   if (is.null(cw) || !cpp_core_weights_alive(cw)) {
+    mha_check_weights_finite(self, slots)
     cw <- cpp_mha_core_weights(slots, float64)
     attr(slots, key) <- cw
     self$weight_cache <- slots
@@ -494,12 +495,29 @@ mha_core_weights <- function(self, slots, float64) {
   cw
 }
 
+# Weights holding Inf or NaN (in a float32 layer, a value beyond float32's
+# range stored by set_weights() or an update becomes Inf) are refused,
+# naming the weight; checked when the converted weights are made, i.e. once
+# per change of the weights.
 #' @noRd
+mha_check_weights_finite <- function(self, slots) {
+  nms <- mha_slot_names()
+  for (i in seq_along(slots)) {
+    if (is.null(slots[[i]]) || cpp_all_finite(slots[[i]], 1L)) next
+    abort_arg("weights", sprintf(paste0("finite weights: `%s/%s` of layer \"%s\" holds Inf or NaN%s"),
+                                 self$name, nms[i], self$name,
+                                 if (identical(self$dtype, "float32"))
+                                   paste0(" (a value beyond float32's range becomes Inf in a float32 layer; ",
+                                          "create the layer with dtype = \"float64\" for larger values)") else ""))
+  }
+}
+
 # One call of the layer: validation, the plan, the masks, cpp_mha_call().
 # With grad_output: list(output, grads[, scores]). With `record` (a graph
 # forward in training): list(output, scores, record), the record being the
 # core's kept forward for mha_record_backward(). Otherwise the output, or
 # list(output, scores).
+#' @noRd
 mha_run <- function(self, query, value, key, attention_mask, return_attention_scores, training,
                     use_causal_mask, query_mask, value_mask, key_mask, grad_output, record = FALSE) {
   # NA/NaN/Inf in the inputs or grad_output: found by cpp_mha_call() (while
@@ -599,8 +617,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
                       flash, float64, mh_threads(), plan$out_dims, plan$out_order,
                       plan$scores_dims, grad_output, record && !backward)
   if (!is.null(res$nonfinite)) {
-    abort_arg(c("query", "value", "key", "grad_output")[res$nonfinite], "finite: it contains NA, NaN or Inf")
+    mha_abort_nonfinite(self, res$nonfinite, list(query, value, key, grad_output)[[res$nonfinite]])
   }
+  if (!is.null(res$overflow)) mha_abort_overflow(self)
   mha_set_activity_memo(self, NULL)
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])
@@ -615,6 +634,34 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   }
   if (return_attention_scores) return(list(output = res$output, scores = res$scores))
   res$output
+}
+
+# The error for an input the core found not finite (k: 1 query, 2 value,
+# 3 key, 4 grad_output): NA/NaN/Inf, or in a float32 layer a finite value
+# beyond float32's range.
+#' @noRd
+mha_abort_nonfinite <- function(self, k, x) {
+  arg <- c("query", "value", "key", "grad_output")[k]
+  if (identical(self$dtype, "float32") && cpp_all_finite(x, mh_threads())) {
+    abort_arg(arg, sprintf(paste0("values within float32's range (|x| <= 3.4e38) for layer \"%s\" of dtype ",
+                                  "\"float32\"; create the layer with dtype = \"float64\" for larger values"),
+                           self$name),
+              "a finite value beyond it")
+  }
+  abort_arg(arg, "finite: it contains NA, NaN or Inf")
+}
+
+# The error for attention logits beyond the range of the layer's dtype (the
+# core refuses to return the NaN or zero probabilities they would give).
+#' @noRd
+mha_abort_overflow <- function(self) {
+  f32 <- identical(self$dtype, "float32")
+  abort_msg(sprintf(paste0("The attention logits of layer \"%s\" (query . key / sqrt(key_dim)) are beyond ",
+                           "the range of %s: the inputs or weights are too large.%s"),
+                    self$name, self$dtype,
+                    if (f32) " Create the layer with dtype = \"float64\", or scale the inputs down." else
+                      " Scale the inputs down."),
+            class = c("multihead_error_overflow", "multihead_error_argument"))
 }
 
 # The gradients of a call from the glue's list(query, key, value, weights):
@@ -640,7 +687,7 @@ mha_record_backward <- function(self, record, grad_output) {
     abort_arg("grad_output", "a numeric array of the output's shape", describe_value(grad_output))
   }
   g <- cpp_mha_backward(record$ptr, grad_output)
-  if (!is.null(g$nonfinite)) abort_arg("grad_output", "finite: it contains NA, NaN or Inf")
+  if (!is.null(g$nonfinite)) mha_abort_nonfinite(self, 4L, grad_output)
   mha_input_weight_grads(self, g, record$key_given)
 }
 

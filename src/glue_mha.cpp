@@ -81,6 +81,15 @@ const CoreWeights* usable_core_weights(SEXP core_weights, const Rcpp::List& weig
   return cw;
 }
 
+// Whether every value of a converted buffer is finite (y - y is 0 exactly
+// for finite y): a double beyond float's range converts to +-Inf.
+template <class T>
+bool all_finite(const mh::Buffer<T>& b) {
+  T acc = T(0);
+  for (const T y : b) acc += y - y;
+  return acc == T(0);
+}
+
 // The R arguments of one call (cpp_mha_call's, see there).
 struct CallArgs {
   SEXP query, key, value;
@@ -246,6 +255,7 @@ class CallState : public RecordBase {
         throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
       }
       mh::Buffer<T> dout = to_core<T>(grad_output, a_.out_order, threads);
+      if (std::is_same<T, float>::value && !all_finite(dout)) throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
       mh::Buffer<T> dxq(xq_.size()),
           dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
           dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
@@ -339,6 +349,12 @@ class CallState : public RecordBase {
       xk_ = to_core<T>(a.key, a.kv_order, a.threads);
       xk = xk_.data();
     }
+    // beyond float's range: finite in R, infinite once converted
+    if (std::is_same<T, float>::value) {
+      if (!all_finite(xq_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kQuery);
+      if (!all_finite(xv_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kValue);
+      if (!all_finite(xk_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kKey);
+    }
     call_.xq = xq_.data();
     call_.xk = xk;
     call_.xv = xv;
@@ -383,8 +399,9 @@ Rcpp::List run_call(const CallArgs& a, SEXP grad_output, bool record) {
   return out;
 }
 
-// An input with NA/NaN/Inf: R reports it, naming the argument
-// (nonfinite: 1 query, 2 value, 3 key, 4 grad_output).
+// An input with NA/NaN/Inf (or beyond float's range in a float32 call): R
+// reports it, naming the argument (nonfinite: 1 query, 2 value, 3 key,
+// 4 grad_output). Logits beyond the computation's range: list(overflow = TRUE).
 template <class F>
 Rcpp::List nonfinite_as_list(F f) {
   return mhglue::out_of_memory_as_error([&]() -> Rcpp::List {
@@ -392,6 +409,8 @@ Rcpp::List nonfinite_as_list(F f) {
       return f();
     } catch (const mh::NonFiniteInput& e) {
       return Rcpp::List::create(Rcpp::Named("nonfinite") = static_cast<int>(e.input) + 1);
+    } catch (const mh::LogitOverflow&) {
+      return Rcpp::List::create(Rcpp::Named("overflow") = true);
     }
   });
 }
@@ -414,7 +433,8 @@ Rcpp::CharacterVector cpp_mha_weight_slots() {
 // flash: the layer allows the flash kernel (the core decides the path).
 // record: keep what the backward pass needs and return it as `record` (an
 // external pointer for cpp_mha_backward()); ignored with grad_output.
-// Returns list(output, scores, grads, record), or list(nonfinite = k).
+// Returns list(output, scores, grads, record), list(nonfinite = k) or
+// list(overflow = TRUE).
 // [[Rcpp::export]]
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
                         Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,

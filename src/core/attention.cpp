@@ -25,23 +25,27 @@ using HeadMap = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
 template <class T>
 using ConstHeadMap = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
 
-// Turns the raw logits of row t into probabilities in place.
+// Turns the raw logits of row t into probabilities in place. Returns false
+// when a logit is beyond T's range (+-Inf or NaN where a key is allowed).
 template <class T>
-void softmax_row(T* row, idx S, T scale, const MaskRow* mrow) {
+bool softmax_row(T* row, idx S, T scale, const MaskRow* mrow) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   T mx = neg_inf;
   if (mrow) {
     if (!mrow->query_ok()) {
       for (idx s = 0; s < S; ++s) row[s] = T(0);
-      return;
+      return true;
     }
+    bool any = false;
     for (idx s = 0; s < S; ++s) {
-      row[s] = mrow->allowed(s) ? row[s] * scale : neg_inf;
+      const bool ok = mrow->allowed(s);
+      any = any || ok;
+      row[s] = ok ? row[s] * scale : neg_inf;
       if (row[s] > mx) mx = row[s];
     }
     if (mx == neg_inf) {  // every key masked: all-zero probabilities
       for (idx s = 0; s < S; ++s) row[s] = T(0);
-      return;
+      return !any;  // an allowed key at -Inf: a logit below T's range
     }
   } else {
     for (idx s = 0; s < S; ++s) {
@@ -55,8 +59,11 @@ void softmax_row(T* row, idx S, T scale, const MaskRow* mrow) {
     row[s] = e;
     sum += e;
   }
+  // the largest term is exp(0) = 1 unless a logit was +-Inf or NaN
+  if (!(sum >= T(1)) || !(mx < std::numeric_limits<T>::infinity())) return false;
   const T inv = T(1) / sum;
   for (idx s = 0; s < S; ++s) row[s] *= inv;
+  return true;
 }
 
 // Applies inverted dropout to the probabilities P (T, S) of head (b, n) into
@@ -86,6 +93,7 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
   const idx qs = d.N * d.H, cs = d.N * d.Hv, ks = G * d.H, vs = G * d.Hv, TS = d.T * d.S;
   threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
   const bool masked = mask.any();
+  std::vector<char> overflow(static_cast<size_t>(d.B * d.N), 0);  // one flag per task
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
     const idx b = task / d.N, n = task % d.N, g = kv_head_of(d, n);
     ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
@@ -99,13 +107,18 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
     RowMat<T> P(d.T, d.S);
     P.noalias() = Q * K.transpose();
     T* pbuf = P.data();
+    bool ok = true;
     for (idx t = 0; t < d.T; ++t) {
       if (masked) {
         MaskRow mrow(mask, d, b, n, t);
-        softmax_row(pbuf + t * d.S, d.S, scale, &mrow);
+        ok = softmax_row(pbuf + t * d.S, d.S, scale, &mrow) && ok;
       } else {
-        softmax_row<T>(pbuf + t * d.S, d.S, scale, nullptr);
+        ok = softmax_row<T>(pbuf + t * d.S, d.S, scale, nullptr) && ok;
       }
+    }
+    if (!ok) {
+      overflow[static_cast<size_t>(task)] = 1;
+      return;
     }
     if (probs) std::copy(pbuf, pbuf + TS, probs + task * TS);
     if (drop.active()) {
@@ -116,6 +129,7 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
       C.noalias() = P * V;
     }
   });
+  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end()) throw LogitOverflow();
 }
 
 template <class T>

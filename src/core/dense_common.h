@@ -73,33 +73,38 @@ inline void convert_run<float, double>(const float* src, idx n, double* dst) {
 }
 #endif
 
-// convert_run that also returns whether every source value is finite: x - x
-// is 0 for a finite x and NaN for NA, NaN and +-Inf, so a sum of those
-// differences is 0 exactly when all are finite.
+// convert_run that also returns whether every converted value is finite:
+// y - y is 0 for a finite y and NaN for NA, NaN and +-Inf, so a sum of those
+// differences is 0 exactly when all are finite. The converted values are
+// tested, so a finite double beyond float's range (which converts to +-Inf)
+// counts as not finite in a float conversion.
 template <class D>
 bool convert_run_finite(const double* src, idx n, D* dst) {
   double acc = 0;
   for (idx i = 0; i < n; ++i) {
-    acc += src[i] - src[i];
-    dst[i] = static_cast<D>(src[i]);
+    const D y = static_cast<D>(src[i]);
+    acc += static_cast<double>(y - y);
+    dst[i] = y;
   }
   return acc == 0;
 }
 #ifdef __AVX__
 template <>
 inline bool convert_run_finite<float>(const double* src, idx n, float* dst) {
-  __m256d acc = _mm256_setzero_pd();
+  __m128 acc = _mm_setzero_ps();
   idx i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256d a = _mm256_loadu_pd(src + i), b = _mm256_loadu_pd(src + i + 4);
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_sub_pd(a, a), _mm256_sub_pd(b, b)));
-    _mm_storeu_ps(dst + i, _mm256_cvtpd_ps(a));
-    _mm_storeu_ps(dst + i + 4, _mm256_cvtpd_ps(b));
+    const __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i));
+    const __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i + 4));
+    acc = _mm_add_ps(acc, _mm_add_ps(_mm_sub_ps(a, a), _mm_sub_ps(b, b)));
+    _mm_storeu_ps(dst + i, a);
+    _mm_storeu_ps(dst + i + 4, b);
   }
-  bool ok = _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
+  bool ok = _mm_movemask_ps(_mm_cmpunord_ps(acc, acc)) == 0;
   for (; i < n; ++i) {
-    ok = ok && src[i] - src[i] == 0;
-    dst[i] = static_cast<float>(src[i]);
+    const float y = static_cast<float>(src[i]);
+    ok = ok && y - y == 0;
+    dst[i] = y;
   }
   return ok;
 }

@@ -160,19 +160,22 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
 }
 
 // One online-softmax step over a run x[0, n) of raw logits (before the
-// scale; masked keys -Inf): *m_new = max(m_old, scale * max x) (scale > 0, so
-// this is the maximum of the scaled logits), p[j] = exp(scale * x[j] - *m_new)
-// and the return value is sum p. Two passes over x (the generic version goes
-// through Eigen; the AVX2 one fuses scale, subtraction, exp and sum). p[j] for
-// x[j] = -Inf is tiny but not zero (the caller zeroes those); when *m_new is
-// -Inf nothing is written and 0 is returned.
+// scale; masked keys -Inf): the scaled logits y[j] = scale * x[j] are rounded
+// and stored in p first, *m_new = max(m_old, max y), then p[j] = exp(y[j] -
+// *m_new) and the return value is sum p. The scaled logit is rounded before
+// the subtraction (never one fused multiply-add): so the row's largest logit
+// gives exactly exp(0) = 1 at any magnitude, as in the materialised kernel,
+// instead of exp(the product's rounding error). p[j] for x[j] = -Inf is tiny
+// but not zero (the caller zeroes those); when *m_new is -Inf, p holds the
+// scaled logits and 0 is returned.
 template <class T>
 T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
   Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> xr(x, n);
   RowArrayMap<T> pr(p, n);
-  *m_new = std::max(m_old, n > 0 ? scale * xr.maxCoeff() : m_old);
+  pr = xr * scale;
+  *m_new = std::max(m_old, n > 0 ? pr.maxCoeff() : m_old);
   if (*m_new == -std::numeric_limits<T>::infinity()) return T(0);
-  pr = (xr * scale - *m_new).exp();
+  pr = (pr - *m_new).exp();
   return pr.sum();
 }
 
@@ -180,28 +183,38 @@ T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
 template <>
 float softmax_run<float>(const float* x, idx n, float scale, float m_old, float* m_new, float* p) {
   using detail::exp_nonpositive;
+  // pass 1: p = scale * x (rounded, stored) and its maximum
+  const __m256 vs = _mm256_set1_ps(scale);
   __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   idx j = 0;
-  for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
+  for (; j + 8 <= n; j += 8) {
+    const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + j), vs);
+    _mm256_storeu_ps(p + j, y);
+    vmax = _mm256_max_ps(vmax, y);
+  }
   float mx = -std::numeric_limits<float>::infinity();
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, vmax);
   for (float v : lanes) mx = std::max(mx, v);
-  for (; j < n; ++j) mx = std::max(mx, x[j]);
-  const float m = std::max(m_old, scale * mx);
+  for (; j < n; ++j) {
+    p[j] = x[j] * scale;
+    mx = std::max(mx, p[j]);
+  }
+  const float m = std::max(m_old, mx);
   *m_new = m;
   if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
-  const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
+  // pass 2: p = exp(p - m) and the sum
+  const __m256 vm = _mm256_set1_ps(m);
   __m256 acc = _mm256_setzero_ps();
   for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 e = exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vm));
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }
   if (j < n) {  // the tail through one masked vector (masked-off lanes add 0)
     const __m256i mask = detail::lane_mask(n - j);
-    const __m256 xv = _mm256_maskload_ps(x + j, mask);
-    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_fmadd_ps(xv, vs, vm)), _mm256_castsi256_ps(mask));
+    const __m256 yv = _mm256_maskload_ps(p + j, mask);
+    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(yv, vm)), _mm256_castsi256_ps(mask));
     _mm256_maskstore_ps(p + j, mask, e);
     acc = _mm256_add_ps(acc, e);
   }
@@ -213,23 +226,28 @@ float softmax_run<float>(const float* x, idx n, float scale, float m_old, float*
 #endif
 
 // p[j] = exp(scale * p[j] - L) for j < n (the backward pass's probabilities
-// from the row log-sum-exp L: the arguments are at most about 0).
+// from the row log-sum-exp L: the arguments are at most about 0). As in
+// softmax_run, the scaled logit is rounded before L is subtracted.
 template <class T>
 void exp_from_lse(T* p, idx n, T scale, T L) {
   RowArrayMap<T> pr(p, n);
-  pr = (pr * scale - L).exp();
+  pr = pr * scale;
+  pr = (pr - L).exp();
 }
 #ifdef MH_SIMD_EXP
 template <>
 void exp_from_lse<float>(float* p, idx n, float scale, float L) {
-  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(-L);
+  // two passes, the scaled logits stored in between: never contracted into
+  // one fused multiply-add
+  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(L);
   idx j = 0;
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(p + j), vs, vl)));
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(p + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), vs));
+  for (idx i = j; i < n; ++i) p[i] *= scale;
+  for (j = 0; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vl)));
   if (j < n) {
     const __m256i mask = detail::lane_mask(n - j);
-    const __m256 e = detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_maskload_ps(p + j, mask), vs, vl));
-    _mm256_maskstore_ps(p + j, mask, e);
+    _mm256_maskstore_ps(p + j, mask, detail::exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(p + j, mask), vl)));
   }
 }
 #endif
@@ -413,7 +431,9 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
   auto side = [&] {
     if (alongside) alongside();
   };
-  parallel_for_alongside(static_cast<long>(d.B * d.N * n_qtiles), threads, side, [&](long task) {
+  const long n_tasks = static_cast<long>(d.B * d.N * n_qtiles);
+  std::vector<char> overflow(static_cast<size_t>(n_tasks), 0);  // one flag per task
+  parallel_for_alongside(n_tasks, threads, side, [&](long task) {
     const idx bn = task / n_qtiles, qt = task % n_qtiles;
     const idx b = bn / d.N, n = bn % d.N, bg = b * kv_heads(d) + kv_head_of(d, n);
     const idx t0 = qt * kForwardQueryTile, nq = std::min(kForwardQueryTile, d.T - t0);
@@ -471,6 +491,9 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
           if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
           const T sum = softmax_run(x, nk, scale, m[i], &m_new, p);
           if (m_new == neg_inf) {  // nothing allowed so far
+            // an allowed key at -Inf is a logit below float's range
+            for (idx j = 0; j < nk; ++j)
+              if (x[j] == neg_inf && mrow.allowed(s0 + j)) overflow[static_cast<size_t>(task)] = 1;
             pr.setZero();
             continue;
           }
@@ -494,15 +517,18 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
     }
 
     for (idx i = 0; i < nq; ++i) {
-      if (l[i] > T(0)) {
+      if (l[i] > T(0) && m[i] < pos_inf) {
         C.row(i) = acc.row(i) * (T(1) / l[i]);
         row_lse[i] = m[i] + std::log(l[i]);
-      } else {  // every key masked: zero probabilities, zero context
+      } else if (l[i] == T(0)) {  // every key masked: zero probabilities, zero context
         C.row(i).setZero();
         row_lse[i] = pos_inf;
+      } else {  // a logit beyond float's range made the sum NaN
+        overflow[static_cast<size_t>(task)] = 1;
       }
     }
   });
+  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end()) throw LogitOverflow();
 }
 
 template <class T>

@@ -159,6 +159,14 @@ struct AttentionMask {
   }
 };
 
+// Thrown by the attention kernels when a logit (scale * q . k) is beyond the
+// range of the type they compute in (an infinite or NaN logit where a key
+// may be attended): the result would otherwise be NaN or silently zero.
+struct LogitOverflow : std::overflow_error {
+  LogitOverflow()
+      : std::overflow_error("multihead core: attention logits beyond the range of the computation's type") {}
+};
+
 // Dropout on the attention probabilities. Masks are never stored: each
 // element's keep/drop decision is a pure function of (key, position), so the
 // backward pass regenerates it and thread count cannot change it.

@@ -82,8 +82,9 @@ void mha_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
 //   out (B*T, O): element (r, f) at out[r + out_col[f] * B*T] (out_col may
 //     be null: out_col[f] = f), f the core's output feature (layout.h)
 struct MhaColumnMajorIO {
-  // Check the inputs (and dout) for NA/NaN/Inf while converting them; a
-  // non-finite value throws NonFiniteInput.
+  // Check the inputs (and dout) for NA/NaN/Inf while converting them (in a
+  // float computation also for doubles beyond float's range, which convert
+  // to +-Inf); such a value throws NonFiniteInput.
   bool check_finite = false;
   const double* xq = nullptr;
   const double* xk = nullptr;

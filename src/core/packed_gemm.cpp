@@ -33,22 +33,20 @@ namespace {
 // The full panels of G consecutive columns of x (src: column f's rows from
 // r0, columns ldx apart) into a: each panel's 6 x G values are stored
 // together (6 G consecutive floats at dst + q * step), and the G columns are
-// read as G sequential streams. Non-finite values make *acc NaN when `check`.
+// read as G sequential streams. Non-finite converted values (NA, NaN, Inf,
+// or a double beyond float's range) make *acc NaN when `check`.
 template <int G>
 inline void pack_column_group(const double* src, idx ldx, idx full_panels, idx step, float* dst,
-                              bool check, __m256d* acc) {
+                              bool check, __m128* acc) {
   for (idx q = 0; q < full_panels; ++q) {
     float* d = dst + q * step;
     const double* s = src + q * kPanelRows;
     for (int c = 0; c < G; ++c) {
-      const __m256d v4 = _mm256_loadu_pd(s + c * ldx);
-      const __m128d v2 = _mm_loadu_pd(s + c * ldx + 4);
-      if (check) {
-        *acc = _mm256_add_pd(*acc, _mm256_sub_pd(v4, v4));
-        *acc = _mm256_add_pd(*acc, _mm256_castpd128_pd256(_mm_sub_pd(v2, v2)));
-      }
-      _mm_storeu_ps(d + c * kPanelRows, _mm256_cvtpd_ps(v4));
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * kPanelRows + 4), _mm_cvtpd_ps(v2));
+      const __m128 f4 = _mm256_cvtpd_ps(_mm256_loadu_pd(s + c * ldx));
+      const __m128 f2 = _mm_cvtpd_ps(_mm_loadu_pd(s + c * ldx + 4));  // 2 values, then zeros
+      if (check) *acc = _mm_add_ps(*acc, _mm_add_ps(_mm_sub_ps(f4, f4), _mm_sub_ps(f2, f2)));
+      _mm_storeu_ps(d + c * kPanelRows, f4);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * kPanelRows + 4), f2);
     }
   }
 }
@@ -66,13 +64,13 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
   bool ok = true;
 #ifdef __AVX__
   full = nr / kPanelRows;
-  __m256d acc = _mm256_setzero_pd();
+  __m128 acc = _mm_setzero_ps();
   idx f = 0;
   for (; f + 8 <= in; f += 8)
     pack_column_group<8>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
   for (; f < in; ++f)
     pack_column_group<1>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
-  if (check) ok = _mm256_movemask_pd(_mm256_cmp_pd(acc, acc, _CMP_UNORD_Q)) == 0;
+  if (check) ok = _mm_movemask_ps(_mm_cmpunord_ps(acc, acc)) == 0;
 #endif
   for (idx f = 0; f < in; ++f) {  // the rest: the last, partial panel
     const double* src = x + f * ldx + r0;
@@ -80,9 +78,9 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
     for (idx q = full; q < panels; ++q) {
       for (idx i = 0; i < kPanelRows; ++i) {
         const idx r = q * kPanelRows + i;
-        const double v = r < nr ? src[r] : 0.0;
+        const float v = static_cast<float>(r < nr ? src[r] : 0.0);
         if (check) ok = ok && v - v == 0;
-        dst[q * step + i] = static_cast<float>(v);
+        dst[q * step + i] = v;
       }
     }
   }

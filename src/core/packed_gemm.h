@@ -44,7 +44,8 @@ idx packed_row_block(idx in, idx out);
 idx packed_scratch_floats(idx nr, idx in, idx out);
 
 // Panels of rows r0 .. r0 + nr - 1 of the column-major doubles x (x(r, f) at
-// x[r + f * ldx]). Returns false if `check` and a value was not finite.
+// x[r + f * ldx]). Returns false if `check` and a converted value was not
+// finite (NA, NaN, Inf, or a double beyond float's range).
 bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, bool check);
 
 // Panels of rows x_row[r0 .. r0 + nr - 1] of the row-major float x (rows of

@@ -4,16 +4,22 @@
 
 pinned <- readRDS(test_path("fixtures", "mha-pinned", "mha-pinned.rds"))$results
 
-# every array of `got` within `tol` of `want` (relative to its largest entry)
-expect_same_arrays <- function(got, want, tol, label) {
+# every array of `got` within `tol` of `want` (relative to its largest
+# entry). The key bias's gradient is zero up to rounding (softmax is
+# shift-invariant): it is compared in absolute terms, against `scale`.
+expect_same_arrays <- function(got, want, tol, label, scale = 1) {
   if (is.list(want)) {
     expect_identical(names(got), names(want), label = paste(label, "names"))
-    for (nm in names(want)) expect_same_arrays(got[[nm]], want[[nm]], tol, paste0(label, "$", nm))
+    for (nm in names(want)) expect_same_arrays(got[[nm]], want[[nm]], tol, paste0(label, "$", nm), scale)
     return(invisible())
   }
   if (is.null(want)) return(expect_null(got, label = label))
   expect_identical(dim(got), dim(want), label = paste(label, "dim"))
-  expect_lte(rel_err(got, want), tol, label = label)
+  if (endsWith(label, "key/bias")) {
+    expect_lte(max(abs(got - want)), 10 * tol * scale, label = label)
+  } else {
+    expect_lte(rel_err(got, want), tol, label = label)
+  }
 }
 
 test_that("the recorded cases cover both kernels, both dtypes, scores and both input routes", {
@@ -32,7 +38,8 @@ test_that("every multi-head attention path reproduces the recorded outputs and g
     expect_same_arrays(got$output, want$output, tol, paste(nm, "output"))
     expect_same_arrays(got$scores, want$scores, tol, paste(nm, "scores"))
     expect_same_arrays(got$bp_output, want$bp_output, tol, paste(nm, "backprop output"))
-    expect_same_arrays(got$grads, want$grads, tol, paste(nm, "grads"))
+    scale <- max(abs(unlist(want$grads$weights)))
+    expect_same_arrays(got$grads, want$grads, tol, paste(nm, "grads"), scale)
   }
 })
 
