@@ -195,6 +195,8 @@ mha_activity_terms <- function(self, node_input_values, node_input_names) {
 
 #' @noRd
 mha_projection_term <- function(self, sub, ins, input_pos, y) {
+  force(sub)  # the gradient closure below runs after the caller's loop has moved on
+  force(y)
   x <- ins[[input_pos]]
   n_inputs <- length(ins)
   list(value = y, gradient = function(g) {

@@ -323,3 +323,16 @@ test_that("bad arguments give errors naming the argument", {
   bad <- x; bad[1] <- NaN
   expect_error(l(bad, x), "query", class = "multihead_error_argument")
 })
+
+test_that("a model with grouped-query attention round-trips through save_model()", {
+  set.seed(46)
+  inp <- keras_input(c(5, 8))
+  m <- keras_model(inp, layer_group_query_attention(inp, head_dim = 4, num_query_heads = 4,
+                                                    num_key_value_heads = 2, use_gate = TRUE))
+  x <- rand_array(2, 5, 8)
+  f <- tempfile(fileext = ".rds")
+  save_model(m, f)
+  m2 <- load_model(f)
+  expect_identical(m2(x), m(x))
+  expect_identical(class(m2$layers[[length(m2$layers)]])[1], "GroupedQueryAttention")
+})
