@@ -48,6 +48,7 @@ bool softmax_row(T* row, idx S, T scale, const MaskRow* mrow) {
       return !any;  // an allowed key at -Inf: a logit below T's range
     }
   } else {
+    if (S == 0) return true;  // no key: nothing to normalise
     for (idx s = 0; s < S; ++s) {
       row[s] *= scale;
       if (row[s] > mx) mx = row[s];
