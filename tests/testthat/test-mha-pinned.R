@@ -38,6 +38,11 @@ test_that("every multi-head attention path reproduces the recorded outputs and g
     expect_same_arrays(got$output, want$output, tol, paste(nm, "output"))
     expect_same_arrays(got$scores, want$scores, tol, paste(nm, "scores"))
     expect_same_arrays(got$bp_output, want$bp_output, tol, paste(nm, "backprop output"))
+    # weight gradients are named "<layer name>/<weight>": the layer's name
+    # depends on how many layers the session created before
+    strip <- function(g) { names(g$weights) <- sub("^[^/]+/", "", names(g$weights)); g }
+    got$grads <- strip(got$grads)
+    want$grads <- strip(want$grads)
     scale <- max(abs(unlist(want$grads$weights)))
     expect_same_arrays(got$grads, want$grads, tol, paste(nm, "grads"), scale)
   }
