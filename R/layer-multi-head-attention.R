@@ -550,9 +550,8 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   axes <- self$axes
   # The plan depends only on the two shapes once the layer is built: reuse it.
   plan_key <- c(qd, -1L, vd)
-  # (a plan without core_dims, or without their key/value heads, comes from a
-  # layer saved by an older version)
-  if (identical(self$plan_key, plan_key) && length(self$plan$core_dims) == 11L) {
+  # (a plan without core_dims comes from a layer saved by an older version)
+  if (identical(self$plan_key, plan_key) && !is.null(self$plan$core_dims)) {
     plan <- self$plan
   } else {
     plan <- attention_plan(qd, vd, axes, cfg$num_heads, cfg$output_shape)
@@ -563,7 +562,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     plan$core_max_size <- max(vapply(plan$core_sizes, function(x) prod(as.double(x)), 0))
     plan$core_dims <- as.integer(c(plan$B, plan$T, plan$S, qd[length(qd)], kd[length(kd)],
                                    vd[length(vd)], cfg$num_heads, cfg$key_dim, cfg$value_dim,
-                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)]), mha_kv_heads(self)))
+                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)]),
+                                   # grouped-query attention: its key/value heads (Nkv)
+                                   if (mha_is_grouped(self)) mha_kv_heads(self)))
     self$plan <- plan
     self$plan_key <- plan_key
   }
