@@ -101,8 +101,16 @@ cpp_unit_norm_backward <- function(x, order, n_norm, epsilon, grad_output, float
     .Call(`_multihead_cpp_unit_norm_backward`, x, order, n_norm, epsilon, grad_output, float64, threads)
 }
 
-cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output) {
-    .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output)
+cpp_mha_weight_slots <- function() {
+    .Call(`_multihead_cpp_mha_weight_slots`)
+}
+
+cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output, record = FALSE) {
+    .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output, record)
+}
+
+cpp_mha_backward <- function(record, grad_output) {
+    .Call(`_multihead_cpp_mha_backward`, record, grad_output)
 }
 
 cpp_mha_core_weights <- function(weights, float64) {

@@ -187,7 +187,8 @@ keras_layer_object <- function(s, node = NULL) {
   }
   out_cfg <- json_object(stats::setNames(lapply(names(cfg), function(k) keras_value_out(cfg[[k]], k)), names(cfg)))
   custom <- is.environment(s$custom)
-  obj <- list(module = if (custom) NULL else "keras.layers", class_name = s$class_name, config = out_cfg,
+  obj <- list(module = if (custom) NULL else "keras.layers",
+              class_name = if (is.null(def$keras_class_name)) s$class_name else def$keras_class_name, config = out_cfg,
               registered_name = if (custom) keras_registered_name(s) else NULL,
               build_config = keras_build_config(s, node))
   if (!is.null(def$keras_object)) obj <- def$keras_object(s, obj)
@@ -294,11 +295,12 @@ keras_layer_from_object <- function(obj, custom_objects, where) {
     })
     return(layer)
   }
-  def <- .layer_classes[[cn]]
+  def <- keras_class_def(cn)
   if (is.null(def) || identical(cn, "InputLayer") || !identical(if (is.null(obj$module)) "keras.layers" else obj$module, "keras.layers")) {
     keras_unknown_class(cn, obj$registered_name, where)
   }
   if (!is.null(def$keras_config)) cfg <- def$keras_config(cfg, raw_cfg, custom_objects)
+  cn <- def$class_name
   attr(cfg, "class_name") <- cn
   layer <- tryCatch(def$from_config(cfg), multihead_error = function(e) {
     abort_msg(sprintf("Could not create layer %s (%s) from its configuration in the file: %s", where, cn,
@@ -329,6 +331,28 @@ keras_custom_class <- function(obj, custom_objects) {
     keras_unknown_class(cn, reg, NULL)
   }
   NULL
+}
+
+# The registry entry of the class Keras names `cn` (our class of that name,
+# or the class declaring it as its keras_class_name), with its own name in
+# `class_name`; NULL when there is none.
+#' @noRd
+keras_class_def <- function(cn) {
+  def <- .layer_classes[[cn]]
+  name <- cn
+  if (is.null(def)) {
+    for (nm in ls(.layer_classes)) {
+      d <- .layer_classes[[nm]]
+      if (identical(d$keras_class_name, cn)) {
+        def <- d
+        name <- nm
+        break
+      }
+    }
+  }
+  if (is.null(def)) return(NULL)
+  def$class_name <- name
+  def
 }
 
 #' @noRd

@@ -36,7 +36,7 @@ mha_graph_build <- function(self, input_shape) {
 #' @noRd
 mha_check_call_args <- function(self, args) {
   unknown <- setdiff(names(args), mha_call_args)
-  if (length(unknown)) reject_call_dots(args[unknown])
+  if (length(unknown)) reject_call_dots(args[unknown], self$class_name)
 }
 
 # The output shape(s) of a call; checks what can be checked without values.
@@ -49,7 +49,7 @@ mha_graph_output_shape <- function(self, input_shape, args = list()) {
   k <- if (is.null(p$key)) NULL else check_shape_arg(p$key, "key")
   ras <- if (is.null(args$return_attention_scores)) FALSE else
     check_flag(args$return_attention_scores, "return_attention_scores")
-  if (!is.null(args$use_causal_mask)) check_flag(args$use_causal_mask, "use_causal_mask")
+  if (!is.null(args$use_causal_mask)) check_causal_flag(args$use_causal_mask)
   cfg <- self$config
   if (ras && isTRUE(cfg$flash_attention)) {
     abort_msg(paste0("Returning attention scores is not supported when flash attention is enabled. ",
@@ -114,23 +114,28 @@ mha_graph_forward <- function(self, inputs, args = list(), training = FALSE, mas
   vm <- mha_position_mask(args$value_mask, implicit$value)
   km <- mha_position_mask(args$key_mask, if (is.null(p$key)) NULL else implicit$key)
   ras <- isTRUE(args$return_attention_scores)
-  causal <- isTRUE(args$use_causal_mask)
-  counter <- self$call_counter
+  causal <- !is.null(args$use_causal_mask) && check_causal_flag(args$use_causal_mask)
+  # In training the core keeps what its backward pass needs (the record, with
+  # this call's dropout stream); otherwise the backward pass (rare: backprop()
+  # of a model in inference mode, no dropout) runs the call again.
+  record <- isTRUE(training)
   res <- mha_run(self, query = p$query, value = p$value, key = p$key,
                  attention_mask = args$attention_mask, return_attention_scores = ras,
                  training = training, use_causal_mask = causal, query_mask = qm, value_mask = vm,
-                 key_mask = km, grad_output = NULL)
+                 key_mask = km, grad_output = NULL, record = record)
   out_mask <- if (is.null(qm)) NULL else array(as.logical(qm), dim(qm))
-  cache <- list(query = p$query, value = p$value, key = p$key, attention_mask = args$attention_mask,
-                use_causal_mask = causal, training = training, query_mask = qm, value_mask = vm,
-                key_mask = km, counter = counter, several = ras)
+  cache <- if (record) list(record = res$record, several = ras) else
+    list(query = p$query, value = p$value, key = p$key, attention_mask = args$attention_mask,
+         use_causal_mask = causal, query_mask = qm, value_mask = vm, key_mask = km, several = ras)
+  if (record) res <- if (ras) res[c("output", "scores")] else res$output
   if (!ras) return(list(output = res, cache = cache, mask = out_mask))
   list(output = list(output = res$output, scores = res$scores), cache = cache,
        mask = list(output = out_mask, scores = NULL))
 }
 
-# Re-runs the fused C++ forward + backward with the dropout call counter of
-# the forward pass, so that the same dropout mask is used.
+# From the forward's record (training), or by running the call again with
+# its output gradient (inference mode: no dropout, so nothing random to
+# reproduce).
 #' @noRd
 mha_graph_backward <- function(self, cache, grad_output) {
   g <- grad_output
@@ -141,17 +146,19 @@ mha_graph_backward <- function(self, cache, grad_output) {
     }
     g <- g$output
   }
-  saved <- self$call_counter
-  self$call_counter <- cache$counter
-  on.exit(self$call_counter <- saved, add = TRUE)
-  res <- mha_run(self, query = cache$query, value = cache$value, key = cache$key,
-                 attention_mask = cache$attention_mask, return_attention_scores = FALSE,
-                 training = cache$training, use_causal_mask = cache$use_causal_mask,
-                 query_mask = cache$query_mask, value_mask = cache$value_mask, key_mask = cache$key_mask,
-                 grad_output = g)
-  gr <- res$grads
+  if (!is.null(cache$record)) {
+    gr <- mha_record_backward(self, cache$record, g)
+    key_given <- cache$record$key_given
+  } else {
+    gr <- mha_run(self, query = cache$query, value = cache$value, key = cache$key,
+                  attention_mask = cache$attention_mask, return_attention_scores = FALSE,
+                  training = FALSE, use_causal_mask = cache$use_causal_mask,
+                  query_mask = cache$query_mask, value_mask = cache$value_mask,
+                  key_mask = cache$key_mask, grad_output = g)$grads
+    key_given <- !is.null(cache$key)
+  }
   inputs <- list(query = gr$query, value = gr$value)
-  if (!is.null(cache$key)) inputs$key <- gr$key
+  if (key_given) inputs$key <- gr$key
   list(inputs = inputs, weights = gr$weights)
 }
 
@@ -171,20 +178,27 @@ mha_activity_terms <- function(self, node_input_values, node_input_names) {
   # the input each projection reads, as a position in the node's inputs
   pos <- function(what) if (is.null(nms)) match(what, c("query", "value", "key")) else match(what, nms)
   key_pos <- if (is.null(parts$key)) pos("value") else pos("key")
+  key <- if (is.null(parts$key)) parts$value else parts$key
+  # the projections of the forward call on these inputs, else computed here
+  memo <- mha_activity_memo(self)
+  proj <- if (!is.null(memo) && identical(memo$query, parts$query) && identical(memo$value, parts$value) &&
+              identical(memo$key, key)) memo$projections else mha_projections(self, parts$query, key, parts$value)
   subs <- self$sublayers
   terms <- list()
-  for (which in intersect(c("query", "key", "gate", "value"), names(subs))) {
+  for (which in names(proj)) {
     input_pos <- switch(which, query = , gate = pos("query"), key = key_pos, value = pos("value"))
-    terms[[length(terms) + 1L]] <- mha_projection_term(self, layer_self(subs[[which]]), ins, input_pos)
+    terms[[length(terms) + 1L]] <- mha_projection_term(self, layer_self(subs[[which]]), ins, input_pos,
+                                                       proj[[which]])
   }
   terms
 }
 
 #' @noRd
-mha_projection_term <- function(self, sub, ins, input_pos) {
+mha_projection_term <- function(self, sub, ins, input_pos, y) {
+  force(sub)  # the gradient closure below runs after the caller's loop has moved on
+  force(y)
   x <- ins[[input_pos]]
   n_inputs <- length(ins)
-  y <- einsum_dense_call(sub, x)
   list(value = y, gradient = function(g) {
     p <- projection_backward_plain(sub, x, y, g)
     inputs <- vector("list", n_inputs)
@@ -230,7 +244,7 @@ mha_backprop_call <- function(object, query, value, key = NULL, attention_mask =
                               return_attention_scores = FALSE, training = NULL,
                               use_causal_mask = FALSE, ..., query_mask = NULL,
                               value_mask = NULL, key_mask = NULL, grad_output) {
-  if (...length()) reject_call_dots(list(...))
+  if (...length()) reject_call_dots(list(...), layer_self(object)$class_name)
   if (missing(grad_output) || is.null(grad_output)) {
     abort_arg("grad_output", "supplied: an array of the output's shape", if (!missing(grad_output)) "NULL")
   }

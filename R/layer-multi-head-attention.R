@@ -182,7 +182,7 @@ check_layer_dots <- function(dots, allowed, fun) {
 # self-attention on the previous layer's output), a single tensor (symbolic
 # or array) means self-attention.
 #' @noRd
-apply_attention_to_inputs <- function(layer, inputs) {
+apply_attention_to_inputs <- function(layer, inputs, arg = "inputs") {
   if (inherits(inputs, "multihead_sequential")) {
     compose_layer(inputs, layer, call_layer = attention_self_call)
     return(invisible(inputs))
@@ -191,17 +191,17 @@ apply_attention_to_inputs <- function(layer, inputs) {
   if (is.list(inputs) && !is.object(inputs)) {
     nms <- names(inputs)
     if (length(inputs) == 0L || (is.null(nms) && length(inputs) < 2L)) {
-      abort_arg("inputs", "a list holding at least query and value: list(query, value[, key])",
+      abort_arg(arg, "a list holding at least query and value: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
     if (is.null(nms) && length(inputs) > 3L) {
-      abort_arg("inputs", "an unnamed list of length 2 or 3: list(query, value[, key])",
+      abort_arg(arg, "an unnamed list of length 2 or 3: list(query, value[, key])",
                 sprintf("a list of length %d", length(inputs)))
     }
     return(do.call(layer, inputs, quote = TRUE))
   }
   if (is.numeric(inputs) && !is.null(dim(inputs)) && !is.object(inputs)) return(layer(inputs, inputs))
-  abort_arg("inputs", paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
+  abort_arg(arg, paste0("NULL, a sequential model, a symbolic tensor or numeric array (self-attention), ",
                              "an unnamed list(query, value[, key]) or a named list of call arguments"),
             describe_value(inputs))
 }
@@ -220,7 +220,8 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
                                      bias_regularizer = NULL, activity_regularizer = NULL,
                                      kernel_constraint = NULL, bias_constraint = NULL, seed = NULL,
                                      name = NULL, dtype = NULL, trainable = NULL, use_gate = NULL,
-                                     sliding_window = NULL) {
+                                     sliding_window = NULL, class_name = "MultiHeadAttention",
+                                     default_name = "multi_head_attention") {
   cfg <- list()
   cfg$num_heads <- check_whole(num_heads, "num_heads")
   cfg$key_dim <- check_whole(key_dim, "key_dim")
@@ -259,7 +260,7 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
               class = "multihead_error_argument")
   }
 
-  self <- new_layer_state("MultiHeadAttention", "multi_head_attention", name = name, dtype = dtype,
+  self <- new_layer_state(class_name, default_name, name = name, dtype = dtype,
                           trainable = trainable, config = cfg)
   # Dropout stream: the user's seed, or one drawn from R's RNG now.
   self$dropout_seed <- if (is.null(cfg$seed)) draw_seed() else cfg$seed
@@ -274,7 +275,7 @@ mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
                                return_attention_scores = FALSE, training = NULL,
                                use_causal_mask = FALSE, ..., query_mask = NULL, value_mask = NULL,
                                key_mask = NULL) {
-  if (...length()) reject_call_dots(list(...))
+  if (...length()) reject_call_dots(list(...), self$class_name)
   if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
   if (missing(value)) {
     abort_arg("value", "supplied: call the layer as layer(query, value), or layer(x, x) for self-attention")
@@ -284,14 +285,14 @@ mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
 }
 
 #' @noRd
-reject_call_dots <- function(dots) {
+reject_call_dots <- function(dots, class_name = "MultiHeadAttention") {
   nms <- names(dots)
   if (is.null(nms)) nms <- rep("", length(dots))
   shown <- ifelse(nzchar(nms), paste0("`", nms, "`"), "an unnamed argument")
-  abort_msg(sprintf(paste0("Unknown argument%s in a call of a MultiHeadAttention layer: %s. Accepted: ",
+  abort_msg(sprintf(paste0("Unknown argument%s in a call of a %s layer: %s. Accepted: ",
                            "query, value, key, attention_mask, return_attention_scores, training, ",
                            "use_causal_mask, query_mask, value_mask, key_mask."),
-                    if (length(dots) > 1L) "s" else "", paste(unique(shown), collapse = ", ")),
+                    if (length(dots) > 1L) "s" else "", class_name, paste(unique(shown), collapse = ", ")),
             class = "multihead_error_argument")
 }
 
@@ -353,19 +354,26 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   check_same_rank(query_shape, value_shape)
   r <- length(query_shape)
   cfg <- self$config
+  grouped <- mha_is_grouped(self)
+  if (grouped) gqa_check_rank(query_shape, "query_shape")
   axes <- resolve_attention_axes(cfg$attention_axes, r)
   E <- query_shape[r]; Dk <- key_shape[r]; Dv <- value_shape[r]
-  N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim
+  N <- cfg$num_heads; H <- cfg$key_dim; Hv <- cfg$value_dim; Nkv <- mha_kv_heads(self)
   out <- if (is.null(cfg$output_shape)) E else cfg$output_shape
   bias <- function(shape) if (cfg$use_bias) shape else NULL
   kernel_what <- function(which, shape) sprintf("the %s kernel %s of layer \"%s\"", which, shape, self$name)
   check_size(c(max(E, Dk), N, H), "key_dim", kernel_what("query/key", "(features, num_heads, key_dim)"))
   check_size(c(max(E, Dv), N, Hv), "value_dim", kernel_what("value", "(features, num_heads, value_dim)"))
   check_size(c(N, Hv, out), "output_shape", kernel_what("output", "(num_heads, value_dim, output_shape)"))
+  # Keras's equations: GroupedQueryAttention's own (3-D inputs), else the
+  # general ones of MultiHeadAttention
+  equations <- if (grouped) c(query = "bqm,muh->bquh", key = "bkm,mvh->bkvh", gate = "bqm,muh->bquh",
+                              value = "bkm,mvh->bkvh", attention_output = "bquh,uhm->bqm")
   sub <- function(name, kernel_shape, n_contract, salt, free, activation = NULL) {
     new_einsum_dense(
       name = name,
-      equation = projection_equation(free, n_contract, length(kernel_shape) - n_contract),
+      equation = if (grouped) equations[[name]] else
+        projection_equation(free, n_contract, length(kernel_shape) - n_contract),
       kernel_shape = kernel_shape, bias_shape = bias(kernel_shape[-seq_len(n_contract)]),
       n_contract = n_contract, kernel_initializer = cfg$kernel_initializer,
       bias_initializer = cfg$bias_initializer, kernel_regularizer = cfg$kernel_regularizer,
@@ -374,9 +382,9 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
       trainable = self$trainable, salt = salt)
   }
   subs <- list(query = sub("query", c(E, N, H), 1L, 1L, r - 1L),
-               key = sub("key", c(Dk, N, H), 1L, 2L, r - 1L))
+               key = sub("key", c(Dk, Nkv, H), 1L, 2L, r - 1L))
   if (cfg$use_gate) subs$gate <- sub("gate", c(E, N, Hv), 1L, 3L, r - 1L, activation = "sigmoid")
-  subs$value <- sub("value", c(Dv, N, Hv), 1L, 4L, r - 1L)
+  subs$value <- sub("value", c(Dv, Nkv, Hv), 1L, 4L, r - 1L)
   subs$attention_output <- sub("attention_output", c(N, Hv, out), 2L, 5L, r - 1L)
   self$sublayers <- subs
   self$axes <- axes
@@ -385,6 +393,19 @@ mha_build <- function(self, query_shape, value_shape, key_shape = NULL) {
   self$weight_cache <- NULL
   self$plan_key <- NULL  # mha_run's cached attention plan
   invisible(NULL)
+}
+
+# Grouped-query attention (layer-group-query-attention.R) runs on this
+# layer's code with fewer key/value heads: its config holds
+# num_key_value_heads.
+#' @noRd
+mha_is_grouped <- function(self) !is.null(self$config$num_key_value_heads)
+
+# The number of key/value heads (the core's Nkv).
+#' @noRd
+mha_kv_heads <- function(self) {
+  cfg <- self$config
+  if (is.null(cfg$num_key_value_heads)) cfg$num_heads else cfg$num_key_value_heads
 }
 
 #' @noRd
@@ -396,6 +417,7 @@ mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape =
     check_shape_arg(key_shape, "key_shape", min_rank = 1L)
   check_key_value_shapes(value_shape, key_shape)
   check_same_rank(query_shape, value_shape)
+  if (mha_is_grouped(self)) gqa_check_output_shapes(query_shape, value_shape)
   axes <- resolve_attention_axes(self$config$attention_axes, length(query_shape))
   check_batch_like_axes(query_shape, value_shape, axes)
   out <- self$config$output_shape
@@ -417,6 +439,13 @@ check_numeric_array <- function(x, arg, min_rank = 3L, check_finite = TRUE) {
   invisible(x)
 }
 
+# `use_causal_mask`: TRUE or FALSE, or 1 / 0 as keras3 accepts them.
+#' @noRd
+check_causal_flag <- function(x) {
+  if (is.numeric(x) && length(x) == 1L && is.null(dim(x)) && !is.na(x) && x %in% c(0, 1)) return(x == 1)
+  check_flag(x, "use_causal_mask")
+}
+
 #' @noRd
 check_built_input <- function(self, x, arg, built_shape) {
   d <- dim(x)
@@ -432,15 +461,19 @@ check_built_input <- function(self, x, arg, built_shape) {
   }
 }
 
-# The ten weight slots of cpp_mha_call(): Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo.
+# The weight slots of cpp_mha_call(), "<sub-layer>/<variable>" in the order
+# the glue states (cpp_mha_weight_slots(): Keras's weight order).
+#' @noRd
+mha_slot_names <- function() cpp_mha_weight_slots()
+
+# The layer's weights as the slots of cpp_mha_call() (NULL where absent).
 #' @noRd
 mha_weight_slots <- function(self) {
   if (!is.null(self$weight_cache)) return(self$weight_cache)
   s <- self$sublayers
-  v <- function(name, what) if (is.null(s[[name]])) NULL else layer_self(s[[name]])$variables[[what]]
-  slots <- list(v("query", "kernel"), v("query", "bias"), v("key", "kernel"), v("key", "bias"),
-                v("gate", "kernel"), v("gate", "bias"), v("value", "kernel"), v("value", "bias"),
-                v("attention_output", "kernel"), v("attention_output", "bias"))
+  slots <- lapply(strsplit(mha_slot_names(), "/", fixed = TRUE), function(p) {
+    if (is.null(s[[p[1L]]])) NULL else layer_self(s[[p[1L]]])$variables[[p[2L]]]
+  })
   self$weight_cache <- slots
   slots
 }
@@ -454,6 +487,7 @@ mha_core_weights <- function(self, slots, float64) {
   key <- if (float64) "core_float64" else "core_float32"
   cw <- attr(slots, key, exact = TRUE)
   if (is.null(cw) || !cpp_core_weights_alive(cw)) {
+    mha_check_weights_finite(self, slots)
     cw <- cpp_mha_core_weights(slots, float64)
     attr(slots, key) <- cw
     self$weight_cache <- slots
@@ -461,9 +495,31 @@ mha_core_weights <- function(self, slots, float64) {
   cw
 }
 
+# Weights holding Inf or NaN (in a float32 layer, a value beyond float32's
+# range stored by set_weights() or an update becomes Inf) are refused,
+# naming the weight; checked when the converted weights are made, i.e. once
+# per change of the weights.
+#' @noRd
+mha_check_weights_finite <- function(self, slots) {
+  nms <- mha_slot_names()
+  for (i in seq_along(slots)) {
+    if (is.null(slots[[i]]) || cpp_all_finite(slots[[i]], 1L)) next
+    abort_arg("weights", sprintf(paste0("finite weights: `%s/%s` of layer \"%s\" holds Inf or NaN%s"),
+                                 self$name, nms[i], self$name,
+                                 if (identical(self$dtype, "float32"))
+                                   paste0(" (a value beyond float32's range becomes Inf in a float32 layer; ",
+                                          "create the layer with dtype = \"float64\" for larger values)") else ""))
+  }
+}
+
+# One call of the layer: validation, the plan, the masks, cpp_mha_call().
+# With grad_output: list(output, grads[, scores]). With `record` (a graph
+# forward in training): list(output, scores, record), the record being the
+# core's kept forward for mha_record_backward(). Otherwise the output, or
+# list(output, scores).
 #' @noRd
 mha_run <- function(self, query, value, key, attention_mask, return_attention_scores, training,
-                    use_causal_mask, query_mask, value_mask, key_mask, grad_output) {
+                    use_causal_mask, query_mask, value_mask, key_mask, grad_output, record = FALSE) {
   # NA/NaN/Inf in the inputs or grad_output: found by cpp_mha_call() (while
   # it converts them), reported below naming the argument.
   check_numeric_array(query, "query", check_finite = FALSE)
@@ -475,7 +531,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     key <- value
   }
   return_attention_scores <- check_flag(return_attention_scores, "return_attention_scores")
-  use_causal_mask <- check_flag(use_causal_mask, "use_causal_mask")
+  use_causal_mask <- check_causal_flag(use_causal_mask)
   training <- check_flag(training, "training", null_ok = TRUE)
   cfg <- self$config
   if (return_attention_scores && isTRUE(cfg$flash_attention)) {
@@ -506,7 +562,9 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
     plan$core_max_size <- max(vapply(plan$core_sizes, function(x) prod(as.double(x)), 0))
     plan$core_dims <- as.integer(c(plan$B, plan$T, plan$S, qd[length(qd)], kd[length(kd)],
                                    vd[length(vd)], cfg$num_heads, cfg$key_dim, cfg$value_dim,
-                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)])))
+                                   prod(plan$out_dims[-seq_len(length(qd) - 1L)]),
+                                   # grouped-query attention: its key/value heads (Nkv)
+                                   if (mha_is_grouped(self)) mha_kv_heads(self)))
     self$plan <- plan
     self$plan_key <- plan_key
   }
@@ -558,21 +616,20 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
                       if (is.null(cfg$sliding_window)) 0L else cfg$sliding_window,
                       rate, self$dropout_seed, self$call_counter, return_attention_scores,
                       flash, float64, mh_threads(), plan$out_dims, plan$out_order,
-                      plan$scores_dims, grad_output)
+                      plan$scores_dims, grad_output, record && !backward)
   if (!is.null(res$nonfinite)) {
-    abort_arg(c("query", "value", "key", "grad_output")[res$nonfinite], "finite: it contains NA, NaN or Inf")
+    mha_abort_nonfinite(self, res$nonfinite, list(query, value, key, grad_output)[[res$nonfinite]])
   }
+  if (!is.null(res$overflow)) mha_abort_overflow(self)
+  mha_set_activity_memo(self, NULL)
   self$activity_losses <- if (is.null(cfg$activity_regularizer)) list() else
     mha_activity_losses(self, query, key, value, res$output, qd[1L])
+  if (record && !backward) {
+    return(list(output = res$output, scores = res$scores,
+                record = list(ptr = res$record, key_given = key_given)))
+  }
   if (backward) {
-    g <- res$grads
-    grads <- list(query = g$query, value = g$value, key = g$key,
-                  weights = mha_named_weight_grads(self, g$weights))
-    if (!key_given) {
-      grads$value <- grads$value + grads$key
-      grads["key"] <- list(NULL)
-    }
-    out <- list(output = res$output, grads = grads)
+    out <- list(output = res$output, grads = mha_input_weight_grads(self, res$grads, key_given))
     if (return_attention_scores) out$scores <- res$scores
     return(out)
   }
@@ -580,13 +637,66 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   res$output
 }
 
-# Weight gradients from the ten slots, named by weight path, in get_weights()
+# The error for an input the core found not finite (k: 1 query, 2 value,
+# 3 key, 4 grad_output): NA/NaN/Inf, or in a float32 layer a finite value
+# beyond float32's range.
+#' @noRd
+mha_abort_nonfinite <- function(self, k, x) {
+  arg <- c("query", "value", "key", "grad_output")[k]
+  if (identical(self$dtype, "float32") && cpp_all_finite(x, mh_threads())) {
+    abort_arg(arg, sprintf(paste0("values within float32's range (|x| <= 3.4e38) for layer \"%s\" of dtype ",
+                                  "\"float32\"; create the layer with dtype = \"float64\" for larger values"),
+                           self$name),
+              "a finite value beyond it")
+  }
+  abort_arg(arg, "finite: it contains NA, NaN or Inf")
+}
+
+# The error for attention logits beyond the range of the layer's dtype (the
+# core refuses to return the NaN or zero probabilities they would give).
+#' @noRd
+mha_abort_overflow <- function(self) {
+  f32 <- identical(self$dtype, "float32")
+  abort_msg(sprintf(paste0("The attention logits of layer \"%s\" (query . key / sqrt(key_dim)) are beyond ",
+                           "the range of %s: the inputs or weights are too large.%s"),
+                    self$name, self$dtype,
+                    if (f32) " Create the layer with dtype = \"float64\", or scale the inputs down." else
+                      " Scale the inputs down."),
+            class = c("multihead_error_overflow", "multihead_error_argument"))
+}
+
+# The gradients of a call from the glue's list(query, key, value, weights):
+# list(query, value, key, weights), key NULL (and its gradient added to the
+# value's) when the call had no separate key.
+#' @noRd
+mha_input_weight_grads <- function(self, g, key_given) {
+  grads <- list(query = g$query, value = g$value, key = g$key,
+                weights = mha_named_weight_grads(self, g$weights))
+  if (!key_given) {
+    grads$value <- grads$value + grads$key
+    grads["key"] <- list(NULL)
+  }
+  grads
+}
+
+# The backward pass of a recorded forward (mha_run(record = TRUE)) for the
+# output gradient `grad_output`: list(query, value, key, weights) as
+# mha_input_weight_grads().
+#' @noRd
+mha_record_backward <- function(self, record, grad_output) {
+  if (!(is.numeric(grad_output) && !is.null(dim(grad_output)))) {
+    abort_arg("grad_output", "a numeric array of the output's shape", describe_value(grad_output))
+  }
+  g <- cpp_mha_backward(record$ptr, grad_output)
+  if (!is.null(g$nonfinite)) mha_abort_nonfinite(self, 4L, grad_output)
+  mha_input_weight_grads(self, g, record$key_given)
+}
+
+# Weight gradients from the slots, named by weight path, in get_weights()
 # order.
 #' @noRd
 mha_named_weight_grads <- function(self, slot_grads) {
-  names(slot_grads) <- c("query/kernel", "query/bias", "key/kernel", "key/bias", "gate/kernel",
-                         "gate/bias", "value/kernel", "value/bias", "attention_output/kernel",
-                         "attention_output/bias")
+  names(slot_grads) <- mha_slot_names()
   keep <- !vapply(slot_grads, is.null, logical(1))
   out <- slot_grads[keep]
   names(out) <- paste0(self$name, "/", names(out))
@@ -597,14 +707,41 @@ mha_named_weight_grads <- function(self, slot_grads) {
 # projected query, key, (gate,) value and the final output, each divided by
 # the batch size (Keras >= 3.14).
 #' @noRd
+# The projections are computed once per call and kept with the inputs they
+# were computed from (mha_set_activity_memo()) for the training step's
+# activity terms (mha_activity_terms()), which find them there instead of
+# projecting again.
 mha_activity_losses <- function(self, query, key, value, output, batch) {
   reg <- self$config$activity_regularizer
+  proj <- mha_projections(self, query, key, value)
+  mha_set_activity_memo(self, list(query = query, key = key, value = value, projections = proj))
+  lapply(c(unname(proj), list(output)), function(o) regularizer_loss(reg, o) / max(1, batch))
+}
+
+# The last call's projections and inputs, kept as an attribute of the weight
+# slots (self$weight_cache) so that new weights drop them.
+#' @noRd
+mha_set_activity_memo <- function(self, memo) {
+  slots <- mha_weight_slots(self)
+  if (is.null(memo) && is.null(attr(slots, "activity_memo", exact = TRUE))) return(invisible())
+  attr(slots, "activity_memo") <- memo
+  self$weight_cache <- slots
+  invisible()
+}
+
+#' @noRd
+mha_activity_memo <- function(self) {
+  if (is.null(self$weight_cache)) NULL else attr(self$weight_cache, "activity_memo", exact = TRUE)
+}
+
+# The outputs of the query, key, (gate,) value projections of a call, named
+# by sub-layer, in Keras's order.
+#' @noRd
+mha_projections <- function(self, query, key, value) {
   subs <- self$sublayers
-  outs <- list(einsum_dense_call(layer_self(subs$query), query),
-               einsum_dense_call(layer_self(subs$key), key))
-  if (!is.null(subs$gate)) outs <- c(outs, list(einsum_dense_call(layer_self(subs$gate), query)))
-  outs <- c(outs, list(einsum_dense_call(layer_self(subs$value), value), output))
-  lapply(outs, function(o) regularizer_loss(reg, o) / max(1, batch))
+  which <- intersect(c("query", "key", "gate", "value"), names(subs))
+  inputs <- list(query = query, key = key, gate = query, value = value)
+  stats::setNames(lapply(which, function(w) einsum_dense_call(layer_self(subs[[w]]), inputs[[w]])), which)
 }
 
 # The materialised path (used when scores are requested or flash attention is
@@ -771,4 +908,5 @@ register_multi_head_attention <- function() {
     h5_children = mha_h5_children,
     backprop = mha_backprop
   )
+  register_group_query_attention()  # layer-group-query-attention.R: the same code, grouped heads
 }

@@ -93,6 +93,9 @@
 #                    Keras's config `raw` (dtype policies, initializer objects
 #                    ... converted); returns the config our from_config()
 #                    takes. NULL: the generic translation is ours.
+#   keras_class_name the class name Keras writes in a ".keras" config when it
+#                    differs from ours (Keras exports GroupedQueryAttention
+#                    as "GroupQueryAttention"). NULL: the same.
 #   save_assets      function(self): the layer's state that is neither config
 #                    nor weights, as a named list of plain data (a vocabulary:
 #                    vocabulary.R), written by save_model(); it may refuse
@@ -104,7 +107,7 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                                  backward = NULL, input_args = NULL, sequential_call = NULL,
                                  activity_terms = NULL, h5_children = NULL, backprop = NULL,
                                  keras_object = NULL, keras_config = NULL, save_assets = NULL,
-                                 load_assets = NULL) {
+                                 load_assets = NULL, keras_class_name = NULL) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
@@ -123,7 +126,8 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           backward = backward, input_args = input_args, sequential_call = sequential_call,
                           activity_terms = activity_terms, h5_children = h5_children, backprop = backprop,
                           keras_object = keras_object, keras_config = keras_config,
-                          save_assets = save_assets, load_assets = load_assets),
+                          save_assets = save_assets, load_assets = load_assets,
+                          keras_class_name = keras_class_name),
          envir = .layer_classes)
 }
 

@@ -451,9 +451,19 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_mha_weight_slots
+Rcpp::CharacterVector cpp_mha_weight_slots();
+RcppExport SEXP _multihead_cpp_mha_weight_slots() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_weight_slots());
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_mha_call
-Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output);
-RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP core_weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP) {
+Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order, Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate, double dropout_seed, double dropout_counter, bool return_scores, bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims, SEXP grad_output, bool record);
+RcppExport SEXP _multihead_cpp_mha_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP q_orderSEXP, SEXP kv_orderSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP core_weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP kmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP dropout_rateSEXP, SEXP dropout_seedSEXP, SEXP dropout_counterSEXP, SEXP return_scoresSEXP, SEXP flashSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP scores_dimsSEXP, SEXP grad_outputSEXP, SEXP recordSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -482,7 +492,20 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_order(out_orderSEXP);
     Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type scores_dims(scores_dimsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output));
+    Rcpp::traits::input_parameter< bool >::type record(recordSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_call(query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output, record));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_mha_backward
+Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output);
+RcppExport SEXP _multihead_cpp_mha_backward(SEXP recordSEXP, SEXP grad_outputSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type record(recordSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_backward(record, grad_output));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -853,7 +876,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_rms_norm_backward", (DL_FUNC) &_multihead_cpp_rms_norm_backward, 8},
     {"_multihead_cpp_unit_norm_forward", (DL_FUNC) &_multihead_cpp_unit_norm_forward, 6},
     {"_multihead_cpp_unit_norm_backward", (DL_FUNC) &_multihead_cpp_unit_norm_backward, 7},
-    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 25},
+    {"_multihead_cpp_mha_weight_slots", (DL_FUNC) &_multihead_cpp_mha_weight_slots, 0},
+    {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 26},
+    {"_multihead_cpp_mha_backward", (DL_FUNC) &_multihead_cpp_mha_backward, 2},
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},

@@ -1,6 +1,8 @@
-// Rcpp glue for the multi-head attention layer: convert R arrays to the
-// core's layout (one copy each), call mh::mha_forward / mh::mha_backward,
-// convert the results back. All validation happens in R before this.
+// Rcpp glue for the attention layers (MultiHeadAttention,
+// GroupedQueryAttention): converts R's arguments into one mh::MhaCall, asks
+// the core for the call's path (mh::mha_choose_path), runs it
+// (mh::mha_forward_path / mh::mha_backward_path) and converts the results
+// back. All validation happens in R before this.
 #include <Rcpp.h>
 
 #include <cstdint>
@@ -8,8 +10,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/dropout_rng.h"
 #include "core/dense.h"
+#include "core/dropout_rng.h"
 #include "core/mha.h"
 #include "glue_convert.h"
 
@@ -30,13 +32,18 @@ bool same_order(const Rcpp::IntegerVector& a, const Rcpp::IntegerVector& b) {
   return true;
 }
 
-// Weight slots in the order of `weights` below (Keras's order, gate in place).
+// The layer's weight slots, in Keras's weight order (the gate, when present,
+// between key and value). This is the one statement of the order: R reads
+// it through cpp_mha_weight_slots() and builds its slot lists from it.
 enum Slot { WQ, BQ, WK, BK, WG, BG, WV, BV, WO, BO, N_SLOTS };
+const char* const kSlotNames[N_SLOTS] = {
+    "query/kernel", "query/bias", "key/kernel", "key/bias", "gate/kernel", "gate/bias",
+    "value/kernel", "value/bias", "attention_output/kernel", "attention_output/bias"};
 
-// The ten weight slots converted to the core's layout and type once, kept by
-// the layer between calls (R caches the external pointer with its weights,
-// see mha_core_weights() in R/layer-multi-head-attention.R): a call then
-// skips converting them (about 0.6 ms per call at E = 256, 8 heads of 32).
+// The weight slots converted to the core's layout and type once, kept by the
+// layer between calls (R caches the external pointer with its weights, see
+// mha_core_weights() in R/layer-multi-head-attention.R): a call then skips
+// converting them.
 struct CoreWeights {
   bool float64 = false;
   std::vector<mh::Buffer<float>> f;   // slots, float32 layers
@@ -74,243 +81,360 @@ const CoreWeights* usable_core_weights(SEXP core_weights, const Rcpp::List& weig
   return cw;
 }
 
+// Whether every value of a converted buffer is finite (y - y is 0 exactly
+// for finite y): a double beyond float's range converts to +-Inf.
 template <class T>
-Rcpp::List run_mha(SEXP query, SEXP key, SEXP value, const Rcpp::IntegerVector& q_order,
-                   const Rcpp::IntegerVector& kv_order, const Rcpp::IntegerVector& dims,
-                   const Rcpp::List& weights, SEXP core_weights, SEXP mask,
-                   const Rcpp::IntegerVector& mask_bn,
-                   SEXP qmask, SEXP kmask, bool causal, int window, double dropout_rate,
-                   double dropout_seed, double dropout_counter, bool return_scores, bool flash,
-                   int threads,
-                   const Rcpp::IntegerVector& out_dims, const Rcpp::IntegerVector& out_order,
-                   const Rcpp::IntegerVector& scores_dims, SEXP grad_output) {
-  mh::MhaDims d;
-  d.B = dims[0]; d.T = dims[1]; d.S = dims[2]; d.E = dims[3]; d.Dk = dims[4]; d.Dv = dims[5];
-  d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
+bool all_finite(const mh::Buffer<T>& b) {
+  T acc = T(0);
+  for (const T y : b) acc += y - y;
+  return acc == T(0);
+}
 
-  std::vector<mh::Buffer<T>> wbuf(N_SLOTS);
-  const T* wp[N_SLOTS] = {nullptr};
-  size_t wsize[N_SLOTS] = {0};
-  const CoreWeights* cw = usable_core_weights<T>(core_weights, weights);
-  for (int i = 0; i < N_SLOTS; ++i) {
-    if (Rf_isNull(weights[i])) continue;
-    if (cw) {
-      wp[i] = core_slots<T>(*cw)[i].data();
-      wsize[i] = core_slots<T>(*cw)[i].size();
-    } else {
-      wbuf[i] = weight_to_core<T>(weights[i]);
-      wp[i] = wbuf[i].data();
-      wsize[i] = wbuf[i].size();
-    }
-  }
-  mh::MhaWeights<T> w;
-  w.wq = wp[WQ]; w.bq = wp[BQ]; w.wk = wp[WK]; w.bk = wp[BK]; w.wg = wp[WG]; w.bg = wp[BG];
-  w.wv = wp[WV]; w.bv = wp[BV]; w.wo = wp[WO]; w.bo = wp[BO];
+// The R arguments of one call (cpp_mha_call's, see there).
+struct CallArgs {
+  SEXP query, key, value;
+  Rcpp::IntegerVector q_order, kv_order, dims;
+  Rcpp::List weights;
+  SEXP core_weights, mask;
+  Rcpp::IntegerVector mask_bn;
+  SEXP qmask, kmask;
+  bool causal;
+  int window;
+  double dropout_rate, dropout_seed, dropout_counter;
+  bool return_scores, flash;
+  int threads;
+  Rcpp::IntegerVector out_dims, out_order, scores_dims;
+};
 
-  mh::AttentionMask m;
-  if (!Rf_isNull(mask)) {
-    m.mask = INTEGER(mask);
-    m.mask_b = mask_bn[0];
-    m.mask_n = mask_bn[1];
-  }
-  if (!Rf_isNull(qmask)) m.qmask = INTEGER(qmask);
-  if (!Rf_isNull(kmask)) m.kmask = INTEGER(kmask);
-  m.causal = causal;
-  m.window = window;
+// A call after conversion: its mh::MhaCall and everything the call's
+// pointers point into, owned here (converted inputs and weights) or kept
+// alive here (R's arrays), so that a recorded forward can be differentiated
+// later from this state alone.
+class RecordBase {
+ public:
+  virtual ~RecordBase() = default;
+  // The backward pass from the kept forward; list(query, key, value, weights).
+  virtual Rcpp::List backward(SEXP grad_output) = 0;
+};
 
-  mh::DropoutSpec drop;
-  drop.rate = dropout_rate;
-  drop.key = mh::dropout_key(static_cast<uint64_t>(dropout_seed),
-                             static_cast<uint64_t>(dropout_counter));
+template <class T>
+class CallState : public RecordBase {
+ public:
+  explicit CallState(const CallArgs& a)
+      : a_(a), query_(a.query), key_(a.key), value_(a.value), mask_(a.mask), qmask_(a.qmask),
+        kmask_(a.kmask), weights_(a.weights), core_weights_(a.core_weights) {
+    mh::MhaCall<T>& c = call_;
+    mh::MhaDims& d = c.d;
+    const Rcpp::IntegerVector& dims = a.dims;
+    d.B = dims[0]; d.T = dims[1]; d.S = dims[2]; d.E = dims[3]; d.Dk = dims[4]; d.Dv = dims[5];
+    d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9];
+    d.Nkv = dims.size() > 10 ? dims[10] : 0;
+    c.threads = a.threads;
 
-  const bool backward = !Rf_isNull(grad_output);
-  // The flash call without scores reads the R arrays and writes the R output
-  // (and, with grad_output, reads it and writes the input gradients)
-  // directly (mh::mha_forward_colmajor, mh::mha_forward_backward_colmajor):
-  // no converted copies.
-  const int rq = Rf_length(Rf_getAttrib(query, R_DimSymbol));
-  const int rkv = Rf_length(Rf_getAttrib(value, R_DimSymbol));
-  if (flash && !return_scores && (!backward || TYPEOF(grad_output) == REALSXP) &&
-      TYPEOF(query) == REALSXP &&
-      TYPEOF(key) == REALSXP && TYPEOF(value) == REALSXP && rq == q_order.size() &&
-      rkv == kv_order.size() && Rf_length(Rf_getAttrib(key, R_DimSymbol)) == rkv &&
-      keeps_tail(q_order, rq - 1) && keeps_tail(kv_order, rkv - 1) &&
-      keeps_tail(out_order, rq - 1)) {
-    bool same_rows = true;  // the output's rows are the query's
-    for (int k = 0; k < rq - 1; ++k) same_rows = same_rows && out_order[k] == q_order[k];
-    if (same_rows) {
-      const std::vector<idx> q_row = core_row_of(mhglue::r_dims(query), rq - 1, q_order);
-      const std::vector<idx> kv_row = core_row_of(mhglue::r_dims(value), rkv - 1, kv_order);
-      // Output features: the core orders them row-major, R column-major.
-      std::vector<idx> out_col;
-      const int n_out_axes = out_dims.size() - (rq - 1);
-      if (n_out_axes > 1) {
-        std::vector<idx> fd(n_out_axes);
-        Rcpp::IntegerVector natural(n_out_axes);
-        for (int k = 0; k < n_out_axes; ++k) {
-          fd[k] = out_dims[rq - 1 + k];
-          natural[k] = k;
-        }
-        const std::vector<idx> core_of_col = core_row_of(fd, n_out_axes, natural);
-        out_col.resize(core_of_col.size());
-        for (size_t c = 0; c < core_of_col.size(); ++c) out_col[core_of_col[c]] = static_cast<idx>(c);
+    // weights: the layer's converted copy when it fits, else converted here
+    wbuf_.resize(N_SLOTS);
+    const T* wp[N_SLOTS] = {nullptr};
+    const CoreWeights* cw = usable_core_weights<T>(a.core_weights, a.weights);
+    for (int i = 0; i < N_SLOTS; ++i) {
+      if (Rf_isNull(a.weights[i])) continue;
+      if (cw) {
+        wp[i] = core_slots<T>(*cw)[i].data();
+        wsize_[i] = core_slots<T>(*cw)[i].size();
+      } else {
+        wbuf_[i] = weight_to_core<T>(a.weights[i]);
+        wp[i] = wbuf_[i].data();
+        wsize_[i] = wbuf_[i].size();
       }
+    }
+    mh::MhaWeights<T>& w = c.w;
+    w.wq = wp[WQ]; w.bq = wp[BQ]; w.wk = wp[WK]; w.bk = wp[BK]; w.wg = wp[WG]; w.bg = wp[BG];
+    w.wv = wp[WV]; w.bv = wp[BV]; w.wo = wp[WO]; w.bo = wp[BO];
+
+    mh::AttentionMask& m = c.mask;
+    if (!Rf_isNull(a.mask)) {
+      m.mask = INTEGER(a.mask);
+      m.mask_b = a.mask_bn[0];
+      m.mask_n = a.mask_bn[1];
+    }
+    if (!Rf_isNull(a.qmask)) m.qmask = INTEGER(a.qmask);
+    if (!Rf_isNull(a.kmask)) m.kmask = INTEGER(a.kmask);
+    m.causal = a.causal;
+    m.window = a.window;
+
+    c.drop.rate = a.dropout_rate;
+    c.drop.key = mh::dropout_key(static_cast<uint64_t>(a.dropout_seed),
+                                 static_cast<uint64_t>(a.dropout_counter));
+  }
+
+  // Runs the forward pass (keeping its cache when `keep`); returns
+  // list(output, scores).
+  Rcpp::List forward(bool keep, SEXP grad_output) {
+    mh::MhaCallFacts facts;
+    facts.flash = a_.flash;
+    facts.scores = a_.return_scores;
+    facts.in_place_io = in_place_layout(grad_output);
+    path_ = mh::mha_choose_path(facts);
+    mh::MhaCache<T>* cache = keep ? &cache_ : nullptr;
+    Rcpp::List result = Rcpp::List::create(Rcpp::Named("output") = R_NilValue,
+                                           Rcpp::Named("scores") = R_NilValue);
+    const mh::MhaDims& d = call_.d;
+    if (path_ == mh::MhaPath::kFlashInPlace) {
       Rcpp::NumericVector out = mhglue::fresh_numeric(
           static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
-      mh::MhaColumnMajorIO io;
-      io.check_finite = true;  // NA/NaN/Inf found while converting (NonFiniteInput)
-      io.xq = REAL(query);
-      io.xk = REAL(key);
-      io.xv = REAL(value);
-      io.q_row = q_row.data();
-      io.kv_row = kv_row.data();
-      io.out = REAL(out);
-      io.out_col = out_col.empty() ? nullptr : out_col.data();
-      if (!backward) {
-        mh::mha_forward_colmajor(d, io, w, m, drop, threads);
-        out.attr("dim") = out_dims;
-        return Rcpp::List::create(Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
-                                  Rcpp::Named("grads") = R_NilValue);
-      }
-      // With grad_output: dL/dquery, dL/dkey, dL/dvalue written straight
-      // into R arrays (three of them even when the inputs are one array; R
-      // sums them as the converted path's callers do).
-      Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
-      Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
-      Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
-      Rcpp::NumericVector gq = mhglue::fresh_numeric(Rf_xlength(query)),
-                          gk = mhglue::fresh_numeric(Rf_xlength(key)),
-                          gv = mhglue::fresh_numeric(Rf_xlength(value));
-      std::vector<mh::Buffer<T>> dw(N_SLOTS);
-      for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wsize[i]);
-      auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
-      mh::MhaGrads<T> g;
-      g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
-      g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
-      mh::MhaColumnMajorGrads cg;
-      cg.dout = REAL(grad_output);
-      cg.dxq = REAL(gq);
-      cg.dxk = REAL(gk);
-      cg.dxv = REAL(gv);
-      mh::mha_forward_backward_colmajor(d, io, w, m, drop, cg, g, threads);
-      Rcpp::List wgrads(N_SLOTS);
-      for (int i = 0; i < N_SLOTS; ++i) {
-        if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), weights[i]);
-      }
-      out.attr("dim") = out_dims;
-      gq.attr("dim") = qd;
-      gk.attr("dim") = kd;
-      gv.attr("dim") = vd;
-      return Rcpp::List::create(
-          Rcpp::Named("output") = out, Rcpp::Named("scores") = R_NilValue,
-          Rcpp::Named("grads") = Rcpp::List::create(Rcpp::Named("query") = gq,
-                                                    Rcpp::Named("key") = gk,
-                                                    Rcpp::Named("value") = gv,
-                                                    Rcpp::Named("weights") = wgrads));
+      call_.io.check_finite = true;  // NA/NaN/Inf found while converting (NonFiniteInput)
+      call_.io.xq = REAL(a_.query);
+      call_.io.xk = REAL(a_.key);
+      call_.io.xv = REAL(a_.value);
+      call_.io.q_row = q_row_.data();
+      call_.io.kv_row = kv_row_.data();
+      call_.io.out = REAL(out);
+      call_.io.out_col = out_col_.empty() ? nullptr : out_col_.data();
+      mh::mha_forward_path(path_, call_, cache);
+      call_.io.out = nullptr;  // R owns it from here
+      out.attr("dim") = a_.out_dims;
+      result["output"] = out;
+      return result;
     }
-  }
-
-  // Inputs: shared arrays (self-attention, key = value) are converted once.
-  // The converted path scans its inputs here (the column-major path checks
-  // them while converting); each array once, in the order of NonFiniteInput.
-  auto scan = [&](SEXP x, mh::NonFiniteInput::Input which) {
-    if (!cpp_all_finite(x, threads)) throw mh::NonFiniteInput(which);
-  };
-  scan(query, mh::NonFiniteInput::kQuery);
-  if (value != query) scan(value, mh::NonFiniteInput::kValue);
-  if (key != value && key != query) scan(key, mh::NonFiniteInput::kKey);
-  if (backward) scan(grad_output, mh::NonFiniteInput::kOutputGradient);
-
-  mh::Buffer<T> xq = to_core<T>(query, q_order, threads);
-  mh::Buffer<T> xv_own, xk_own;
-  const T* xv;
-  const T* xk;
-  if (value == query && same_order(kv_order, q_order)) {
-    xv = xq.data();
-  } else {
-    xv_own = to_core<T>(value, kv_order, threads);
-    xv = xv_own.data();
-  }
-  if (key == value) {
-    xk = xv;
-  } else if (key == query && same_order(kv_order, q_order)) {
-    xk = xq.data();
-  } else {
-    xk_own = to_core<T>(key, kv_order, threads);
-    xk = xk_own.data();
-  }
-
-  mh::Buffer<T> out(static_cast<size_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
-  mh::Buffer<T> scores_own;
-  mh::MhaCache<T> cache;
-  if (return_scores) mhglue::checked_count({d.B, d.N, d.T, d.S}, "the attention scores");
-  if (return_scores && !backward) scores_own.resize(static_cast<size_t>(d.B * d.N * d.T * d.S));
-  mh::mha_forward(d, xq.data(), xk, xv, w, m, drop, flash && !return_scores, threads, out.data(),
-                  scores_own.empty() ? nullptr : scores_own.data(), backward ? &cache : nullptr);
-
-  Rcpp::List result = Rcpp::List::create(Rcpp::Named("output") = R_NilValue,
-                                         Rcpp::Named("scores") = R_NilValue,
-                                         Rcpp::Named("grads") = R_NilValue);
-  // Large buffers go as soon as they are converted; with a backward pass the
-  // output is converted after it (the float copy is the smaller one).
-  auto convert_output = [&]() {
-    result["output"] = from_core(out.data(), out_dims, out_order, threads);
+    convert_inputs();
+    mh::Buffer<T> out(static_cast<size_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
+    mh::Buffer<T> scores;
+    if (a_.return_scores) {
+      scores.resize(static_cast<size_t>(
+          mhglue::checked_count({d.B, d.N, d.T, d.S}, "the attention scores")));
+    }
+    call_.out = out.data();
+    call_.scores = scores.empty() ? nullptr : scores.data();
+    mh::mha_forward_path(path_, call_, cache);
+    call_.out = nullptr;
+    call_.scores = nullptr;
+    if (!keep) release_inputs();
+    result["output"] = from_core(out.data(), a_.out_dims, a_.out_order, a_.threads);
     mh::Buffer<T>().swap(out);
-  };
-  if (!backward) convert_output();
-  if (return_scores) {
-    Rcpp::IntegerVector natural(scores_dims.size());
-    for (int k = 0; k < natural.size(); ++k) natural[k] = k;
-    const T* p = backward ? cache.probs.data() : scores_own.data();
-    result["scores"] = from_core(p, scores_dims, natural, threads);
-    mh::Buffer<T>().swap(scores_own);
+    if (a_.return_scores) {
+      Rcpp::IntegerVector natural(a_.scores_dims.size());
+      for (int k = 0; k < natural.size(); ++k) natural[k] = k;
+      result["scores"] = from_core(scores.data(), a_.scores_dims, natural, a_.threads);
+    }
+    return result;
   }
-  if (!backward) return result;
 
-  mh::Buffer<T> dout = to_core<T>(grad_output, out_order, threads);
-  mh::Buffer<T> dxq(xq.size()), dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
-      dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
-  std::vector<mh::Buffer<T>> dw(N_SLOTS);
-  for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wsize[i]);
-  auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
-  mh::MhaGrads<T> g;
-  g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
-  g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
-  g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
-  mh::mha_backward(d, xq.data(), xk, xv, w, m, drop, cache, dout.data(), g, threads);
-  // Free each core buffer before the next R array is allocated.
-  mh::Buffer<T>().swap(dout);
-  mh::Buffer<T>().swap(xq);
-  mh::Buffer<T>().swap(xk_own);
-  mh::Buffer<T>().swap(xv_own);
-
-  Rcpp::List wgrads(N_SLOTS);
-  for (int i = 0; i < N_SLOTS; ++i) {
-    if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), weights[i]);
+  Rcpp::List backward(SEXP grad_output) override {
+    if (done_) Rcpp::stop("multihead: this attention forward record was already differentiated");
+    done_ = true;
+    const mh::MhaDims& d = call_.d;
+    const int threads = a_.threads;
+    std::vector<mh::Buffer<T>> dw(N_SLOTS);
+    for (int i = 0; i < N_SLOTS; ++i) dw[i].resize(wsize_[i]);
+    const mh::MhaWeights<T>& w = call_.w;
+    const T* wp[N_SLOTS] = {w.wq, w.bq, w.wk, w.bk, w.wg, w.bg, w.wv, w.bv, w.wo, w.bo};
+    auto ptr = [&](int i) { return wp[i] ? dw[i].data() : nullptr; };
+    mh::MhaBackwardIO<T> io;
+    mh::MhaGrads<T>& g = io.g;
+    g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
+    g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
+    Rcpp::IntegerVector qd(Rf_getAttrib(a_.query, R_DimSymbol));
+    Rcpp::IntegerVector kd(Rf_getAttrib(a_.key, R_DimSymbol));
+    Rcpp::IntegerVector vd(Rf_getAttrib(a_.value, R_DimSymbol));
+    Rcpp::NumericVector gq, gk, gv;
+    if (path_ == mh::MhaPath::kFlashInPlace) {
+      if (TYPEOF(grad_output) != REALSXP) {
+        Rcpp::stop("multihead: the in-place attention backward needs a double grad_output");
+      }
+      // dL/dquery, dL/dkey, dL/dvalue written straight into R arrays (three
+      // of them even when the inputs are one array; R sums them).
+      gq = mhglue::fresh_numeric(Rf_xlength(a_.query));
+      gk = mhglue::fresh_numeric(Rf_xlength(a_.key));
+      gv = mhglue::fresh_numeric(Rf_xlength(a_.value));
+      io.cg.dout = REAL(grad_output);
+      io.cg.dxq = REAL(gq);
+      io.cg.dxk = REAL(gk);
+      io.cg.dxv = REAL(gv);
+      mh::mha_backward_path(call_, cache_, io);
+    } else {
+      if (!cpp_all_finite(grad_output, threads)) {
+        throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
+      }
+      mh::Buffer<T> dout = to_core<T>(grad_output, a_.out_order, threads);
+      if (std::is_same<T, float>::value && !all_finite(dout)) throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
+      mh::Buffer<T> dxq(xq_.size()),
+          dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
+          dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
+      io.dout = dout.data();
+      g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
+      mh::mha_backward_path(call_, cache_, io);
+      // Free each core buffer before the next R array is allocated.
+      mh::Buffer<T>().swap(dout);
+      release_inputs();
+      gq = from_core(dxq.data(), qd, a_.q_order, threads);
+      mh::Buffer<T>().swap(dxq);
+      gk = from_core(dxk.data(), kd, a_.kv_order, threads);
+      mh::Buffer<T>().swap(dxk);
+      gv = from_core(dxv.data(), vd, a_.kv_order, threads);
+      mh::Buffer<T>().swap(dxv);
+    }
+    Rcpp::List wgrads(N_SLOTS);
+    for (int i = 0; i < N_SLOTS; ++i) {
+      if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), a_.weights[i]);
+    }
+    gq.attr("dim") = qd;
+    gk.attr("dim") = kd;
+    gv.attr("dim") = vd;
+    return Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
+                              Rcpp::Named("value") = gv, Rcpp::Named("weights") = wgrads);
   }
-  Rcpp::IntegerVector qd(Rf_getAttrib(query, R_DimSymbol));
-  Rcpp::IntegerVector kd(Rf_getAttrib(key, R_DimSymbol));
-  Rcpp::IntegerVector vd(Rf_getAttrib(value, R_DimSymbol));
-  Rcpp::NumericVector gq = from_core(dxq.data(), qd, q_order, threads);
-  mh::Buffer<T>().swap(dxq);
-  Rcpp::NumericVector gk = from_core(dxk.data(), kd, kv_order, threads);
-  mh::Buffer<T>().swap(dxk);
-  Rcpp::NumericVector gv = from_core(dxv.data(), vd, kv_order, threads);
-  mh::Buffer<T>().swap(dxv);
-  convert_output();
-  result["grads"] = Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
-                                       Rcpp::Named("value") = gv,
-                                       Rcpp::Named("weights") = wgrads);
-  return result;
+
+ private:
+  // Whether the flash in-place path can read the caller's arrays: doubles,
+  // the feature axis last and in place (the core's rows are the other axes
+  // in R's order), the output's rows the query's, and (with a backward) a
+  // double grad_output. Fills the row maps it needs.
+  bool in_place_layout(SEXP grad_output) {
+    const CallArgs& a = a_;
+    const int rq = Rf_length(Rf_getAttrib(a.query, R_DimSymbol));
+    const int rkv = Rf_length(Rf_getAttrib(a.value, R_DimSymbol));
+    const bool ok = (Rf_isNull(grad_output) || TYPEOF(grad_output) == REALSXP) &&
+                    TYPEOF(a.query) == REALSXP && TYPEOF(a.key) == REALSXP &&
+                    TYPEOF(a.value) == REALSXP && rq == a.q_order.size() &&
+                    rkv == a.kv_order.size() &&
+                    Rf_length(Rf_getAttrib(a.key, R_DimSymbol)) == rkv &&
+                    keeps_tail(a.q_order, rq - 1) && keeps_tail(a.kv_order, rkv - 1) &&
+                    keeps_tail(a.out_order, rq - 1);
+    if (!ok) return false;
+    for (int k = 0; k < rq - 1; ++k)
+      if (a.out_order[k] != a.q_order[k]) return false;  // the output's rows are the query's
+    q_row_ = core_row_of(mhglue::r_dims(a.query), rq - 1, a.q_order);
+    kv_row_ = core_row_of(mhglue::r_dims(a.value), rkv - 1, a.kv_order);
+    // Output features: the core orders them row-major, R column-major.
+    const int n_out_axes = a.out_dims.size() - (rq - 1);
+    if (n_out_axes > 1) {
+      std::vector<idx> fd(n_out_axes);
+      Rcpp::IntegerVector natural(n_out_axes);
+      for (int k = 0; k < n_out_axes; ++k) {
+        fd[k] = a.out_dims[rq - 1 + k];
+        natural[k] = k;
+      }
+      const std::vector<idx> core_of_col = core_row_of(fd, n_out_axes, natural);
+      out_col_.resize(core_of_col.size());
+      for (size_t c = 0; c < core_of_col.size(); ++c) out_col_[core_of_col[c]] = static_cast<idx>(c);
+    }
+    return true;
+  }
+
+  // The converted paths' inputs: row-major copies in the core's layout;
+  // shared arrays (self-attention, key = value) are converted once. They
+  // are scanned for NA/NaN/Inf first (the in-place path checks while
+  // converting), each array once, in the order of NonFiniteInput.
+  void convert_inputs() {
+    const CallArgs& a = a_;
+    auto scan = [&](SEXP x, mh::NonFiniteInput::Input which) {
+      if (!cpp_all_finite(x, a.threads)) throw mh::NonFiniteInput(which);
+    };
+    scan(a.query, mh::NonFiniteInput::kQuery);
+    if (a.value != a.query) scan(a.value, mh::NonFiniteInput::kValue);
+    if (a.key != a.value && a.key != a.query) scan(a.key, mh::NonFiniteInput::kKey);
+    xq_ = to_core<T>(a.query, a.q_order, a.threads);
+    const T* xv;
+    const T* xk;
+    if (a.value == a.query && same_order(a.kv_order, a.q_order)) {
+      xv = xq_.data();
+    } else {
+      xv_ = to_core<T>(a.value, a.kv_order, a.threads);
+      xv = xv_.data();
+    }
+    if (a.key == a.value) {
+      xk = xv;
+    } else if (a.key == a.query && same_order(a.kv_order, a.q_order)) {
+      xk = xq_.data();
+    } else {
+      xk_ = to_core<T>(a.key, a.kv_order, a.threads);
+      xk = xk_.data();
+    }
+    // beyond float's range: finite in R, infinite once converted
+    if (std::is_same<T, float>::value) {
+      if (!all_finite(xq_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kQuery);
+      if (!all_finite(xv_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kValue);
+      if (!all_finite(xk_)) throw mh::NonFiniteInput(mh::NonFiniteInput::kKey);
+    }
+    call_.xq = xq_.data();
+    call_.xk = xk;
+    call_.xv = xv;
+  }
+
+  void release_inputs() {
+    mh::Buffer<T>().swap(xq_);
+    mh::Buffer<T>().swap(xk_);
+    mh::Buffer<T>().swap(xv_);
+    call_.xq = call_.xk = call_.xv = nullptr;
+  }
+
+  CallArgs a_;
+  // R objects the call's pointers read, kept alive with the record
+  Rcpp::RObject query_, key_, value_, mask_, qmask_, kmask_, weights_, core_weights_;
+  mh::MhaCall<T> call_;
+  mh::MhaPath path_ = mh::MhaPath::kMaterialised;
+  mh::MhaCache<T> cache_;
+  std::vector<mh::Buffer<T>> wbuf_;
+  size_t wsize_[N_SLOTS] = {0};
+  mh::Buffer<T> xq_, xk_, xv_;
+  std::vector<idx> q_row_, kv_row_, out_col_;
+  bool done_ = false;
+};
+
+template <class T>
+Rcpp::List run_call(const CallArgs& a, SEXP grad_output, bool record) {
+  std::unique_ptr<CallState<T>> st(new CallState<T>(a));
+  const bool backward = !Rf_isNull(grad_output);
+  Rcpp::List res = st->forward(backward || record, grad_output);
+  Rcpp::List out = Rcpp::List::create(Rcpp::Named("output") = res["output"],
+                                      Rcpp::Named("scores") = res["scores"],
+                                      Rcpp::Named("grads") = R_NilValue,
+                                      Rcpp::Named("record") = R_NilValue);
+  if (backward) {
+    out["grads"] = st->backward(grad_output);
+  } else if (record) {
+    Rcpp::XPtr<RecordBase> ptr(st.release(), true);
+    ptr.attr("class") = "multihead_attention_record";
+    out["record"] = ptr;
+  }
+  return out;
+}
+
+// An input with NA/NaN/Inf (or beyond float's range in a float32 call): R
+// reports it, naming the argument (nonfinite: 1 query, 2 value, 3 key,
+// 4 grad_output). Logits beyond the computation's range: list(overflow = TRUE).
+template <class F>
+Rcpp::List nonfinite_as_list(F f) {
+  return mhglue::out_of_memory_as_error([&]() -> Rcpp::List {
+    try {
+      return f();
+    } catch (const mh::NonFiniteInput& e) {
+      return Rcpp::List::create(Rcpp::Named("nonfinite") = static_cast<int>(e.input) + 1);
+    } catch (const mh::LogitOverflow&) {
+      return Rcpp::List::create(Rcpp::Named("overflow") = true);
+    }
+  });
 }
 
 }  // namespace
 
+// The names of the layer's weight slots in the order cpp_mha_call() takes
+// them (Keras's weight order).
+// [[Rcpp::export]]
+Rcpp::CharacterVector cpp_mha_weight_slots() {
+  Rcpp::CharacterVector out(N_SLOTS);
+  for (int i = 0; i < N_SLOTS; ++i) out[i] = kSlotNames[i];
+  return out;
+}
+
 // Forward (and, when grad_output is not NULL, backward) of one attention call.
-// dims = (B, T, S, E, Dk, Dv, N, H, Hv, O) in the core's flattened sense;
-// q_order / kv_order / out_order: 0-based Keras axes in core order;
-// weights: 10 slots (Wq, bq, Wk, bk, Wg, bg, Wv, bv, Wo, bo), NULL if absent.
-// flash: use the flash kernel (ignored when return_scores).
+// dims = (B, T, S, E, Dk, Dv, N, H, Hv, O[, Nkv]) in the core's flattened
+// sense; q_order / kv_order / out_order: 0-based Keras axes in core order;
+// weights: the slots of cpp_mha_weight_slots(), NULL if absent.
+// flash: the layer allows the flash kernel (the core decides the path).
+// record: keep what the backward pass needs and return it as `record` (an
+// external pointer for cpp_mha_backward()); ignored with grad_output.
+// Returns list(output, scores, grads, record), list(nonfinite = k) or
+// list(overflow = TRUE).
 // [[Rcpp::export]]
 Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_order,
                         Rcpp::IntegerVector kv_order, Rcpp::IntegerVector dims,
@@ -320,33 +444,36 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
                         double dropout_seed, double dropout_counter, bool return_scores,
                         bool flash, bool float64, int threads, Rcpp::IntegerVector out_dims,
                         Rcpp::IntegerVector out_order, Rcpp::IntegerVector scores_dims,
-                        SEXP grad_output) {
-  return mhglue::out_of_memory_as_error([&]() -> Rcpp::List {
-    // An input with NA/NaN/Inf: R reports it, naming the argument
-    // (nonfinite: 1 query, 2 value, 3 key, 4 grad_output).
-    try {
-      if (float64) {
-        return run_mha<double>(query, key, value, q_order, kv_order, dims, weights, core_weights,
-                             mask, mask_bn,
-                             qmask, kmask, causal, window, dropout_rate, dropout_seed,
-                             dropout_counter, return_scores, flash, threads, out_dims, out_order,
-                             scores_dims, grad_output);
-      }
-      return run_mha<float>(query, key, value, q_order, kv_order, dims, weights, core_weights, mask,
-                            mask_bn, qmask,
-                            kmask, causal, window, dropout_rate, dropout_seed, dropout_counter,
-                            return_scores, flash, threads, out_dims, out_order, scores_dims, grad_output);
-    } catch (const mh::NonFiniteInput& e) {
-      return Rcpp::List::create(Rcpp::Named("nonfinite") = static_cast<int>(e.input) + 1);
-    }
+                        SEXP grad_output, bool record = false) {
+  if (weights.size() != N_SLOTS) Rcpp::stop("cpp_mha_call: expected %d weight slots", N_SLOTS);
+  const CallArgs a{query, key, value, q_order, kv_order, dims, weights, core_weights, mask,
+                   mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed,
+                   dropout_counter, return_scores, flash, threads, out_dims, out_order,
+                   scores_dims};
+  return nonfinite_as_list([&]() {
+    return float64 ? run_call<double>(a, grad_output, record)
+                   : run_call<float>(a, grad_output, record);
   });
 }
 
-// The layer's ten weight slots (NULL where absent) converted for the core
+// The backward pass of a recorded forward (cpp_mha_call(record = TRUE)):
+// list(query, key, value, weights) (weights by slot), or list(nonfinite = 4).
+// A record is differentiated once.
+// [[Rcpp::export]]
+Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output) {
+  if (TYPEOF(record) != EXTPTRSXP || !Rf_inherits(record, "multihead_attention_record") ||
+      !R_ExternalPtrAddr(record)) {
+    Rcpp::stop("multihead: not a live attention forward record");
+  }
+  RecordBase* rec = static_cast<RecordBase*>(R_ExternalPtrAddr(record));
+  return nonfinite_as_list([&]() { return rec->backward(grad_output); });
+}
+
+// The layer's weight slots (NULL where absent) converted for the core
 // (see CoreWeights): an external pointer of class "multihead_core_weights".
 // [[Rcpp::export]]
 SEXP cpp_mha_core_weights(Rcpp::List weights, bool float64) {
-  if (weights.size() != N_SLOTS) Rcpp::stop("cpp_mha_core_weights: expected 10 weight slots");
+  if (weights.size() != N_SLOTS) Rcpp::stop("cpp_mha_core_weights: expected %d weight slots", N_SLOTS);
   return mhglue::out_of_memory_as_error([&]() {
     std::unique_ptr<CoreWeights> cw(new CoreWeights());
     cw->float64 = float64;

@@ -8,7 +8,8 @@
 namespace mh {
 
 // ctx (B, T, N, Hv) = softmax(scale * q k^T, masked) [dropout] v.
-// q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv).
+// q (B, T, N, H), k (B, S, Nkv, H), v (B, S, Nkv, Hv): query head n attends
+// with key/value head kv_head_of(d, n) (layout.h), read in place.
 // probs (B, N, T, S): written when non-null (pre-dropout probabilities).
 template <class T>
 void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
@@ -16,7 +17,8 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
                        T* probs, int threads);
 
 // Gradients given the saved probabilities and dctx (B, T, N, Hv).
-// Writes dq (B, T, N, H), dk (B, S, N, H), dv (B, S, N, Hv) (overwritten).
+// Writes dq (B, T, N, H), dk (B, S, Nkv, H), dv (B, S, Nkv, Hv) (overwritten;
+// a key/value head's gradients sum its query heads' terms in head order).
 template <class T>
 void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, const T* probs,
                         const DropoutSpec& drop, T scale, const T* dctx, T* dq, T* dk, T* dv,

@@ -6,9 +6,9 @@
 // by alpha = exp(m_old - m_new)), and adds P_tile V_tile with a second GEMM.
 // At the end ctx = acc / l and lse = m + log(l).
 //
-// Backward: D = rowsum(dctx * ctx). One task per (batch, head, key chunk),
-// a chunk being a fixed set of key tiles; for each key tile and each query
-// tile that can see it, the task recomputes P = exp(scale * q k^T - lse),
+// Backward: D = rowsum(dctx * ctx). One task per (batch, key/value head, key
+// chunk), a chunk being a fixed set of key tiles; for each key tile, each
+// query head of the group (in order) and each query tile that can see it, the task recomputes P = exp(scale * q k^T - lse),
 // dP = dctx v^T (times the dropout mask), dS = P * (dP - D), and accumulates
 // dV += P_drop^T dctx, dK += dS^T q and its own partial dQ += dS k. The
 // partial dQs are summed in chunk order afterwards. The split depends only on
@@ -160,19 +160,22 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
 }
 
 // One online-softmax step over a run x[0, n) of raw logits (before the
-// scale; masked keys -Inf): *m_new = max(m_old, scale * max x) (scale > 0, so
-// this is the maximum of the scaled logits), p[j] = exp(scale * x[j] - *m_new)
-// and the return value is sum p. Two passes over x (the generic version goes
-// through Eigen; the AVX2 one fuses scale, subtraction, exp and sum). p[j] for
-// x[j] = -Inf is tiny but not zero (the caller zeroes those); when *m_new is
-// -Inf nothing is written and 0 is returned.
+// scale; masked keys -Inf): the scaled logits y[j] = scale * x[j] are rounded
+// and stored in p first, *m_new = max(m_old, max y), then p[j] = exp(y[j] -
+// *m_new) and the return value is sum p. The scaled logit is rounded before
+// the subtraction (never one fused multiply-add): so the row's largest logit
+// gives exactly exp(0) = 1 at any magnitude, as in the materialised kernel,
+// instead of exp(the product's rounding error). p[j] for x[j] = -Inf is tiny
+// but not zero (the caller zeroes those); when *m_new is -Inf, p holds the
+// scaled logits and 0 is returned.
 template <class T>
 T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
   Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> xr(x, n);
   RowArrayMap<T> pr(p, n);
-  *m_new = std::max(m_old, n > 0 ? scale * xr.maxCoeff() : m_old);
+  pr = xr * scale;
+  *m_new = std::max(m_old, n > 0 ? pr.maxCoeff() : m_old);
   if (*m_new == -std::numeric_limits<T>::infinity()) return T(0);
-  pr = (xr * scale - *m_new).exp();
+  pr = (pr - *m_new).exp();
   return pr.sum();
 }
 
@@ -180,28 +183,38 @@ T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
 template <>
 float softmax_run<float>(const float* x, idx n, float scale, float m_old, float* m_new, float* p) {
   using detail::exp_nonpositive;
+  // pass 1: p = scale * x (rounded, stored) and its maximum
+  const __m256 vs = _mm256_set1_ps(scale);
   __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   idx j = 0;
-  for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
+  for (; j + 8 <= n; j += 8) {
+    const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + j), vs);
+    _mm256_storeu_ps(p + j, y);
+    vmax = _mm256_max_ps(vmax, y);
+  }
   float mx = -std::numeric_limits<float>::infinity();
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, vmax);
   for (float v : lanes) mx = std::max(mx, v);
-  for (; j < n; ++j) mx = std::max(mx, x[j]);
-  const float m = std::max(m_old, scale * mx);
+  for (; j < n; ++j) {
+    p[j] = x[j] * scale;
+    mx = std::max(mx, p[j]);
+  }
+  const float m = std::max(m_old, mx);
   *m_new = m;
   if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
-  const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-m);
+  // pass 2: p = exp(p - m) and the sum
+  const __m256 vm = _mm256_set1_ps(m);
   __m256 acc = _mm256_setzero_ps();
   for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 e = exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(x + j), vs, vm));
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vm));
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }
   if (j < n) {  // the tail through one masked vector (masked-off lanes add 0)
     const __m256i mask = detail::lane_mask(n - j);
-    const __m256 xv = _mm256_maskload_ps(x + j, mask);
-    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_fmadd_ps(xv, vs, vm)), _mm256_castsi256_ps(mask));
+    const __m256 yv = _mm256_maskload_ps(p + j, mask);
+    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(yv, vm)), _mm256_castsi256_ps(mask));
     _mm256_maskstore_ps(p + j, mask, e);
     acc = _mm256_add_ps(acc, e);
   }
@@ -213,23 +226,28 @@ float softmax_run<float>(const float* x, idx n, float scale, float m_old, float*
 #endif
 
 // p[j] = exp(scale * p[j] - L) for j < n (the backward pass's probabilities
-// from the row log-sum-exp L: the arguments are at most about 0).
+// from the row log-sum-exp L: the arguments are at most about 0). As in
+// softmax_run, the scaled logit is rounded before L is subtracted.
 template <class T>
 void exp_from_lse(T* p, idx n, T scale, T L) {
   RowArrayMap<T> pr(p, n);
-  pr = (pr * scale - L).exp();
+  pr = pr * scale;
+  pr = (pr - L).exp();
 }
 #ifdef MH_SIMD_EXP
 template <>
 void exp_from_lse<float>(float* p, idx n, float scale, float L) {
-  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(-L);
+  // two passes, the scaled logits stored in between: never contracted into
+  // one fused multiply-add
+  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(L);
   idx j = 0;
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_loadu_ps(p + j), vs, vl)));
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(p + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), vs));
+  for (idx i = j; i < n; ++i) p[i] *= scale;
+  for (j = 0; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vl)));
   if (j < n) {
     const __m256i mask = detail::lane_mask(n - j);
-    const __m256 e = detail::exp_nonpositive(_mm256_fmadd_ps(_mm256_maskload_ps(p + j, mask), vs, vl));
-    _mm256_maskstore_ps(p + j, mask, e);
+    _mm256_maskstore_ps(p + j, mask, detail::exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(p + j, mask), vl)));
   }
 }
 #endif
@@ -292,10 +310,10 @@ Buffer<T> heads_contiguous(const MhaDims& d, const HeadSource<T>& src, int threa
 
 template <class T>
 void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops) {
-  const idx BN = d.B * d.N;
+  const idx BN = d.B * d.N, BG = d.B * kv_heads(d);
   ops->q.resize(static_cast<size_t>(BN * d.T * d.H));
-  ops->kt.resize(static_cast<size_t>(BN * ceil_div(d.S, kKeyTile) * d.H * kKeyTile));
-  ops->v.resize(static_cast<size_t>(BN * d.S * d.Hv));
+  ops->kt.resize(static_cast<size_t>(BG * ceil_div(d.S, kKeyTile) * d.H * kKeyTile));
+  ops->v.resize(static_cast<size_t>(BG * d.S * d.Hv));
 }
 
 namespace {
@@ -333,13 +351,14 @@ void store_transposed<float>(const float* const* rows, idx m, idx W, idx ld, flo
 template <class T>
 void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
                           const T* block, FlashOperands<T>* ops) {
-  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H, NW = d.N * W;
+  const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H;
+  const idx heads = which == 0 ? d.N : kv_heads(d), NW = heads * W;
   if (which != 1) {  // q and v rows are contiguous runs wherever they go
     for (idx i = 0; i < nr; ++i) {
       const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
       const T* row = block + i * NW;
-      T* o = (which == 0 ? ops->q.data() : ops->v.data()) + (b * d.N * L + l) * W;
-      for (idx n = 0; n < d.N; ++n) std::copy(row + n * W, row + (n + 1) * W, o + n * L * W);
+      T* o = (which == 0 ? ops->q.data() : ops->v.data()) + (b * heads * L + l) * W;
+      for (idx n = 0; n < heads; ++n) std::copy(row + n * W, row + (n + 1) * W, o + n * L * W);
     }
     return;
   }
@@ -356,9 +375,9 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
     const idx tile_end = std::min(L, (l0 / kKeyTile + 1) * kKeyTile);
     idx m = 1;
     while (k + m < nr && dest[k + m].first == dest[k].first + m && l0 + m < tile_end) ++m;
-    for (idx n = 0; n < d.N; ++n) {
+    for (idx n = 0; n < heads; ++n) {
       for (idx j = 0; j < m; ++j) rows[j] = block + dest[k + j].second * NW + n * W;
-      T* o = ops->kt.data() + ((b * d.N + n) * n_tiles + l0 / kKeyTile) * W * kKeyTile +
+      T* o = ops->kt.data() + ((b * heads + n) * n_tiles + l0 / kKeyTile) * W * kKeyTile +
              l0 % kKeyTile;
       store_transposed(rows.data(), m, W, kKeyTile, o);
     }
@@ -375,16 +394,18 @@ template <class T>
 void flash_operands_rows(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
                          FlashOperands<T>* ops, T** rows) {
   const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H;
+  const idx heads = which == 0 ? d.N : kv_heads(d);
   T* base = which == 0 ? ops->q.data() : ops->v.data();
   for (idx i = 0; i < nr; ++i) {
     const idx r = row_map ? row_map[r0 + i] : r0 + i, b = r / L, l = r % L;
-    rows[i] = base + (b * d.N * L + l) * W;
+    rows[i] = base + (b * heads * L + l) * W;
   }
 }
 
 std::vector<idx> flash_operands_strips(const MhaDims& d, int which) {
   const idx L = which == 0 ? d.T : d.S, W = which == 2 ? d.Hv : d.H;
-  std::vector<idx> strips(static_cast<size_t>(ceil_div(d.N * W, 16)));
+  const idx heads = which == 0 ? d.N : kv_heads(d);
+  std::vector<idx> strips(static_cast<size_t>(ceil_div(heads * W, 16)));
   for (size_t s = 0; s < strips.size(); ++s) {
     const idx j0 = static_cast<idx>(s) * 16;
     strips[s] = (j0 / W) * L * W + j0 % W;  // head j0 / W, its column j0 % W
@@ -410,9 +431,11 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
   auto side = [&] {
     if (alongside) alongside();
   };
-  parallel_for_alongside(static_cast<long>(d.B * d.N * n_qtiles), threads, side, [&](long task) {
+  const long n_tasks = static_cast<long>(d.B * d.N * n_qtiles);
+  std::vector<char> overflow(static_cast<size_t>(n_tasks), 0);  // one flag per task
+  parallel_for_alongside(n_tasks, threads, side, [&](long task) {
     const idx bn = task / n_qtiles, qt = task % n_qtiles;
-    const idx b = bn / d.N, n = bn % d.N;
+    const idx b = bn / d.N, n = bn % d.N, bg = b * kv_heads(d) + kv_head_of(d, n);
     const idx t0 = qt * kForwardQueryTile, nq = std::min(kForwardQueryTile, d.T - t0);
     const T* Q = qh.data() + (bn * d.T + t0) * d.H;
     HeadMap<T> C(ctx + (b * d.T + t0) * vs + n * d.Hv, nq, d.Hv, Eigen::OuterStride<>(vs));
@@ -439,8 +462,8 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
     for (idx s0 = lo / TK * TK; s0 < hi; s0 += TK) {
       // Keys past `hi` are masked for every row of the tile: not computed.
       const idx nk = std::min(TK, std::min(d.S, hi) - s0);
-      const T* Kt = kt.data() + (bn * n_ktiles + s0 / TK) * d.H * TK;
-      const T* V = vh.data() + (bn * d.S + s0) * d.Hv;
+      const T* Kt = kt.data() + (bg * n_ktiles + s0 / TK) * d.H * TK;
+      const T* V = vh.data() + (bg * d.S + s0) * d.Hv;
       // logits (nq, nk) = Q (nq, H) k^T (H, nk)
       tile_gemm(nq, nk, d.H, Q, d.H, 1, Kt, TK, logits_buf.data(), nk, false);
 
@@ -468,6 +491,9 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
           if (partial) fill_masked(mask, mrow, s0, nk, d.S, neg_inf, x);
           const T sum = softmax_run(x, nk, scale, m[i], &m_new, p);
           if (m_new == neg_inf) {  // nothing allowed so far
+            // an allowed key at -Inf is a logit below float's range
+            for (idx j = 0; j < nk; ++j)
+              if (x[j] == neg_inf && mrow.allowed(s0 + j)) overflow[static_cast<size_t>(task)] = 1;
             pr.setZero();
             continue;
           }
@@ -491,15 +517,18 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
     }
 
     for (idx i = 0; i < nq; ++i) {
-      if (l[i] > T(0)) {
+      if (l[i] > T(0) && m[i] < pos_inf) {
         C.row(i) = acc.row(i) * (T(1) / l[i]);
         row_lse[i] = m[i] + std::log(l[i]);
-      } else {  // every key masked: zero probabilities, zero context
+      } else if (l[i] == T(0)) {  // every key masked: zero probabilities, zero context
         C.row(i).setZero();
         row_lse[i] = pos_inf;
+      } else {  // a logit beyond float's range made the sum NaN
+        overflow[static_cast<size_t>(task)] = 1;
       }
     }
   });
+  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end()) throw LogitOverflow();
 }
 
 template <class T>
@@ -509,30 +538,31 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   threads = threads_for(d, threads);
   const T* ctx = ctx_buf.data();
   const T* dctx = dctx_buf.data();
-  const idx qs = d.N * d.H, vs = d.N * d.Hv, BN = d.B * d.N;
+  const idx G = kv_heads(d), R = d.N / G;
+  const idx qs = d.N * d.H, cs = d.N * d.Hv, ks = G * d.H, vs = G * d.Hv;
+  const idx BN = d.B * d.N, BG = d.B * G;
   const T pos_inf = std::numeric_limits<T>::infinity();
   const bool dropout = drop.active();
   if (d.T == 0 || d.S == 0) {
     std::fill(dq, dq + d.B * d.T * qs, T(0));
-    std::fill(dk, dk + d.B * d.S * qs, T(0));
+    std::fill(dk, dk + d.B * d.S * ks, T(0));
     std::fill(dv, dv + d.B * d.S * vs, T(0));
     return;
   }
 
   // D (B, N, T) = rowsum(dctx * ctx) per head: rows (b, t) of ctx and dctx
   // read whole and in order, in fixed blocks of rows, each head's sum one
-  // vectorised dot product (a scalar loop here was latency-bound: 4.4 ms of
-  // CPU per call at B = 32, T = 128, 8 heads of 32).
+  // vectorised dot product.
   Buffer<T> D(static_cast<size_t>(BN * d.T));
   constexpr idx kRowsPerTask = 256;
   const idx BT = d.B * d.T;
   parallel_for(static_cast<long>(ceil_div(BT, kRowsPerTask)),
-               threads_for_elements(static_cast<double>(BT * vs), threads), [&](long blk) {
+               threads_for_elements(static_cast<double>(BT * cs), threads), [&](long blk) {
     for (idx r = blk * kRowsPerTask; r < std::min(BT, (blk + 1) * kRowsPerTask); ++r) {
       const idx b = r / d.T, t = r % d.T;
       for (idx n = 0; n < d.N; ++n) {
-        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> o(ctx + r * vs + n * d.Hv, d.Hv),
-            g(dctx + r * vs + n * d.Hv, d.Hv);
+        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> o(ctx + r * cs + n * d.Hv, d.Hv),
+            g(dctx + r * cs + n * d.Hv, d.Hv);
         D[(b * d.N + n) * d.T + t] = o.dot(g);
       }
     }
@@ -541,15 +571,18 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   Buffer<T>().swap(ctx_buf);  // D holds all that is needed of it
   const idx TK = kBackwardKeyTile, n_ktiles = ceil_div(d.S, TK);
   const Buffer<T>& qh = ops.q;   // (B, N, T, H)
-  const Buffer<T>& kt = ops.kt;  // k^T tiles
-  const Buffer<T>& vh = ops.v;   // (B, N, S, Hv)
+  const Buffer<T>& kt = ops.kt;  // k^T tiles, (B, Nkv, ...)
+  const Buffer<T>& vh = ops.v;   // (B, Nkv, S, Hv)
   const Buffer<T> doh = heads_contiguous(d, HeadSource<T>{dctx, d.T, d.Hv}, threads);
   Buffer<T>().swap(dctx_buf);
+  // Tasks: (batch, key/value head, key chunk). A task runs its group's query
+  // heads in order for each of its key tiles, so dK and dV of a key tile sum
+  // the group's terms in a fixed order.
   const idx chunks =
-      std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BN))));  // BN may be 0
+      std::min(n_ktiles, std::max<idx>(1, ceil_div(kMinBackwardTasks, std::max<idx>(1, BG))));  // BG may be 0
   const idx TH = d.T * d.H;
-  // Each (batch, head)'s first chunk accumulates in its rows of dq; with
-  // more chunks (few heads), each further chunk c has a partial dQ in
+  // Each query head's first chunk accumulates in its rows of dq; with more
+  // chunks (few heads), each further chunk c has a partial dQ in
   // dq_part[c - 1] (B, N, T, H) (the size of q, so the buffer cache can hand
   // it the mapping of a buffer released above), and those are added in chunk
   // order afterwards.
@@ -558,16 +591,19 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   for (Buffer<T>& part : dq_part) part.resize(static_cast<size_t>(BN * TH));
 
   const bool band_only = !mask.mask && !mask.kmask;
-  parallel_for(static_cast<long>(BN * chunks), threads, [&](long task) {
-    const idx bn = task / chunks, chunk = task % chunks;
-    const idx b = bn / d.N, n = bn % d.N;
-    // (T, H) with row stride ldq
-    T* dQ = chunk == 0 ? dq + b * d.T * qs + n * d.H
-                       : dq_part[static_cast<size_t>(chunk - 1)].data() + bn * TH;
+  parallel_for(static_cast<long>(BG * chunks), threads, [&](long task) {
+    const idx bg = task / chunks, chunk = task % chunks;
+    const idx b = bg / G, g = bg % G;
+    // dQ of query head n: (T, H) with row stride ldq
+    auto dQ_of = [&](idx n) {
+      return chunk == 0 ? dq + b * d.T * qs + n * d.H
+                        : dq_part[static_cast<size_t>(chunk - 1)].data() + (b * d.N + n) * TH;
+    };
     const idx ldq = chunk == 0 ? qs : d.H;
-    for (idx t = 0; t < d.T; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + d.H, T(0));
-    const T* row_lse = lse + bn * d.T;
-    const T* row_D = D.data() + bn * d.T;
+    for (idx n = g * R; n < (g + 1) * R; ++n) {
+      T* dQ = dQ_of(n);
+      for (idx t = 0; t < d.T; ++t) std::fill(dQ + t * ldq, dQ + t * ldq + d.H, T(0));
+    }
 
     Buffer<T> p_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
     Buffer<T> dp_buf(static_cast<size_t>(kBackwardQueryTile * kBackwardKeyTile));
@@ -582,84 +618,93 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
     // Interleaved key tiles (chunk, chunk + chunks, ...) balance causal work.
     for (idx kt_idx = chunk; kt_idx < n_ktiles; kt_idx += chunks) {
       const idx s0 = kt_idx * TK, nk = std::min(TK, d.S - s0);
-      const T* Kt = kt.data() + (bn * n_ktiles + kt_idx) * d.H * TK;
+      const T* Kt = kt.data() + (bg * n_ktiles + kt_idx) * d.H * TK;
       transpose_block(Kt, TK, d.H, nk, k_tile.data(), d.H);
-      transpose_block(vh.data() + (bn * d.S + s0) * d.Hv, d.Hv, nk, d.Hv, vt_tile.data(), TK);
+      transpose_block(vh.data() + (bg * d.S + s0) * d.Hv, d.Hv, nk, d.Hv, vt_tile.data(), TK);
       const T* K = k_tile.data();
       const T* Vt = vt_tile.data();
-      HeadMap<T> dK(dk + (b * d.S + s0) * qs + n * d.H, nk, d.H, Eigen::OuterStride<>(qs));
-      HeadMap<T> dV(dv + (b * d.S + s0) * vs + n * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
+      HeadMap<T> dK(dk + (b * d.S + s0) * ks + g * d.H, nk, d.H, Eigen::OuterStride<>(ks));
+      HeadMap<T> dV(dv + (b * d.S + s0) * vs + g * d.Hv, nk, d.Hv, Eigen::OuterStride<>(vs));
       Eigen::Map<RowMat<T>> dKa(dk_acc.data(), nk, d.H), dVa(dv_acc.data(), nk, d.Hv);
       dKa.setZero();
       dVa.setZero();
 
       idx tlo, thi;
       query_range_for_keys(mask, d, s0, s0 + nk, &tlo, &thi);
-      for (idx t0 = tlo; t0 < thi; t0 += kBackwardQueryTile) {
-        const idx nq = std::min(kBackwardQueryTile, thi - t0);
-        // Keys [s0 + mk, s0 + nk) are masked for every row of this query tile
-        // (the band's end never decreases with t): not computed.
-        const idx mk = std::min(nk, MaskRow(mask, d, b, n, t0 + nq - 1).key_end(d.S) - s0);
-        if (mk <= 0) continue;
-        const T* Q = qh.data() + (bn * d.T + t0) * d.H;
-        const T* dO = doh.data() + (bn * d.T + t0) * d.Hv;
-        // P (nq, mk) = Q k^T, dP (nq, mk) = dO v^T (before the softmax below)
-        tile_gemm(nq, mk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), mk, false);
-        tile_gemm(nq, mk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), mk, false);
+      for (idx n = g * R; n < (g + 1) * R; ++n) {
+        const idx bn = b * d.N + n;
+        T* dQ = dQ_of(n);
+        const T* row_lse = lse + bn * d.T;
+        const T* row_D = D.data() + bn * d.T;
+        for (idx t0 = tlo; t0 < thi; t0 += kBackwardQueryTile) {
+          const idx nq = std::min(kBackwardQueryTile, thi - t0);
+          // Keys [s0 + mk, s0 + nk) are masked for every row of this query
+          // tile (the band's end never decreases with t): not computed.
+          const idx mk = std::min(nk, MaskRow(mask, d, b, n, t0 + nq - 1).key_end(d.S) - s0);
+          if (mk <= 0) continue;
+          const T* Q = qh.data() + (bn * d.T + t0) * d.H;
+          const T* dO = doh.data() + (bn * d.T + t0) * d.Hv;
+          // P (nq, mk) = Q k^T, dP (nq, mk) = dO v^T (before the softmax below)
+          tile_gemm(nq, mk, d.H, Q, d.H, 1, Kt, TK, p_buf.data(), mk, false);
+          tile_gemm(nq, mk, d.Hv, dO, d.Hv, 1, Vt, TK, dp_buf.data(), mk, false);
 
-        bool any_row = false;
-        for (idx i = 0; i < nq; ++i) {
-          const idx t = t0 + i;
-          T* p = p_buf.data() + i * mk;
-          T* dp = dp_buf.data() + i * mk;
-          RowArrayMap<T> pr(p, mk), dpr(dp, mk);
-          const T L = row_lse[t];
-          if (L == pos_inf) {  // every key masked: no gradient through this row
-            pr.setZero();
-            dpr.setZero();
-            continue;
-          }
-          any_row = true;
-          MaskRow mrow(mask, d, b, n, t);
-          if (band_only) {  // exp over the visible run only, exact zeros elsewhere
-            idx a, e;
-            band_in_tile(mrow, s0, mk, d.S, &a, &e);
-            std::fill(p, p + a, T(0));
-            std::fill(p + e, p + mk, T(0));
-            exp_from_lse(p + a, e - a, scale, L);
-          } else {
-            exp_from_lse(p, mk, scale, L);
-            if (needs_element_mask(mask, mrow, s0, s0 + mk, d.S)) {
-              fill_masked(mask, mrow, s0, mk, d.S, T(0), p);
+          bool any_row = false;
+          for (idx i = 0; i < nq; ++i) {
+            const idx t = t0 + i;
+            T* p = p_buf.data() + i * mk;
+            T* dp = dp_buf.data() + i * mk;
+            RowArrayMap<T> pr(p, mk), dpr(dp, mk);
+            const T L = row_lse[t];
+            if (L == pos_inf) {  // every key masked: no gradient through this row
+              pr.setZero();
+              dpr.setZero();
+              continue;
+            }
+            any_row = true;
+            MaskRow mrow(mask, d, b, n, t);
+            if (band_only) {  // exp over the visible run only, exact zeros elsewhere
+              idx a, e;
+              band_in_tile(mrow, s0, mk, d.S, &a, &e);
+              std::fill(p, p + a, T(0));
+              std::fill(p + e, p + mk, T(0));
+              exp_from_lse(p + a, e - a, scale, L);
+            } else {
+              exp_from_lse(p, mk, scale, L);
+              if (needs_element_mask(mask, mrow, s0, s0 + mk, d.S)) {
+                fill_masked(mask, mrow, s0, mk, d.S, T(0), p);
+              }
+            }
+            const T Dt = row_D[t];
+            if (dropout) {
+              // dV needs P_drop = P * f; dP (w.r.t. P) = f * (dctx v^T).
+              DropoutRow<T> dr(drop, d, b, n, t);
+              for (idx j = 0; j < mk; ++j) {
+                const T f = dr.factor(s0 + j);
+                const T pj = p[j];
+                dp[j] = pj * (f * dp[j] - Dt);  // dS
+                p[j] = pj * f;                  // P_drop
+              }
+            } else {
+              dpr = pr * (dpr - Dt);  // dS
             }
           }
-          const T Dt = row_D[t];
-          if (dropout) {
-            // dV needs P_drop = P * f; dP (w.r.t. P) = f * (dctx v^T).
-            DropoutRow<T> dr(drop, d, b, n, t);
-            for (idx j = 0; j < mk; ++j) {
-              const T f = dr.factor(s0 + j);
-              const T pj = p[j];
-              dp[j] = pj * (f * dp[j] - Dt);  // dS
-              p[j] = pj * f;                  // P_drop
-            }
-          } else {
-            dpr = pr * (dpr - Dt);  // dS
-          }
+          if (!any_row) continue;
+          const T* P = p_buf.data();   // P_drop with dropout
+          const T* dS = dp_buf.data();
+          tile_gemm(mk, d.Hv, nq, P, 1, mk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
+          tile_gemm(mk, d.H, nq, dS, 1, mk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
+          tile_gemm(nq, d.H, mk, dS, mk, 1, K, d.H, dQ + t0 * ldq, ldq, true);     // dQ += dS K
         }
-        if (!any_row) continue;
-        const T* P = p_buf.data();   // P_drop with dropout
-        const T* dS = dp_buf.data();
-        tile_gemm(mk, d.Hv, nq, P, 1, mk, dO, d.Hv, dv_acc.data(), d.Hv, true);  // dV += P^T dO
-        tile_gemm(mk, d.H, nq, dS, 1, mk, Q, d.H, dk_acc.data(), d.H, true);    // dK += dS^T Q
-        tile_gemm(nq, d.H, mk, dS, mk, 1, K, d.H, dQ + t0 * ldq, ldq, true);     // dQ += dS K
       }
       dK = dKa * scale;
       dV = dVa;
     }
     if (direct_dq)
-      for (idx t = 0; t < d.T; ++t)
-        for (idx h = 0; h < d.H; ++h) dQ[t * ldq + h] *= scale;
+      for (idx n = g * R; n < (g + 1) * R; ++n) {
+        T* dQ = dQ_of(n);
+        for (idx t = 0; t < d.T; ++t)
+          for (idx h = 0; h < d.H; ++h) dQ[t * ldq + h] *= scale;
+      }
   });
   if (direct_dq) return;
 

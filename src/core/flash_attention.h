@@ -16,16 +16,17 @@
 
 namespace mh {
 
-// The projections q (B, T, N, H), k (B, S, N, H), v (B, S, N, Hv) in the
-// layout the flash kernel reads, written by the projection GEMMs directly
+// The projections q (B, T, N, H), k (B, S, Nkv, H), v (B, S, Nkv, Hv) in the
+// layout the flash kernel reads (query head n reads key/value head
+// kv_head_of(d, n), layout.h), written by the projection GEMMs directly
 // (flash_operands_store) and kept between the forward and the backward pass:
 // each head contiguous, and k transposed by key tiles, so every tile product
 // reads unit-stride rows.
 template <class T>
 struct FlashOperands {
   Buffer<T> q;   // (B, N, T, H)
-  Buffer<T> kt;  // (B, N, ceil(S / tile), H, tile): k^T by key tiles, zero-padded
-  Buffer<T> v;   // (B, N, S, Hv)
+  Buffer<T> kt;  // (B, Nkv, ceil(S / tile), H, tile): k^T by key tiles, zero-padded
+  Buffer<T> v;   // (B, Nkv, S, Hv)
 };
 
 // Keys per tile of FlashOperands::kt (MH_FLASH_KEY_TILE exists for tuning
@@ -40,8 +41,9 @@ template <class T>
 void flash_operands_allocate(const MhaDims& d, FlashOperands<T>* ops);
 
 // Stores rows r0 .. r0 + nr - 1 of a projection given as `block` (nr, N*W)
-// into ops: which = 0 (q: L = T, W = H), 1 (k: L = S, W = H), 2 (v: L = S,
-// W = Hv). Row r is row b * L + l of the projection, or, when row_map is not
+// into ops: which = 0 (q: L = T, W = H, N heads), 1 (k: L = S, W = H, Nkv
+// heads), 2 (v: L = S, W = Hv, Nkv heads); the block has heads * W columns.
+// Row r is row b * L + l of the projection, or, when row_map is not
 // null, row row_map[r]. Disjoint rows may be stored concurrently.
 template <class T>
 void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
@@ -72,8 +74,10 @@ void flash_attention_forward(const MhaDims& d, const FlashOperands<T>& ops,
 
 // Gradients from the forward's ctx (B, T, N, Hv) and lse and dctx
 // (B, T, N, Hv); the probabilities (and the dropout mask) are recomputed tile
-// by tile. Writes dq (B, T, N, H), dk (B, S, N, H), dv (B, S, N, Hv)
-// (overwritten). `ops`, `ctx` and `dctx` are consumed: their memory is
+// by tile. Writes dq (B, T, N, H), dk (B, S, Nkv, H), dv (B, S, Nkv, Hv)
+// (overwritten; a key/value head's gradients sum its query heads' terms in
+// head order within each key tile, one task per (batch, key/value head, key
+// chunk)). `ops`, `ctx` and `dctx` are consumed: their memory is
 // released as soon as it has been read, to keep the peak low.
 template <class T>
 void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>& ctx,

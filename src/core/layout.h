@@ -14,16 +14,16 @@
 //   value   xv   (B, S, Dv)    T, S = query / key attention positions (all
 //                                  attention axes flattened, row-major)
 //   projected q  (B, T, N, H)   = one GEMM (B*T, E) x (E, N*H)
-//   projected k  (B, S, N, H)
-//   projected v  (B, S, N, Hv)
+//   projected k  (B, S, Nkv, H)  Nkv = N, or fewer key/value heads shared by
+//   projected v  (B, S, Nkv, Hv)     groups of N / Nkv query heads (MhaDims)
 //   context  c   (B, T, N, Hv)  the attention output before the output dense
 //   output       (B, T, O)      O = product of the output_shape
 //   probs    P   (B, N, T, S)   softmax probabilities (the returned scores)
 //
 // Weights keep Keras's shapes, row-major, which makes each kernel a plain
 // matrix with the input features as rows:
-//   Wq (E, N, H) == (E, N*H);  Wk (Dk, N*H);  Wv (Dv, N*Hv);  Wg (E, N*Hv)
-//   Wo (N, Hv, O...) == (N*Hv, O);  biases (N*H), (N*Hv), (O)
+//   Wq (E, N, H) == (E, N*H);  Wk (Dk, Nkv*H);  Wv (Dv, Nkv*Hv);  Wg (E, N*Hv)
+//   Wo (N, Hv, O...) == (N*Hv, O);  biases (N*H), (Nkv*H), (Nkv*Hv), (N*Hv), (O)
 // So a head's block of q for batch b is the (T, H) matrix starting at
 // q + b*T*N*H + n*H with row stride N*H: no copies are needed to attend.
 //
@@ -136,7 +136,14 @@ struct MhaDims {
   idx E = 0, Dk = 0, Dv = 0; // feature sizes of query, key, value
   idx N = 0, H = 0, Hv = 0;  // heads, key_dim, value_dim
   idx O = 0;                 // output features (product of output_shape)
+  // Key/value heads (grouped-query attention): query head n reads key/value
+  // head n / (N / Nkv); 0 means N (multi-head attention). N % Nkv == 0.
+  idx Nkv = 0;
 };
+
+// The number of key/value heads of d, and the key/value head of query head n.
+inline idx kv_heads(const MhaDims& d) { return d.Nkv > 0 ? d.Nkv : d.N; }
+inline idx kv_head_of(const MhaDims& d, idx n) { return n / (d.N / kv_heads(d)); }
 
 // Which keys each query may attend to.
 struct AttentionMask {
@@ -150,6 +157,14 @@ struct AttentionMask {
   bool any() const {
     return mask || qmask || kmask || causal || window > 0;
   }
+};
+
+// Thrown by the attention kernels when a logit (scale * q . k) is beyond the
+// range of the type they compute in (an infinite or NaN logit where a key
+// may be attended): the result would otherwise be NaN or silently zero.
+struct LogitOverflow : std::overflow_error {
+  LogitOverflow()
+      : std::overflow_error("multihead core: attention logits beyond the range of the computation's type") {}
 };
 
 // Dropout on the attention probabilities. Masks are never stored: each

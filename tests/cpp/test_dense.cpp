@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "dense.h"
+#include "dense_colmajor.h"
 #include "test_util.h"
 
 namespace {

@@ -7,6 +7,7 @@
 
 #include "attention.h"
 #include "dense.h"
+#include "dense_colmajor.h"
 #include "dropout.h"
 #include "layer_norm.h"
 #include "mha_call.h"

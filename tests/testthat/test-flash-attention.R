@@ -230,3 +230,73 @@ test_that("Keras's two flash_attention = TRUE errors remain", {
   x <- rand_array(1, 3, 4)
   expect_error(mha(x, x, return_attention_scores = TRUE), "Returning attention scores")
 })
+
+test_that("float32 layers refuse inputs and weights beyond float32's range, suggesting float64", {
+  set.seed(61)
+  x <- rand_array(2, 5, 4)
+  big <- x; big[2, 3, 1] <- 1e39  # finite in R, Inf as a float32
+  for (flash in c(TRUE, FALSE)) {
+    old <- if (flash) config_enable_flash_attention() else config_disable_flash_attention()
+    l <- layer_multi_head_attention(num_heads = 2, key_dim = 3, name = "m32")
+    expect_error(l(big, x), "`query`.*float32's range.*dtype = \"float64\"", class = "multihead_error_argument")
+    expect_error(l(x, big), "`value`.*float32's range", class = "multihead_error_argument")
+    expect_error(l(x, x, key = big), "`key`.*float32's range", class = "multihead_error_argument")
+    # converted path (integer storage is converted, never read in place)
+    xi <- array(1L, c(2, 5, 4))
+    expect_error(l(xi, big), "`value`.*float32's range", class = "multihead_error_argument")
+    g <- array(1e39, c(2, 5, 4))
+    expect_error(backprop(l, x, x, grad_output = g), "`grad_output`.*float32's range",
+                 class = "multihead_error_argument")
+    # NA is still reported as NA
+    na <- x; na[1] <- NA
+    expect_error(l(na, x), "`query` must be finite", class = "multihead_error_argument")
+    # a float64 layer takes them
+    l64 <- layer_multi_head_attention(num_heads = 2, key_dim = 3, dtype = "float64")
+    expect_true(all(is.finite(l64(big, x))))
+    # a weight beyond float32's range (stored as Inf in a float32 layer)
+    w <- get_weights(l)
+    w[[1]][1] <- 1e39
+    set_weights(l, w)
+    expect_error(l(x, x), "m32/query/kernel.*dtype = \"float64\"", class = "multihead_error_argument")
+    if (old) config_enable_flash_attention() else config_disable_flash_attention()
+  }
+})
+
+test_that("logits beyond float32's range are an error on both kernels, never zeros or NaN", {
+  set.seed(62)
+  x <- rand_array(2, 6, 4)
+  for (flash in c(TRUE, FALSE)) {
+    old <- if (flash) config_enable_flash_attention() else config_disable_flash_attention()
+    l <- layer_multi_head_attention(num_heads = 2, key_dim = 3, name = "m32")
+    for (s in c(1e21, 1e25)) {  # q . k ~ s^2 > 3.4e38
+      expect_error(l(x * s, x * s), "logits .* beyond the range of float32.*dtype = \"float64\"",
+                   class = "multihead_error_overflow")
+      expect_error(l(x * s, x * s, use_causal_mask = TRUE), class = "multihead_error_overflow")
+      expect_error(l(x * s, x * s, attention_mask = array(TRUE, c(2, 6, 6))),
+                   class = "multihead_error_overflow")
+    }
+    # large but representable logits: a correct (one-hot) softmax, compared
+    # with the float64 layer of the same weights
+    l64 <- layer_multi_head_attention(num_heads = 2, key_dim = 3, dtype = "float64")
+    l64$build(dim(x), dim(x))
+    set_weights(l64, get_weights(l))
+    y32 <- l(x * 1e15, x * 1e15)
+    expect_true(all(is.finite(y32)))
+    expect_lt(rel_err(y32, l64(x * 1e15, x * 1e15)), 1e-5)
+    # float64 takes what float32 cannot
+    expect_true(all(is.finite(l64(x * 1e21, x * 1e21))))
+    if (old) config_enable_flash_attention() else config_disable_flash_attention()
+  }
+})
+
+test_that("use_causal_mask accepts 1 and 0 as keras3 does", {
+  set.seed(63)
+  x <- rand_array(2, 5, 4)
+  l <- layer_multi_head_attention(num_heads = 2, key_dim = 3)
+  expect_identical(l(x, x, use_causal_mask = 1), l(x, x, use_causal_mask = TRUE))
+  expect_identical(l(x, x, use_causal_mask = 0L), l(x, x))
+  expect_error(l(x, x, use_causal_mask = 2), "use_causal_mask", class = "multihead_error_argument")
+  inp <- keras_input(c(5, 4))
+  m <- keras_model(inp, l(inp, inp, use_causal_mask = 1))
+  expect_identical(m(x), l(x, x, use_causal_mask = TRUE))
+})

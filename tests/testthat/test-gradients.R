@@ -119,3 +119,67 @@ test_that("gradients with dropout use the forward pass's mask", {
   no_drop <- backprop(fresh(), q, v, training = FALSE, grad_output = R)
   expect_gt(rel_err(g$output, no_drop$output), 1e-3)
 })
+
+# Counts the calls of multihead's internal functions `fns` while running `expr`.
+count_internal_calls <- function(fns, expr) {
+  counts <- new.env()
+  for (f in fns) assign(f, 0L, envir = counts)
+  ns <- asNamespace("multihead")
+  for (f in fns) {
+    tracer <- bquote(assign(.(f), get(.(f), envir = .(counts)) + 1L, envir = .(counts)))
+    suppressMessages(trace(f, tracer = tracer, where = ns, print = FALSE))
+  }
+  on.exit(for (f in fns) suppressMessages(untrace(f, where = ns)))
+  force(expr)
+  mget(fns, envir = counts)
+}
+
+test_that("a model's training backward differentiates the forward's record (one forward per step)", {
+  set.seed(23)
+  layer_args <- list(num_heads = 2, key_dim = 3, dropout = 0.3, seed = 5, dtype = "float64")
+  x <- rand_array(2, 4, 5)
+  make <- function(weights = NULL) {
+    inp <- keras_input(c(4, 5), dtype = "float64")
+    mha <- do.call(layer_multi_head_attention, layer_args)
+    m <- keras_model(inp, mha(inp, inp))
+    if (!is.null(weights)) set_weights(m, weights)
+    m
+  }
+  w <- get_weights(make())
+  R <- array(rnorm(2 * 4 * 5), c(2, 4, 5))
+  m <- make(w)
+  n <- count_internal_calls(c("cpp_mha_call", "cpp_mha_backward"),
+                            g <- backprop(m, x, training = TRUE, grad_output = R))
+  expect_identical(n, list(cpp_mha_call = 1L, cpp_mha_backward = 1L))
+  # the same numbers as the layer's fused forward + backward with the same
+  # (first) dropout stream
+  layer <- do.call(layer_multi_head_attention, layer_args)
+  layer$build(dim(x), dim(x))
+  set_weights(layer, w)
+  gl <- backprop(layer, x, x, training = TRUE, grad_output = R)
+  expect_lt(rel_err(g$output, gl$output), 1e-14)
+  gx <- if (is.list(g$grads$inputs)) g$grads$inputs[[1]] else g$grads$inputs
+  expect_lt(rel_err(gx, gl$grads$query + gl$grads$value), 1e-14)
+  for (i in seq_along(w)) expect_lt(rel_err(g$grads$weights[[i]], gl$grads$weights[[i]]), 1e-14)
+  # and against finite differences of the training loss (fresh models: the
+  # first training call each, so one dropout mask)
+  loss <- function(xx = x, weights = w) sum(make(weights)(xx, training = TRUE) * R)
+  expect_lt(rel_err(gx, fd_grad(function(z) loss(xx = z), x)), 1e-6)
+  for (i in c(1, 7)) {
+    num <- fd_grad(function(z) { w2 <- w; w2[[i]] <- z; loss(weights = w2) }, w[[i]])
+    expect_lt(rel_err(g$grads$weights[[i]], num), 1e-6)
+  }
+})
+
+test_that("with an activity regularizer a training step projects the inputs once", {
+  set.seed(24)
+  inp <- keras_input(c(4, 5), dtype = "float64")
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 3, dtype = "float64",
+                                    activity_regularizer = regularizer_l2(0.01))
+  m <- keras_model(inp, mha(inp, inp))
+  compile(m, optimizer = optimizer_sgd(0.01), loss = "mse")
+  x <- rand_array(2, 4, 5); y <- rand_array(2, 4, 5)
+  n <- count_internal_calls("einsum_dense_call",
+                            fit(m, x, y, epochs = 1, batch_size = 2, verbose = 0))
+  expect_identical(n$einsum_dense_call, 3L)  # query, key, value: once each
+})
