@@ -169,7 +169,20 @@ score_attention_function <- function(inputs, mask = NULL, training = NULL, retur
   if (missing(inputs)) abort_arg("inputs", "supplied: list(query, value) or list(query, value, key)")
   training <- check_flag(training, "training", null_ok = TRUE)
   args <- list(return_attention_scores = return_attention_scores, use_causal_mask = use_causal_mask)
-  score_attention_run(self, inputs, args, isTRUE(training), mask, keep = FALSE)$output
+  implicit <- NULL
+  if (is.null(mask) && is.list(inputs) && !is.object(inputs)) {  # implicit masks of eager arrays
+    implicit <- implicit_masks_of(inputs)
+    if (!is.null(implicit)) mask <- implicit[seq_len(min(2L, length(implicit)))]
+    inputs <- drop_implicit_masks(inputs)
+  }
+  fw <- score_attention_run(self, inputs, args, isTRUE(training), mask, keep = FALSE)
+  out <- fw$output
+  out_mask <- if (is.null(implicit)) NULL else if (is.list(fw$mask)) fw$mask[[1L]] else fw$mask
+  if (is.list(out) && !is.object(out)) {
+    out[[1L]] <- attach_implicit_mask(out[[1L]], out_mask)
+    return(out)
+  }
+  attach_implicit_mask(out, out_mask)
 }
 
 #' @noRd

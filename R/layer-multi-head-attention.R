@@ -280,8 +280,21 @@ mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
   if (missing(value)) {
     abort_arg("value", "supplied: call the layer as layer(query, value), or layer(x, x) for self-attention")
   }
-  mha_run(self, query, value, key, attention_mask, return_attention_scores, training,
-          use_causal_mask, query_mask, value_mask, key_mask, grad_output = NULL)
+  # implicit masks carried by eager arrays (keras-mask.R), as Keras's _keras_mask
+  carried <- if (is.null(query_mask)) get_keras_mask(query)  # passed on to the output
+  if (is.null(query_mask)) query_mask <- carried
+  if (is.null(value_mask)) value_mask <- get_keras_mask(value)
+  if (is.null(key_mask) && !is.null(key)) key_mask <- get_keras_mask(key)
+  query <- drop_implicit_masks(query)
+  value <- drop_implicit_masks(value)
+  if (!is.null(key)) key <- drop_implicit_masks(key)
+  res <- mha_run(self, query, value, key, attention_mask, return_attention_scores, training,
+                 use_causal_mask, query_mask, value_mask, key_mask, grad_output = NULL)
+  if (is.list(res)) {  # the output carries the query's mask, as in Keras
+    res$output <- attach_implicit_mask(res$output, carried)
+    return(res)
+  }
+  attach_implicit_mask(res, carried)
 }
 
 #' @noRd

@@ -1,15 +1,43 @@
-# Looking at attention: the scores an attention layer returns
-# (return_attention_scores = TRUE, eager calls) carry the class
-# "multihead_attention_scores" (an array (batch, heads, query, key)); plot()
-# draws one heatmap per head in base graphics, autoplot() the same with
-# ggplot2, as.data.frame() gives the long form both use.
+# Looking at attention: as_attention_scores() marks the scores an attention
+# layer returns (return_attention_scores = TRUE) with the class
+# "multihead_attention_scores"; plot() draws one heatmap per head in base
+# graphics, autoplot() the same with ggplot2, as.data.frame() gives the long
+# form both use.
 
-# Marks an array of attention probabilities (batch, heads, query, key) as
-# scores that plot() knows.
-#' @noRd
+#' Attention scores to plot
+#'
+#' Marks the scores an attention layer returns with `return_attention_scores
+#' = TRUE` (an array (batch, heads, query, key), or (batch, query, key) for
+#' [layer_attention()] and [layer_additive_attention()]) so that [plot()],
+#' `autoplot()` and [as.data.frame()] draw or tabulate them (see
+#' [plot.multihead_attention_scores()]).
+#'
+#' @param x An array of attention weights, (batch, heads, query, key) or
+#'   (batch, query, key).
+#' @returns `x` with class `"multihead_attention_scores"`.
+#' @export
+#' @examples
+#' mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4)
+#' x <- array(rnorm(1 * 5 * 8), c(1, 5, 8))
+#' scores <- as_attention_scores(mha(x, x, return_attention_scores = TRUE)$scores)
+#' head(as.data.frame(scores))
 as_attention_scores <- function(x) {
-  if (is.null(x) || length(dim(x)) != 4L) return(x)
+  d <- dim(x)
+  if (!is.numeric(x) || !(length(d) %in% 3:4)) {
+    abort_arg("x", "an array of attention scores, (batch, heads, query, key) or (batch, query, key)",
+              describe_value(x))
+  }
   class(x) <- c("multihead_attention_scores", class(unclass(x)))
+  x
+}
+
+#' @noRd
+# The scores as a plain (batch, heads, query, key) array.
+#' @noRd
+scores_4d <- function(x) {
+  x <- unclass(x)
+  d <- dim(x)
+  if (length(d) == 3L) dim(x) <- c(d[1L], 1L, d[2L], d[3L])
   x
 }
 
@@ -48,7 +76,7 @@ check_attention_scores <- function(x, batch, heads, query_labels, key_labels) {
 #' ggplot object; `as.data.frame()` gives the long form (one row per weight).
 #'
 #' @param x Attention scores returned by a layer call with
-#'   `return_attention_scores = TRUE`.
+#'   `return_attention_scores = TRUE`, marked by [as_attention_scores()].
 #' @param batch The batch element to show (1-based).
 #' @param heads `NULL` (every head) or the heads to show (1-based).
 #' @param query_labels,key_labels `NULL` (positions), or labels of the query
@@ -65,11 +93,12 @@ check_attention_scores <- function(x, batch, heads, query_labels, key_labels) {
 #' mha <- layer_multi_head_attention(num_heads = 2, key_dim = 4)
 #' x <- array(rnorm(1 * 5 * 8), c(1, 5, 8))
 #' res <- mha(x, x, return_attention_scores = TRUE, use_causal_mask = TRUE)
-#' plot(res$scores, query_labels = c("the", "cat", "sat", "on", "mats"),
+#' plot(as_attention_scores(res$scores), query_labels = c("the", "cat", "sat", "on", "mats"),
 #'      key_labels = c("the", "cat", "sat", "on", "mats"))
 plot.multihead_attention_scores <- function(x, batch = 1, heads = NULL, query_labels = NULL, key_labels = NULL,
                                             col = grDevices::hcl.colors(64, "YlOrRd", rev = TRUE), ...) {
-  chk <- check_attention_scores(x, batch, heads, query_labels, key_labels)
+  x4 <- scores_4d(x)
+  chk <- check_attention_scores(x4, batch, heads, query_labels, key_labels)
   n <- length(chk$heads)
   cols <- ceiling(sqrt(n))
   rows <- ceiling(n / cols)
@@ -78,7 +107,7 @@ plot.multihead_attention_scores <- function(x, batch = 1, heads = NULL, query_la
   nq <- length(chk$query)
   nk <- length(chk$key)
   for (h in chk$heads) {
-    m <- unclass(x)[chk$batch, h, , , drop = TRUE]
+    m <- x4[chk$batch, h, , , drop = TRUE]
     m <- matrix(m, nq, nk)
     # image() puts the first row at the bottom: flip so query 1 is on top
     graphics::image(seq_len(nk), seq_len(nq), t(m[nq:1, , drop = FALSE]), col = col, zlim = c(0, 1),
@@ -93,6 +122,7 @@ plot.multihead_attention_scores <- function(x, batch = 1, heads = NULL, query_la
 #' @rdname plot.multihead_attention_scores
 #' @export
 as.data.frame.multihead_attention_scores <- function(x, row.names = NULL, optional = FALSE, ...) {
+  x <- scores_4d(x)
   d <- dim(x)
   grid <- expand.grid(batch = seq_len(d[1L]), head = seq_len(d[2L]), query = seq_len(d[3L]), key = seq_len(d[4L]))
   grid$score <- as.vector(unclass(x))
@@ -104,7 +134,7 @@ as.data.frame.multihead_attention_scores <- function(x, row.names = NULL, option
 autoplot.multihead_attention_scores <- function(object, batch = 1, heads = NULL, query_labels = NULL,
                                                 key_labels = NULL, ...) {
   check_suggested_package("ggplot2", "draw attention scores with autoplot()")
-  chk <- check_attention_scores(object, batch, heads, query_labels, key_labels)
+  chk <- check_attention_scores(scores_4d(object), batch, heads, query_labels, key_labels)
   df <- as.data.frame.multihead_attention_scores(object)
   df <- df[df$batch == chk$batch & df$head %in% chk$heads, ]
   # positions as factors (labels may repeat, as tokens do); query 1 on top

@@ -350,6 +350,7 @@ fuzz_exports <- list(
     weight_decay = 0.01, clipnorm = 1, ema_momentum = 0.99, name = "nadam")),
   optimizer_lion = quote(optimizer_lion(learning_rate = 0.01, beta_1 = 0.9, beta_2 = 0.99, weight_decay = NULL,
     global_clipnorm = 1, loss_scale_factor = NULL, gradient_accumulation_steps = NULL, name = "lion")),
+  as_attention_scores = quote(as_attention_scores(x = array(0.25, c(1, 2, 2, 2)))),
   # implicit masks of eager arrays (R/keras-mask.R)
   get_keras_mask = quote(get_keras_mask(x = set_keras_mask(x3, qm))),
   set_keras_mask = quote(set_keras_mask(x = x3, mask = qm)),

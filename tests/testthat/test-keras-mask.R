@@ -47,3 +47,28 @@ test_that("set_keras_mask() checks its arguments", {
   expect_error(set_keras_mask(x, matrix(NA, 2, 3)), "`mask`", class = "multihead_error_argument")
   expect_error(set_keras_mask("a", NULL), "`x`", class = "multihead_error_argument")
 })
+
+test_that("attention layers use the masks their eager inputs carry and pass the query's on", {
+  set.seed(8)
+  ids <- rbind(c(4, 2, 0, 0), c(7, 5, 3, 0))
+  emb <- layer_embedding(input_dim = 10, output_dim = 4, mask_zero = TRUE)
+  h <- emb(ids)
+  mha <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  out <- mha(h, h)
+  expect_identical(get_keras_mask(out), ids != 0)   # Keras: the output mask is the query mask
+  explicit <- mha(set_keras_mask(h, NULL), set_keras_mask(h, NULL), query_mask = ids != 0, value_mask = ids != 0)
+  expect_equal(out, explicit, ignore_attr = TRUE)   # the implicit masks were used
+  unmasked <- mha(set_keras_mask(h, NULL), set_keras_mask(h, NULL))
+  expect_false(isTRUE(all.equal(unclass(out), unclass(unmasked), check.attributes = FALSE)))
+  res <- mha(h, h, return_attention_scores = TRUE)
+  expect_identical(unname(apply(res$scores[1, 1, , ], 1, function(r) r[3] + r[4])), c(0, 0, 0, 0))
+  # the same in a model
+  inp <- keras_input(4, dtype = "int32")
+  e <- emb(inp)
+  model <- keras_model(inp, mha(e, e))
+  expect_equal(model(ids), out, ignore_attr = TRUE, tolerance = 1e-6)
+  att <- layer_attention()
+  a <- att(list(h, h), return_attention_scores = TRUE)
+  expect_identical(get_keras_mask(a[[1]]), ids != 0)
+  expect_identical(dim(as.data.frame(as_attention_scores(a[[2]]))), c(2L * 4L * 4L, 5L))
+})

@@ -4,8 +4,13 @@ scores_fixture <- function() {
   set.seed(9)
   s <- array(runif(2 * 3 * 4 * 5), c(2, 3, 4, 5))
   s <- s / array(apply(s, 1:3, sum), dim(s))  # rows sum to 1 over the keys
-  multihead:::as_attention_scores(s)
+  as_attention_scores(s)
 }
+
+test_that("as_attention_scores() marks score arrays and refuses others", {
+  expect_s3_class(as_attention_scores(array(0.5, c(1, 2, 2))), "multihead_attention_scores")
+  expect_error(as_attention_scores(matrix(1, 2, 2)), "`x`", class = "multihead_error_argument")
+})
 
 test_that("as.data.frame() gives one row per weight in the long form", {
   s <- scores_fixture()
