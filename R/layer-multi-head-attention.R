@@ -312,12 +312,24 @@ reject_call_dots <- function(dots, class_name = "MultiHeadAttention") {
 #' @noRd
 check_dtype <- function(dtype) {
   if (is.null(dtype)) return(current_default_dtype())
+  half <- c("float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
   if (!(is.character(dtype) && length(dtype) == 1L && !is.na(dtype) &&
-        dtype %in% c("float32", "float64"))) {
-    abort_arg("dtype", "\"float32\" or \"float64\"", describe_value(dtype))
+        dtype %in% c("float32", "float64", half))) {
+    abort_arg("dtype", "\"float32\" or \"float64\" (or \"float16\" / \"bfloat16\", computed in float32)",
+              describe_value(dtype))
+  }
+  if (dtype %in% half) {  # keras3 code asks for half precision; we have float32 kernels
+    if (!isTRUE(.dtype_notes$half)) {
+      .dtype_notes$half <- TRUE
+      message(sprintf(paste0("dtype = \"%s\": multihead has no half-precision kernels; the layer computes and ",
+                             "keeps its weights in float32. (This note is shown once per session.)"), dtype))
+    }
+    dtype <- "float32"
   }
   dtype
 }
+
+.dtype_notes <- new.env(parent = emptyenv())
 
 # A 31-bit seed from R's RNG.
 #' @noRd

@@ -72,3 +72,18 @@ test_that("attention layers use the masks their eager inputs carry and pass the 
   expect_identical(get_keras_mask(a[[1]]), ids != 0)
   expect_identical(dim(as.data.frame(as_attention_scores(a[[2]]))), c(2L * 4L * 4L, 5L))
 })
+
+test_that("half-precision dtypes compute in float32, with one note per session", {
+  multihead:::.dtype_notes$half <- NULL
+  expect_message(d <- layer_dense(units = 2, dtype = "float16"), "no half-precision kernels")
+  expect_identical(d$dtype, "float32")
+  expect_silent(m <- layer_multi_head_attention(num_heads = 2, key_dim = 2, dtype = "bfloat16"))
+  expect_identical(m$dtype, "float32")
+  x <- array(rnorm(2 * 3 * 4), c(2, 3, 4))
+  ref <- layer_multi_head_attention(num_heads = 2, key_dim = 2)
+  ref(x, x)
+  m(x, x)
+  set_weights(m, get_weights(ref))
+  expect_identical(m(x, x), ref(x, x))
+  expect_error(layer_dense(units = 2, dtype = "int8"), "`dtype`", class = "multihead_error_argument")
+})

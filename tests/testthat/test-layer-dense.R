@@ -136,7 +136,7 @@ test_that("bad constructor arguments are errors naming the argument", {
   expect_arg_error(layer_dense(units = 1, bias_constraint = 1), "bias_constraint")
   expect_arg_error(layer_dense(units = 1, name = 1), "name")
   expect_arg_error(layer_dense(units = 1, name = NA_character_), "name")
-  expect_arg_error(layer_dense(units = 1, dtype = "float16"), "dtype")
+  expect_arg_error(layer_dense(units = 1, dtype = "int8"), "dtype")
   expect_arg_error(layer_dense(units = 1, trainable = NA), "trainable")
   expect_error(layer_dense(units = 1, foo = 1), "Unknown argument passed to layer_dense(): `foo`", fixed = TRUE)
   expect_arg_error(layer_dense(NULL, 1, "relu", TRUE, "zeros", "zeros", NULL, NULL, NULL, NULL, NULL, 5), "...")
