@@ -150,8 +150,9 @@ schema_check_record <- function(rec, fail) {
   for (i in seq_along(layers)) {
     where <- sprintf("record$layers[[%d]]", i)
     r <- layers[[i]]
-    schema_check_fields(r, where, c("name", "class_name", "weights", if (model) "state"),
+    schema_check_fields(r, where, c("name", "class_name", "weights", if (model) c("state", "assets")),
                         c("name", "class_name", "weights"), fail)
+    if (!is.null(r[["assets"]])) schema_check_config(r[["assets"]], paste0(where, "$assets"), fail)
     for (f in c("name", "class_name")) {
       if (!schema_is_string(r[[f]])) fail(sprintf("%s$%s is %s, not a string", where, f, schema_describe(r[[f]])))
     }
@@ -255,8 +256,15 @@ schema_check_compile <- function(rec, where, fail) {
         if (!is.null(m[["dtype"]]) && !schema_is_string(m[["dtype"]])) fail(sprintf("%s$dtype is %s, not a string", mw, schema_describe(m[["dtype"]])))
         if (!is.null(m[["direction"]]) && !schema_is_string(m[["direction"]])) fail(sprintf("%s$direction is %s, not a string", mw, schema_describe(m[["direction"]])))
         schema_check_config(m[["config"]], paste0(mw, "$config"), fail)
-        for (g in c("total", "count")) {
-          if (!schema_is_number(m[[g]])) fail(sprintf("%s$%s is %s, not a number", mw, g, schema_describe(m[[g]])))
+        if (!schema_is_number(m[["count"]])) {
+          fail(sprintf("%s$count is %s, not a number", mw, schema_describe(m[["count"]])))
+        }
+        # a mean metric's total is a number; a confusion-matrix metric's (AUC,
+        # Precision, Recall) a named list of count arrays
+        if (is.list(m[["total"]])) {
+          schema_check_array_list(m[["total"]], paste0(mw, "$total"), fail)
+        } else if (!schema_is_number(m[["total"]])) {
+          fail(sprintf("%s$total is %s, not a number or a list of count arrays", mw, schema_describe(m[["total"]])))
         }
         if (m[["count"]] < 0) fail(sprintf("%s$count is negative", mw))
       }
@@ -273,7 +281,8 @@ schema_check_compile <- function(rec, where, fail) {
 
 #' @noRd
 schema_optimizer_table <- function() {
-  list(SGD = optimizer_sgd, Adam = optimizer_adam, AdamW = optimizer_adamw, RMSprop = optimizer_rmsprop)
+  list(SGD = optimizer_sgd, Adam = optimizer_adam, AdamW = optimizer_adamw, RMSprop = optimizer_rmsprop,
+       Adagrad = optimizer_adagrad, Nadam = optimizer_nadam, Lion = optimizer_lion)
 }
 
 #' @noRd
@@ -285,14 +294,18 @@ schema_schedule_table <- function() {
 schema_loss_table <- function() {
   list(MeanSquaredError = loss_mean_squared_error, MeanAbsoluteError = loss_mean_absolute_error,
        BinaryCrossentropy = loss_binary_crossentropy, CategoricalCrossentropy = loss_categorical_crossentropy,
-       SparseCategoricalCrossentropy = loss_sparse_categorical_crossentropy)
+       SparseCategoricalCrossentropy = loss_sparse_categorical_crossentropy, Huber = loss_huber,
+       KLDivergence = loss_kl_divergence, CategoricalFocalCrossentropy = loss_categorical_focal_crossentropy)
 }
 
 #' @noRd
 schema_metric_table <- function() {
   list(BinaryAccuracy = metric_binary_accuracy, CategoricalAccuracy = metric_categorical_accuracy,
        SparseCategoricalAccuracy = metric_sparse_categorical_accuracy,
-       MeanAbsoluteError = metric_mean_absolute_error, MeanSquaredError = metric_mean_squared_error)
+       MeanAbsoluteError = metric_mean_absolute_error, MeanSquaredError = metric_mean_squared_error,
+       TopKCategoricalAccuracy = metric_top_k_categorical_accuracy,
+       SparseTopKCategoricalAccuracy = metric_sparse_top_k_categorical_accuracy,
+       AUC = metric_auc, Precision = metric_precision, Recall = metric_recall)
 }
 
 # Calls constructor `ctor` (a function from one of our tables) with the
@@ -343,7 +356,10 @@ compiled_from_checked_record <- function(rec, fail) {
     obj <- schema_construct(schema_metric_table()[[m[["class_name"]]]],
                             c(m[["config"]], list(name = m[["name"]], dtype = m[["dtype"]])),
                             sprintf("%s$%s[[%d]][[%d]]", w, f, i, j), fail)
-    obj$total <- as.double(m[["total"]])
+    obj$total <- if (is.list(m[["total"]])) lapply(m[["total"]], function(v) {
+      storage.mode(v) <- "double"
+      v
+    }) else as.double(m[["total"]])
     obj$count <- as.double(m[["count"]])
     obj
   })})
