@@ -378,7 +378,7 @@ test_that("the confusion counts survive save_model() and load_model(); training 
   expect_identical(h2$metrics, h1$metrics)
   expect_identical(get_weights(loaded), get_weights(model))
   # a restored metric record computes as the original
-  restored <- multihead:::metric_from_record(auc_rec)
+  restored <- multihead:::layer_self(load_model(path))$compiled$metric_specs[[1]][[1]]
   expect_identical(m_result(restored), m_result(auc))
   m_update(restored, y, plogis(x[, 2])); m_update(auc, y, plogis(x[, 2]))
   expect_identical(restored$total, auc$total)
