@@ -113,6 +113,10 @@ cpp_mha_backward <- function(record, grad_output) {
     .Call(`_multihead_cpp_mha_backward`, record, grad_output)
 }
 
+cpp_mha_cached_call <- function(query, key, value, cache, update_index, dims, weights, core_weights, mask, mask_bn, qmask, causal, window, query_offset, float64, threads, out_dims) {
+    .Call(`_multihead_cpp_mha_cached_call`, query, key, value, cache, update_index, dims, weights, core_weights, mask, mask_bn, qmask, causal, window, query_offset, float64, threads, out_dims)
+}
+
 cpp_mha_core_weights <- function(weights, float64) {
     .Call(`_multihead_cpp_mha_core_weights`, weights, float64)
 }

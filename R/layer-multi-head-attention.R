@@ -274,12 +274,26 @@ new_multi_head_attention <- function(num_heads, key_dim, value_dim = NULL, dropo
 mha_layer_function <- function(query, value, key = NULL, attention_mask = NULL,
                                return_attention_scores = FALSE, training = NULL,
                                use_causal_mask = FALSE, ..., query_mask = NULL, value_mask = NULL,
-                               key_mask = NULL) {
+                               key_mask = NULL, cache = NULL, cache_update_index = NULL) {
   if (...length()) reject_call_dots(list(...), self$class_name)
   if (missing(query)) abort_arg("query", "supplied: a numeric array (B, T..., E)")
   if (missing(value)) {
     abort_arg("value", "supplied: call the layer as layer(query, value), or layer(x, x) for self-attention")
   }
+  if (!is.null(cache)) {  # cached decoding (layer-attention-cache.R)
+    if (!is.null(value_mask) || !is.null(key_mask)) {
+      abort_arg(if (is.null(value_mask)) "key_mask" else "value_mask",
+                "NULL in a call with `cache` (mask cached positions with attention_mask)")
+    }
+    carried <- if (is.null(query_mask)) get_keras_mask(query)
+    res <- mha_cached_run(self, drop_implicit_masks(query), drop_implicit_masks(value),
+                          if (!is.null(key)) drop_implicit_masks(key), cache, cache_update_index,
+                          attention_mask, use_causal_mask, training,
+                          if (is.null(query_mask)) carried else query_mask, return_attention_scores)
+    res$output <- attach_implicit_mask(res$output, carried)
+    return(res)
+  }
+  if (!is.null(cache_update_index)) abort_arg("cache_update_index", "NULL in a call without `cache`")
   # implicit masks carried by eager arrays (keras-mask.R), as Keras's _keras_mask
   carried <- if (is.null(query_mask)) get_keras_mask(query)  # passed on to the output
   if (is.null(query_mask)) query_mask <- carried

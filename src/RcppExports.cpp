@@ -509,6 +509,33 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_mha_cached_call
+Rcpp::List cpp_mha_cached_call(SEXP query, SEXP key, SEXP value, SEXP cache, int update_index, Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights, SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, bool causal, int window, int query_offset, bool float64, int threads, Rcpp::IntegerVector out_dims);
+RcppExport SEXP _multihead_cpp_mha_cached_call(SEXP querySEXP, SEXP keySEXP, SEXP valueSEXP, SEXP cacheSEXP, SEXP update_indexSEXP, SEXP dimsSEXP, SEXP weightsSEXP, SEXP core_weightsSEXP, SEXP maskSEXP, SEXP mask_bnSEXP, SEXP qmaskSEXP, SEXP causalSEXP, SEXP windowSEXP, SEXP query_offsetSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP out_dimsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type query(querySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type key(keySEXP);
+    Rcpp::traits::input_parameter< SEXP >::type value(valueSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type cache(cacheSEXP);
+    Rcpp::traits::input_parameter< int >::type update_index(update_indexSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type dims(dimsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type core_weights(core_weightsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type mask_bn(mask_bnSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type qmask(qmaskSEXP);
+    Rcpp::traits::input_parameter< bool >::type causal(causalSEXP);
+    Rcpp::traits::input_parameter< int >::type window(windowSEXP);
+    Rcpp::traits::input_parameter< int >::type query_offset(query_offsetSEXP);
+    Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type out_dims(out_dimsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_cached_call(query, key, value, cache, update_index, dims, weights, core_weights, mask, mask_bn, qmask, causal, window, query_offset, float64, threads, out_dims));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_mha_core_weights
 SEXP cpp_mha_core_weights(Rcpp::List weights, bool float64);
 RcppExport SEXP _multihead_cpp_mha_core_weights(SEXP weightsSEXP, SEXP float64SEXP) {
@@ -879,6 +906,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_mha_weight_slots", (DL_FUNC) &_multihead_cpp_mha_weight_slots, 0},
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 26},
     {"_multihead_cpp_mha_backward", (DL_FUNC) &_multihead_cpp_mha_backward, 2},
+    {"_multihead_cpp_mha_cached_call", (DL_FUNC) &_multihead_cpp_mha_cached_call, 17},
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},

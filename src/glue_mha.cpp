@@ -13,6 +13,7 @@
 #include "core/dense.h"
 #include "core/dropout_rng.h"
 #include "core/mha.h"
+#include "core/mha_cached.h"
 #include "glue_convert.h"
 
 using mhglue::core_row_of;
@@ -467,6 +468,98 @@ Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output) {
   }
   RecordBase* rec = static_cast<RecordBase*>(R_ExternalPtrAddr(record));
   return nonfinite_as_list([&]() { return rec->backward(grad_output); });
+}
+
+// One cached-attention call (keras_hub's CachedMultiHeadAttention, see
+// core/mha_cached.h). query (B, T, E); key (B, U, Dk) and value (B, U, Dv)
+// the update rows, or both NULL (update_index -1: the cache is used as it
+// is); cache a double array (B, 2, S_max, Nkv, H). dims = (B, T, S, E, Dk,
+// Dv, N, H, Hv, O, Nkv) with S the cache positions attended (<= S_max);
+// mask (Bm, Nm, T, S) or NULL; query_offset: position of query row 0.
+// Returns list(output, cache): the cache written at the update (a new array)
+// or the given one unchanged; list(nonfinite = k) (1 query, 2 value, 3 key,
+// 5 cache) or list(overflow = TRUE).
+// [[Rcpp::export]]
+Rcpp::List cpp_mha_cached_call(SEXP query, SEXP key, SEXP value, SEXP cache, int update_index,
+                               Rcpp::IntegerVector dims, Rcpp::List weights, SEXP core_weights,
+                               SEXP mask, Rcpp::IntegerVector mask_bn, SEXP qmask, bool causal,
+                               int window, int query_offset, bool float64, int threads,
+                               Rcpp::IntegerVector out_dims) {
+  if (weights.size() != N_SLOTS) Rcpp::stop("cpp_mha_cached_call: expected %d weight slots", N_SLOTS);
+  mh::MhaDims d;
+  d.B = dims[0]; d.T = dims[1]; d.S = dims[2]; d.E = dims[3]; d.Dk = dims[4]; d.Dv = dims[5];
+  d.N = dims[6]; d.H = dims[7]; d.Hv = dims[8]; d.O = dims[9]; d.Nkv = dims[10];
+  const std::vector<idx> cd = mhglue::r_dims(cache);
+  if (TYPEOF(cache) != REALSXP || cd.size() != 5) Rcpp::stop("cpp_mha_cached_call: cache");
+  const bool update = update_index >= 0;
+  const idx U = update ? mhglue::r_dims(value)[1] : 0;
+  auto run = [&](auto zero) -> Rcpp::List {
+    using T = decltype(zero);
+    const Rcpp::IntegerVector o3 = Rcpp::IntegerVector::create(0, 1, 2);
+    auto convert = [&](SEXP x, mh::NonFiniteInput::Input which) {
+      if (!cpp_all_finite(x, threads)) throw mh::NonFiniteInput(which);
+      mh::Buffer<T> c = to_core<T>(x, o3, threads);
+      if (std::is_same<T, float>::value && !all_finite(c)) throw mh::NonFiniteInput(which);
+      return c;
+    };
+    mh::Buffer<T> xq = convert(query, mh::NonFiniteInput::kQuery), xk, xv;
+    if (update) {
+      xv = convert(value, mh::NonFiniteInput::kValue);
+      if (key != value) xk = convert(key, mh::NonFiniteInput::kKey);
+    }
+    std::vector<mh::Buffer<T>> wbuf(N_SLOTS);
+    const T* wp[N_SLOTS] = {nullptr};
+    const CoreWeights* cw = usable_core_weights<T>(core_weights, weights);
+    for (int i = 0; i < N_SLOTS; ++i) {
+      if (Rf_isNull(weights[i])) continue;
+      if (cw) {
+        wp[i] = core_slots<T>(*cw)[i].data();
+      } else {
+        wbuf[i] = weight_to_core<T>(weights[i]);
+        wp[i] = wbuf[i].data();
+      }
+    }
+    mh::MhaWeights<T> w;
+    w.wq = wp[WQ]; w.bq = wp[BQ]; w.wk = wp[WK]; w.bk = wp[BK]; w.wg = wp[WG]; w.bg = wp[BG];
+    w.wv = wp[WV]; w.bv = wp[BV]; w.wo = wp[WO]; w.bo = wp[BO];
+    mh::AttentionMask m;
+    if (!Rf_isNull(mask)) {
+      m.mask = INTEGER(mask);
+      m.mask_b = mask_bn[0];
+      m.mask_n = mask_bn[1];
+    }
+    if (!Rf_isNull(qmask)) m.qmask = INTEGER(qmask);
+    m.causal = causal;
+    m.window = window;
+    m.query_offset = query_offset;
+    // the returned cache: a copy written at the update, else the given one
+    SEXP out_cache = cache;
+    Rcpp::NumericVector fresh;
+    if (update) {
+      fresh = mhglue::fresh_numeric(Rf_xlength(cache));
+      std::copy(REAL(cache), REAL(cache) + Rf_xlength(cache), REAL(fresh));
+      fresh.attr("dim") = Rf_getAttrib(cache, R_DimSymbol);
+      out_cache = fresh;
+    }
+    mh::KeyValueCache kv;
+    kv.data = REAL(out_cache);
+    kv.s_max = cd[2];
+    mh::Buffer<T> out(static_cast<size_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
+    const T* xvp = xv.empty() ? nullptr : xv.data();
+    mh::mha_cached_forward(d, xq.data(), xk.empty() ? xvp : xk.data(), xvp, U,
+                           update ? update_index : 0, w, m, kv, threads, out.data());
+    Rcpp::IntegerVector natural(out_dims.size());
+    for (int k = 0; k < natural.size(); ++k) natural[k] = k;
+    return Rcpp::List::create(Rcpp::Named("output") = from_core(out.data(), out_dims, natural, threads),
+                              Rcpp::Named("cache") = out_cache);
+  };
+  return nonfinite_as_list([&]() -> Rcpp::List {
+    try {
+      return float64 ? run(0.0) : run(0.0f);
+    } catch (const mh::NonFiniteCache&) {
+      return Rcpp::List::create(Rcpp::Named("nonfinite") = 5);
+    }
+  });
 }
 
 // The layer's weight slots (NULL where absent) converted for the core

@@ -12,7 +12,7 @@ namespace mh {
 class MaskRow {
  public:
   MaskRow(const AttentionMask& m, const MhaDims& d, idx b, idx n, idx t)
-      : m_(m), t_(t) {
+      : m_(m), t_(t + m.query_offset) {
     if (m.mask) {
       const idx bm = m.mask_b == 1 ? 0 : b, nm = m.mask_n == 1 ? 0 : n;
       row_ = m.mask + ((bm * m.mask_n + nm) * d.T + t) * d.S;
@@ -20,6 +20,7 @@ class MaskRow {
     if (m.kmask) krow_ = m.kmask + b * d.S;
     query_ok_ = !m.qmask || m.qmask[b * d.T + t] != 0;
   }
+  // t_ is the query's position among the keys (t + m.query_offset).
 
   // False when the whole row is masked by the query mask.
   bool query_ok() const { return query_ok_; }

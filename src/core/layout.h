@@ -153,6 +153,9 @@ struct AttentionMask {
   const int32_t* kmask = nullptr; // (B, S) or null
   bool causal = false;
   idx window = 0;                 // 0 = no sliding window
+  // Position of query row 0 among the keys, for the causal flag and the
+  // window (cached decoding: query row t is position query_offset + t).
+  idx query_offset = 0;
 
   bool any() const {
     return mask || qmask || kmask || causal || window > 0;
