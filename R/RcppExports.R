@@ -209,3 +209,7 @@ cpp_buffer_cache_limit <- function(bytes) {
     .Call(`_multihead_cpp_buffer_cache_limit`, bytes)
 }
 
+cpp_weight_cache_stats <- function() {
+    .Call(`_multihead_cpp_weight_cache_stats`)
+}
+

@@ -876,6 +876,16 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_weight_cache_stats
+Rcpp::NumericVector cpp_weight_cache_stats();
+RcppExport SEXP _multihead_cpp_weight_cache_stats() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_weight_cache_stats());
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_score_attention_forward", (DL_FUNC) &_multihead_cpp_score_attention_forward, 16},
@@ -930,6 +940,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},
     {"_multihead_cpp_large_buffer_cache", (DL_FUNC) &_multihead_cpp_large_buffer_cache, 1},
     {"_multihead_cpp_buffer_cache_limit", (DL_FUNC) &_multihead_cpp_buffer_cache_limit, 1},
+    {"_multihead_cpp_weight_cache_stats", (DL_FUNC) &_multihead_cpp_weight_cache_stats, 0},
     {NULL, NULL, 0}
 };
 

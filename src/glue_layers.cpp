@@ -20,6 +20,7 @@
 #include "core/pooling.h"
 #include "core/projection.h"
 #include "glue_convert.h"
+#include "glue_weight_cache.h"
 
 using mh::idx;
 using mhglue::from_core;
@@ -126,7 +127,8 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
   const idx rows = p.rows, in = p.in, out = p.out;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order), kc = to_core<T>(kernel, k_order), bc;
+    mh::Buffer<T> xc = to_core<T>(x, x_order), bc;
+    const auto kc = mhglue::cached_to_core<T>(kernel, k_order);
     idx period = 0;
     if (!Rf_isNull(bias)) {
       bc = flat_to<T>(bias);
@@ -134,7 +136,7 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
     }
     mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({rows, out}, "the projection's output"))), saved;
     if (act != mh::Activation::Linear) saved.resize(y.size());
-    mh::projection_forward(xc.data(), rows, in, kc.data(), out, bc.empty() ? nullptr : bc.data(),
+    mh::projection_forward(xc.data(), rows, in, kc->data(), out, bc.empty() ? nullptr : bc.data(),
                            period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
     return Rcpp::List::create(
         Rcpp::Named("output") = from_core(y.data(), out_dims, out_order),
@@ -158,12 +160,13 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
   const std::vector<idx>& kd = p.kd;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order), kc = to_core<T>(kernel, k_order);
+    mh::Buffer<T> xc = to_core<T>(x, x_order);
+    const auto kc = mhglue::cached_to_core<T>(kernel, k_order);
     mh::Buffer<T> dy = to_core<T>(grad_output, out_order), sv;
     if (static_cast<idx>(dy.size()) != rows * out) Rcpp::stop("internal: grad_output size");
     if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
-    mh::Buffer<T> dx(xc.size()), dw(kc.size()), db(static_cast<size_t>(period));
-    mh::projection_backward(xc.data(), rows, in, kc.data(), out, period, act,
+    mh::Buffer<T> dx(xc.size()), dw(kc->size()), db(static_cast<size_t>(period));
+    mh::projection_backward(xc.data(), rows, in, kc->data(), out, period, act,
                             sv.empty() ? nullptr : sv.data(), dy.data(), dx.data(), dw.data(),
                             period > 0 ? db.data() : nullptr, threads);
     return Rcpp::List::create(
@@ -275,9 +278,9 @@ Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, in
   od.push_back(td[1]);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> tc = mhglue::weight_to_core<T>(table),
-        y(static_cast<size_t>(mhglue::checked_count({static_cast<idx>(ic.size()), td[1]}, "the embedding output")));
-    mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc.data(), td[0], td[1], y.data(),
+    const auto tc = mhglue::cached_to_core<T>(table, natural_order(2));
+    mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({static_cast<idx>(ic.size()), td[1]}, "the embedding output")));
+    mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc->data(), td[0], td[1], y.data(),
                           threads);
     return from_core(y.data(), int_dims(od), natural_order(static_cast<int>(od.size())));
   });

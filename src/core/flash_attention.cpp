@@ -385,6 +385,36 @@ void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx
   }
 }
 
+template <class T>
+bool flash_operands_store_strided(const MhaDims& d, int which, idx b, idx n, const double* src,
+                                  idx s_stride, idx w_stride, FlashOperands<T>* ops) {
+  const idx W = which == 2 ? d.Hv : d.H, heads = kv_heads(d), S = d.S;
+  T acc = T(0);  // y - y is 0 exactly for finite y
+  if (which == 1) {  // k^T: (W, tile) blocks, positions contiguous within a tile
+    const idx n_tiles = ceil_div(S, kKeyTile);
+    T* head = ops->kt.data() + (b * heads + n) * n_tiles * W * kKeyTile;
+    for (idx w = 0; w < W; ++w) {
+      const double* col = src + w * w_stride;
+      for (idx s = 0; s < S; ++s) {
+        const T y = static_cast<T>(col[s * s_stride]);
+        acc += y - y;
+        head[((s / kKeyTile) * W + w) * kKeyTile + s % kKeyTile] = y;
+      }
+    }
+  } else {  // v: (S, W) rows
+    T* head = ops->v.data() + (b * heads + n) * S * W;
+    for (idx w = 0; w < W; ++w) {
+      const double* col = src + w * w_stride;
+      for (idx s = 0; s < S; ++s) {
+        const T y = static_cast<T>(col[s * s_stride]);
+        acc += y - y;
+        head[s * W + w] = y;
+      }
+    }
+  }
+  return acc == T(0);
+}
+
 bool flash_operands_direct(const MhaDims& d, int which) {
   const idx W = which == 2 ? d.Hv : d.H;
   return which != 1 && W % 16 == 0;
@@ -722,6 +752,8 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
   template void flash_operands_allocate<T>(const MhaDims&, FlashOperands<T>*);                \
   template void flash_operands_store<T>(const MhaDims&, int, idx, idx, const idx*, const T*,  \
                                         FlashOperands<T>*);                                    \
+  template bool flash_operands_store_strided<T>(const MhaDims&, int, idx, idx, const double*,  \
+                                                idx, idx, FlashOperands<T>*);                   \
   template void flash_operands_rows<T>(const MhaDims&, int, idx, idx, const idx*,             \
                                        FlashOperands<T>*, T**);                               \
   template void flash_attention_forward<T>(const MhaDims&, const FlashOperands<T>&,           \

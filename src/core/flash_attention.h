@@ -49,6 +49,15 @@ template <class T>
 void flash_operands_store(const MhaDims& d, int which, idx r0, idx nr, const idx* row_map,
                           const T* block, FlashOperands<T>* ops);
 
+// Stores positions [0, d.S) of key/value head n of batch b (which = 1: k,
+// 2: v) from doubles: position s, feature w at src[s * s_stride + w *
+// w_stride], converted to T (cached decoding reads the caller's cache so).
+// Returns false when a converted value is not finite (NA, NaN, Inf, or a
+// double beyond T's range). Distinct (b, n) may be stored concurrently.
+template <class T>
+bool flash_operands_store_strided(const MhaDims& d, int which, idx b, idx n, const double* src,
+                                  idx s_stride, idx w_stride, FlashOperands<T>* ops);
+
 // Direct destinations for q (which = 0) or v (which = 2), for a projection
 // kernel that writes rows in place (ColMajorProduct::direct_rows): the
 // projection's row r0 + i (row b * L + l, or row_map[r0 + i]) has its head 0

@@ -33,27 +33,6 @@ void write_rows(const CacheIndex& ci, idx U, idx H, idx s0, int c, const T* proj
     }
 }
 
-// Reads positions [0, S) of keys (c = 0) or values (c = 1) as rows
-// (B * S, Nkv * H) of T, in the cache's memory order (h, n, s, b).
-template <class T>
-Buffer<T> read_rows(const CacheIndex& ci, idx S, idx H, int c, const double* data) {
-  const idx width = ci.Nkv * H, hs = ci.h_stride();
-  Buffer<T> rows(static_cast<size_t>(checked_count({ci.B, S, width}, "the cached keys or values")));
-  T acc = T(0);  // y - y is 0 exactly for finite y
-  for (idx h = 0; h < H; ++h)
-    for (idx n = 0; n < ci.Nkv; ++n)
-      for (idx s = 0; s < S; ++s) {
-        const double* src = data + ci.at(0, c, s, n) + h * hs;
-        for (idx b = 0; b < ci.B; ++b) {
-          const T y = static_cast<T>(src[b]);
-          acc += y - y;
-          rows[(b * S + s) * width + n * H + h] = y;
-        }
-      }
-  if (!(acc == T(0))) throw NonFiniteCache();
-  return rows;
-}
-
 }  // namespace
 
 template <class T>
@@ -84,12 +63,17 @@ void mha_cached_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                           [&d, opp](idx r0, idx nr, const T* block) {
                             flash_operands_store(d, 0, r0, nr, nullptr, block, opp);
                           });
-  if (d.B * d.S > 0) {
-    Buffer<T> rows = read_rows<T>(ci, d.S, d.H, 0, cache.data);
-    flash_operands_store(d, 1, 0, d.B * d.S, nullptr, rows.data(), &ops);
-    rows = read_rows<T>(ci, d.S, d.H, 1, cache.data);
-    flash_operands_store(d, 2, 0, d.B * d.S, nullptr, rows.data(), &ops);
+  // keys and values of positions [0, d.S), one (batch, head, k or v) per task
+  const idx tasks = d.B * Nkv * 2;
+  int finite = 1;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(&& : finite)
+  for (idx i = 0; i < tasks; ++i) {
+    const idx b = i / (2 * Nkv), n = (i / 2) % Nkv;
+    const int c = static_cast<int>(i % 2);
+    finite = flash_operands_store_strided(d, c + 1, b, n, cache.data + ci.at(b, c, 0, n), 2 * d.B,
+                                          ci.h_stride(), &ops) && finite;
   }
+  if (!finite) throw NonFiniteCache();
   Buffer<T> ctx(static_cast<size_t>(BT * ctxw)), lse(static_cast<size_t>(d.B * d.N * d.T));
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.H)));
   flash_attention_forward(d, ops, mask, DropoutSpec(), scale, ctx.data(), lse.data(), threads);
