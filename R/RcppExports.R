@@ -9,12 +9,12 @@ cpp_score_attention_backward <- function(query, key, value, mode, scale, concat_
     .Call(`_multihead_cpp_score_attention_backward`, query, key, value, mode, scale, concat_weight, query_mask, value_mask, causal, rate, seed, counter, probs, grad_output, grad_weights, float64, threads)
 }
 
-cpp_projection_forward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads) {
-    .Call(`_multihead_cpp_projection_forward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads)
+cpp_projection_forward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads, owner = NULL) {
+    .Call(`_multihead_cpp_projection_forward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads, owner)
 }
 
-cpp_projection_backward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads) {
-    .Call(`_multihead_cpp_projection_backward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads)
+cpp_projection_backward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner = NULL) {
+    .Call(`_multihead_cpp_projection_backward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner)
 }
 
 cpp_activation_forward <- function(x, activation, float64, threads) {
@@ -33,8 +33,8 @@ cpp_layer_norm_backward <- function(x, order, n_norm, gamma, has_beta, param_lik
     .Call(`_multihead_cpp_layer_norm_backward`, x, order, n_norm, gamma, has_beta, param_like, epsilon, grad_output, float64, threads)
 }
 
-cpp_embedding_forward <- function(ids, table, float64, threads) {
-    .Call(`_multihead_cpp_embedding_forward`, ids, table, float64, threads)
+cpp_embedding_forward <- function(ids, table, float64, threads, owner = NULL) {
+    .Call(`_multihead_cpp_embedding_forward`, ids, table, float64, threads, owner)
 }
 
 cpp_embedding_backward <- function(ids, grad_output, table, float64, threads) {

@@ -144,7 +144,7 @@ projection_run_forward <- function(self, x, plan, activation, activity_regulariz
   res <- cpp_projection_forward(x, plan$x_order, plan$n_contract, self$variables$kernel,
                                 plan$k_order, plan$n_kernel_in, plan$bias, plan$out_dims,
                                 plan$out_order, activation_code(activation), is_float64(self),
-                                mh_threads())
+                                mh_threads(), self)
   self$activity_losses <- if (is.null(activity_regularizer)) list() else
     list(regularizer_loss(activity_regularizer, res$output) / max(1, plan$out_dims[1L]))
   list(output = res$output,
@@ -162,7 +162,7 @@ projection_run_backward <- function(self, cache, grad_output) {
                                  plan$k_order, plan$n_kernel_in,
                                  if (has_bias) length(plan$bias) else 0L, cache$saved, g,
                                  plan$out_order, activation_code(cache$activation),
-                                 is_float64(self), mh_threads())
+                                 is_float64(self), mh_threads(), self)
   grads <- list(kernel = res$kernel)
   if (has_bias) {
     db <- if (is.null(plan$bias_fold)) res$bias else plan$bias_fold(res$bias)

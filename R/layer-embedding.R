@@ -104,7 +104,7 @@ embedding_forward <- function(self, inputs, args = list(), training = FALSE, mas
   ids <- check_ids(inputs, self$config$input_dim)
   if (!isTRUE(self$built)) embedding_build(self, batchless_shape(dim(ids)))
   check_size(c(dim(ids), self$config$output_dim), "inputs", sprintf("the output of layer \"%s\"", self$name))
-  out <- cpp_embedding_forward(ids, self$variables$embeddings, is_float64(self), mh_threads())
+  out <- cpp_embedding_forward(ids, self$variables$embeddings, is_float64(self), mh_threads(), self)
   mask <- if (self$config$mask_zero) array(ids != 0, dim(ids)) else NULL
   list(output = out, cache = list(ids = ids, out_dims = dim(out)), mask = mask)
 }

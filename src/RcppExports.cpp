@@ -65,8 +65,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_projection_forward
-Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, SEXP bias, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, int activation, bool float64, int threads);
-RcppExport SEXP _multihead_cpp_projection_forward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP biasSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, SEXP bias, Rcpp::IntegerVector out_dims, Rcpp::IntegerVector out_order, int activation, bool float64, int threads, SEXP owner);
+RcppExport SEXP _multihead_cpp_projection_forward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP biasSEXP, SEXP out_dimsSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP ownerSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -82,13 +82,14 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_projection_forward(x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads));
+    Rcpp::traits::input_parameter< SEXP >::type owner(ownerSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_projection_forward(x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads, owner));
     return rcpp_result_gen;
 END_RCPP
 }
 // cpp_projection_backward
-Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, int period, SEXP saved, SEXP grad_output, Rcpp::IntegerVector out_order, int activation, bool float64, int threads);
-RcppExport SEXP _multihead_cpp_projection_backward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP periodSEXP, SEXP savedSEXP, SEXP grad_outputSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, int period, SEXP saved, SEXP grad_output, Rcpp::IntegerVector out_order, int activation, bool float64, int threads, SEXP owner);
+RcppExport SEXP _multihead_cpp_projection_backward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP periodSEXP, SEXP savedSEXP, SEXP grad_outputSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP ownerSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -105,7 +106,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_projection_backward(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads));
+    Rcpp::traits::input_parameter< SEXP >::type owner(ownerSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_projection_backward(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -177,8 +179,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_embedding_forward
-Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads);
-RcppExport SEXP _multihead_cpp_embedding_forward(SEXP idsSEXP, SEXP tableSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads, SEXP owner);
+RcppExport SEXP _multihead_cpp_embedding_forward(SEXP idsSEXP, SEXP tableSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP ownerSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -186,7 +188,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< SEXP >::type table(tableSEXP);
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_embedding_forward(ids, table, float64, threads));
+    Rcpp::traits::input_parameter< SEXP >::type owner(ownerSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_embedding_forward(ids, table, float64, threads, owner));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -890,13 +893,13 @@ END_RCPP
 static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_score_attention_forward", (DL_FUNC) &_multihead_cpp_score_attention_forward, 16},
     {"_multihead_cpp_score_attention_backward", (DL_FUNC) &_multihead_cpp_score_attention_backward, 17},
-    {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 12},
-    {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 13},
+    {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 13},
+    {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 14},
     {"_multihead_cpp_activation_forward", (DL_FUNC) &_multihead_cpp_activation_forward, 4},
     {"_multihead_cpp_activation_backward", (DL_FUNC) &_multihead_cpp_activation_backward, 5},
     {"_multihead_cpp_layer_norm_forward", (DL_FUNC) &_multihead_cpp_layer_norm_forward, 8},
     {"_multihead_cpp_layer_norm_backward", (DL_FUNC) &_multihead_cpp_layer_norm_backward, 10},
-    {"_multihead_cpp_embedding_forward", (DL_FUNC) &_multihead_cpp_embedding_forward, 4},
+    {"_multihead_cpp_embedding_forward", (DL_FUNC) &_multihead_cpp_embedding_forward, 5},
     {"_multihead_cpp_embedding_backward", (DL_FUNC) &_multihead_cpp_embedding_backward, 5},
     {"_multihead_cpp_dropout", (DL_FUNC) &_multihead_cpp_dropout, 7},
     {"_multihead_cpp_average_steps_forward", (DL_FUNC) &_multihead_cpp_average_steps_forward, 5},

@@ -121,14 +121,14 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
                                   SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in,
                                   SEXP bias, Rcpp::IntegerVector out_dims,
                                   Rcpp::IntegerVector out_order, int activation, bool float64,
-                                  int threads) {
+                                  int threads, SEXP owner = R_NilValue) {
   const mh::Activation act = mh::activation_from_code(activation);
   const ProjectionShape p(x, x_order, n_contract, kernel, k_order, n_kernel_in);
   const idx rows = p.rows, in = p.in, out = p.out;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
     mh::Buffer<T> xc = to_core<T>(x, x_order), bc;
-    const auto kc = mhglue::cached_to_core<T>(kernel, k_order);
+    const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
     idx period = 0;
     if (!Rf_isNull(bias)) {
       bc = flat_to<T>(bias);
@@ -152,7 +152,7 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
                                    SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in,
                                    int period, SEXP saved, SEXP grad_output,
                                    Rcpp::IntegerVector out_order, int activation, bool float64,
-                                   int threads) {
+                                   int threads, SEXP owner = R_NilValue) {
   const mh::Activation act = mh::activation_from_code(activation);
   const ProjectionShape p(x, x_order, n_contract, kernel, k_order, n_kernel_in);
   const idx rows = p.rows, in = p.in, out = p.out;
@@ -161,7 +161,7 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
     mh::Buffer<T> xc = to_core<T>(x, x_order);
-    const auto kc = mhglue::cached_to_core<T>(kernel, k_order);
+    const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
     mh::Buffer<T> dy = to_core<T>(grad_output, out_order), sv;
     if (static_cast<idx>(dy.size()) != rows * out) Rcpp::stop("internal: grad_output size");
     if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
@@ -270,7 +270,8 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
 // ids: numeric/integer array of whole numbers in [0, V) (checked in R);
 // table (V, D). Output dims c(dim(ids), D).
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads) {
+Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, int threads,
+                                          SEXP owner = R_NilValue) {
   const std::vector<idx> id = r_dims(ids), td = r_dims(table);
   const Rcpp::IntegerVector id_order = natural_order(static_cast<int>(id.size()));
   mh::Buffer<int32_t> ic = to_core<int32_t>(ids, id_order);
@@ -278,7 +279,7 @@ Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, in
   od.push_back(td[1]);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    const auto tc = mhglue::cached_to_core<T>(table, natural_order(2));
+    const auto tc = mhglue::cached_to_core<T>(owner, "embeddings", table, natural_order(2));
     mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({static_cast<idx>(ic.size()), td[1]}, "the embedding output")));
     mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc->data(), td[0], td[1], y.data(),
                           threads);

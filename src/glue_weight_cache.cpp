@@ -13,9 +13,9 @@ namespace mhglue {
 namespace {
 
 struct Entry {
-  R_xlen_t slot = 0;       // where holders() references the R array
-  const void* address = nullptr;
-  std::string order;       // the axis order, and the type
+  SEXP weak = R_NilValue;  // key: the owner; value: the weight array (preserved)
+  const void* owner = nullptr;
+  std::string key;         // role, axis order and type
   R_xlen_t length = 0;
   uint64_t fingerprint = 0;
   std::shared_ptr<const void> buffer;  // mh::Buffer<T>
@@ -27,22 +27,6 @@ std::list<Entry>& entries() {  // most recently used first
   return e;
 }
 std::size_t total_bytes = 0;
-
-// The R list referencing the cached arrays (slot i free when NULL).
-SEXP holders() {
-  static SEXP list = R_NilValue;
-  if (list == R_NilValue) {
-    list = Rf_allocVector(VECSXP, kWeightCacheEntries);
-    R_PreserveObject(list);
-  }
-  return list;
-}
-R_xlen_t free_slot() {
-  SEXP h = holders();
-  for (R_xlen_t i = 0; i < kWeightCacheEntries; ++i)
-    if (VECTOR_ELT(h, i) == R_NilValue) return i;
-  return -1;
-}
 
 // 16 values spread over the array, combined bit by bit.
 uint64_t fingerprint_of(SEXP w) {
@@ -61,54 +45,47 @@ uint64_t fingerprint_of(SEXP w) {
   return h;
 }
 
-std::string key_of(const Rcpp::IntegerVector& order, bool is_double) {
-  std::string s(is_double ? "d" : "f");
-  for (int k = 0; k < order.size(); ++k) s += std::to_string(order[k]) + ",";
-  return s;
-}
-
 void drop(std::list<Entry>::iterator it) {
   total_bytes -= it->bytes;
-  SET_VECTOR_ELT(holders(), it->slot, R_NilValue);
+  R_ReleaseObject(it->weak);
   entries().erase(it);
 }
-
-// Whether anything but the cache references the entry's array.
-bool referenced(const Entry& e) { return MAYBE_SHARED(VECTOR_ELT(holders(), e.slot)); }
 
 }  // namespace
 
 template <class T>
-std::shared_ptr<const mh::Buffer<T>> cached_to_core(SEXP w, const Rcpp::IntegerVector& order) {
-  const std::string key = key_of(order, std::is_same<T, double>::value);
+std::shared_ptr<const mh::Buffer<T>> cached_to_core(SEXP owner, const char* role, SEXP w,
+                                                    const Rcpp::IntegerVector& order) {
+  if (TYPEOF(owner) != ENVSXP) return std::make_shared<mh::Buffer<T>>(to_core<T>(w, order));
+  std::string key(role);
+  key += std::is_same<T, double>::value ? ":d:" : ":f:";
+  for (int k = 0; k < order.size(); ++k) key += std::to_string(order[k]) + ",";
   const R_xlen_t n = Rf_xlength(w);
   std::list<Entry>& list = entries();
   for (auto it = list.begin(); it != list.end(); ++it) {
-    if (it->address != static_cast<const void*>(w) || it->order != key) continue;
-    if (it->length == n && it->fingerprint == fingerprint_of(w)) {
+    if (it->owner != static_cast<const void*>(owner) || it->key != key) continue;
+    if (R_WeakRefKey(it->weak) == owner && R_WeakRefValue(it->weak) == w && it->length == n &&
+        it->fingerprint == fingerprint_of(w)) {
       list.splice(list.begin(), list, it);  // most recently used
       return std::static_pointer_cast<const mh::Buffer<T>>(list.front().buffer);
     }
-    drop(it);  // the same array changed in place
+    drop(it);  // another array for this role now (or another layer at this address)
     break;
   }
   auto buf = std::make_shared<mh::Buffer<T>>(to_core<T>(w, order));
   const std::size_t bytes = buf->size() * sizeof(T);
   if (bytes > kWeightCacheBytes / 4) return buf;  // too large to keep
-  for (auto it = list.begin(); it != list.end();) {  // arrays only the cache holds
+  for (auto it = list.begin(); it != list.end();) {  // layers R has collected
     auto next = std::next(it);
-    if (!referenced(*it)) drop(it);
+    if (R_WeakRefKey(it->weak) == R_NilValue) drop(it);
     it = next;
   }
-  while (!list.empty() && (total_bytes + bytes > kWeightCacheBytes ||
-                           static_cast<R_xlen_t>(list.size()) >= kWeightCacheEntries)) {
-    drop(std::prev(list.end()));
-  }
+  while (!list.empty() && total_bytes + bytes > kWeightCacheBytes) drop(std::prev(list.end()));
   Entry e;
-  e.slot = free_slot();
-  SET_VECTOR_ELT(holders(), e.slot, w);
-  e.address = w;
-  e.order = key;
+  e.weak = R_MakeWeakRef(owner, w, R_NilValue, FALSE);
+  R_PreserveObject(e.weak);
+  e.owner = owner;
+  e.key = key;
   e.length = n;
   e.fingerprint = fingerprint_of(w);
   e.buffer = buf;
@@ -118,16 +95,18 @@ std::shared_ptr<const mh::Buffer<T>> cached_to_core(SEXP w, const Rcpp::IntegerV
   return buf;
 }
 
-template std::shared_ptr<const mh::Buffer<float>> cached_to_core<float>(SEXP, const Rcpp::IntegerVector&);
-template std::shared_ptr<const mh::Buffer<double>> cached_to_core<double>(SEXP, const Rcpp::IntegerVector&);
-
-Rcpp::NumericVector weight_cache_stats() {
-  return Rcpp::NumericVector::create(Rcpp::Named("entries") = static_cast<double>(entries().size()),
-                                     Rcpp::Named("bytes") = static_cast<double>(total_bytes));
-}
+template std::shared_ptr<const mh::Buffer<float>> cached_to_core<float>(SEXP, const char*, SEXP,
+                                                                        const Rcpp::IntegerVector&);
+template std::shared_ptr<const mh::Buffer<double>> cached_to_core<double>(SEXP, const char*, SEXP,
+                                                                          const Rcpp::IntegerVector&);
 
 }  // namespace mhglue
 
-// The weight cache's entries and bytes (glue_weight_cache.h).
+// The weight cache's entries and bytes (glue_weight_cache.h), for tests.
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_weight_cache_stats() { return mhglue::weight_cache_stats(); }
+Rcpp::NumericVector cpp_weight_cache_stats() {
+  std::size_t n = 0;
+  for (const auto& e : mhglue::entries()) n += e.weak != R_NilValue;
+  return Rcpp::NumericVector::create(Rcpp::Named("entries") = static_cast<double>(n),
+                                     Rcpp::Named("bytes") = static_cast<double>(mhglue::total_bytes));
+}
