@@ -24,12 +24,15 @@
 #' The layer is an R function:
 #' `layer(query, value, key = NULL, attention_mask = NULL,
 #' return_attention_scores = FALSE, training = NULL, use_causal_mask = FALSE,
-#' ..., query_mask = NULL, value_mask = NULL, key_mask = NULL)`, as for
-#' [layer_multi_head_attention()], with 3-D inputs: `query` (B, T, E),
+#' ..., query_mask = NULL, value_mask = NULL, key_mask = NULL, cache = NULL,
+#' cache_update_index = NULL)`, as for [layer_multi_head_attention()], with
+#' 3-D inputs: `query` (B, T, E),
 #' `value` (B, S, Dv), `key` (B, S, Dk) (default: `value`). Masks as in
 #' [layer_multi_head_attention()]; `return_attention_scores = TRUE` returns
 #' `list(output = , scores = )` with scores of shape (B, num_query_heads, T,
-#' S). The output has the query's shape (B, T, E).
+#' S). The output has the query's shape (B, T, E). Cached decoding as for
+#' [layer_multi_head_attention()], with a cache of shape (B, 2, S_max,
+#' num_key_value_heads, head_dim).
 #'
 #' @section Properties and methods:
 #' Read-only properties: `head_dim`, `num_query_heads`,

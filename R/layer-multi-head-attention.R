@@ -15,7 +15,8 @@
 #' The layer is an R function:
 #' `layer(query, value, key = NULL, attention_mask = NULL,
 #' return_attention_scores = FALSE, training = NULL, use_causal_mask = FALSE,
-#' ..., query_mask = NULL, value_mask = NULL, key_mask = NULL)`.
+#' ..., query_mask = NULL, value_mask = NULL, key_mask = NULL, cache = NULL,
+#' cache_update_index = NULL)`.
 #' * `query` (B, T..., E), `value` (B, S..., Dv) and `key` (B, S..., Dk) are
 #'   numeric R arrays in Keras's axis order (batch first, features last).
 #'   `key` defaults to `value`. Query and value may have different feature
@@ -33,6 +34,17 @@
 #'   axes, key attention axes).
 #' * `training = TRUE` applies dropout to the attention probabilities
 #'   (inverted scaling); otherwise dropout is inactive.
+#' * Cached decoding (keras_hub's `CachedMultiHeadAttention`): `cache` is an
+#'   array (B, 2, S_max, N, key_dim) of projected keys (`[, 1, , , ]`) and
+#'   values (`[, 2, , , ]`); it needs 3-D inputs, one attention axis and
+#'   `key_dim == value_dim`. With `cache_update_index` (0-based, as in Keras)
+#'   the call projects `key`/`value` (B, U, ...) and writes them at positions
+#'   `cache_update_index + 0:(U - 1)` of a copy of the cache, and query row
+#'   `t` sits at position `cache_update_index + t` for `use_causal_mask` and
+#'   `sliding_window`; without it the cache is used as it is (e.g. an
+#'   encoder's keys for cross-attention). `attention_mask` may then be (B, T,
+#'   S_max). The call returns `list(output = , cache = )`. Cached calls are
+#'   inference: no scores, no dropout, no gradients.
 #'
 #' The output has shape (B, T..., E), or (B, T..., output_shape...).
 #'
