@@ -13,7 +13,7 @@ namespace mhglue {
 namespace {
 
 struct Entry {
-  SEXP weak = R_NilValue;  // key: the owner; value: the weight array (preserved)
+  SEXP weak = R_NilValue;  // key: the owner; value: list(weight array) (preserved)
   const void* owner = nullptr;
   std::string key;         // role, axis order and type
   R_xlen_t length = 0;
@@ -27,6 +27,7 @@ std::list<Entry>& entries() {  // most recently used first
   return e;
 }
 std::size_t total_bytes = 0;
+double hits = 0, misses = 0;  // lookups, for tests
 
 // 16 values spread over the array, combined bit by bit.
 uint64_t fingerprint_of(SEXP w) {
@@ -64,14 +65,17 @@ std::shared_ptr<const mh::Buffer<T>> cached_to_core(SEXP owner, const char* role
   std::list<Entry>& list = entries();
   for (auto it = list.begin(); it != list.end(); ++it) {
     if (it->owner != static_cast<const void*>(owner) || it->key != key) continue;
-    if (R_WeakRefKey(it->weak) == owner && R_WeakRefValue(it->weak) == w && it->length == n &&
+    if (R_WeakRefKey(it->weak) == owner && VECTOR_ELT(R_WeakRefValue(it->weak), 0) == w &&
+        it->length == n &&
         it->fingerprint == fingerprint_of(w)) {
       list.splice(list.begin(), list, it);  // most recently used
+      ++hits;
       return std::static_pointer_cast<const mh::Buffer<T>>(list.front().buffer);
     }
     drop(it);  // another array for this role now (or another layer at this address)
     break;
   }
+  ++misses;
   auto buf = std::make_shared<mh::Buffer<T>>(to_core<T>(w, order));
   const std::size_t bytes = buf->size() * sizeof(T);
   if (bytes > kWeightCacheBytes / 4) return buf;  // too large to keep
@@ -82,7 +86,12 @@ std::shared_ptr<const mh::Buffer<T>> cached_to_core(SEXP owner, const char* role
   }
   while (!list.empty() && total_bytes + bytes > kWeightCacheBytes) drop(std::prev(list.end()));
   Entry e;
-  e.weak = R_MakeWeakRef(owner, w, R_NilValue, FALSE);
+  // the value is a fresh list holding w: R_MakeWeakRef copies a value that
+  // is referenced elsewhere, and the entry must hold the array itself
+  SEXP holder = PROTECT(Rf_allocVector(VECSXP, 1));
+  SET_VECTOR_ELT(holder, 0, w);
+  e.weak = R_MakeWeakRef(owner, holder, R_NilValue, FALSE);
+  UNPROTECT(1);
   R_PreserveObject(e.weak);
   e.owner = owner;
   e.key = key;
@@ -102,11 +111,14 @@ template std::shared_ptr<const mh::Buffer<double>> cached_to_core<double>(SEXP, 
 
 }  // namespace mhglue
 
-// The weight cache's entries and bytes (glue_weight_cache.h), for tests.
+// The weight cache's entries, bytes, hits and misses (glue_weight_cache.h),
+// for tests.
 // [[Rcpp::export]]
 Rcpp::NumericVector cpp_weight_cache_stats() {
   std::size_t n = 0;
   for (const auto& e : mhglue::entries()) n += e.weak != R_NilValue;
   return Rcpp::NumericVector::create(Rcpp::Named("entries") = static_cast<double>(n),
-                                     Rcpp::Named("bytes") = static_cast<double>(mhglue::total_bytes));
+                                     Rcpp::Named("bytes") = static_cast<double>(mhglue::total_bytes),
+                                     Rcpp::Named("hits") = mhglue::hits,
+                                     Rcpp::Named("misses") = mhglue::misses);
 }

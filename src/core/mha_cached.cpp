@@ -3,9 +3,11 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 #include "dense.h"
 #include "flash_attention.h"
+#include "parallel.h"
 
 namespace mh {
 
@@ -65,15 +67,15 @@ void mha_cached_forward(const MhaDims& d, const T* xq, const T* xk, const T* xv,
                           });
   // keys and values of positions [0, d.S), one (batch, head, k or v) per task
   const idx tasks = d.B * Nkv * 2;
-  int finite = 1;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(&& : finite)
-  for (idx i = 0; i < tasks; ++i) {
+  std::vector<char> finite(static_cast<size_t>(tasks), 1);
+  parallel_for(tasks, threads_for_elements(double(tasks) * d.S * d.H, threads), [&](long i) {
     const idx b = i / (2 * Nkv), n = (i / 2) % Nkv;
     const int c = static_cast<int>(i % 2);
-    finite = flash_operands_store_strided(d, c + 1, b, n, cache.data + ci.at(b, c, 0, n), 2 * d.B,
-                                          ci.h_stride(), &ops) && finite;
-  }
-  if (!finite) throw NonFiniteCache();
+    finite[i] = flash_operands_store_strided(d, c + 1, b, n, cache.data + ci.at(b, c, 0, n),
+                                             2 * d.B, ci.h_stride(), &ops);
+  });
+  for (const char f : finite)
+    if (!f) throw NonFiniteCache();
   Buffer<T> ctx(static_cast<size_t>(BT * ctxw)), lse(static_cast<size_t>(d.B * d.N * d.T));
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.H)));
   flash_attention_forward(d, ops, mask, DropoutSpec(), scale, ctx.data(), lse.data(), threads);

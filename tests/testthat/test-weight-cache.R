@@ -6,6 +6,11 @@ test_that("a layer's new weights are used at once, eagerly and after fit()", {
   x <- array(rnorm(2 * 4 * 6), c(2, 4, 6))
   d <- layer_dense(units = 5)
   y1 <- d(x)
+  s0 <- multihead:::cpp_weight_cache_stats()
+  expect_identical(d(x), y1)  # the second call finds the converted kernel
+  s1 <- multihead:::cpp_weight_cache_stats()
+  expect_equal(s1[["hits"]] - s0[["hits"]], 1)
+  expect_equal(s1[["misses"]] - s0[["misses"]], 0)
   w <- get_weights(d)
   expect_equal(y1, ref_dense(x, w[[1]], w[[2]]), tolerance = 1e-6)
   w[[1]] <- w[[1]] * 2
