@@ -274,7 +274,9 @@ elementwise_merge_forward <- function(self, xs, masks, combine) {
 #' @noRd
 merge_input_grad <- function(self, g, cache, i) {
   g <- reduce_to_shape(g, cache$padded[[i]])
-  g <- array(merge_round(self, as.double(g)), cache$shapes[[i]])
+  g <- merge_round(self, if (is.double(g)) g else as.double(g))  # g itself when already float32
+  shape <- as.integer(cache$shapes[[i]])
+  if (!identical(dim(g), shape)) g <- array(g, shape)  # (a shared g is not copied for nothing)
   g
 }
 
@@ -340,7 +342,7 @@ multiply_combine <- function(self) function(xs, masks, padded, out) {
 #' @noRd
 elementwise_merge_backward <- function(self, cache, grad_output) {
   g <- check_grad_output(grad_output, cache$out_dims)
-  g <- array(as.double(g), cache$out_dims)
+  if (!is.double(g)) g <- array(as.double(g), cache$out_dims)
   n <- length(cache$shapes)
   grads <- switch(self$class_name,
     Add = lapply(seq_len(n), function(i) merge_input_grad(self, g, cache, i)),

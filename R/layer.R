@@ -429,6 +429,7 @@ store_weight <- function(w, dims, dtype) {
 
 #' @noRd
 round_float32 <- function(x) {
+  if (is.double(x)) return(cpp_round_float32(x))  # x itself when already float32
   y <- cpp_round_float32(as.double(x))
   attributes(y) <- attributes(x)
   y

@@ -847,12 +847,12 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_round_float32
-Rcpp::NumericVector cpp_round_float32(Rcpp::NumericVector x);
+SEXP cpp_round_float32(SEXP x);
 RcppExport SEXP _multihead_cpp_round_float32(SEXP xSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
     rcpp_result_gen = Rcpp::wrap(cpp_round_float32(x));
     return rcpp_result_gen;
 END_RCPP

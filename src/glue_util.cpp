@@ -110,11 +110,27 @@ Rcpp::List cpp_build_info() {
           std::to_string(EIGEN_MINOR_VERSION));
 }
 
-// Rounds doubles to the nearest float32 value (weights of float32 layers).
+// Rounds doubles to the nearest float32 value (weights and values of float32
+// layers), keeping x's attributes; x itself when every value is float32
+// already (NaN stays NaN, beyond float32's range becomes +-Inf).
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_round_float32(Rcpp::NumericVector x) {
-  Rcpp::NumericVector out(Rcpp::no_init(x.size()));
-  for (R_xlen_t i = 0; i < x.size(); ++i) out[i] = static_cast<double>(static_cast<float>(x[i]));
+SEXP cpp_round_float32(SEXP x) {
+  if (TYPEOF(x) != REALSXP) Rcpp::stop("cpp_round_float32: expected a double vector");
+  const double* p = REAL(x);
+  const R_xlen_t n = Rf_xlength(x);
+  // Values already float32 (what the kernels return) need no new vector.
+  R_xlen_t first = 0;
+  for (; first < n; ++first) {
+    const double v = p[first];
+    if (static_cast<double>(static_cast<float>(v)) != v && v == v) break;
+  }
+  if (first == n) return x;
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+  double* o = REAL(out);
+  std::copy(p, p + first, o);
+  for (R_xlen_t i = first; i < n; ++i) o[i] = static_cast<double>(static_cast<float>(p[i]));
+  SHALLOW_DUPLICATE_ATTRIB(out, x);
+  UNPROTECT(1);
   return out;
 }
 
