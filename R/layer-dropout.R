@@ -95,7 +95,7 @@ dropout_forward <- function(self, inputs, args = list(), training = FALSE, masks
 # dtype) to x or to a gradient.
 #' @noRd
 dropout_apply <- function(self, x, cache) {
-  if (!cache$active) return(cpp_as_dtype(x, is_float64(self)))
+  if (!cache$active) return(as_dtype_values(x, is_float64(self)))
   cpp_dropout(x, cache$noise, self$config$rate, self$dropout_seed %% 4294967296, cache$counter,
               is_float64(self), mh_threads())
 }

@@ -41,7 +41,7 @@ masking_forward <- function(self, inputs, args = list(), training = FALSE, masks
   single_input_mask(masks, d)  # checked, then replaced (Keras's Masking ignores it)
   ensure_built(self, d)
   f64 <- is_float64(self)
-  x <- cpp_as_dtype(x, f64)
+  x <- as_dtype_values(x, f64)
   dim(x) <- d
   r <- length(d)
   value <- if (f64) self$config$mask_value else round_float32(self$config$mask_value)
@@ -57,7 +57,7 @@ masking_forward <- function(self, inputs, args = list(), training = FALSE, masks
 #' @noRd
 masking_backward <- function(self, cache, grad_output) {
   g <- check_grad_output(grad_output, cache$out_dims)
-  g <- cpp_as_dtype(g, is_float64(self))
+  g <- as_dtype_values(g, is_float64(self))
   dim(g) <- cache$out_dims
   g[!cache$keep] <- 0
   list(inputs = g, weights = named_weight_grads(self, list()))

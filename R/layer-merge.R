@@ -237,8 +237,8 @@ merge_round <- function(self, x) if (is_float64(self)) x else round_float32(x)
 #' @noRd
 merge_as_dtype <- function(self, x) {
   d <- dim(x)
-  y <- cpp_as_dtype(x, is_float64(self))
-  dim(y) <- d
+  y <- as_dtype_values(x, is_float64(self))
+  if (!identical(dim(y), d)) dim(y) <- d
   y
 }
 
@@ -254,7 +254,7 @@ elementwise_merge_forward <- function(self, xs, masks, combine) {
   plan <- elementwise_merge_shapes(shapes, self$class_name)
   xs <- lapply(seq_along(xs), function(i) {
     x <- merge_as_dtype(self, xs[[i]])
-    dim(x) <- plan$padded[[i]]
+    if (!identical(dim(x), as.integer(plan$padded[[i]]))) dim(x) <- plan$padded[[i]]
     x
   })
   same_rank <- length(unique(lengths(shapes))) == 1L

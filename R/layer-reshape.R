@@ -7,7 +7,7 @@
 # A value in the layer's dtype (float32 rounded), with dims `d`.
 #' @noRd
 reshape_in_dtype <- function(self, x, d = dim(x)) {
-  y <- cpp_as_dtype(x, is_float64(self))
+  y <- as_dtype_values(x, is_float64(self))
   dim(y) <- d
   y
 }

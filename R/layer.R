@@ -427,6 +427,15 @@ store_weight <- function(w, dims, dtype) {
   w
 }
 
+# x's values in a layer's dtype (doubles; float32 values rounded) with x's
+# dims and no other attribute: x itself when it is that already.
+#' @noRd
+as_dtype_values <- function(x, float64) {
+  a <- names(attributes(x))
+  if (is.double(x) && (is.null(a) || identical(a, "dim"))) return(if (float64) x else round_float32(x))
+  cpp_as_dtype(x, float64)
+}
+
 #' @noRd
 round_float32 <- function(x) {
   if (is.double(x)) return(cpp_round_float32(x))  # x itself when already float32
