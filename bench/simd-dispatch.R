@@ -9,8 +9,11 @@
 #
 # Usage (from the package root):
 #   Rscript bench/simd-dispatch.R --base /tmp/simd-base-lib --new /tmp/simd-lib \
-#     [--rounds 5] [--min-time 1] [--threads 2] [--cases mha,dense,fit] [--portable]
+#     [--rounds 5] [--min-time 1] [--threads 2] [--cases mha,dense,fit] [--portable] [--clock cpu]
 # --portable adds a third column: the new build with MULTIHEAD_SIMD=portable.
+# --clock cpu times the process's CPU time (user + system) instead of the
+# wall clock: with --threads 1 on a machine shared with other jobs, that is
+# the work each build does, much less disturbed by the others.
 # --one LIB CASE (internal): times one case in this process and prints "ms <value> ...".
 
 args <- commandArgs(trailingOnly = TRUE)
@@ -20,7 +23,9 @@ opt <- function(name, default) {
 }
 flag <- function(name) paste0("--", name) %in% args
 
-now <- function() as.numeric(Sys.time())
+cpu_clock <- identical(opt("clock", "wall"), "cpu")
+now <- if (cpu_clock) function() sum(proc.time()[c("user.self", "sys.self")]) else
+  function() as.numeric(Sys.time())
 # Median seconds of f() over at least 5 runs and min_time seconds (after one
 # warm-up call).
 time_median <- function(f, min_time) {
@@ -115,7 +120,8 @@ script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)
 rscript <- file.path(R.home("bin"), "Rscript")
 run_one <- function(lib, case, portable = FALSE) {
   env <- if (portable) "MULTIHEAD_SIMD=portable" else "MULTIHEAD_SIMD="
-  out <- system2(rscript, c(script, "--one", lib, case, "--min-time", min_time, "--threads", threads),
+  out <- system2(rscript, c(script, "--one", lib, case, "--min-time", min_time, "--threads", threads,
+                           "--clock", opt("clock", "wall")),
                  stdout = TRUE, env = env)
   line <- grep("^ms ", out, value = TRUE)
   if (length(line) != 1L) stop("case ", case, " failed:\n", paste(out, collapse = "\n"))
