@@ -76,9 +76,14 @@ inline __m256i lane_mask(sidx n) {
 // p * a_cs]) times the K x n block of B (B(p, j) = b[p * ldb + j]). Without
 // `accumulate` the block starts from `init` (16 values, the same for every
 // row: a bias) when it is set, else from zero. The sum runs over p in order.
-template <int R, bool Full>
-inline void block_r16(sidx n, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
-                      sidx ldb, float* const* crow, bool accumulate, const float* init) {
+// ARS, ACS, LDB, when not 0, are a_rs, a_cs and ldb known at compile time
+// (the packed panels and strips, or a unit stride of A): the addressing of
+// the inner loop then needs fewer registers (measured: about 20% faster on
+// the flash tiles than with all three at run time).
+template <int R, bool Full, sidx ARS, sidx ACS, sidx LDB>
+inline void block_r16(sidx n, sidx K, const float* a, sidx a_rs_rt, sidx a_cs_rt, const float* b,
+                      sidx ldb_rt, float* const* crow, bool accumulate, const float* init) {
+  const sidx a_rs = ARS ? ARS : a_rs_rt, a_cs = ACS ? ACS : a_cs_rt, ldb = LDB ? LDB : ldb_rt;
   __m256 acc0[R], acc1[R];
   const __m256i m0 = lane_mask(n < 8 ? n : 8), m1 = lane_mask(n > 8 ? n - 8 : 0);
   __m256 init0 = _mm256_setzero_ps(), init1 = _mm256_setzero_ps();
@@ -132,27 +137,50 @@ MH_UNROLL
 }
 
 // The block for R = rows (1 .. 6) rows, full or partial columns.
-template <int R>
+template <int R, sidx ARS, sidx ACS, sidx LDB>
 inline void block_n(sidx n, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
                     sidx ldb, float* const* crow, bool accumulate, const float* init) {
   if (n == kCols) {
-    block_r16<R, true>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init);
+    block_r16<R, true, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init);
   } else {
-    block_r16<R, false>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init);
+    block_r16<R, false, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init);
   }
 }
 
+template <sidx ARS, sidx ACS, sidx LDB>
 inline void block_any(sidx rows, sidx n, sidx K, const float* a, sidx a_rs, sidx a_cs,
                       const float* b, sidx ldb, float* const* crow, bool accumulate,
                       const float* init) {
   switch (rows) {
-    case 6: block_n<6>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
-    case 5: block_n<5>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
-    case 4: block_n<4>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
-    case 3: block_n<3>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
-    case 2: block_n<2>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
-    case 1: block_n<1>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 6: block_n<6, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 5: block_n<5, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 4: block_n<4, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 3: block_n<3, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 2: block_n<2, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
+    case 1: block_n<1, ARS, ACS, LDB>(n, K, a, a_rs, a_cs, b, ldb, crow, accumulate, init); break;
     default: break;
+  }
+}
+
+// A panel of packed A (6 rows, a_rs = 1, a_cs = 6) against a packed strip of
+// B (ldb = 16).
+inline void block_packed(sidx rows, sidx n, sidx K, const float* a, const float* b,
+                         float* const* crow, bool accumulate, const float* init) {
+  block_any<1, kRows, kCols>(rows, n, K, a, 1, kRows, b, kCols, crow, accumulate, init);
+}
+
+// The unpacked tile kernel over the rows [0, M) and columns [0, N) of C.
+template <sidx ARS, sidx ACS>
+void tile_rows(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
+               sidx ldb, float* c, sidx ldc, bool accumulate) {
+  for (sidx i = 0; i < M; i += kRows) {
+    const sidx rows = min_idx(kRows, M - i);
+    for (sidx j = 0; j < N; j += kCols) {
+      float* crow[kRows];
+      for (sidx r = 0; r < rows; ++r) crow[r] = c + (i + r) * ldc + j;
+      block_any<ARS, ACS, 0>(rows, min_idx(kCols, N - j), K, a + i * a_rs, a_rs, a_cs, b + j,
+                             ldb, crow, accumulate, nullptr);
+    }
   }
 }
 
@@ -221,14 +249,12 @@ void pack_a(const float* a, sidx a_rs, sidx a_cs, sidx i0, sidx mb, sidx k0, sid
 
 void tile_gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
                    sidx ldb, float* c, sidx ldc, bool accumulate) {
-  for (sidx i = 0; i < M; i += kRows) {
-    const sidx rows = min_idx(kRows, M - i);
-    for (sidx j = 0; j < N; j += kCols) {
-      float* crow[kRows];
-      for (sidx r = 0; r < rows; ++r) crow[r] = c + (i + r) * ldc + j;
-      block_any(rows, min_idx(kCols, N - j), K, a + i * a_rs, a_rs, a_cs, b + j, ldb, crow,
-                accumulate, nullptr);
-    }
+  if (a_cs == 1) {  // A row-major (Q k^T, dS K)
+    tile_rows<0, 1>(M, N, K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+  } else if (a_rs == 1) {  // A transposed (P^T dO, dS^T Q)
+    tile_rows<1, 0>(M, N, K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+  } else {
+    tile_rows<0, 0>(M, N, K, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
   }
 }
 
@@ -261,7 +287,7 @@ void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, cons
             const sidx rows = min_idx(kRows, mb - q * kRows);
             float* crow[kRows];
             for (sidx r = 0; r < rows; ++r) crow[r] = c + (i0 + q * kRows + r) * ldc + j0 + s * kCols;
-            block_any(rows, n, kb, ap + q * kb * kRows, 1, kRows, bs, kCols, crow, acc, nullptr);
+            block_packed(rows, n, kb, ap + q * kb * kRows, bs, crow, acc, nullptr);
           }
         }
       }
@@ -284,7 +310,7 @@ void packed_multiply_f32(const float* a, sidx nr, const float* w, sidx in, sidx 
         const sidx i0 = q * kRows, m = min_idx(kRows, nr - i0);
         float* crow[kRows];
         for (sidx r = 0; r < m; ++r) crow[r] = rows[i0 + r] + off;
-        block_any(m, n, kc, a + (q * in + k0) * kRows, 1, kRows, bs, kCols, crow, k0 > 0, init);
+        block_packed(m, n, kc, a + (q * in + k0) * kRows, bs, crow, k0 > 0, init);
       }
     }
   }
