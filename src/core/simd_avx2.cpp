@@ -205,11 +205,21 @@ void pack_b(const float* b, sidx b_rs, sidx b_cs, sidx k0, sidx kb, sidx j0, sid
         _mm256_storeu_ps(d + p * kCols, _mm256_loadu_ps(src + p * b_rs));
         _mm256_storeu_ps(d + p * kCols + 8, _mm256_loadu_ps(src + p * b_rs + 8));
       }
-    } else if (b_rs == 1) {  // columns of B contiguous: read each column's run
+    } else if (b_rs == 1) {  // columns of B contiguous: 8 x 8 transposes, then the rest
+      sidx p0 = 0;
+      for (; p0 + 8 <= kb; p0 += 8)
+        for (sidx h = 0; h + 8 <= n; h += 8) {
+          __m256 v[8];
+          for (int c = 0; c < 8; ++c) v[c] = _mm256_loadu_ps(src + (h + c) * b_cs + p0);
+          transpose8(v);  // v[r]: B(k0 + p0 + r, columns h .. h + 7 of the strip)
+          for (int r = 0; r < 8; ++r) _mm256_storeu_ps(d + (p0 + r) * kCols + h, v[r]);
+        }
+      const sidx done_cols = n / 8 * 8;  // columns [0, done_cols) filled for p < p0
       for (sidx j = 0; j < kCols; ++j) {
+        const sidx p_start = j < done_cols ? p0 : 0;
         if (j < n) {
           const float* col = src + j * b_cs;
-          for (sidx p = 0; p < kb; ++p) d[p * kCols + j] = col[p];
+          for (sidx p = p_start; p < kb; ++p) d[p * kCols + j] = col[p];
         } else {
           for (sidx p = 0; p < kb; ++p) d[p * kCols + j] = 0.0f;
         }
@@ -271,23 +281,32 @@ void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, cons
   }
   float* bp = scratch;
   float* ap = scratch + kGemmK * kGemmN;
+  // B with unit column stride is read in place (rows b_rs apart): packing
+  // it would cost as much as the product when M is small (a band of a
+  // weight gradient: 64 rows against all of dY).
+  const bool b_direct = b_cs == 1;
   for (sidx j0 = 0; j0 < N; j0 += kGemmN) {
     const sidx nb = min_idx(kGemmN, N - j0), strips = (nb + kCols - 1) / kCols;
     for (sidx k0 = 0; k0 < K; k0 += kGemmK) {
       const sidx kb = min_idx(kGemmK, K - k0);
       const bool acc = accumulate || k0 > 0;
-      pack_b(b, b_rs, b_cs, k0, kb, j0, nb, bp);
+      if (!b_direct) pack_b(b, b_rs, b_cs, k0, kb, j0, nb, bp);
       for (sidx i0 = 0; i0 < M; i0 += kGemmM) {
         const sidx mb = min_idx(kGemmM, M - i0), panels = (mb + kRows - 1) / kRows;
         pack_a(a, a_rs, a_cs, i0, mb, k0, kb, ap);
         for (sidx s = 0; s < strips; ++s) {
           const sidx n = min_idx(kCols, nb - s * kCols);
-          const float* bs = bp + s * kb * kCols;
+          const float* bs = b_direct ? b + k0 * b_rs + j0 + s * kCols : bp + s * kb * kCols;
           for (sidx q = 0; q < panels; ++q) {
             const sidx rows = min_idx(kRows, mb - q * kRows);
             float* crow[kRows];
             for (sidx r = 0; r < rows; ++r) crow[r] = c + (i0 + q * kRows + r) * ldc + j0 + s * kCols;
-            block_packed(rows, n, kb, ap + q * kb * kRows, bs, crow, acc, nullptr);
+            if (b_direct) {
+              block_any<1, kRows, 0>(rows, n, kb, ap + q * kb * kRows, 1, kRows, bs, b_rs, crow,
+                                     acc, nullptr);
+            } else {
+              block_packed(rows, n, kb, ap + q * kb * kRows, bs, crow, acc, nullptr);
+            }
           }
         }
       }
