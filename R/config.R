@@ -65,20 +65,37 @@ default_threads <- function() {
 
 #' Build information
 #'
-#' Reports how the C++ core was compiled and how it runs: the SIMD
-#' instruction set the build targets (chosen by `configure`; set the
-#' environment variable `MULTIHEAD_PORTABLE=1` when installing to force a
-#' portable build), whether OpenMP is available, the number of threads used,
-#' and the Eigen version.
+#' Reports how the C++ core was compiled and how it runs. The package is
+#' compiled for the compiler's baseline instruction set (SSE2 on x86-64), so
+#' a binary runs on any CPU of its architecture; hand-written AVX2 + FMA
+#' kernels (matrix products, softmax, conversions) are compiled separately
+#' and chosen at run time when the CPU supports both. That choice is made
+#' once per R session, at the first call that needs it, and then kept (a
+#' cache): setting the environment variable `MULTIHEAD_SIMD=portable` before
+#' it is made (before the package's first computation, e.g. in a fresh R
+#' process) forces the portable kernels, for tests and comparisons; other
+#' values are ignored. Installing with the environment variable
+#' `MULTIHEAD_PORTABLE=1` compiles no AVX2 code at all. Results of the two
+#' paths agree to float rounding, not bitwise; each path is bitwise the same
+#' for any number of threads.
 #'
-#' @returns A named list: `simd`, `eigen_simd`, `openmp`, `threads`,
-#'   `eigen_version`.
+#' @returns A named list:
+#'   * `simd`: the kernels in use, `"avx2+fma"` or `"portable"`.
+#'   * `simd_compiled`: whether this build contains the AVX2 + FMA kernels.
+#'   * `simd_cpu`: whether the CPU (and operating system) support AVX2 and FMA.
+#'   * `simd_forced`: whether `MULTIHEAD_SIMD=portable` chose the portable path.
+#'   * `eigen_simd`: the instruction sets Eigen was compiled for (its own
+#'     products, used on the portable path and for float64).
+#'   * `openmp`: whether OpenMP is available.
+#'   * `threads`: the number of threads used ([get_num_threads()]).
+#'   * `eigen_version`: the Eigen version.
 #' @export
 #' @examples
 #' multihead_build_info()
 multihead_build_info <- function() {
   info <- cpp_build_info()
-  list(simd = info$simd, eigen_simd = info$eigen_simd, openmp = info$openmp,
+  list(simd = info$simd, simd_compiled = info$simd_compiled, simd_cpu = info$simd_cpu,
+       simd_forced = info$simd_forced, eigen_simd = info$eigen_simd, openmp = info$openmp,
        threads = mh_threads(), eigen_version = info$eigen_version)
 }
 

@@ -13,6 +13,7 @@
 
 #include <Eigen/Core>
 
+#include "core/cpu_dispatch.h"
 #include "core/large_buffers.h"
 #include "core/parallel.h"
 
@@ -84,25 +85,21 @@ int cpp_max_threads() {
 #endif
 }
 
+// The build and the SIMD path the core's dispatch chose (cpu_dispatch.h;
+// the first call decides and caches it).
 // [[Rcpp::export]]
 Rcpp::List cpp_build_info() {
-  std::string simd = "portable (SSE2)";
-#if defined(__AVX512F__)
-  simd = "AVX-512";
-#elif defined(__AVX2__) && defined(__FMA__)
-  simd = "AVX2+FMA";
-#elif defined(__AVX2__)
-  simd = "AVX2";
-#elif defined(__AVX__)
-  simd = "AVX";
-#endif
+  const mh::SimdInfo& info = mh::simd_info();
 #ifdef _OPENMP
   const bool openmp = true;
 #else
   const bool openmp = false;
 #endif
   return Rcpp::List::create(
-      Rcpp::Named("simd") = simd,
+      Rcpp::Named("simd") = std::string(mh::simd_path_name(info.path)),
+      Rcpp::Named("simd_compiled") = info.compiled,
+      Rcpp::Named("simd_cpu") = info.cpu,
+      Rcpp::Named("simd_forced") = info.forced,
       Rcpp::Named("eigen_simd") = std::string(Eigen::SimdInstructionSetsInUse()),
       Rcpp::Named("openmp") = openmp,
       Rcpp::Named("eigen_version") =

@@ -6,8 +6,10 @@
 #
 #   tools/run-cpp-tests.sh
 #
-# Environment: MULTIHEAD_PORTABLE=1 builds without -mavx2 -mfma (by default
-# they are used when the CPU has AVX2 and FMA, as ./configure does);
+# Environment: MULTIHEAD_PORTABLE=1 builds without the AVX2 kernels
+# (-DMH_NO_AVX2_KERNELS, as ./configure does; by default they are compiled
+# and chosen at run time, src/core/cpu_dispatch.h; MULTIHEAD_SIMD=portable
+# forces the portable path at run time);
 # MULTIHEAD_CORE_DIR=<dir> tests the core sources in <dir> instead of src/core;
 # JOBS=<n> build jobs (default: number of cores).
 #
@@ -51,9 +53,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 simd=""
-if [ "${MULTIHEAD_PORTABLE:-0}" != 1 ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null &&
-   grep -qw fma /proc/cpuinfo 2>/dev/null; then
-  simd="-mavx2 -mfma"
+if [ "${MULTIHEAD_PORTABLE:-0}" = 1 ]; then
+  simd="-DMH_NO_AVX2_KERNELS"
 fi
 core_dir=${MULTIHEAD_CORE_DIR:-$root/src/core}
 

@@ -8,9 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "attention_mask.h"
+#include "cpu_dispatch.h"
+#include "packed_gemm.h"
 #include "dropout_rng.h"
 #include "parallel.h"
 
@@ -95,6 +98,8 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
   threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
   const bool masked = mask.any();
   std::vector<char> overflow(static_cast<size_t>(d.B * d.N), 0);  // one flag per task
+  // float products on the AVX2 + FMA kernels (packed_gemm.h) when dispatched
+  const bool fast = std::is_same<T, float>::value && use_avx2();
   parallel_for(static_cast<long>(d.B * d.N), threads, [&](long task) {
     const idx b = task / d.N, n = task % d.N, g = kv_head_of(d, n);
     ConstHeadMap<T> Q(q + b * d.T * qs + n * d.H, d.T, d.H, Eigen::OuterStride<>(qs));
@@ -106,7 +111,11 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
     // products round differently for differently aligned operands, and the
     // output must not depend on whether scores were requested.
     RowMat<T> P(d.T, d.S);
-    P.noalias() = Q * K.transpose();
+    if (fast) {
+      gemm(d.T, d.S, d.H, Q.data(), qs, 1, K.data(), 1, ks, P.data(), d.S, false);
+    } else {
+      P.noalias() = Q * K.transpose();
+    }
     T* pbuf = P.data();
     bool ok = true;
     for (idx t = 0; t < d.T; ++t) {
@@ -125,9 +134,11 @@ void attention_forward(const MhaDims& d, const T* q, const T* k, const T* v,
     if (drop.active()) {
       RowMat<T> Pd(d.T, d.S);
       dropout_probs(d, drop, b, n, pbuf, Pd.data());
-      C.noalias() = Pd * V;
+      if (fast) gemm(d.T, d.Hv, d.S, Pd.data(), d.S, 1, V.data(), vs, 1, C.data(), cs, false);
+      else C.noalias() = Pd * V;
     } else {
-      C.noalias() = P * V;
+      if (fast) gemm(d.T, d.Hv, d.S, pbuf, d.S, 1, V.data(), vs, 1, C.data(), cs, false);
+      else C.noalias() = P * V;
     }
   });
   if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end()) throw LogitOverflow();
@@ -143,6 +154,7 @@ void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, co
   const idx G = kv_heads(d), R = d.N / G;
   const idx qs = d.N * d.H, cs = d.N * d.Hv, ks = G * d.H, vs = G * d.Hv, TS = d.T * d.S;
   threads = threads_for_macs(static_cast<double>(d.B * d.N) * TS * (d.H + d.Hv), threads);
+  const bool fast = std::is_same<T, float>::value && use_avx2();  // as in the forward
   parallel_for(static_cast<long>(d.B * G), threads, [&](long task) {
     const idx b = task / G, g = task % G;
     ConstHeadMap<T> K(k + b * d.S * ks + g * d.H, d.S, d.H, Eigen::OuterStride<>(ks));
@@ -160,17 +172,21 @@ void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, co
 
       // dP (T, S) = dC V^T; with dropout the context used P_drop, so
       // dV = P_drop^T dC and dP = (dC V^T) * keep / (1 - rate).
-      dP.noalias() = dC * V.transpose();
+      if (fast) gemm(d.T, d.S, d.Hv, dC.data(), cs, 1, V.data(), 1, vs, dP.data(), d.S, false);
+      else dP.noalias() = dC * V.transpose();
       if (drop.active()) {
         RowMat<T> Pd(d.T, d.S);
         dropout_probs(d, drop, b, n, P.data(), Pd.data());
-        if (first) dV.noalias() = Pd.transpose() * dC; else dV.noalias() += Pd.transpose() * dC;
+        if (fast) gemm(d.S, d.Hv, d.T, Pd.data(), 1, d.S, dC.data(), cs, 1, dV.data(), vs, !first);
+        else if (first) dV.noalias() = Pd.transpose() * dC; else dV.noalias() += Pd.transpose() * dC;
         // The keep mask scaled by 1/(1-rate) is Pd / P where P > 0; recompute
         // it directly to avoid dividing.
         RowMat<T> ones = RowMat<T>::Ones(d.T, d.S);
         RowMat<T> scale_mask(d.T, d.S);
         dropout_probs(d, drop, b, n, ones.data(), scale_mask.data());
         dP.array() *= scale_mask.array();
+      } else if (fast) {
+        gemm(d.S, d.Hv, d.T, P.data(), 1, d.S, dC.data(), cs, 1, dV.data(), vs, !first);
       } else {
         if (first) dV.noalias() = P.transpose() * dC; else dV.noalias() += P.transpose() * dC;
       }
@@ -181,6 +197,12 @@ void attention_backward(const MhaDims& d, const T* q, const T* k, const T* v, co
         for (idx s = 0; s < d.S; ++s) dP(t, s) = P(t, s) * (dP(t, s) - dot);
       }
       // logits = scale * q k^T
+      if (fast) {  // dQ = (scale dS) K, dK (+)= (scale dS)^T Q
+        dP *= scale;
+        gemm(d.T, d.H, d.S, dP.data(), d.S, 1, K.data(), ks, 1, dQ.data(), qs, false);
+        gemm(d.S, d.H, d.T, dP.data(), 1, d.S, Q.data(), qs, 1, dK.data(), ks, !first);
+        continue;
+      }
       dQ.noalias() = scale * (dP * K);
       if (first) dK.noalias() = scale * (dP.transpose() * Q);
       else dK.noalias() += scale * (dP.transpose() * Q);

@@ -22,7 +22,11 @@ void dense_forward(const T* x, idx rows, idx in, const T* w, const T* b, idx out
     const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
     Eigen::Map<RowMat<T>> Y(y + r0 * out, nr, out);
-    Y.noalias() = X * W;
+    if (avx2_float<T>()) {
+      gemm(nr, out, in, x + r0 * in, in, 1, w, out, 1, y + r0 * out, out, false);
+    } else {
+      Y.noalias() = X * W;
+    }
     if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
   });
 }
@@ -38,7 +42,11 @@ void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, 
     Eigen::Map<const RowMat<T>> X(x + r0 * in, nr, in);
     Buffer<T> ybuf(static_cast<size_t>(nr * out));
     Eigen::Map<RowMat<T>> Y(ybuf.data(), nr, out);
-    Y.noalias() = X * W;
+    if (avx2_float<T>()) {
+      gemm(nr, out, in, x + r0 * in, in, 1, w, out, 1, ybuf.data(), out, false);
+    } else {
+      Y.noalias() = X * W;
+    }
     if (b) Y.rowwise() += Eigen::Map<const RowVec<T>>(b, out);
     store(r0, nr, ybuf.data());
   });
@@ -54,7 +62,9 @@ void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T*
     const idx r0 = blk * rb, nr = std::min(rb, rows - r0);
     Eigen::Map<const RowMat<T>> dY(dy + r0 * out, nr, out);
     Eigen::Map<RowMat<T>> dX(dx + r0 * in, nr, in);
-    if (accumulate) {
+    if (avx2_float<T>()) {  // dX (+)= dY W^T
+      gemm(nr, in, out, dy + r0 * out, out, 1, w, 1, out, dx + r0 * in, in, accumulate);
+    } else if (accumulate) {
       dX.noalias() += dY * W.transpose();
     } else {
       dX.noalias() = dY * W.transpose();
@@ -72,7 +82,11 @@ void dense_backward_weights(const T* x, const T* dy, idx rows, idx in, idx out, 
   // Each task owns a band of kernel rows: dW[f0:f1, ] = X[, f0:f1]^T dY.
   parallel_for(n_blocks(in, kFeatureBlock), used, [&](long blk) {
     const idx f0 = blk * kFeatureBlock, nf = std::min(kFeatureBlock, in - f0);
-    dW.middleRows(f0, nf).noalias() = X.middleCols(f0, nf).transpose() * dY;
+    if (avx2_float<T>()) {
+      gemm(nf, out, rows, x + f0, 1, in, dy, out, 1, dw + f0 * out, out, false);
+    } else {
+      dW.middleRows(f0, nf).noalias() = X.middleCols(f0, nf).transpose() * dY;
+    }
   });
   if (db) {
     Eigen::Map<RowVec<T>> dB(db, out);

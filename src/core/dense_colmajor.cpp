@@ -31,10 +31,8 @@ bool colmajor_block(const ColMajorProduct<T>& p, idx rb, long blk, const PackedW
       ok = pack_panels(p.x, p.ldx, r0, nr, p.in, scratch, p.finite != nullptr);
       std::vector<T*> rows(static_cast<size_t>(nr));
       p.direct_rows(r0, nr, rows.data());
-      const idx* strip = p.direct_strip;
-      packed_multiply_to(scratch, nr, *packed, b, [&rows, strip](idx i, idx s) {
-        return reinterpret_cast<float*>(rows[static_cast<size_t>(i)]) + strip[s];
-      });
+      packed_multiply_rows(scratch, nr, *packed, b, reinterpret_cast<float* const*>(rows.data()),
+                           p.direct_strip);
       return ok;
     }
     const float* y = packed_projection_block(p.x, p.ldx, r0, nr, *packed, b, scratch,
@@ -65,7 +63,7 @@ void dense_forward_blocks_colmajor(const std::vector<ColMajorProduct<T>>& produc
   std::vector<std::pair<size_t, long>> tasks;
   std::vector<idx> rbs;
   std::vector<PackedWeights> packed;  // one per product with the packed kernel
-  const bool use_packed = kPackedProjection && std::is_same<T, float>::value;
+  const bool use_packed = avx2_float<T>();
   double macs = 0;
   for (size_t k = 0; k < products.size(); ++k) {
     const ColMajorProduct<T>& p = products[k];
@@ -117,7 +115,7 @@ void dense_forward_gather_colmajor(const T* x, const idx* x_row, idx rows, idx i
                                    const T* b, idx out, double* y, idx ldy, const idx* y_col,
                                    int threads) {
   const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
-  if (kPackedProjection && std::is_same<T, float>::value) {
+  if (avx2_float<T>()) {
     // The packed kernel: one packing of w, per-thread scratch (panels, y).
     const PackedWeights pw = pack_weights(reinterpret_cast<const float*>(w), in, out);
     const idx rb = packed_row_block(in, out);
@@ -191,9 +189,16 @@ void dense_backward_colmajor_dy(const double* dy, idx ldy, const idx* y_col, con
         std::copy(src, src + in, xbuf.data() + i * in);
       }
       Eigen::Map<const RowMat<T>> X(xbuf.data(), nr, in);
-      add_weight_grads(X, dY, blk == b0, dW, dB);
       Eigen::Map<RowMat<T>> dX(dxbuf.data(), nr, in);
-      dX.noalias() = dY * W.transpose();
+      if (avx2_float<T>()) {
+        // dW (+)= X^T dY, dX = dY W^T (dY column-major: ybuf[r + j * nr])
+        gemm(in, out, nr, xbuf.data(), 1, in, ybuf.data(), 1, nr, dW.data(), out, blk != b0);
+        if (blk == b0) dB = dY.colwise().sum(); else dB += dY.colwise().sum();
+        gemm(nr, in, out, ybuf.data(), 1, nr, w, 1, out, dxbuf.data(), in, false);
+      } else {
+        add_weight_grads(X, dY, blk == b0, dW, dB);
+        dX.noalias() = dY * W.transpose();
+      }
       for (idx i = 0; i < nr; ++i)
         std::copy(dxbuf.data() + i * in, dxbuf.data() + (i + 1) * in, dx + x_row[r0 + i] * in);
     }
@@ -231,6 +236,10 @@ void dense_backward_weights_colmajor(const double* x, idx ldx, const idx* x_row,
       T* dst = xbuf.data() + j * rows;
       for (idx r = 0; r < rows; ++r) dst[x_row[r]] = static_cast<T>(src[r]);
     }
+    if (avx2_float<T>()) {
+      gemm(nf, out, rows, xbuf.data(), rows, 1, dy, out, 1, dw + f0 * out, out, false);
+      return;
+    }
     Eigen::Map<const ColMat<T>> X(xbuf.data(), rows, nf);
     dW.middleRows(f0, nf).noalias() = X.transpose() * dY;
   });
@@ -262,6 +271,11 @@ void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& term
       for (idx i = 0; i < nr; ++i) {
         const T* src = t.dy + dy_row[r0 + i] * t.out;
         std::copy(src, src + t.out, ybuf.data() + i * t.out);
+      }
+      if (avx2_float<T>()) {
+        // dX column-major = (W dY^T) row-major (in, nr)
+        gemm(in, nr, t.out, t.w, t.out, 1, ybuf.data(), 1, t.out, xbuf.data(), nr, k > 0);
+        continue;
       }
       Eigen::Map<const RowMat<T>> dY(ybuf.data(), nr, t.out);
       Eigen::Map<const RowMat<T>> W(t.w, in, t.out);
@@ -371,6 +385,13 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
         T* pw = part.data() + offset[tasks[i].p][k * static_cast<size_t>(ng) + grp];
         Eigen::Map<RowMat<T>> dW(pw, p.in, t.out);
         Eigen::Map<RowVec<T>> dB(pw + p.in * t.out, t.out);
+        if (avx2_float<T>()) {
+          // dW (+)= X^T dY (X column-major), dX column-major (+)= (W dY^T) row-major
+          gemm(p.in, t.out, nr, xbuf.data(), nr, 1, ybuf.data(), t.out, 1, pw, t.out, blk != b0);
+          if (blk == b0) dB = dY.colwise().sum(); else dB += dY.colwise().sum();
+          gemm(p.in, nr, t.out, t.w, t.out, 1, ybuf.data(), 1, t.out, dxbuf.data(), nr, k > 0);
+          continue;
+        }
         add_weight_grads(X, dY, blk == b0, dW, dB);
         Eigen::Map<const RowMat<T>> W(t.w, p.in, t.out);
         if (k == 0) {

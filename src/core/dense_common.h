@@ -2,15 +2,20 @@
 // share: Eigen matrix aliases, the row-block sizes of their parallel loops,
 // double <-> float conversion of runs (optionally checking finiteness on the
 // way) and the Eigen product steps. Internal to the core.
+//
+// Float products and conversions take the AVX2 + FMA kernels of
+// simd_kernels.h when cpu_dispatch.h chose them (avx2_float<T>()), Eigen's
+// GEMM and plain loops otherwise.
 #pragma once
 
 #include <Eigen/Dense>
 #include <algorithm>
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
+#include <type_traits>
 
+#include "cpu_dispatch.h"
 #include "layout.h"
+#include "packed_gemm.h"
+#include "simd_kernels.h"
 
 namespace mh {
 namespace dense_detail {
@@ -42,6 +47,12 @@ constexpr long kWeightGroups = 8;
 
 inline long n_blocks(idx n, idx block) { return static_cast<long>((n + block - 1) / block); }
 
+// True when T's products run on the AVX2 + FMA kernels (float on that path).
+template <class T>
+inline bool avx2_float() {
+  return std::is_same<T, float>::value && use_avx2();
+}
+
 // dst[i] = static_cast<D>(src[i]) for i < n (the same rounding either way;
 // -O2 does not vectorise these loops by itself).
 template <class S, class D>
@@ -52,26 +63,22 @@ template <>
 inline void convert_run<double, double>(const double* src, idx n, double* dst) {
   std::copy(src, src + n, dst);
 }
-#ifdef __AVX__
 template <>
 inline void convert_run<double, float>(const double* src, idx n, float* dst) {
-  idx i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm_storeu_ps(dst + i, _mm256_cvtpd_ps(_mm256_loadu_pd(src + i)));
-    _mm_storeu_ps(dst + i + 4, _mm256_cvtpd_ps(_mm256_loadu_pd(src + i + 4)));
+  if (use_avx2()) {
+    avx2::convert_f64_f32(src, n, dst);
+  } else {
+    for (idx i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
   }
-  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
 }
 template <>
 inline void convert_run<float, double>(const float* src, idx n, double* dst) {
-  idx i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_pd(dst + i, _mm256_cvtps_pd(_mm_loadu_ps(src + i)));
-    _mm256_storeu_pd(dst + i + 4, _mm256_cvtps_pd(_mm_loadu_ps(src + i + 4)));
+  if (use_avx2()) {
+    avx2::convert_f32_f64(src, n, dst);
+  } else {
+    for (idx i = 0; i < n; ++i) dst[i] = static_cast<double>(src[i]);
   }
-  for (; i < n; ++i) dst[i] = static_cast<double>(src[i]);
 }
-#endif
 
 // convert_run that also returns whether every converted value is finite:
 // y - y is 0 for a finite y and NaN for NA, NaN and +-Inf, so a sum of those
@@ -88,27 +95,17 @@ bool convert_run_finite(const double* src, idx n, D* dst) {
   }
   return acc == 0;
 }
-#ifdef __AVX__
 template <>
 inline bool convert_run_finite<float>(const double* src, idx n, float* dst) {
-  __m128 acc = _mm_setzero_ps();
-  idx i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i));
-    const __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i + 4));
-    acc = _mm_add_ps(acc, _mm_add_ps(_mm_sub_ps(a, a), _mm_sub_ps(b, b)));
-    _mm_storeu_ps(dst + i, a);
-    _mm_storeu_ps(dst + i + 4, b);
-  }
-  bool ok = _mm_movemask_ps(_mm_cmpunord_ps(acc, acc)) == 0;
-  for (; i < n; ++i) {
+  if (use_avx2()) return avx2::convert_f64_f32_finite(src, n, dst);
+  bool ok = true;
+  for (idx i = 0; i < n; ++i) {
     const float y = static_cast<float>(src[i]);
     ok = ok && y - y == 0;
     dst[i] = y;
   }
   return ok;
 }
-#endif
 
 // Converts `n` doubles into dst; when `check` is set, returns whether all
 // were finite (else true without looking).

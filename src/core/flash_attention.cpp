@@ -27,13 +27,15 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "attention_mask.h"
+#include "cpu_dispatch.h"
 #include "dropout_rng.h"
 #include "parallel.h"
-#include "simd_exp.h"
+#include "simd_kernels.h"
 #include "tile_gemm.h"
 
 namespace mh {
@@ -170,6 +172,9 @@ void query_range_for_keys(const AttentionMask& mask, const MhaDims& d, idx s0, i
 // scaled logits and 0 is returned.
 template <class T>
 T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::softmax_run_f32(x, n, scale, m_old, m_new, p);
+  }
   Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> xr(x, n);
   RowArrayMap<T> pr(p, n);
   pr = xr * scale;
@@ -179,78 +184,19 @@ T softmax_run(const T* x, idx n, T scale, T m_old, T* m_new, T* p) {
   return pr.sum();
 }
 
-#ifdef MH_SIMD_EXP
-template <>
-float softmax_run<float>(const float* x, idx n, float scale, float m_old, float* m_new, float* p) {
-  using detail::exp_nonpositive;
-  // pass 1: p = scale * x (rounded, stored) and its maximum
-  const __m256 vs = _mm256_set1_ps(scale);
-  __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  idx j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + j), vs);
-    _mm256_storeu_ps(p + j, y);
-    vmax = _mm256_max_ps(vmax, y);
-  }
-  float mx = -std::numeric_limits<float>::infinity();
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, vmax);
-  for (float v : lanes) mx = std::max(mx, v);
-  for (; j < n; ++j) {
-    p[j] = x[j] * scale;
-    mx = std::max(mx, p[j]);
-  }
-  const float m = std::max(m_old, mx);
-  *m_new = m;
-  if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
-  // pass 2: p = exp(p - m) and the sum
-  const __m256 vm = _mm256_set1_ps(m);
-  __m256 acc = _mm256_setzero_ps();
-  for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vm));
-    _mm256_storeu_ps(p + j, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  if (j < n) {  // the tail through one masked vector (masked-off lanes add 0)
-    const __m256i mask = detail::lane_mask(n - j);
-    const __m256 yv = _mm256_maskload_ps(p + j, mask);
-    const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(yv, vm)), _mm256_castsi256_ps(mask));
-    _mm256_maskstore_ps(p + j, mask, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  _mm256_store_ps(lanes, acc);
-  // fixed summation order: lanes in pairs, then the halves
-  return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
-         ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-}
-#endif
 
 // p[j] = exp(scale * p[j] - L) for j < n (the backward pass's probabilities
 // from the row log-sum-exp L: the arguments are at most about 0). As in
 // softmax_run, the scaled logit is rounded before L is subtracted.
 template <class T>
 void exp_from_lse(T* p, idx n, T scale, T L) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::exp_from_lse_f32(p, n, scale, L);
+  }
   RowArrayMap<T> pr(p, n);
   pr = pr * scale;
   pr = (pr - L).exp();
 }
-#ifdef MH_SIMD_EXP
-template <>
-void exp_from_lse<float>(float* p, idx n, float scale, float L) {
-  // two passes, the scaled logits stored in between: never contracted into
-  // one fused multiply-add
-  const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(L);
-  idx j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(p + j, _mm256_mul_ps(_mm256_loadu_ps(p + j), vs));
-  for (idx i = j; i < n; ++i) p[i] *= scale;
-  for (j = 0; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(p + j, detail::exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), vl)));
-  if (j < n) {
-    const __m256i mask = detail::lane_mask(n - j);
-    _mm256_maskstore_ps(p + j, mask, detail::exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(p + j, mask), vl)));
-  }
-}
-#endif
 
 // A per-head view of a (B, L, N, W) tensor: rows of head (b, n) are N*W apart.
 template <class T>
@@ -264,31 +210,15 @@ struct HeadSource {
 };
 
 // out[c * ldo + r] = in[r * ldi + c] for r < rows, c < cols (8 x 8 AVX
-// transposes in float builds with AVX2).
+// transposes for float on the AVX2 path).
 template <class T>
 void transpose_block(const T* in, idx ldi, idx rows, idx cols, T* out, idx ldo) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::transpose_block_f32(in, ldi, rows, cols, out, ldo);
+  }
   for (idx r = 0; r < rows; ++r)
     for (idx c = 0; c < cols; ++c) out[c * ldo + r] = in[r * ldi + c];
 }
-#ifdef MH_TILE_GEMM_AVX2
-template <>
-void transpose_block<float>(const float* in, idx ldi, idx rows, idx cols, float* out, idx ldo) {
-  idx r0 = 0;
-  for (; r0 + 8 <= rows; r0 += 8) {
-    idx c0 = 0;
-    for (; c0 + 8 <= cols; c0 += 8) {
-      __m256 v[8];
-      for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(in + (r0 + k) * ldi + c0);
-      detail::transpose8(v);
-      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(out + (c0 + k) * ldo + r0, v[k]);
-    }
-    for (idx r = r0; r < r0 + 8; ++r)
-      for (idx c = c0; c < cols; ++c) out[c * ldo + r] = in[r * ldi + c];
-  }
-  for (idx r = r0; r < rows; ++r)
-    for (idx c = 0; c < cols; ++c) out[c * ldo + r] = in[r * ldi + c];
-}
-#endif
 
 // Contiguous per-head copy: out (B, N, L, W). The tile products then read
 // rows with unit stride and no cache-set aliasing (the row stride N*W of the
@@ -323,28 +253,12 @@ namespace {
 // transposed (one key run of one head into its k^T tile).
 template <class T>
 void store_transposed(const T* const* rows, idx m, idx W, idx ld, T* o) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::store_transposed_f32(rows, m, W, ld, o);
+  }
   for (idx w = 0; w < W; ++w)
     for (idx j = 0; j < m; ++j) o[w * ld + j] = rows[j][w];
 }
-#ifdef MH_TILE_GEMM_AVX2
-template <>
-void store_transposed<float>(const float* const* rows, idx m, idx W, idx ld, float* o) {
-  idx j = 0;
-  for (; j + 8 <= m; j += 8) {
-    idx w = 0;
-    for (; w + 8 <= W; w += 8) {
-      __m256 r[8];
-      for (int c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(rows[j + c] + w);
-      detail::transpose8(r);
-      for (int c = 0; c < 8; ++c) _mm256_storeu_ps(o + (w + c) * ld + j, r[c]);
-    }
-    for (; w < W; ++w)
-      for (idx c = 0; c < 8; ++c) o[w * ld + j + c] = rows[j + c][w];
-  }
-  for (idx w = 0; w < W; ++w)
-    for (idx c = j; c < m; ++c) o[w * ld + c] = rows[c][w];
-}
-#endif
 
 }  // namespace
 
@@ -714,6 +628,9 @@ void flash_attention_backward(const MhaDims& d, FlashOperands<T>& ops, Buffer<T>
                 dp[j] = pj * (f * dp[j] - Dt);  // dS
                 p[j] = pj * f;                  // P_drop
               }
+            } else if (std::is_same<T, float>::value && use_avx2()) {
+              avx2::softmax_grad_f32(reinterpret_cast<const float*>(p),
+                                     reinterpret_cast<float*>(dp), mk, static_cast<float>(Dt));
             } else {
               dpr = pr * (dpr - Dt);  // dS
             }

@@ -1,11 +1,24 @@
-// The packed float GEMM: see packed_gemm.h.
+// The packed float GEMM: see packed_gemm.h. The AVX2 + FMA kernels
+// themselves are in simd_avx2.cpp (simd_kernels.h); this unit is portable.
 #include "packed_gemm.h"
 
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
+#include <Eigen/Dense>
+#include <algorithm>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#include "simd_kernels.h"
 
 namespace mh {
+
+namespace {
+
+void require_avx2() {
+  if (!use_avx2()) throw std::logic_error("multihead core: the packed projection needs AVX2 + FMA");
+}
+
+}  // namespace
 
 PackedWeights pack_weights(const float* w, idx in, idx out) {
   PackedWeights pw;
@@ -27,52 +40,17 @@ idx packed_scratch_floats(idx nr, idx in, idx out) {
   return (nr + kPanelRows - 1) / kPanelRows * kPanelRows * in + nr * out;
 }
 
-namespace {
-
-#ifdef __AVX__
-// The full panels of G consecutive columns of x (src: column f's rows from
-// r0, columns ldx apart) into a: each panel's 6 x G values are stored
-// together (6 G consecutive floats at dst + q * step), and the G columns are
-// read as G sequential streams. Non-finite converted values (NA, NaN, Inf,
-// or a double beyond float's range) make *acc NaN when `check`.
-template <int G>
-inline void pack_column_group(const double* src, idx ldx, idx full_panels, idx step, float* dst,
-                              bool check, __m128* acc) {
-  for (idx q = 0; q < full_panels; ++q) {
-    float* d = dst + q * step;
-    const double* s = src + q * kPanelRows;
-    for (int c = 0; c < G; ++c) {
-      const __m128 f4 = _mm256_cvtpd_ps(_mm256_loadu_pd(s + c * ldx));
-      const __m128 f2 = _mm_cvtpd_ps(_mm_loadu_pd(s + c * ldx + 4));  // 2 values, then zeros
-      if (check) *acc = _mm_add_ps(*acc, _mm_add_ps(_mm_sub_ps(f4, f4), _mm_sub_ps(f2, f2)));
-      _mm_storeu_ps(d + c * kPanelRows, f4);
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * kPanelRows + 4), f2);
-    }
-  }
-}
-#endif
-
-}  // namespace
-
-// The columns of x are R's, often a power of two of bytes apart: they are
-// read eight at a time (eight sequential streams, each cache line used whole
-// before it leaves the L1 cache) with the panels filled 48 values at a time.
+// The columns of x are R's, often a power of two of bytes apart: the full
+// panels are read eight columns at a time (eight sequential streams, each
+// cache line used whole before it leaves the L1 cache) with the panels
+// filled 48 values at a time (simd_kernels.h); the last, partial panel here.
 bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, bool check) {
+  require_avx2();
   const idx panels = (nr + kPanelRows - 1) / kPanelRows;
   const idx step = in * kPanelRows;  // from one panel to the next
-  idx full = 0;  // panels filled by the vector loop
-  bool ok = true;
-#ifdef __AVX__
-  full = nr / kPanelRows;
-  __m128 acc = _mm_setzero_ps();
-  idx f = 0;
-  for (; f + 8 <= in; f += 8)
-    pack_column_group<8>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
-  for (; f < in; ++f)
-    pack_column_group<1>(x + f * ldx + r0, ldx, full, step, a + f * kPanelRows, check, &acc);
-  if (check) ok = _mm_movemask_ps(_mm_cmpunord_ps(acc, acc)) == 0;
-#endif
-  for (idx f = 0; f < in; ++f) {  // the rest: the last, partial panel
+  const idx full = nr / kPanelRows;
+  bool ok = avx2::pack_full_panels_f64(x, ldx, r0, nr, in, a, check);
+  for (idx f = 0; f < in; ++f) {
     const double* src = x + f * ldx + r0;
     float* dst = a + f * kPanelRows;
     for (idx q = full; q < panels; ++q) {
@@ -88,38 +66,28 @@ bool pack_panels(const double* x, idx ldx, idx r0, idx nr, idx in, float* a, boo
 }
 
 void pack_panels_gather(const float* x, const idx* x_row, idx r0, idx nr, idx in, float* a) {
+  require_avx2();
   const idx panels = (nr + kPanelRows - 1) / kPanelRows;
   for (idx q = 0; q < panels; ++q) {
-    float* dst = a + q * in * kPanelRows;
     const float* src[kPanelRows];  // the panel's rows; null past nr (zeros)
     for (idx i = 0; i < kPanelRows; ++i) {
       const idx r = q * kPanelRows + i;
       src[i] = r < nr ? x + x_row[r0 + r] * in : nullptr;
     }
-    idx f = 0;
-#ifdef MH_TILE_GEMM_AVX2
-    // 8 features at a time: the 6 rows' runs (and 2 zero rows) transposed in
-    // registers, each feature's 6 values stored together
-    for (; f + 8 <= in; f += 8) {
-      __m256 v[8];
-      for (idx i = 0; i < kPanelRows; ++i) v[i] = src[i] ? _mm256_loadu_ps(src[i] + f) : _mm256_setzero_ps();
-      v[6] = v[7] = _mm256_setzero_ps();
-      detail::transpose8(v);  // v[c]: feature f + c of rows 0 .. 5, then 2 zeros
-      for (int c = 0; c < 8; ++c) {
-        float* d = dst + (f + c) * kPanelRows;
-        _mm_storeu_ps(d, _mm256_castps256_ps128(v[c]));
-        _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(v[c], 1));
-      }
-    }
-#endif
-    for (; f < in; ++f)
-      for (idx i = 0; i < kPanelRows; ++i) dst[f * kPanelRows + i] = src[i] ? src[i][f] : 0.0f;
+    avx2::pack_panel_rows_f32(src, in, a + q * in * kPanelRows);
   }
 }
 
+void packed_multiply_rows(const float* a, idx nr, const PackedWeights& w, const float* b,
+                          float* const* rows, const idx* strip_off) {
+  require_avx2();
+  avx2::packed_multiply_f32(a, nr, w.data.data(), w.in, w.out, b, rows, strip_off);
+}
+
 void packed_multiply(const float* a, idx nr, const PackedWeights& w, const float* b, float* y) {
-  const idx out = w.out;
-  packed_multiply_to(a, nr, w, b, [y, out](idx i, idx s) { return y + i * out + s * kStrip; });
+  std::vector<float*> rows(static_cast<size_t>(nr));
+  for (idx i = 0; i < nr; ++i) rows[static_cast<size_t>(i)] = y + i * w.out;
+  packed_multiply_rows(a, nr, w, b, rows.data(), nullptr);
 }
 
 float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const PackedWeights& w,
@@ -133,27 +101,43 @@ float* packed_projection_block(const double* x, idx ldx, idx r0, idx nr, const P
 }
 
 void store_columns(const float* y, idx nr, idx out, const idx* y_col, double* dst, idx ldy) {
-  auto col = [&](idx j) { return dst + (y_col ? y_col[j] : j) * ldy; };
-  idx i0 = 0;
-#ifdef MH_TILE_GEMM_AVX2
-  for (; i0 + 8 <= nr; i0 += 8) {
-    idx j0 = 0;
-    for (; j0 + 8 <= out; j0 += 8) {
-      __m256 r[8];
-      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(y + (i0 + k) * out + j0);
-      detail::transpose8(r);  // r[c]: column j0 + c, rows i0 .. i0 + 7
-      for (int c = 0; c < 8; ++c) {
-        double* d = col(j0 + c) + i0;
-        _mm256_storeu_pd(d, _mm256_cvtps_pd(_mm256_castps256_ps128(r[c])));
-        _mm256_storeu_pd(d + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(r[c], 1)));
-      }
-    }
-    for (; j0 < out; ++j0)
-      for (idx i = i0; i < i0 + 8; ++i) col(j0)[i] = static_cast<double>(y[i * out + j0]);
+  require_avx2();
+  const idx i0 = avx2::store_columns_f32(y, nr, out, y_col, dst, ldy);
+  for (idx j = 0; j < out; ++j) {
+    double* d = dst + (y_col ? y_col[j] : j) * ldy;
+    for (idx i = i0; i < nr; ++i) d[i] = static_cast<double>(y[i * out + j]);
   }
-#endif
-  for (idx j = 0; j < out; ++j)
-    for (idx i = i0; i < nr; ++i) col(j)[i] = static_cast<double>(y[i * out + j]);
 }
+
+template <class T>
+void gemm(idx M, idx N, idx K, const T* a, idx a_rs, idx a_cs, const T* b, idx b_rs, idx b_cs,
+          T* c, idx ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (std::is_same<T, float>::value && use_avx2()) {
+    // the packing scratch of this thread, allocated once
+    thread_local std::vector<float> scratch;
+    const size_t need = static_cast<size_t>(avx2::gemm_scratch_floats());
+    if (scratch.size() < need) scratch.resize(need);
+    avx2::gemm_f32(M, N, K, reinterpret_cast<const float*>(a), a_rs, a_cs,
+                   reinterpret_cast<const float*>(b), b_rs, b_cs, reinterpret_cast<float*>(c),
+                   ldc, accumulate, scratch.data());
+    return;
+  }
+  using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Strides = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
+  Eigen::Map<const RowMat, 0, Strides> A(a, M, K, Strides(a_rs, a_cs));
+  Eigen::Map<const RowMat, 0, Strides> B(b, K, N, Strides(b_rs, b_cs));
+  Eigen::Map<RowMat, 0, Eigen::OuterStride<>> C(c, M, N, Eigen::OuterStride<>(ldc));
+  if (accumulate) {
+    C.noalias() += A * B;
+  } else {
+    C.noalias() = A * B;
+  }
+}
+
+template void gemm<float>(idx, idx, idx, const float*, idx, idx, const float*, idx, idx, float*,
+                          idx, bool);
+template void gemm<double>(idx, idx, idx, const double*, idx, idx, const double*, idx, idx,
+                           double*, idx, bool);
 
 }  // namespace mh

@@ -1,6 +1,7 @@
 // exp() of 8 floats at once for the softmax of the flash kernel, whose
 // arguments are never positive (logits minus their row maximum, or minus
-// the row log-sum-exp). AVX2 + FMA builds only (MH_SIMD_EXP).
+// the row log-sum-exp). Included by simd_avx2.cpp alone, inside its AVX2 +
+// FMA target region (internal linkage: no other unit may see it).
 //
 // The same range reduction and polynomial, evaluated in the same order, as
 // Eigen 3.4's pexp (Cephes expf: exp(x) = 2^m exp(r), m = floor(x / ln 2 +
@@ -12,12 +13,13 @@
 // sum can notice (callers zero masked keys themselves).
 #pragma once
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define MH_SIMD_EXP 1
+#ifndef MH_AVX2_KERNELS
+#error "simd_exp.h belongs to simd_avx2.cpp only"
+#endif
 
 namespace mh {
-namespace detail {
+namespace avx2 {
+namespace {
 
 inline __m256 exp_nonpositive(__m256 x) {
   // (the upper clamp only keeps 2^m a float for any input: a softmax
@@ -45,7 +47,6 @@ inline __m256 exp_nonpositive(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-}  // namespace detail
+}  // namespace
+}  // namespace avx2
 }  // namespace mh
-
-#endif
