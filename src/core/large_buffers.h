@@ -16,7 +16,7 @@
 // mappings while live + kept bytes would exceed the largest live total so far
 // by more than the cache's size.
 //
-// This cache is the core's only process-wide state. It never affects results:
+// This cache and the SIMD choice (cpu_dispatch.h) are the core's only process-wide state. It never affects results:
 // a buffer's contents are undefined either way (Buffer<T> never initialises),
 // and set_large_buffer_poison(true) fills every large buffer handed out with
 // 0xFF bytes (NaN in float and double) so tests can prove no kernel reads
