@@ -525,10 +525,18 @@ check_grads <- function(grads, weights) {
                                                   format_shape(shape_of(w))),
                 sprintf("shape (%s)", format_shape(shape_of(g))))
     }
-    storage.mode(g) <- "double"
-    grads[nm] <- list(g)
+    if (!is.double(g)) grads[nm] <- list(as_double_array(g))
   }
   grads
+}
+
+# `x` with double storage (attributes kept); `x` itself when it is double
+# already (`storage.mode<-` would copy a shared array even then).
+#' @noRd
+as_double_array <- function(x) {
+  if (is.double(x)) return(x)
+  storage.mode(x) <- "double"
+  x
 }
 
 # --- clipping ---------------------------------------------------------------
@@ -778,10 +786,7 @@ optimizer_fused_rule <- function(opt, lr) {
 optimizer_fused_apply <- function(opt, weights, grads, lr) {
   paths <- names(weights)
   rule <- optimizer_fused_rule(opt, lr)
-  ws <- lapply(weights, function(w) {
-    storage.mode(w) <- "double"
-    w
-  })
+  ws <- lapply(weights, as_double_array)
   slots_in <- lapply(rule$kinds, function(kind) {
     if (is.na(kind)) return(NULL)
     kept <- opt$slots[[kind]]
@@ -789,8 +794,7 @@ optimizer_fused_apply <- function(opt, weights, grads, lr) {
       s <- kept[[path]]
       if (is.null(s)) return(NULL)
       check_slot_shape(s, ws[[path]], path)
-      storage.mode(s) <- "double"
-      s
+      as_double_array(s)
     })
   })
   res <- cpp_optimizer_update(rule$rule, unname(ws), unname(grads[paths]), slots_in, rule$params,
