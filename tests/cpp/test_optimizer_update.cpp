@@ -16,7 +16,7 @@ using Vec = std::vector<double>;
 
 // Variables of these sizes: empty, tiny, one run, several runs, and one
 // above the serial threshold (2^18 elements) spanning several tasks.
-const std::vector<idx> kSizes = {0, 3, 256, 1000, 300001};
+const std::vector<idx> kSizes = {0, 3, 256, 1000, 262147};
 
 struct State {
   std::vector<Vec> w, g, slot[3];
