@@ -177,6 +177,14 @@ cpp_cumulative_backward <- function(x, y, g, dims, axis, prod, threads) {
     .Call(`_multihead_cpp_cumulative_backward`, x, y, g, dims, axis, prod, threads)
 }
 
+cpp_optimizer_update <- function(rule, weights, grads, slots, params, threads) {
+    .Call(`_multihead_cpp_optimizer_update`, rule, weights, grads, slots, params, threads)
+}
+
+cpp_optimizer_update_in_place <- function(rule, weights, grads, slots, params, threads) {
+    invisible(.Call(`_multihead_cpp_optimizer_update_in_place`, rule, weights, grads, slots, params, threads))
+}
+
 cpp_text_count <- function(texts, lower, strip_punct, split, ngrams) {
     .Call(`_multihead_cpp_text_count`, texts, lower, strip_punct, split, ngrams)
 }

@@ -20,6 +20,12 @@
 #
 # The update rule of each class is optimizer_update_rules()[[class_name]], a
 # function(opt, w, g, lr, path) -> updated w that reads and writes opt$slots.
+# These R rules are the readable reference. SGD, Adam, AdamW and RMSprop also
+# have a fused rule in C++ (src/core/optimizer_update.h, via
+# optimizer_fused_apply()) that updates all variables in one call with the
+# same operations in the same order, so bitwise the same weights and slots; it
+# is used unless options(multihead.optimizer_fused = FALSE) (an internal
+# switch for tests and benchmarks).
 # A class with per-step state (Nadam) also has
 # optimizer_step_hooks()[[class_name]], a function(opt) run once per step
 # before the variables are updated (Keras's _backend_update_step()).
@@ -364,6 +370,11 @@ optimizer_apply <- function(opt, weights, grads) {
   paths <- names(weights)[has_grad]
   g <- clip_gradients(opt, grads[paths])
   lr <- optimizer_current_learning_rate(opt)
+  if (optimizer_fused_enabled(opt)) {
+    weights[paths] <- optimizer_fused_apply(opt, weights[paths], g, lr)
+    opt$iterations <- opt$iterations + 1L
+    return(weights)
+  }
   update <- optimizer_update_rules()[[opt$class_name]]
   if (!is.null(opt$weight_decay)) {
     for (path in paths) {
@@ -484,7 +495,7 @@ check_weight_list <- function(x, arg) {
   if (!ok) abort_arg(arg, "a non-empty list of arrays with unique names (variable paths)", describe_value(x))
   for (nm in nms) {
     v <- x[[nm]]
-    if (!is.numeric(v) || anyNA(v) || !all(is.finite(v))) {
+    if (!is.numeric(v) || !cpp_all_finite(v, mh_threads())) {
       abort_arg(sprintf("%s$%s", arg, nm), "a numeric array of finite values", describe_value(v))
     }
   }
@@ -506,7 +517,7 @@ check_grads <- function(grads, weights) {
     g <- grads[[nm]]
     if (is.null(g)) next
     w <- weights[[nm]]
-    if (!is.numeric(g) || anyNA(g) || !all(is.finite(g))) {
+    if (!is.numeric(g) || !cpp_all_finite(g, mh_threads())) {
       abort_arg(sprintf("grads$%s", nm), "a numeric array of finite values", describe_value(g))
     }
     if (!identical(shape_of(g), shape_of(w))) {
@@ -514,10 +525,18 @@ check_grads <- function(grads, weights) {
                                                   format_shape(shape_of(w))),
                 sprintf("shape (%s)", format_shape(shape_of(g))))
     }
-    storage.mode(g) <- "double"
-    grads[nm] <- list(g)
+    if (!is.double(g)) grads[nm] <- list(as_double_array(g))
   }
   grads
+}
+
+# `x` with double storage (attributes kept); `x` itself when it is double
+# already (`storage.mode<-` would copy a shared array even then).
+#' @noRd
+as_double_array <- function(x) {
+  if (is.double(x)) return(x)
+  storage.mode(x) <- "double"
+  x
 }
 
 # --- clipping ---------------------------------------------------------------
@@ -552,12 +571,20 @@ optimizer_slot <- function(opt, kind, path, w) {
   if (is.null(s)) {
     s <- w
     s[] <- 0
-  } else if (!identical(shape_of(s), shape_of(w))) {
+  } else {
+    check_slot_shape(s, w, path)
+  }
+  s
+}
+
+#' @noRd
+check_slot_shape <- function(s, w, path) {
+  if (!identical(shape_of(s), shape_of(w))) {
     abort_msg(sprintf(paste("The optimizer's state for variable \"%s\" has shape (%s) but the weight",
                             "has shape (%s); use a new optimizer for a different model."),
                       path, format_shape(shape_of(s)), format_shape(shape_of(w))))
   }
-  s
+  invisible(s)
 }
 
 #' @noRd
@@ -596,8 +623,7 @@ sgd_update <- function(opt, w, g, lr, path) {
 #' @noRd
 adam_update <- function(opt, w, g, lr, path) {
   cfg <- opt$config
-  t <- opt$iterations + 1
-  alpha <- lr * sqrt(1 - cfg$beta_2^t) / (1 - cfg$beta_1^t)
+  alpha <- adam_alpha(opt, lr)
   m <- optimizer_slot(opt, "momentum", path, w)
   v <- optimizer_slot(opt, "velocity", path, w)
   m <- m + (g - m) * (1 - cfg$beta_1)
@@ -610,6 +636,15 @@ adam_update <- function(opt, w, g, lr, path) {
     v <- v_hat
   }
   w - (m * alpha) / (sqrt(v) + cfg$epsilon)
+}
+
+# Adam's step size at step t = iterations + 1 (both Adam rules use this one
+# number): lr * sqrt(1 - beta_2^t) / (1 - beta_1^t).
+#' @noRd
+adam_alpha <- function(opt, lr) {
+  cfg <- opt$config
+  t <- opt$iterations + 1
+  lr * sqrt(1 - cfg$beta_2^t) / (1 - cfg$beta_1^t)
 }
 
 #' @noRd
@@ -705,4 +740,73 @@ lion_update <- function(opt, w, g, lr, path) {
   w <- w - lr * sign(m * cfg$beta_1 + g * (1 - cfg$beta_1))
   set_optimizer_slot(opt, "momentum", path, m * cfg$beta_2 + g * (1 - cfg$beta_2))
   w
+}
+
+# --- fused rules (C++) ------------------------------------------------------
+
+# TRUE when `opt`'s class has a fused rule and the internal switch
+# options(multihead.optimizer_fused = FALSE) does not force the R rules.
+#' @noRd
+optimizer_fused_enabled <- function(opt) {
+  opt$class_name %in% c("SGD", "Adam", "AdamW", "RMSprop") &&
+    !isFALSE(getOption("multihead.optimizer_fused", TRUE))
+}
+
+# The fused rule of `opt`'s class: the C++ rule's name, its slot kinds by
+# position (NA: position unused, as core/optimizer_update.h numbers them) and
+# its parameters (learning rate and weight decay included).
+#' @noRd
+optimizer_fused_rule <- function(opt, lr) {
+  cfg <- opt$config
+  base <- list(learning_rate = lr, weight_decay = opt$weight_decay)
+  switch(opt$class_name,
+    SGD = list(rule = "sgd",
+               kinds = c(if (cfg$momentum == 0) NA_character_ else "momentum", NA, NA),
+               params = c(base, list(momentum = cfg$momentum, nesterov = cfg$nesterov))),
+    Adam = , AdamW = list(rule = "adam",
+                          kinds = c("momentum", "velocity", if (cfg$amsgrad) "velocity_hat" else NA),
+                          params = c(base, list(alpha = adam_alpha(opt, lr), beta_1 = cfg$beta_1,
+                                                beta_2 = cfg$beta_2, epsilon = cfg$epsilon,
+                                                amsgrad = cfg$amsgrad))),
+    RMSprop = list(rule = "rmsprop",
+                   kinds = c("velocity", if (cfg$centered) "average_gradient" else NA,
+                             if (cfg$momentum > 0) "momentum" else NA),
+                   params = c(base, list(rho = cfg$rho, momentum = cfg$momentum, epsilon = cfg$epsilon,
+                                         centered = cfg$centered))))
+}
+
+# What the weight decay and the update-rule loop of optimizer_apply() do, for
+# the classes with a fused rule, in one C++ call: `weights` and `grads` are
+# named lists (the variables with a gradient, same names and order; the
+# gradients clipped, double), `lr` the step's learning rate. Returns the
+# updated weights (double); the slots are replaced in opt$slots by new arrays
+# (kinds and paths added in the order the R rules add them). Nothing changes
+# when a slot has the wrong shape (checked first).
+#' @noRd
+optimizer_fused_apply <- function(opt, weights, grads, lr) {
+  paths <- names(weights)
+  rule <- optimizer_fused_rule(opt, lr)
+  ws <- lapply(weights, as_double_array)
+  slots_in <- lapply(rule$kinds, function(kind) {
+    if (is.na(kind)) return(NULL)
+    kept <- opt$slots[[kind]]
+    lapply(paths, function(path) {
+      s <- kept[[path]]
+      if (is.null(s)) return(NULL)
+      check_slot_shape(s, ws[[path]], path)
+      as_double_array(s)
+    })
+  })
+  res <- cpp_optimizer_update(rule$rule, unname(ws), unname(grads[paths]), slots_in, rule$params,
+                              mh_threads())
+  slots <- opt$slots
+  for (i in seq_along(rule$kinds)) {
+    kind <- rule$kinds[[i]]
+    if (is.na(kind)) next
+    if (is.null(slots[[kind]])) slots[[kind]] <- list()
+    slots[[kind]][paths] <- res$slots[[i]]
+  }
+  opt$slots <- slots
+  names(res$weights) <- paths
+  res$weights
 }

@@ -779,6 +779,37 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_optimizer_update
+Rcpp::List cpp_optimizer_update(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots, Rcpp::List params, int threads);
+RcppExport SEXP _multihead_cpp_optimizer_update(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP slotsSEXP, SEXP paramsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type rule(ruleSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type grads(gradsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type slots(slotsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type params(paramsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_optimizer_update(rule, weights, grads, slots, params, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_optimizer_update_in_place
+void cpp_optimizer_update_in_place(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots, Rcpp::List params, int threads);
+RcppExport SEXP _multihead_cpp_optimizer_update_in_place(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP slotsSEXP, SEXP paramsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type rule(ruleSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type grads(gradsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type slots(slotsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type params(paramsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    cpp_optimizer_update_in_place(rule, weights, grads, slots, params, threads);
+    return R_NilValue;
+END_RCPP
+}
 // cpp_text_count
 Rcpp::List cpp_text_count(SEXP texts, bool lower, bool strip_punct, int split, Rcpp::IntegerVector ngrams);
 RcppExport SEXP _multihead_cpp_text_count(SEXP textsSEXP, SEXP lowerSEXP, SEXP strip_punctSEXP, SEXP splitSEXP, SEXP ngramsSEXP) {
@@ -935,6 +966,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_softmax_backward", (DL_FUNC) &_multihead_cpp_softmax_backward, 6},
     {"_multihead_cpp_cumulative", (DL_FUNC) &_multihead_cpp_cumulative, 5},
     {"_multihead_cpp_cumulative_backward", (DL_FUNC) &_multihead_cpp_cumulative_backward, 7},
+    {"_multihead_cpp_optimizer_update", (DL_FUNC) &_multihead_cpp_optimizer_update, 6},
+    {"_multihead_cpp_optimizer_update_in_place", (DL_FUNC) &_multihead_cpp_optimizer_update_in_place, 6},
     {"_multihead_cpp_text_count", (DL_FUNC) &_multihead_cpp_text_count, 5},
     {"_multihead_cpp_text_index", (DL_FUNC) &_multihead_cpp_text_index, 10},
     {"_multihead_cpp_all_finite", (DL_FUNC) &_multihead_cpp_all_finite, 2},
