@@ -20,6 +20,15 @@
 # Usage: bench/compare-models.sh [--lib DIR] [--threads 2] [--rounds 1]
 #          [--cases "a b c d gqa"] [--min-time 3] [--gqa-min-time 1.5]
 #          [--n-predict 10000] [--shapes "B,T,E ..."] [--causal "0 1"] [--out FILE.jsonl]
+#          [--omp-wait-policy passive|active]
+# --omp-wait-policy exports OMP_WAIT_POLICY to both sides (default: not set,
+# i.e. libgomp's default). On a machine shared with other work, torch's many
+# small OpenMP regions with spinning threads collapse (training case c: 11 ms
+# per step passive, 1000 ms with the default, 2 threads at load 7 on 2 CPUs),
+# so a loaded run is only readable with passive on both sides.
+# Case d (predict) runs torch's nn.MultiheadAttention model only: under
+# no_grad in eval mode it takes torch's native fused inference path, its
+# fastest.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 lib=""
@@ -44,12 +53,13 @@ while [ $# -gt 0 ]; do
     --shapes) shapes="$2"; shift 2 ;;
     --causal) causals="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --omp-wait-policy) export OMP_WAIT_POLICY="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 libarg=()
 [ -n "$lib" ] && libarg=(--lib "$lib")
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; threads=$threads; rounds=$rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; threads=$threads; rounds=$rounds; load $(cut -d' ' -f1-3 /proc/loadavg); OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}"
 echo "# records: $out"
 
 ours() {  # ours CASE [extra args]
@@ -77,7 +87,7 @@ for round in $(seq 1 "$rounds"); do
   for c in $cases; do
     case "$c" in
       a|b|c) pair "$c" "mha sdpa" --min-time "$min_time" ;;
-      d) pair d "mha sdpa" --n-predict "$n_predict" ;;
+      d) pair d "mha" --n-predict "$n_predict" ;;
       gqa)
         for shape in $shapes; do
           IFS=, read -r B T E <<< "$shape"

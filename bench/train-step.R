@@ -18,7 +18,7 @@
 # and its resident memory after set-up (VmRSS before the warm-up).
 #
 # Timing: a training case runs fit(epochs = 1) over --steps batches
-# (a: 4, b: 2, c: 20 by default) once as a warm-up, then again until
+# (a: 4, b: 1, c: 20 by default) once as a warm-up, then again until
 # --min-time seconds have passed (at least --min-reps calls); the figure is
 # the median over calls of the call's time / steps (so fit()'s own per-call
 # cost is in it, as it is in every Keras epoch). gqa: mha.R's loop (calls
@@ -67,7 +67,8 @@ record <- function(mode, shape, ts, base_kb, extra = list()) {
   c(list(impl = "multihead", case = case, mode = mode, shape = shape, threads = threads, tag = tag,
          reps = length(ts), median_ms = stats::median(ts) * 1e3, min_ms = min(ts) * 1e3,
          max_ms = max(ts) * 1e3, rss_base_MB = base_kb / 1024, peak_rss_MB = status_kb("VmHWM") / 1024,
-         load1 = as.numeric(strsplit(readLines("/proc/loadavg"), " ")[[1]][1])),
+         load1 = as.numeric(strsplit(readLines("/proc/loadavg"), " ")[[1]][1]),
+         omp_wait_policy = Sys.getenv("OMP_WAIT_POLICY")),
     extra)
 }
 # Calls of f until min_time seconds have passed and at least min_reps calls
@@ -102,7 +103,7 @@ build_model <- function(T, E, H, Kd, ff, blocks) {
 }
 
 cases <- list(a = c(B = 32, T = 128, E = 256, H = 8, Kd = 32, ff = 512, blocks = 1, steps = 4),
-              b = c(B = 8, T = 512, E = 512, H = 8, Kd = 64, ff = 2048, blocks = 4, steps = 2),
+              b = c(B = 8, T = 512, E = 512, H = 8, Kd = 64, ff = 2048, blocks = 4, steps = 1),
               c = c(B = 64, T = 16, E = 32, H = 2, Kd = 16, ff = 64, blocks = 1, steps = 20))
 
 if (case %in% c("a", "b", "c")) {

@@ -109,7 +109,8 @@ def write_record(mode, shape, ts, base_kb, **extra):
     rec = dict(impl="torch-" + args.impl, case=args.case, mode=mode, shape=shape, threads=args.threads,
                tag=args.tag, reps=len(ts), median_ms=median(ts) * 1e3, min_ms=min(ts) * 1e3,
                max_ms=max(ts) * 1e3, rss_base_MB=base_kb / 1024, peak_rss_MB=status_kb("VmHWM") / 1024,
-               load1=float(open("/proc/loadavg").read().split()[0]), torch=torch.__version__, torch_threads=torch.get_num_threads(), **extra)
+               load1=float(open("/proc/loadavg").read().split()[0]), torch=torch.__version__, torch_threads=torch.get_num_threads(),
+               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""), **extra)
     print(f"{rec['impl']:10s} {args.case:8s} {mode:7s} {shape}: median {rec['median_ms']:9.2f} ms (n={len(ts)})  "
           f"peakRSS {rec['peak_rss_MB']:7.1f} MB (base {rec['rss_base_MB']:.1f})", flush=True)
     if args.jsonl:
@@ -171,7 +172,7 @@ class Encoder(nn.Module):
 
 
 CASES = dict(a=dict(B=32, T=128, E=256, H=8, Kd=32, ff=512, blocks=1, steps=4),
-             b=dict(B=8, T=512, E=512, H=8, Kd=64, ff=2048, blocks=4, steps=2),
+             b=dict(B=8, T=512, E=512, H=8, Kd=64, ff=2048, blocks=4, steps=1),
              c=dict(B=64, T=16, E=32, H=2, Kd=16, ff=64, blocks=1, steps=20))
 
 
