@@ -32,7 +32,13 @@ med = lambda rs, f: statistics.median(float(x[f]) for x in rs)
 print("| case | mode | shape | multihead ms | torch fastest ms (impl) | torch / ours | per round | "
       "peak RSS MB ours / torch | load1 max | rounds |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for key in sorted(ours, key=lambda k: (ORDER.get(k[0], 9), k[2], k[1] != "fwd")):
+def shape_order(shape):
+    """(T, -B, causal) from 'B=.. T=.. ... causal=..', for the gqa rows."""
+    f = dict(kv.split("=") for kv in shape.split() if "=" in kv)
+    return (int(f.get("T", 0)), -int(f.get("B", 0)), f.get("causal", ""))
+
+
+for key in sorted(ours, key=lambda k: (ORDER.get(k[0], 9), shape_order(k[2]), k[1] != "fwd")):
     if key not in torch:
         continue
     o = ours[key]
