@@ -14,6 +14,11 @@
 # average seen by the processes (the machine may be shared: read the ratios
 # with it).
 #
+# Duration: one round of every case took 36 minutes at load 5-11 on 2 CPUs
+# (predict of 10 000 sequences: 2.6 and 3.8 minutes; gqa at T = 4096: torch's
+# materialised scores take seconds per call); --n-predict 2000 and --shapes
+# "32,128,256 8,512,512" keep a round near 5 minutes there.
+#
 # Needs: multihead installed (--lib or R_LIBS), Debian's python3-torch and
 # libopenblas0-openmp, /usr/bin/python3.
 #
