@@ -60,7 +60,8 @@ implicit_masks_of <- function(inputs) {
 #' @noRd
 drop_implicit_masks <- function(inputs) {
   if (is.list(inputs) && !is.object(inputs)) return(lapply(inputs, drop_implicit_masks))
-  attr(inputs, "keras_mask") <- NULL
+  # (removing an absent attribute would still copy a shared array)
+  if (!is.null(attr(inputs, "keras_mask", exact = TRUE))) attr(inputs, "keras_mask") <- NULL
   inputs
 }
 

@@ -88,3 +88,17 @@ test_that("half-precision dtypes compute in float32, with one note per session",
   expect_identical(m(x, x), ref(x, x))
   expect_error(layer_dense(units = 2, dtype = "int8"), "`dtype`", class = "multihead_error_argument")
 })
+
+test_that("an array without an implicit mask passes through the attention call uncopied", {
+  skip_if_not(capabilities("profmem"), "R built without memory profiling (tracemem)")
+  x <- array(rnorm(2 * 5 * 8), c(2, 5, 8))
+  l <- layer_multi_head_attention(num_heads = 2, key_dim = 4)
+  invisible(l(x, x))
+  copies <- utils::capture.output({
+    tracemem(x)
+    invisible(multihead:::drop_implicit_masks(x))
+    invisible(l(x, x))
+    untracemem(x)
+  })
+  expect_identical(copies, character(0))
+})
