@@ -12,14 +12,8 @@
 #    per-round ratios custom / built-in (target: <= 1.10).
 # 2. Eager op_*() calls on small arrays (bench::mark medians, microseconds;
 #    target: under 20 us).
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 rounds <- as.integer(opt("rounds", 5))
 steps <- as.integer(opt("steps", 20))
 shape <- as.integer(strsplit(opt("shape", "32,128,256,8"), ",")[[1]])

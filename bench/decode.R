@@ -14,14 +14,8 @@
 #   full    the whole sequence through the decoder for every new token.
 # Prints one JSON line per mode: ms per generated token (the prompt's call
 # included in "cached"), and whether both modes generated the same tokens.
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 threads <- as.integer(opt("threads", 2))
 prompt_len <- as.integer(opt("prompt", 32))
 n_new <- as.integer(opt("tokens", 256))

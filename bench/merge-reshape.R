@@ -5,14 +5,8 @@
 # TimeDistributed(Dense) computes in one call instead of one per step).
 #
 #   Rscript bench/merge-reshape.R [--lib LIB] [--shape B,T,E] [--rounds 5] [--reps 5]
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[[i + 1L]]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 shp <- as.integer(strsplit(opt("shape", "32,100,64"), ",")[[1]])
 rounds <- as.integer(opt("rounds", "5")); reps <- as.integer(opt("reps", "5"))
 set.seed(1)

@@ -19,14 +19,8 @@
 # optimizer_apply() uses it (fresh weights and slots) against the same core
 # call writing into arrays the benchmark owns (cpp_optimizer_update_in_place(),
 # which exists for this measurement only).
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 rounds <- as.integer(opt("rounds", 7))
 steps <- as.integer(opt("steps", 20))
 threads <- as.integer(opt("threads", 2))

@@ -17,14 +17,8 @@
 # Usage: Rscript bench/profile-fit.R [--lib LIB] [--threads 2] [--steps 12]
 #          [--shape B,T,E,heads,key_dim,ff (32,128,256,8,32,512; case c: 64,16,32,2,16,64)]
 #          [--out /tmp/profile-fit.out] [--analyze PROFILE.out --steps N]
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 threads <- as.integer(opt("threads", 2))
 steps <- as.integer(opt("steps", 12))
 out <- opt("out", tempfile("profile-fit-", fileext = ".out"))

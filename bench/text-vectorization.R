@@ -10,14 +10,8 @@
 #   call        layer(texts) (output_sequence_length = 16 in "int" mode)
 # (elapsed and CPU), and one run of the R implementation of adapt()'s steps
 # (standardize, split, count, order) that R-function standardize / split use.
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 n <- as.numeric(opt("n", 1e6))
 rounds <- as.integer(opt("rounds", 3))
 n_words <- as.integer(opt("words", 20000))

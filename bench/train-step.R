@@ -31,15 +31,9 @@
 #          [--min-time 3] [--steps N] [--n-predict 10000] [--jsonl FILE]
 #          [--tag TEXT] [--B --T --E --causal (gqa)]
 
-args <- commandArgs(TRUE)
-opt <- function(name, default) {
-  i <- match(paste0("--", name), args)
-  if (is.na(i)) default else args[i + 1L]
-}
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "bench-setup.R"))  # args, opt(), lib; multihead loaded
 flag <- function(name) paste0("--", name) %in% args
-lib <- opt("lib", NULL)
-if (!is.null(lib)) .libPaths(c(lib, .libPaths()))
-suppressPackageStartupMessages(library(multihead))
 case <- opt("case", "a")
 threads <- as.integer(opt("threads", 2))
 min_time <- as.numeric(opt("min-time", 3))
