@@ -150,7 +150,7 @@ lookup_set_vocabulary <- function(lk, vocabulary, idf_weights = NULL, layer_name
   special <- c(if (oov_start == 1L) lk$mask_token, rep(lk$oov_token, lk$num_oov_indices))
   found_special <- token_start > 0L && length(vocabulary) >= token_start &&
     identical(unname(vocabulary[seq_len(token_start)]), if (is.null(special)) vocabulary[0] else
-      as(special, typeof(vocabulary)))
+      `storage.mode<-`(special, typeof(vocabulary)))
   tokens <- if (found_special) vocabulary[-seq_len(token_start)] else vocabulary
   if (anyDuplicated(tokens)) {
     abort_arg("vocabulary", "a vector of distinct tokens",
