@@ -33,12 +33,7 @@ mha_cached_run <- function(self, query, value, key, cache, cache_update_index, a
                 sprintf("shape %s", fmt_shape(x[[2L]])))
     }
   }
-  check_key_value_shapes(vd, kd)
-  if (!isTRUE(self$built)) mha_build(self, qd, vd, if (key_given) kd else NULL)
-  bs <- self$build_shapes
-  check_built_input(self, query, "query", bs$query)
-  check_built_input(self, value, "value", bs$value)
-  check_built_input(self, key, "key", bs$key)
+  mha_build_for_inputs(self, query, value, key, key_given)
   if (length(self$axes) != 1L) {
     abort_arg("cache", sprintf("used with a single attention axis (layer \"%s\" attends over axes %s)",
                                self$name, paste(self$axes, collapse = ", ")))

@@ -591,12 +591,7 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
               class = "multihead_error_argument")
   }
   qd <- dim(query); vd <- dim(value); kd <- dim(key)
-  check_key_value_shapes(vd, kd)
-  if (!isTRUE(self$built)) mha_build(self, qd, vd, if (key_given) kd else NULL)
-  bs <- self$build_shapes
-  check_built_input(self, query, "query", bs$query)
-  check_built_input(self, value, "value", bs$value)
-  check_built_input(self, key, "key", bs$key)
+  mha_build_for_inputs(self, query, value, key, key_given)
 
   axes <- self$axes
   # The plan depends only on the two shapes once the layer is built: reuse it.
@@ -686,6 +681,18 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   }
   if (return_attention_scores) return(list(output = res$output, scores = res$scores))
   res$output
+}
+
+# Builds the layer on its first call and checks a call's inputs against the
+# built shapes (`key` is the value when the call gave none).
+#' @noRd
+mha_build_for_inputs <- function(self, query, value, key, key_given) {
+  check_key_value_shapes(dim(value), dim(key))
+  if (!isTRUE(self$built)) mha_build(self, dim(query), dim(value), if (key_given) dim(key) else NULL)
+  bs <- self$build_shapes
+  check_built_input(self, query, "query", bs$query)
+  check_built_input(self, value, "value", bs$value)
+  check_built_input(self, key, "key", bs$key)
 }
 
 # The error for an input the core found not finite (k: 1 query, 2 value,
