@@ -181,7 +181,9 @@ TEST(GroupedQueryAttention, EqualsMultiHeadWithRepeatedKeyValueHeadsOnEveryPath)
         EXPECT_LT(max_rel(a.dwv, sum_heads(b.dwv, g.d.Dv, Nkv, g.d.Hv, R)), 1e-12);
         EXPECT_LT(max_rel(a.dbv, sum_heads(b.dbv, 1, Nkv, g.d.Hv, R)), 1e-12);
         EXPECT_LT(max_rel(a.dwo, b.dwo), 1e-12);
-        if (gate) EXPECT_LT(max_rel(a.dwg, b.dwg), 1e-12);
+        if (gate) {
+          EXPECT_LT(max_rel(a.dwg, b.dwg), 1e-12);
+        }
       }
     }
   }
