@@ -78,8 +78,8 @@ inline __m256i lane_mask(sidx n) {
 // row: a bias) when it is set, else from zero. The sum runs over p in order.
 // ARS, ACS, LDB, when not 0, are a_rs, a_cs and ldb known at compile time
 // (the packed panels and strips, or a unit stride of A): the addressing of
-// the inner loop then needs fewer registers (measured: about 20% faster on
-// the flash tiles than with all three at run time).
+// the inner loop then needs fewer registers, which the flash tiles' small
+// products feel (bench/README.md, the run-time SIMD dispatch section).
 template <int R, bool Full, sidx ARS, sidx ACS, sidx LDB>
 inline void block_r16(sidx n, sidx K, const float* a, sidx a_rs_rt, sidx a_cs_rt, const float* b,
                       sidx ldb_rt, float* const* crow, bool accumulate, const float* init) {
