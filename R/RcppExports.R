@@ -209,6 +209,10 @@ cpp_round_float32 <- function(x) {
     .Call(`_multihead_cpp_round_float32`, x)
 }
 
+cpp_take_rows <- function(x, rows, threads) {
+    .Call(`_multihead_cpp_take_rows`, x, rows, threads)
+}
+
 cpp_large_buffer_cache <- function(action) {
     .Call(`_multihead_cpp_large_buffer_cache`, action)
 }

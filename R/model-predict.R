@@ -115,9 +115,15 @@ predict_generator <- function(self, fn, steps, show_bar) {
   model_output_structure(self, outs)
 }
 
+# (Plain double/integer/logical arrays are gathered in C++, cpp_take_rows();
+# others, e.g. with dimnames or of strings, through `[`.)
 #' @noRd
 slice_first_axis <- function(x, idx) {
   d <- dim(x)
+  if (length(d) >= 2L && is.null(dimnames(x)) && typeof(x) %in% c("double", "integer", "logical") &&
+      !is.object(x) && length(idx) && all(idx >= 1 & idx <= d[1L])) {
+    return(cpp_take_rows(x, as.integer(idx), mh_threads()))
+  }
   args <- c(list(x, idx), rep(list(TRUE), length(d) - 1L), list(drop = FALSE))
   do.call(`[`, args)
 }

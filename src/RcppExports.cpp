@@ -888,6 +888,19 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_take_rows
+SEXP cpp_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads);
+RcppExport SEXP _multihead_cpp_take_rows(SEXP xSEXP, SEXP rowsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type rows(rowsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_take_rows(x, rows, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_large_buffer_cache
 Rcpp::List cpp_large_buffer_cache(std::string action);
 RcppExport SEXP _multihead_cpp_large_buffer_cache(SEXP actionSEXP) {
@@ -974,6 +987,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_max_threads", (DL_FUNC) &_multihead_cpp_max_threads, 0},
     {"_multihead_cpp_build_info", (DL_FUNC) &_multihead_cpp_build_info, 0},
     {"_multihead_cpp_round_float32", (DL_FUNC) &_multihead_cpp_round_float32, 1},
+    {"_multihead_cpp_take_rows", (DL_FUNC) &_multihead_cpp_take_rows, 3},
     {"_multihead_cpp_large_buffer_cache", (DL_FUNC) &_multihead_cpp_large_buffer_cache, 1},
     {"_multihead_cpp_buffer_cache_limit", (DL_FUNC) &_multihead_cpp_buffer_cache_limit, 1},
     {"_multihead_cpp_weight_cache_stats", (DL_FUNC) &_multihead_cpp_weight_cache_stats, 0},

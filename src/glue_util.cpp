@@ -16,6 +16,7 @@
 #include "core/cpu_dispatch.h"
 #include "core/large_buffers.h"
 #include "core/parallel.h"
+#include "core/take_rows.h"
 
 namespace {
 
@@ -128,6 +129,38 @@ SEXP cpp_round_float32(SEXP x) {
   for (R_xlen_t i = first; i < n; ++i) o[i] = static_cast<double>(static_cast<float>(p[i]));
   SHALLOW_DUPLICATE_ATTRIB(out, x);
   UNPROTECT(1);
+  return out;
+}
+
+// The samples `rows` (1-based, checked in R to lie in [1, dim(x)[1]]) of a
+// double, integer or logical array along its first axis, as
+// x[rows, , , drop = FALSE] without dimnames (the caller keeps `[` for
+// arrays with dimnames). Copies only: on up to `threads` threads.
+// [[Rcpp::export]]
+SEXP cpp_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads) {
+  const int type = TYPEOF(x);
+  SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+  if ((type != REALSXP && type != INTSXP && type != LGLSXP) || Rf_isNull(dim)) {
+    Rcpp::stop("cpp_take_rows: expected a double, integer or logical array");
+  }
+  const R_xlen_t n = INTEGER(dim)[0];
+  const R_xlen_t cols = n > 0 ? Rf_xlength(x) / n : 0;
+  const R_xlen_t k = rows.size();
+  std::vector<int32_t> at(static_cast<size_t>(k));
+  for (R_xlen_t j = 0; j < k; ++j) {
+    if (rows[j] == NA_INTEGER || rows[j] < 1 || rows[j] > n) Rcpp::stop("cpp_take_rows: row out of range");
+    at[static_cast<size_t>(j)] = rows[j] - 1;
+  }
+  SEXP out = PROTECT(Rf_allocVector(type, k * cols));
+  if (type == REALSXP) {
+    mh::take_rows_colmajor(REAL(x), n, cols, at.data(), k, REAL(out), threads);
+  } else {
+    mh::take_rows_colmajor(INTEGER(x), n, cols, at.data(), k, INTEGER(out), threads);
+  }
+  SEXP od = PROTECT(Rf_duplicate(dim));
+  INTEGER(od)[0] = static_cast<int>(k);
+  Rf_setAttrib(out, R_DimSymbol, od);
+  UNPROTECT(2);
   return out;
 }
 
