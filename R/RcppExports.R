@@ -13,8 +13,8 @@ cpp_projection_forward <- function(x, x_order, n_contract, kernel, k_order, n_ke
     .Call(`_multihead_cpp_projection_forward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, bias, out_dims, out_order, activation, float64, threads, owner)
 }
 
-cpp_projection_backward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner = NULL) {
-    .Call(`_multihead_cpp_projection_backward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner)
+cpp_projection_backward <- function(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner = NULL, need_input = TRUE) {
+    .Call(`_multihead_cpp_projection_backward`, x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner, need_input)
 }
 
 cpp_activation_forward <- function(x, activation, float64, threads) {
@@ -109,8 +109,8 @@ cpp_mha_call <- function(query, key, value, q_order, kv_order, dims, weights, co
     .Call(`_multihead_cpp_mha_call`, query, key, value, q_order, kv_order, dims, weights, core_weights, mask, mask_bn, qmask, kmask, causal, window, dropout_rate, dropout_seed, dropout_counter, return_scores, flash, float64, threads, out_dims, out_order, scores_dims, grad_output, record)
 }
 
-cpp_mha_backward <- function(record, grad_output) {
-    .Call(`_multihead_cpp_mha_backward`, record, grad_output)
+cpp_mha_backward <- function(record, grad_output, need) {
+    .Call(`_multihead_cpp_mha_backward`, record, grad_output, need)
 }
 
 cpp_mha_cached_call <- function(query, key, value, cache, update_index, dims, weights, core_weights, mask, mask_bn, qmask, causal, window, query_offset, float64, threads, out_dims) {

@@ -131,8 +131,8 @@ dense_forward <- function(self, inputs, args = list(), training = FALSE, masks =
 }
 
 #' @noRd
-dense_backward <- function(self, cache, grad_output) {
-  projection_run_backward(self, cache, grad_output)
+dense_backward <- function(self, cache, grad_output, need_inputs = TRUE) {
+  projection_run_backward(self, cache, grad_output, need_inputs)
 }
 
 # ---- projection helpers (Dense and EinsumDense) ------------------------------
@@ -153,8 +153,9 @@ projection_run_forward <- function(self, x, plan, activation, activity_regulariz
        mask = mask)
 }
 
+# need_input: FALSE when the runner does not want dL/dx (then NULL).
 #' @noRd
-projection_run_backward <- function(self, cache, grad_output) {
+projection_run_backward <- function(self, cache, grad_output, need_input = TRUE) {
   g <- check_grad_output(grad_output, cache$out_dims)
   plan <- cache$plan
   has_bias <- "bias" %in% self$variable_names
@@ -162,7 +163,7 @@ projection_run_backward <- function(self, cache, grad_output) {
                                  plan$k_order, plan$n_kernel_in,
                                  if (has_bias) length(plan$bias) else 0L, cache$saved, g,
                                  plan$out_order, activation_code(cache$activation),
-                                 is_float64(self), mh_threads(), self)
+                                 is_float64(self), mh_threads(), self, !isFALSE(as.vector(need_input)[1L]))
   grads <- list(kernel = res$kernel)
   if (has_bias) {
     db <- if (is.null(plan$bias_fold)) res$bias else plan$bias_fold(res$bias)
@@ -206,6 +207,6 @@ register_dense <- function() {
                                                "kernel_constraint", "bias_constraint"))
     },
     build = dense_build, compute_output_shape = dense_compute_output_shape,
-    forward = dense_forward, backward = dense_backward,
+    forward = dense_forward, backward = dense_backward, backward_skips_inputs = TRUE,
     keras_object = keras_object_adjust(add = list(quantization_config = NULL), drop_null = "activity_regularizer"))
 }

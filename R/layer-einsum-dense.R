@@ -144,9 +144,10 @@ register_einsum_dense <- function() {
         "bias_constraint", "activity_regularizer"))
     },
     build = einsum_dense_build, compute_output_shape = einsum_dense_compute_output_shape,
-    forward = einsum_dense_forward, backward = function(self, cache, grad_output) {
-      projection_run_backward(self, cache, grad_output)
+    forward = einsum_dense_forward, backward = function(self, cache, grad_output, need_inputs = TRUE) {
+      projection_run_backward(self, cache, grad_output, need_inputs)
     },
+    backward_skips_inputs = TRUE,
     keras_object = keras_object_adjust(add = list(quantization_config = NULL)))
 }
 

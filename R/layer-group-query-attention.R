@@ -262,6 +262,7 @@ register_group_query_attention <- function() {
     compute_output_shape = def$compute_output_shape,
     forward = def$forward,
     backward = def$backward,
+    backward_skips_inputs = def$backward_skips_inputs,
     input_args = def$input_args,
     sequential_call = def$sequential_call,
     activity_terms = def$activity_terms,

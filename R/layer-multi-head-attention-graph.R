@@ -136,8 +136,10 @@ mha_graph_forward <- function(self, inputs, args = list(), training = FALSE, mas
 # From the forward's record (training), or by running the call again with
 # its output gradient (inference mode: no dropout, so nothing random to
 # reproduce).
+# need_inputs: the runner's flags per node input (named query, value, key;
+# NULL: all wanted); the record's backward skips the unwanted ones.
 #' @noRd
-mha_graph_backward <- function(self, cache, grad_output) {
+mha_graph_backward <- function(self, cache, grad_output, need_inputs = NULL) {
   g <- grad_output
   if (cache$several) {
     if (!is.null(g$scores) && any(g$scores != 0)) {
@@ -147,8 +149,11 @@ mha_graph_backward <- function(self, cache, grad_output) {
     g <- g$output
   }
   if (!is.null(cache$record)) {
-    gr <- mha_record_backward(self, cache$record, g)
     key_given <- cache$record$key_given
+    wanted <- function(nm) is.null(need_inputs) || is.na(need_inputs[nm]) || isTRUE(need_inputs[[nm]])
+    need_v <- wanted("value")
+    need <- c(wanted("query"), if (key_given) wanted("key") else need_v, need_v)
+    gr <- mha_record_backward(self, cache$record, g, need)
   } else {
     gr <- mha_run(self, query = cache$query, value = cache$value, key = cache$key,
                   attention_mask = cache$attention_mask, return_attention_scores = FALSE,

@@ -730,8 +730,9 @@ mha_abort_overflow <- function(self) {
 mha_input_weight_grads <- function(self, g, key_given) {
   grads <- list(query = g$query, value = g$value, key = g$key,
                 weights = mha_named_weight_grads(self, g$weights))
-  if (!key_given) {
-    grads$value <- grads$value + grads$key
+  if (!key_given) {  # the key was the value: its gradient is the sum (either may be NULL: not wanted)
+    grads["value"] <- list(if (is.null(grads$key)) grads$value
+                           else if (is.null(grads$value)) grads$key else grads$value + grads$key)
     grads["key"] <- list(NULL)
   }
   grads
@@ -739,13 +740,14 @@ mha_input_weight_grads <- function(self, g, key_given) {
 
 # The backward pass of a recorded forward (mha_run(record = TRUE)) for the
 # output gradient `grad_output`: list(query, value, key, weights) as
-# mha_input_weight_grads().
+# mha_input_weight_grads(). need: the input gradients wanted, logical
+# c(query, key, value) (the others are NULL and not computed).
 #' @noRd
-mha_record_backward <- function(self, record, grad_output) {
+mha_record_backward <- function(self, record, grad_output, need = c(TRUE, TRUE, TRUE)) {
   if (!(is.numeric(grad_output) && !is.null(dim(grad_output)))) {
     abort_arg("grad_output", "a numeric array of the output's shape", describe_value(grad_output))
   }
-  g <- cpp_mha_backward(record$ptr, grad_output)
+  g <- cpp_mha_backward(record$ptr, grad_output, need)
   if (!is.null(g$nonfinite)) mha_abort_nonfinite(self, 4L, grad_output)
   mha_input_weight_grads(self, g, record$key_given)
 }
@@ -960,6 +962,7 @@ register_multi_head_attention <- function() {
     compute_output_shape = mha_graph_output_shape, # layer-multi-head-attention-graph.R
     forward = mha_graph_forward,
     backward = mha_graph_backward,
+    backward_skips_inputs = TRUE,
     input_args = c("query", "value", "key"),  # a call's tensor inputs, by name
     sequential_call = attention_self_call,    # self-attention in a sequential model
     activity_terms = mha_activity_terms,      # the projections' outputs are regularized too

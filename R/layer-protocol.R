@@ -135,7 +135,7 @@ reject_layer_call_args <- function(self, dots) {
 register_protocol_layer <- function(class_name, properties, describe, get_config, from_config,
                                     build, compute_output_shape, forward, backward,
                                     backprop = protocol_layer_backprop, keras_object = NULL,
-                                    keras_config = NULL) {
+                                    keras_config = NULL, backward_skips_inputs = FALSE) {
   register_layer_class(
     class_name,
     properties = c(common_layer_properties, properties),
@@ -148,7 +148,8 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
     )),
     describe = describe, get_config = get_config, from_config = from_config, build = build,
     compute_output_shape = compute_output_shape, forward = forward, backward = backward,
-    backprop = backprop, keras_object = keras_object, keras_config = keras_config)
+    backprop = backprop, keras_object = keras_object, keras_config = keras_config,
+    backward_skips_inputs = backward_skips_inputs)
 }
 
 # Initializer, regularizer and constraint arguments (told apart by the

@@ -49,6 +49,15 @@
 #                                          integer ids) and the weight
 #                                          gradients as a named list in
 #                                          get_weights() order.
+#   backward(self, cache, grad_output, need_inputs)
+#                                          the same, for a class that declares
+#                                          `backward_skips_inputs = TRUE`:
+#                                          need_inputs (logical, one per input,
+#                                          in the order of `inputs`) says which
+#                                          input gradients the runner will use;
+#                                          the others may be NULL (not
+#                                          computed: in a training step the
+#                                          model's inputs need none).
 #
 # What else generic code needs to know about a class is declared here too,
 # never found out from its name (each NULL when the class needs nothing
@@ -101,13 +110,17 @@
 #                    vocabulary.R), written by save_model(); it may refuse
 #                    (an error) what a model file cannot hold. NULL: none.
 #   load_assets      function(self, assets): restores what save_assets gave.
+#   backward_skips_inputs
+#                    TRUE: backward() takes `need_inputs` (see the protocol
+#                    above) and may leave unwanted input gradients NULL.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
                                  backward = NULL, input_args = NULL, sequential_call = NULL,
                                  activity_terms = NULL, h5_children = NULL, backprop = NULL,
                                  keras_object = NULL, keras_config = NULL, save_assets = NULL,
-                                 load_assets = NULL, keras_class_name = NULL) {
+                                 load_assets = NULL, keras_class_name = NULL,
+                                 backward_skips_inputs = FALSE) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
@@ -127,7 +140,8 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           activity_terms = activity_terms, h5_children = h5_children, backprop = backprop,
                           keras_object = keras_object, keras_config = keras_config,
                           save_assets = save_assets, load_assets = load_assets,
-                          keras_class_name = keras_class_name),
+                          keras_class_name = keras_class_name,
+                          backward_skips_inputs = isTRUE(backward_skips_inputs)),
          envir = .layer_classes)
 }
 

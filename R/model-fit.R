@@ -345,7 +345,7 @@ train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALS
   step <- batch_loss(compiled, batch, run$outputs, grad = TRUE)
   step$loss <- step$loss + regularization_loss(graph, run, slots)
   step$outputs <- run$outputs
-  back <- run_graph_backward(graph, run, step$grads, activity = TRUE)
+  back <- run_graph_backward(graph, run, step$grads, activity = TRUE, input_grads = FALSE)
   if (!length(slots)) return(step)
   wgrads <- model_weight_grads(self, back$weights)
   weights <- list()

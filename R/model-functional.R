@@ -333,8 +333,10 @@ model_graph_forward <- function(self, inputs, args = list(), training = FALSE, m
   list(output = model_output_structure(self, run$outputs), cache = run, mask = mask)
 }
 
+# need_inputs: the outer runner's flags per node input (the model's inputs in
+# order unless they are named: then all are computed).
 #' @noRd
-model_graph_backward <- function(self, cache, grad_output) {
+model_graph_backward <- function(self, cache, grad_output, need_inputs = NULL) {
   n_out <- length(self$graph$outputs)
   g <- if (identical(self$output_form, "single")) list(grad_output) else
     if (identical(self$output_form, "named") && !is.null(names(grad_output))) grad_output[self$output_names]
@@ -343,7 +345,9 @@ model_graph_backward <- function(self, cache, grad_output) {
     abort_arg("grad_output", sprintf("a list of %d arrays, one per output of model \"%s\"", n_out, self$name),
               describe_value(grad_output))
   }
-  res <- run_graph_backward(self$graph, cache, g, activity = isTRUE(cache$activity))
+  input_grads <- if (is.null(need_inputs) || identical(self$input_form, "named") ||
+                     length(need_inputs) != length(self$graph$inputs)) TRUE else unname(need_inputs)
+  res <- run_graph_backward(self$graph, cache, g, activity = isTRUE(cache$activity), input_grads = input_grads)
   inputs <- switch(self$input_form, single = res$inputs[[1L]], list = res$inputs,
                    named = stats::setNames(res$inputs, self$input_names))
   list(inputs = inputs, weights = model_weight_grads(self, res$weights))
@@ -644,10 +648,10 @@ register_models <- function() {
     "Functional", properties = model_properties(), methods = model_methods(), describe = model_describe,
     get_config = functional_get_config, from_config = functional_from_config,
     build = model_graph_build, compute_output_shape = model_graph_output_shape,
-    forward = model_graph_forward, backward = model_graph_backward)
+    forward = model_graph_forward, backward = model_graph_backward, backward_skips_inputs = TRUE)
   register_layer_class(
     "Sequential", properties = model_properties(), methods = model_methods(), describe = model_describe,
     get_config = sequential_get_config, from_config = sequential_from_config,
     build = model_graph_build, compute_output_shape = model_graph_output_shape,
-    forward = model_graph_forward, backward = model_graph_backward)
+    forward = model_graph_forward, backward = model_graph_backward, backward_skips_inputs = TRUE)
 }

@@ -101,11 +101,35 @@ node_forward <- function(node, in_vals, args, training, in_masks) {
   def$forward(self, inputs, args, training, m)
 }
 
+# need_inputs: logical, one per node input: whether the runner uses that
+# input's gradient (passed on to classes declaring backward_skips_inputs).
 #' @noRd
-node_backward <- function(node, cache, grad_output) {
+node_backward <- function(node, cache, grad_output, need_inputs = NULL) {
   if (identical(node$kind, "op")) return(op_node_backward(node, cache, grad_output))
   self <- layer_self(node$callee)
-  layer_class_def(self)$backward(self, cache, grad_output)
+  def <- layer_class_def(self)
+  if (isTRUE(def$backward_skips_inputs) && !is.null(need_inputs)) {
+    return(def$backward(self, cache, grad_output, need_inputs = need_inputs))
+  }
+  def$backward(self, cache, grad_output)
+}
+
+# Which tensors' gradients a backward pass needs: those of graph inputs as
+# `input_grads` says (TRUE, FALSE or one flag per input), and every tensor
+# that depends on one of them or on a layer or variable node (any layer may
+# hold weights; op nodes hold none). Returns an environment keyed by tensor
+# id (TRUE / FALSE).
+#' @noRd
+graph_grads_needed <- function(graph, input_grads = TRUE) {
+  need <- new.env(hash = TRUE, parent = emptyenv())
+  flags <- rep_len(as.logical(input_grads), length(graph$inputs))
+  for (i in seq_along(graph$inputs)) assign(graph$inputs[[i]]$id, isTRUE(flags[i]), envir = need)
+  for (node in graph$nodes) {
+    needed <- !identical(node$kind, "op") ||
+      any(vapply(node$inputs, function(t) isTRUE(need[[t$id]]), logical(1)))
+    for (id in node_output_ids(node)) assign(id, needed, envir = need)
+  }
+  need
 }
 
 # Backward through the graph from `grad_outputs` (aligned with
@@ -116,9 +140,13 @@ node_backward <- function(node, cache, grad_output) {
 # that uses it>); model_weight_grads() orders them as get_weights().
 # activity = TRUE (training) also adds the gradients of the layers' activity
 # regularization losses (node_activity_gradients(), model-regularization.R),
-# in nested models too.
+# in nested models too. input_grads: whether the gradients of the graph's
+# inputs are wanted (TRUE, FALSE or one flag per input; FALSE in a training
+# step): without them, layers that can skip an input's gradient do
+# (graph_grads_needed(), node_backward()) and the inputs' entries are NULL.
 #' @noRd
-run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
+run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input_grads = TRUE) {
+  needed <- graph_grads_needed(graph, input_grads)
   grads <- new.env(hash = TRUE, parent = emptyenv())
   add_grad <- function(id, g) {
     if (is.null(g)) return(invisible())
@@ -154,10 +182,12 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE) {
     if (activity && (inherits(node$callee, "multihead_model") || inherits(node$callee, "multihead_custom_layer"))) {
       cache$activity <- TRUE
     }
-    res <- node_backward(node, cache, g)
+    need_in <- vapply(node$inputs, function(t) isTRUE(needed[[t$id]]), logical(1))
+    res <- node_backward(node, cache, g, need_in)
     in_grads <- if (node$single && !identical(node$kind, "op")) list(res$inputs) else res$inputs
     nms <- names(node$inputs)
     for (j in seq_along(node$inputs)) {
+      if (!need_in[j]) next
       gj <- if (!is.null(nms) && nzchar(nms[j])) in_grads[[nms[j]]] else in_grads[[j]]
       if (!is_float_dtype(node$inputs[[j]]$dtype)) next  # ids, masks: no gradient
       add_grad(node$inputs[[j]]$id, gj)

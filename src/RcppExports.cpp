@@ -88,8 +88,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_projection_backward
-Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, int period, SEXP saved, SEXP grad_output, Rcpp::IntegerVector out_order, int activation, bool float64, int threads, SEXP owner);
-RcppExport SEXP _multihead_cpp_projection_backward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP periodSEXP, SEXP savedSEXP, SEXP grad_outputSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP ownerSEXP) {
+Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_contract, SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in, int period, SEXP saved, SEXP grad_output, Rcpp::IntegerVector out_order, int activation, bool float64, int threads, SEXP owner, bool need_input);
+RcppExport SEXP _multihead_cpp_projection_backward(SEXP xSEXP, SEXP x_orderSEXP, SEXP n_contractSEXP, SEXP kernelSEXP, SEXP k_orderSEXP, SEXP n_kernel_inSEXP, SEXP periodSEXP, SEXP savedSEXP, SEXP grad_outputSEXP, SEXP out_orderSEXP, SEXP activationSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP ownerSEXP, SEXP need_inputSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -107,7 +107,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type owner(ownerSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_projection_backward(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner));
+    Rcpp::traits::input_parameter< bool >::type need_input(need_inputSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_projection_backward(x, x_order, n_contract, kernel, k_order, n_kernel_in, period, saved, grad_output, out_order, activation, float64, threads, owner, need_input));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -501,14 +502,15 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_mha_backward
-Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output);
-RcppExport SEXP _multihead_cpp_mha_backward(SEXP recordSEXP, SEXP grad_outputSEXP) {
+Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output, Rcpp::LogicalVector need);
+RcppExport SEXP _multihead_cpp_mha_backward(SEXP recordSEXP, SEXP grad_outputSEXP, SEXP needSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type record(recordSEXP);
     Rcpp::traits::input_parameter< SEXP >::type grad_output(grad_outputSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_mha_backward(record, grad_output));
+    Rcpp::traits::input_parameter< Rcpp::LogicalVector >::type need(needSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_mha_backward(record, grad_output, need));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -938,7 +940,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_score_attention_forward", (DL_FUNC) &_multihead_cpp_score_attention_forward, 16},
     {"_multihead_cpp_score_attention_backward", (DL_FUNC) &_multihead_cpp_score_attention_backward, 17},
     {"_multihead_cpp_projection_forward", (DL_FUNC) &_multihead_cpp_projection_forward, 13},
-    {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 14},
+    {"_multihead_cpp_projection_backward", (DL_FUNC) &_multihead_cpp_projection_backward, 15},
     {"_multihead_cpp_activation_forward", (DL_FUNC) &_multihead_cpp_activation_forward, 4},
     {"_multihead_cpp_activation_backward", (DL_FUNC) &_multihead_cpp_activation_backward, 5},
     {"_multihead_cpp_layer_norm_forward", (DL_FUNC) &_multihead_cpp_layer_norm_forward, 8},
@@ -962,7 +964,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_unit_norm_backward", (DL_FUNC) &_multihead_cpp_unit_norm_backward, 7},
     {"_multihead_cpp_mha_weight_slots", (DL_FUNC) &_multihead_cpp_mha_weight_slots, 0},
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 26},
-    {"_multihead_cpp_mha_backward", (DL_FUNC) &_multihead_cpp_mha_backward, 2},
+    {"_multihead_cpp_mha_backward", (DL_FUNC) &_multihead_cpp_mha_backward, 3},
     {"_multihead_cpp_mha_cached_call", (DL_FUNC) &_multihead_cpp_mha_cached_call, 17},
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},

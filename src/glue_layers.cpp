@@ -127,7 +127,7 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
   const idx rows = p.rows, in = p.in, out = p.out;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order), bc;
+    mh::Buffer<T> xc = to_core<T>(x, x_order, threads), bc;
     const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
     idx period = 0;
     if (!Rf_isNull(bias)) {
@@ -139,7 +139,7 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
     mh::projection_forward(xc.data(), rows, in, kc->data(), out, bc.empty() ? nullptr : bc.data(),
                            period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
     return Rcpp::List::create(
-        Rcpp::Named("output") = from_core(y.data(), out_dims, out_order),
+        Rcpp::Named("output") = from_core(y.data(), out_dims, out_order, threads),
         Rcpp::Named("saved") = saved.empty() ? R_NilValue : Rcpp::wrap(flat_from(saved, R_NilValue)));
   });
 }
@@ -152,7 +152,7 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
                                    SEXP kernel, Rcpp::IntegerVector k_order, int n_kernel_in,
                                    int period, SEXP saved, SEXP grad_output,
                                    Rcpp::IntegerVector out_order, int activation, bool float64,
-                                   int threads, SEXP owner = R_NilValue) {
+                                   int threads, SEXP owner = R_NilValue, bool need_input = true) {
   const mh::Activation act = mh::activation_from_code(activation);
   const ProjectionShape p(x, x_order, n_contract, kernel, k_order, n_kernel_in);
   const idx rows = p.rows, in = p.in, out = p.out;
@@ -160,18 +160,19 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
   const std::vector<idx>& kd = p.kd;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order);
+    mh::Buffer<T> xc = to_core<T>(x, x_order, threads);
     const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
-    mh::Buffer<T> dy = to_core<T>(grad_output, out_order), sv;
+    mh::Buffer<T> dy = to_core<T>(grad_output, out_order, threads), sv;
     if (static_cast<idx>(dy.size()) != rows * out) Rcpp::stop("internal: grad_output size");
     if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
-    mh::Buffer<T> dx(xc.size()), dw(kc->size()), db(static_cast<size_t>(period));
+    mh::Buffer<T> dx(need_input ? xc.size() : 0), dw(kc->size()), db(static_cast<size_t>(period));
     mh::projection_backward(xc.data(), rows, in, kc->data(), out, period, act,
-                            sv.empty() ? nullptr : sv.data(), dy.data(), dx.data(), dw.data(),
-                            period > 0 ? db.data() : nullptr, threads);
+                            sv.empty() ? nullptr : sv.data(), dy.data(), need_input ? dx.data() : nullptr,
+                            dw.data(), period > 0 ? db.data() : nullptr, threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(xd), x_order),
-        Rcpp::Named("kernel") = from_core(dw.data(), int_dims(kd), k_order),
+        Rcpp::Named("inputs") = need_input ? Rcpp::wrap(from_core(dx.data(), int_dims(xd), x_order, threads))
+                                           : R_NilValue,
+        Rcpp::Named("kernel") = from_core(dw.data(), int_dims(kd), k_order, threads),
         Rcpp::Named("bias") = period > 0 ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
   });
 }
@@ -188,11 +189,11 @@ Rcpp::List cpp_activation_forward(SEXP x, int activation, bool float64, int thre
   const Rcpp::IntegerVector order = natural_order(r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> z = to_core<T>(x, order), y(z.size());
+    mh::Buffer<T> z = to_core<T>(x, order, threads), y(z.size());
     mh::activation_forward(act, z.data(), rows, cols, y.data(), threads);
     const bool keep_y = mh::activation_backward_uses_output(act);
     return Rcpp::List::create(
-        Rcpp::Named("output") = from_core(y.data(), int_dims(d), order),
+        Rcpp::Named("output") = from_core(y.data(), int_dims(d), order, threads),
         Rcpp::Named("saved") = act == mh::Activation::Linear ? R_NilValue
                                : Rcpp::wrap(flat_from(keep_y ? y : z, R_NilValue)));
   });
@@ -209,11 +210,11 @@ Rcpp::NumericVector cpp_activation_backward(SEXP saved, SEXP grad_output, int ac
   const Rcpp::IntegerVector order = natural_order(r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> dy = to_core<T>(grad_output, order), sv, dz(dy.size());
+    mh::Buffer<T> dy = to_core<T>(grad_output, order, threads), sv, dz(dy.size());
     if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
     mh::activation_backward(act, sv.empty() ? nullptr : sv.data(), dy.data(), rows, cols,
                             dz.data(), threads);
-    return from_core(dz.data(), int_dims(d), order);
+    return from_core(dz.data(), int_dims(d), order, threads);
   });
 }
 
@@ -231,12 +232,12 @@ Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, in
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size()), g, b;
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(xc.size()), g, b;
     if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
     if (!Rf_isNull(beta)) b = mhglue::weight_to_core<T>(beta);
     mh::layer_norm_forward(xc.data(), rows, n, g.empty() ? nullptr : g.data(),
                            b.empty() ? nullptr : b.data(), epsilon, y.data(), threads);
-    return from_core(y.data(), int_dims(d), order);
+    return from_core(y.data(), int_dims(d), order, threads);
   });
 }
 
@@ -251,7 +252,7 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), g;
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), dy = to_core<T>(grad_output, order, threads), g;
     if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
     mh::Buffer<T> dx(xc.size()), dg(g.empty() ? 0 : static_cast<size_t>(n)),
         dbeta(has_beta ? static_cast<size_t>(n) : 0);
@@ -259,7 +260,7 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
                             dy.data(), dx.data(), dg.empty() ? nullptr : dg.data(),
                             dbeta.empty() ? nullptr : dbeta.data(), threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order, threads),
         Rcpp::Named("gamma") = dg.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dg.data(), param_like)),
         Rcpp::Named("beta") = dbeta.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dbeta.data(), param_like)));
   });
@@ -283,7 +284,7 @@ Rcpp::NumericVector cpp_embedding_forward(SEXP ids, SEXP table, bool float64, in
     mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({static_cast<idx>(ic.size()), td[1]}, "the embedding output")));
     mh::embedding_forward(ic.data(), static_cast<idx>(ic.size()), tc->data(), td[0], td[1], y.data(),
                           threads);
-    return from_core(y.data(), int_dims(od), natural_order(static_cast<int>(od.size())));
+    return from_core(y.data(), int_dims(od), natural_order(static_cast<int>(od.size())), threads);
   });
 }
 
@@ -295,7 +296,7 @@ Rcpp::NumericVector cpp_embedding_backward(SEXP ids, SEXP grad_output, SEXP tabl
   mh::Buffer<int32_t> ic = to_core<int32_t>(ids, natural_order(static_cast<int>(id.size())));
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(static_cast<int>(gd.size())));
+    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(static_cast<int>(gd.size())), threads);
     mh::Buffer<T> dt(static_cast<size_t>(mhglue::checked_count({td[0], td[1]}, "dL/dembeddings")));
     mh::embedding_backward(ic.data(), static_cast<idx>(ic.size()), dy.data(), td[0], td[1],
                            dt.data(), threads);
@@ -336,10 +337,10 @@ Rcpp::NumericVector cpp_average_steps_forward(SEXP x, Rcpp::IntegerVector order,
   if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), y(static_cast<size_t>(B * C));
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(static_cast<size_t>(B * C));
     mh::average_steps_forward(xc.data(), B, S, C, mc.empty() ? nullptr : mc.data(), y.data(),
                               threads);
-    return from_core(y.data(), int_dims({B, C}), natural_order(2));
+    return from_core(y.data(), int_dims({B, C}), natural_order(2), threads);
   });
 }
 
@@ -353,11 +354,11 @@ Rcpp::NumericVector cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVe
   if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(2)),
+    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(2), threads),
                   dx(static_cast<size_t>(B * S * C));
     mh::average_steps_backward(dy.data(), B, S, C, mc.empty() ? nullptr : mc.data(), dx.data(),
                                threads);
-    return from_core(dx.data(), x_dims, order);
+    return from_core(dx.data(), x_dims, order, threads);
   });
 }
 
@@ -459,12 +460,12 @@ Rcpp::NumericVector cpp_conv1d_forward(SEXP x, Rcpp::IntegerVector order, SEXP k
   const Rcpp::IntegerVector out_dims = steps_output_dims(x, order, s.out_steps, s.filters);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), kc = mhglue::weight_to_core<T>(kernel), bc;
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), kc = mhglue::weight_to_core<T>(kernel), bc;
     if (!Rf_isNull(bias)) bc = flat_to<T>(bias);
     mh::Buffer<T> y(static_cast<size_t>(
         mhglue::checked_count({s.batch, s.out_steps, s.filters}, "the convolution's output")));
     mh::conv1d_forward(xc.data(), kc.data(), bc.empty() ? nullptr : bc.data(), s, y.data(), threads);
-    return from_core(y.data(), out_dims, order);
+    return from_core(y.data(), out_dims, order, threads);
   });
 }
 
@@ -478,8 +479,8 @@ Rcpp::List cpp_conv1d_backward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, b
   const std::vector<idx> d = r_dims(x);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), kc = mhglue::weight_to_core<T>(kernel),
-                  dy = to_core<T>(grad_output, order);
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), kc = mhglue::weight_to_core<T>(kernel),
+                  dy = to_core<T>(grad_output, order, threads);
     if (static_cast<idx>(dy.size()) != s.batch * s.out_steps * s.filters) {
       Rcpp::stop("internal: grad_output size");
     }
@@ -487,7 +488,7 @@ Rcpp::List cpp_conv1d_backward(SEXP x, Rcpp::IntegerVector order, SEXP kernel, b
     mh::conv1d_backward(xc.data(), kc.data(), dy.data(), s, dx.data(), dw.data(),
                         has_bias ? db.data() : nullptr, threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order, threads),
         Rcpp::Named("kernel") = mhglue::weight_from_core(dw.data(), kernel),
         Rcpp::Named("bias") = has_bias ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
   });
@@ -515,11 +516,11 @@ Rcpp::NumericVector cpp_pool1d_forward(SEXP x, Rcpp::IntegerVector order, int po
   const Rcpp::IntegerVector out_dims = steps_output_dims(x, order, s.out_steps, s.channels);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order),
+    mh::Buffer<T> xc = to_core<T>(x, order, threads),
                   y(static_cast<size_t>(s.batch * s.out_steps * s.channels));
     if (max) mh::max_pool1d_forward(xc.data(), s, y.data(), threads);
     else mh::average_pool1d_forward(xc.data(), s, y.data(), threads);
-    return from_core(y.data(), out_dims, order);
+    return from_core(y.data(), out_dims, order, threads);
   });
 }
 
@@ -532,17 +533,17 @@ Rcpp::NumericVector cpp_pool1d_backward(SEXP x, SEXP grad_output, Rcpp::IntegerV
   const std::vector<idx> d = r_dims(x);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> dy = to_core<T>(grad_output, order), dx(static_cast<size_t>(s.batch * s.steps * s.channels));
+    mh::Buffer<T> dy = to_core<T>(grad_output, order, threads), dx(static_cast<size_t>(s.batch * s.steps * s.channels));
     if (static_cast<idx>(dy.size()) != s.batch * s.out_steps * s.channels) {
       Rcpp::stop("internal: grad_output size");
     }
     if (max) {
-      mh::Buffer<T> xc = to_core<T>(x, order);
+      mh::Buffer<T> xc = to_core<T>(x, order, threads);
       mh::max_pool1d_backward(xc.data(), dy.data(), s, dx.data(), threads);
     } else {
       mh::average_pool1d_backward(dy.data(), s, dx.data(), threads);
     }
-    return from_core(dx.data(), int_dims(d), order);
+    return from_core(dx.data(), int_dims(d), order, threads);
   });
 }
 
@@ -559,12 +560,12 @@ Rcpp::NumericVector cpp_rms_norm_forward(SEXP x, Rcpp::IntegerVector order, int 
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size()), sc;
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(xc.size()), sc;
     if (!Rf_isNull(scale)) sc = mhglue::weight_to_core<T>(scale);
     if (!sc.empty() && static_cast<idx>(sc.size()) != n) Rcpp::stop("internal: scale size");
     mh::rms_norm_forward(xc.data(), rows, n, sc.empty() ? nullptr : sc.data(), epsilon, y.data(),
                          threads);
-    return from_core(y.data(), int_dims(d), order);
+    return from_core(y.data(), int_dims(d), order, threads);
   });
 }
 
@@ -578,14 +579,14 @@ Rcpp::List cpp_rms_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm, 
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), sc;
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), dy = to_core<T>(grad_output, order, threads), sc;
     if (!Rf_isNull(scale)) sc = mhglue::weight_to_core<T>(scale);
     if (!sc.empty() && static_cast<idx>(sc.size()) != n) Rcpp::stop("internal: scale size");
     mh::Buffer<T> dx(xc.size()), ds(sc.size());
     mh::rms_norm_backward(xc.data(), rows, n, sc.empty() ? nullptr : sc.data(), epsilon, dy.data(),
                           dx.data(), sc.empty() ? nullptr : ds.data(), threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order),
+        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order, threads),
         Rcpp::Named("scale") = sc.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(ds.data(), scale)));
   });
 }
@@ -599,9 +600,9 @@ Rcpp::NumericVector cpp_unit_norm_forward(SEXP x, Rcpp::IntegerVector order, int
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), y(xc.size());
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(xc.size());
     mh::unit_norm_forward(xc.data(), rows, n, epsilon, y.data(), threads);
-    return from_core(y.data(), int_dims(d), order);
+    return from_core(y.data(), int_dims(d), order, threads);
   });
 }
 
@@ -615,8 +616,8 @@ Rcpp::NumericVector cpp_unit_norm_backward(SEXP x, Rcpp::IntegerVector order, in
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order), dy = to_core<T>(grad_output, order), dx(xc.size());
+    mh::Buffer<T> xc = to_core<T>(x, order, threads), dy = to_core<T>(grad_output, order, threads), dx(xc.size());
     mh::unit_norm_backward(xc.data(), rows, n, epsilon, dy.data(), dx.data(), threads);
-    return from_core(dx.data(), int_dims(d), order);
+    return from_core(dx.data(), int_dims(d), order, threads);
   });
 }

@@ -115,7 +115,9 @@ class RecordBase {
  public:
   virtual ~RecordBase() = default;
   // The backward pass from the kept forward; list(query, key, value, weights).
-  virtual Rcpp::List backward(SEXP grad_output) = 0;
+  // need: whether dL/dquery, dL/dkey, dL/dvalue are wanted (NULL in the
+  // result for the others, which are not computed).
+  virtual Rcpp::List backward(SEXP grad_output, const bool need[3]) = 0;
 };
 
 template <class T>
@@ -219,7 +221,7 @@ class CallState : public RecordBase {
     return result;
   }
 
-  Rcpp::List backward(SEXP grad_output) override {
+  Rcpp::List backward(SEXP grad_output, const bool need[3]) override {
     if (done_) Rcpp::stop("multihead: this attention forward record was already differentiated");
     done_ = true;
     const mh::MhaDims& d = call_.d;
@@ -243,13 +245,13 @@ class CallState : public RecordBase {
       }
       // dL/dquery, dL/dkey, dL/dvalue written straight into R arrays (three
       // of them even when the inputs are one array; R sums them).
-      gq = mhglue::fresh_numeric(Rf_xlength(a_.query));
-      gk = mhglue::fresh_numeric(Rf_xlength(a_.key));
-      gv = mhglue::fresh_numeric(Rf_xlength(a_.value));
+      if (need[0]) gq = mhglue::fresh_numeric(Rf_xlength(a_.query));
+      if (need[1]) gk = mhglue::fresh_numeric(Rf_xlength(a_.key));
+      if (need[2]) gv = mhglue::fresh_numeric(Rf_xlength(a_.value));
       io.cg.dout = REAL(grad_output);
-      io.cg.dxq = REAL(gq);
-      io.cg.dxk = REAL(gk);
-      io.cg.dxv = REAL(gv);
+      io.cg.dxq = need[0] ? REAL(gq) : nullptr;
+      io.cg.dxk = need[1] ? REAL(gk) : nullptr;
+      io.cg.dxv = need[2] ? REAL(gv) : nullptr;
       mh::mha_backward_path(call_, cache_, io);
     } else {
       if (!cpp_all_finite(grad_output, threads)) {
@@ -257,31 +259,37 @@ class CallState : public RecordBase {
       }
       mh::Buffer<T> dout = to_core<T>(grad_output, a_.out_order, threads);
       if (std::is_same<T, float>::value && !all_finite(dout)) throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
-      mh::Buffer<T> dxq(xq_.size()),
-          dxk(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey"))),
-          dxv(static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")));
+      mh::Buffer<T> dxq(need[0] ? xq_.size() : 0),
+          dxk(need[1] ? static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey")) : 0),
+          dxv(need[2] ? static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dv}, "dL/dvalue")) : 0);
       io.dout = dout.data();
-      g.dxq = dxq.data(); g.dxk = dxk.data(); g.dxv = dxv.data();
+      g.dxq = need[0] ? dxq.data() : nullptr;
+      g.dxk = need[1] ? dxk.data() : nullptr;
+      g.dxv = need[2] ? dxv.data() : nullptr;
       mh::mha_backward_path(call_, cache_, io);
       // Free each core buffer before the next R array is allocated.
       mh::Buffer<T>().swap(dout);
       release_inputs();
-      gq = from_core(dxq.data(), qd, a_.q_order, threads);
+      if (need[0]) gq = from_core(dxq.data(), qd, a_.q_order, threads);
       mh::Buffer<T>().swap(dxq);
-      gk = from_core(dxk.data(), kd, a_.kv_order, threads);
+      if (need[1]) gk = from_core(dxk.data(), kd, a_.kv_order, threads);
       mh::Buffer<T>().swap(dxk);
-      gv = from_core(dxv.data(), vd, a_.kv_order, threads);
+      if (need[2]) gv = from_core(dxv.data(), vd, a_.kv_order, threads);
       mh::Buffer<T>().swap(dxv);
     }
     Rcpp::List wgrads(N_SLOTS);
     for (int i = 0; i < N_SLOTS; ++i) {
       if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), a_.weights[i]);
     }
-    gq.attr("dim") = qd;
-    gk.attr("dim") = kd;
-    gv.attr("dim") = vd;
-    return Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
-                              Rcpp::Named("value") = gv, Rcpp::Named("weights") = wgrads);
+    auto shaped = [](Rcpp::NumericVector& gx, bool wanted, const Rcpp::IntegerVector& dims) -> SEXP {
+      if (!wanted) return R_NilValue;
+      gx.attr("dim") = dims;
+      return gx;
+    };
+    return Rcpp::List::create(Rcpp::Named("query") = shaped(gq, need[0], qd),
+                              Rcpp::Named("key") = shaped(gk, need[1], kd),
+                              Rcpp::Named("value") = shaped(gv, need[2], vd),
+                              Rcpp::Named("weights") = wgrads);
   }
 
  private:
@@ -391,7 +399,8 @@ Rcpp::List run_call(const CallArgs& a, SEXP grad_output, bool record) {
                                       Rcpp::Named("grads") = R_NilValue,
                                       Rcpp::Named("record") = R_NilValue);
   if (backward) {
-    out["grads"] = st->backward(grad_output);
+    const bool all[3] = {true, true, true};
+    out["grads"] = st->backward(grad_output, all);
   } else if (record) {
     Rcpp::XPtr<RecordBase> ptr(st.release(), true);
     ptr.attr("class") = "multihead_attention_record";
@@ -459,15 +468,18 @@ Rcpp::List cpp_mha_call(SEXP query, SEXP key, SEXP value, Rcpp::IntegerVector q_
 
 // The backward pass of a recorded forward (cpp_mha_call(record = TRUE)):
 // list(query, key, value, weights) (weights by slot), or list(nonfinite = 4).
-// A record is differentiated once.
+// need: logical (query, key, value), the input gradients wanted (NULL for
+// the others). A record is differentiated once.
 // [[Rcpp::export]]
-Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output) {
+Rcpp::List cpp_mha_backward(SEXP record, SEXP grad_output, Rcpp::LogicalVector need) {
   if (TYPEOF(record) != EXTPTRSXP || !Rf_inherits(record, "multihead_attention_record") ||
       !R_ExternalPtrAddr(record)) {
     Rcpp::stop("multihead: not a live attention forward record");
   }
+  if (need.size() != 3) Rcpp::stop("cpp_mha_backward: need must have 3 entries");
+  const bool wanted[3] = {need[0] == TRUE, need[1] == TRUE, need[2] == TRUE};
   RecordBase* rec = static_cast<RecordBase*>(R_ExternalPtrAddr(record));
-  return nonfinite_as_list([&]() { return rec->backward(grad_output); });
+  return nonfinite_as_list([&]() { return rec->backward(grad_output, wanted); });
 }
 
 // One cached-attention call (keras_hub's CachedMultiHeadAttention, see

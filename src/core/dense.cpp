@@ -55,6 +55,7 @@ void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, 
 template <class T>
 void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
                           bool accumulate, int threads) {
+  if (!dx) return;
   Eigen::Map<const RowMat<T>> W(w, in, out);
   const int used = threads_for_macs(static_cast<double>(rows) * in * out, threads);
   const idx rb = backward_row_block(rows, in, out);

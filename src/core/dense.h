@@ -25,7 +25,7 @@ template <class T>
 void dense_forward_blocks(const T* x, idx rows, idx in, const T* w, const T* b, idx out,
                           int threads, const std::function<void(idx, idx, const T*)>& store);
 
-// dx = dy w^T, or dx += dy w^T when `accumulate`.
+// dx = dy w^T, or dx += dy w^T when `accumulate`; nothing for a null dx.
 template <class T>
 void dense_backward_input(const T* dy, idx rows, idx out, const T* w, idx in, T* dx,
                           bool accumulate, int threads);

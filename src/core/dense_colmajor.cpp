@@ -254,7 +254,7 @@ template <class T>
 void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& terms,
                                    const idx* dy_row, idx rows, idx in, double* dx, idx ldx,
                                    int threads) {
-  if (terms.empty()) return;
+  if (terms.empty() || !dx) return;
   idx out_max = 0;
   double macs = 0;
   for (const BackwardInputTerm<T>& t : terms) {
@@ -368,7 +368,7 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
     const long nb = n_blocks(p.rows, rb);
     const long b0 = grp * nb / ng, b1 = (grp + 1) * nb / ng;
     Buffer<T> xbuf(static_cast<size_t>(rb * p.in)), ybuf(static_cast<size_t>(rb * out_max)),
-        dxbuf(static_cast<size_t>(rb * p.in));
+        dxbuf(static_cast<size_t>(p.dx ? rb * p.in : 0));
     for (long blk = b0; blk < b1; ++blk) {
       const idx r0 = blk * rb, nr = std::min(rb, p.rows - r0);
       // x's block, column-major (nr, in): each column a contiguous run of x.
@@ -389,10 +389,11 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
           // dW (+)= X^T dY (X column-major), dX column-major (+)= (W dY^T) row-major
           gemm(p.in, t.out, nr, xbuf.data(), nr, 1, ybuf.data(), t.out, 1, pw, t.out, blk != b0);
           if (blk == b0) dB = dY.colwise().sum(); else dB += dY.colwise().sum();
-          gemm(p.in, nr, t.out, t.w, t.out, 1, ybuf.data(), 1, t.out, dxbuf.data(), nr, k > 0);
+          if (p.dx) gemm(p.in, nr, t.out, t.w, t.out, 1, ybuf.data(), 1, t.out, dxbuf.data(), nr, k > 0);
           continue;
         }
         add_weight_grads(X, dY, blk == b0, dW, dB);
+        if (!p.dx) continue;
         Eigen::Map<const RowMat<T>> W(t.w, p.in, t.out);
         if (k == 0) {
           dX.noalias() = dY * W.transpose();
@@ -400,6 +401,7 @@ void dense_backward_colmajor_x(const std::vector<ColMajorBackward<T>>& problems,
           dX.noalias() += dY * W.transpose();
         }
       }
+      if (!p.dx) continue;
       for (idx f = 0; f < p.in; ++f) convert_run(dxbuf.data() + f * nr, nr, p.dx + f * p.lddx + r0);
     }
   };

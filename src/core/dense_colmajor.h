@@ -97,6 +97,7 @@ struct BackwardInputTerm {
 
 // dx = sum of the terms' dy w^T (in order), written as column-major doubles
 // (an R matrix): dx(r, f) at dx[r + f * ldx], from row dy_row[r] of each dy.
+// Nothing is done for a null dx.
 template <class T>
 void dense_backward_input_colmajor(const std::vector<BackwardInputTerm<T>>& terms,
                                    const idx* dy_row, idx rows, idx in, double* dx, idx ldx,
@@ -119,7 +120,8 @@ struct BackwardTerm {
 // core's row order (row r of x is row x_row[r] of every dy):
 //   dw_t = x^T dy_t, db_t = column sums of dy_t for every term t, and
 //   dx = sum over the terms of dy_t w_t^T, written as column-major doubles
-//   (dx(r, f) at dx[r + f * lddx]).
+//   (dx(r, f) at dx[r + f * lddx]); a null dx: the input gradient is not
+//   computed.
 template <class T>
 struct ColMajorBackward {
   const double* x;

@@ -231,9 +231,7 @@ void mha_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const M
                            const AttentionMask& mask, const DropoutSpec& drop, MhaCache<T>& c,
                            const MhaColumnMajorGrads& cg, const MhaGrads<T>& g, int threads) {
   check_dims(d);
-  if (!cg.dout || !cg.dxq || !cg.dxk || !cg.dxv) {
-    throw std::invalid_argument("multihead core: mha_forward_backward_colmajor needs dout and every input gradient");
-  }
+  if (!cg.dout) throw std::invalid_argument("multihead core: mha_backward_colmajor needs dout");
   const idx BT = d.B * d.T, BS = d.B * d.S;
   const ProjectionWidths pw(d);
   if (c.path != MhaPath::kFlashInPlace || c.ops.q.empty() ||
@@ -276,9 +274,9 @@ void mha_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const M
   // starts on the query blocks: a block writes its rows of dx only after
   // its products.
   auto populate_dx = [&] {
-    populate_pages(cg.dxq, static_cast<size_t>(BT * d.E) * sizeof(double));
-    populate_pages(cg.dxk, static_cast<size_t>(BS * d.Dk) * sizeof(double));
-    populate_pages(cg.dxv, static_cast<size_t>(BS * d.Dv) * sizeof(double));
+    if (cg.dxq) populate_pages(cg.dxq, static_cast<size_t>(BT * d.E) * sizeof(double));
+    if (cg.dxk) populate_pages(cg.dxk, static_cast<size_t>(BS * d.Dk) * sizeof(double));
+    if (cg.dxv) populate_pages(cg.dxv, static_cast<size_t>(BS * d.Dv) * sizeof(double));
   };
   std::vector<BackwardTerm<T>> q_terms;
   if (w.wg) q_terms.push_back({dz.data(), pw.ctx, w.wg, g.dwg, g.dbg});
@@ -297,9 +295,7 @@ void mha_forward_backward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io,
                                    const MhaWeights<T>& w, const AttentionMask& mask,
                                    const DropoutSpec& drop, const MhaColumnMajorGrads& cg,
                                    const MhaGrads<T>& g, int threads) {
-  if (!cg.dout || !cg.dxq || !cg.dxk || !cg.dxv) {
-    throw std::invalid_argument("multihead core: mha_forward_backward_colmajor needs dout and every input gradient");
-  }
+  if (!cg.dout) throw std::invalid_argument("multihead core: mha_forward_backward_colmajor needs dout");
   MhaCache<T> c;
   forward_colmajor(d, io, w, mask, drop, threads, true, c);
   mha_backward_colmajor(d, io, w, mask, drop, c, cg, g, threads);

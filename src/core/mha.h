@@ -36,7 +36,9 @@ struct MhaWeights {
 };
 
 // Gradient outputs, same shapes as the inputs and weights. Every pointer whose
-// weight exists must be non-null; all are overwritten.
+// weight exists must be non-null; all are overwritten. An input gradient's
+// pointer may be null: that gradient is not computed (a model's inputs in a
+// training step).
 template <class T>
 struct MhaGrads {
   T* dxq = nullptr; T* dxk = nullptr; T* dxv = nullptr;
@@ -117,7 +119,7 @@ void mha_forward_colmajor(const MhaDims& d, const MhaColumnMajorIO& io, const Mh
 // The output gradient and the input gradients where the caller keeps them
 // (see MhaColumnMajorIO): dout (B*T, O) laid out as io.out (same out_col);
 // dxq, dxk, dxv laid out as io.xq, io.xk, io.xv (overwritten; three separate
-// arrays even when the caller's inputs are one array).
+// arrays even when the caller's inputs are one array; null: not computed).
 struct MhaColumnMajorGrads {
   const double* dout = nullptr;
   double* dxq = nullptr;
