@@ -17,6 +17,7 @@
 #include "core/large_buffers.h"
 #include "core/parallel.h"
 #include "core/take_rows.h"
+#include "glue_convert.h"
 
 namespace {
 
@@ -123,7 +124,7 @@ SEXP cpp_round_float32(SEXP x) {
     if (static_cast<double>(static_cast<float>(v)) != v && v == v) break;
   }
   if (first == n) return x;
-  SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+  SEXP out = PROTECT(mhglue::fresh_numeric(n));
   double* o = REAL(out);
   std::copy(p, p + first, o);
   for (R_xlen_t i = first; i < n; ++i) o[i] = static_cast<double>(static_cast<float>(p[i]));
@@ -135,7 +136,8 @@ SEXP cpp_round_float32(SEXP x) {
 // The samples `rows` (1-based, checked in R to lie in [1, dim(x)[1]]) of a
 // double, integer or logical array along its first axis, as
 // x[rows, , , drop = FALSE] without dimnames (the caller keeps `[` for
-// arrays with dimnames). Copies only: on up to `threads` threads.
+// arrays with dimnames), on up to `threads` threads. A double result is
+// offered huge pages (fresh_numeric()): a batch is several megabytes.
 // [[Rcpp::export]]
 SEXP cpp_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads) {
   const int type = TYPEOF(x);
@@ -151,7 +153,8 @@ SEXP cpp_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads) {
     if (rows[j] == NA_INTEGER || rows[j] < 1 || rows[j] > n) Rcpp::stop("cpp_take_rows: row out of range");
     at[static_cast<size_t>(j)] = rows[j] - 1;
   }
-  SEXP out = PROTECT(Rf_allocVector(type, k * cols));
+  SEXP out = PROTECT(type == REALSXP ? static_cast<SEXP>(mhglue::fresh_numeric(k * cols))
+                                      : Rf_allocVector(type, k * cols));
   if (type == REALSXP) {
     mh::take_rows_colmajor(REAL(x), n, cols, at.data(), k, REAL(out), threads);
   } else {
