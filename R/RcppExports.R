@@ -49,8 +49,8 @@ cpp_average_steps_forward <- function(x, order, mask, float64, threads) {
     .Call(`_multihead_cpp_average_steps_forward`, x, order, mask, float64, threads)
 }
 
-cpp_average_steps_backward <- function(grad_output, x_dims, order, mask, float64, threads) {
-    .Call(`_multihead_cpp_average_steps_backward`, grad_output, x_dims, order, mask, float64, threads)
+cpp_average_steps_backward <- function(grad_output, x_dims, order, mask, float64, threads, native = FALSE) {
+    .Call(`_multihead_cpp_average_steps_backward`, grad_output, x_dims, order, mask, float64, threads, native)
 }
 
 cpp_add_forward <- function(inputs, float64, threads) {
@@ -127,6 +127,22 @@ cpp_core_weights_alive <- function(x) {
 
 cpp_dense_call <- function(x, n_contract, kernel, bias, float64, threads) {
     .Call(`_multihead_cpp_dense_call`, x, n_contract, kernel, bias, float64, threads)
+}
+
+cpp_native_from_array <- function(x, threads) {
+    .Call(`_multihead_cpp_native_from_array`, x, threads)
+}
+
+cpp_native_to_array <- function(x, threads) {
+    .Call(`_multihead_cpp_native_to_array`, x, threads)
+}
+
+cpp_native_add <- function(a, b, threads) {
+    .Call(`_multihead_cpp_native_add`, a, b, threads)
+}
+
+cpp_native_release_all <- function() {
+    .Call(`_multihead_cpp_native_release_all`)
 }
 
 cpp_contract_forward <- function(x1, x2, plan, float64, threads) {

@@ -146,7 +146,7 @@ projection_run_forward <- function(self, x, plan, activation, activity_regulariz
                                 plan$out_order, activation_code(activation), is_float64(self),
                                 mh_threads(), self)
   self$activity_losses <- if (is.null(activity_regularizer)) list() else
-    list(regularizer_loss(activity_regularizer, res$output) / max(1, plan$out_dims[1L]))
+    list(regularizer_loss(activity_regularizer, native_as_array(res$output)) / max(1, plan$out_dims[1L]))
   list(output = res$output,
        cache = list(x = x, saved = res$saved, plan = plan, activation = activation,
                     out_dims = plan$out_dims),
@@ -207,6 +207,6 @@ register_dense <- function() {
                                                "kernel_constraint", "bias_constraint"))
     },
     build = dense_build, compute_output_shape = dense_compute_output_shape,
-    forward = dense_forward, backward = dense_backward, backward_skips_inputs = TRUE,
+    forward = dense_forward, backward = dense_backward, backward_skips_inputs = TRUE, native_tensors = TRUE,
     keras_object = keras_object_adjust(add = list(quantization_config = NULL), drop_null = "activity_regularizer"))
 }

@@ -179,6 +179,6 @@ register_layer_normalization <- function() {
       if (isTRUE(self$built)) layer_norm_order(self, input_shape)
       input_shape
     },
-    forward = layer_norm_forward, backward = layer_norm_backward,
+    forward = layer_norm_forward, backward = layer_norm_backward, native_tensors = TRUE,
     keras_object = keras_axis_key_out("axis"), keras_config = keras_axis_key_in("axis"))
 }

@@ -463,6 +463,11 @@ merge_kind <- function(self) {
 
 #' @noRd
 merge_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
+  if (is.list(inputs) && !is.object(inputs) && any(vapply(inputs, is_native_tensor, logical(1)))) {
+    res <- add_native_forward(self, inputs, masks)
+    if (!is.null(res)) return(res)
+    inputs <- lapply(inputs, native_as_array)  # broadcasting: on R arrays
+  }
   xs <- merge_input_list(self, inputs)
   masks <- merge_mask_list(masks, xs)
   kind <- merge_kind(self)
@@ -473,8 +478,31 @@ merge_forward <- function(self, inputs, args = list(), training = FALSE, masks =
   elementwise_merge_forward(self, xs, masks, kind$combine(self))
 }
 
+# Add on native tensors (native-tensor.R) of one shape: the C++ sum, a native
+# tensor (NULL when the inputs need broadcasting, or the layer is not a
+# float32 Add: the caller converts them).
+#' @noRd
+add_native_forward <- function(self, inputs, masks) {
+  if (!identical(self$class_name, "Add") || is_float64(self)) return(NULL)
+  xs <- merge_input_list(self, inputs)
+  shapes <- lapply(xs, dim)
+  if (length(unique(lapply(shapes, as.integer))) != 1L) return(NULL)
+  masks <- merge_mask_list(masks, xs)
+  if (!isTRUE(self$built)) merge_build(self, lapply(shapes, batchless_shape))
+  out <- shapes[[1L]]
+  y <- cpp_add_forward(xs, FALSE, mh_threads())
+  list(output = y, cache = list(shapes = shapes, padded = shapes, out_dims = out),
+       mask = merge_or_mask(masks, shapes, out[-length(out)]))
+}
+
 #' @noRd
 merge_backward <- function(self, cache, grad_output) {
+  if (identical(self$class_name, "Add") && is_native_tensor(grad_output) &&
+      all(vapply(cache$shapes, function(d) identical(as.integer(d), as.integer(cache$out_dims)), logical(1)))) {
+    g <- check_grad_output(grad_output, cache$out_dims)  # float32 already: each input's gradient as it is
+    return(list(inputs = rep(list(g), length(cache$shapes)), weights = named_weight_grads(self, list())))
+  }
+  grad_output <- native_as_array(grad_output)
   if (identical(self$class_name, "Concatenate")) concat_backward(self, cache, grad_output)
   else elementwise_merge_backward(self, cache, grad_output)
 }
@@ -521,7 +549,7 @@ register_merge_layers <- function() {
           do.call(ctor, args, quote = TRUE)
         },
         build = merge_build, compute_output_shape = merge_output_shape,
-        forward = merge_forward, backward = merge_backward)
+        forward = merge_forward, backward = merge_backward, native_tensors = identical(cls, "Add"))
     })
   }
   register_protocol_layer(

@@ -88,28 +88,32 @@ pooling_forward <- function(self, inputs, args = list(), training = FALSE, masks
   y <- cpp_average_steps_forward(x, order, mask, is_float64(self), mh_threads())
   out_dims <- pooling_output_shape(self, d)
   dim(y) <- out_dims
-  list(output = y, cache = list(x_dims = d, order = order, mask = mask, out_dims = out_dims), mask = NULL)
+  list(output = y, cache = list(x_dims = d, order = order, mask = mask, out_dims = out_dims,
+                                native = is_native_tensor(x)), mask = NULL)
 }
 
 #' @noRd
 pooling_backward <- function(self, cache, grad_output) {
   g <- check_grad_output(grad_output, cache$out_dims)
   d <- cache$x_dims
-  dim(g) <- d[cache$order[c(1L, 3L)] + 1L]
-  dx <- cpp_average_steps_backward(g, d, cache$order, cache$mask, is_float64(self), mh_threads())
+  gd <- d[cache$order[c(1L, 3L)] + 1L]
+  if (is_native_tensor(g) && !identical(as.integer(dim(g)), as.integer(gd))) g <- native_as_array(g)
+  if (!is_native_tensor(g)) dim(g) <- gd
+  dx <- cpp_average_steps_backward(g, d, cache$order, cache$mask, is_float64(self), mh_threads(),
+                                   isTRUE(cache$native))
   list(inputs = dx, weights = named_weight_grads(self, list()))
 }
 
 #' @noRd
 register_global_average_pooling_1d <- function() {
   register_global_pooling_1d("GlobalAveragePooling1D", layer_global_average_pooling_1d, pooling_forward,
-                             pooling_backward)
+                             pooling_backward, native_tensors = TRUE)
 }
 
 # The registration both global poolings share: the configuration
 # (data_format, keepdims), rank-3 inputs, the output shape.
 #' @noRd
-register_global_pooling_1d <- function(class_name, ctor, forward, backward) {
+register_global_pooling_1d <- function(class_name, ctor, forward, backward, native_tensors = FALSE) {
   register_protocol_layer(
     class_name,
     properties = list(data_format = function(self) self$config$data_format,
@@ -127,7 +131,7 @@ register_global_pooling_1d <- function(class_name, ctor, forward, backward) {
       if (length(input_shape) != 3L) abort_arg("input_shape", "a shape of rank 3", fmt_shape(input_shape))
       pooling_output_shape(self, input_shape)
     },
-    forward = forward, backward = backward,
+    forward = forward, backward = backward, native_tensors = native_tensors,
     keras_object = keras_object_adjust(build_config = FALSE))  # Keras's global pooling has no build()
 }
 

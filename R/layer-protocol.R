@@ -135,7 +135,8 @@ reject_layer_call_args <- function(self, dots) {
 register_protocol_layer <- function(class_name, properties, describe, get_config, from_config,
                                     build, compute_output_shape, forward, backward,
                                     backprop = protocol_layer_backprop, keras_object = NULL,
-                                    keras_config = NULL, backward_skips_inputs = FALSE) {
+                                    keras_config = NULL, backward_skips_inputs = FALSE,
+                                    native_tensors = FALSE) {
   register_layer_class(
     class_name,
     properties = c(common_layer_properties, properties),
@@ -149,7 +150,7 @@ register_protocol_layer <- function(class_name, properties, describe, get_config
     describe = describe, get_config = get_config, from_config = from_config, build = build,
     compute_output_shape = compute_output_shape, forward = forward, backward = backward,
     backprop = backprop, keras_object = keras_object, keras_config = keras_config,
-    backward_skips_inputs = backward_skips_inputs)
+    backward_skips_inputs = backward_skips_inputs, native_tensors = native_tensors)
 }
 
 # Initializer, regularizer and constraint arguments (told apart by the
@@ -210,6 +211,7 @@ check_not_built <- function(self) {
 
 #' @noRd
 check_layer_input <- function(x, arg = "inputs", min_rank = 1L, what = "a numeric array") {
+  if (is_native_tensor(x) && length(dim(x)) >= min_rank) return(x)  # a float32 layer's result (the runner's)
   d <- if (is.null(dim(x))) length(x) else dim(x)
   if (!is.numeric(x) || is.object(x) || (is.null(dim(x)) && min_rank > 1L)) {
     abort_arg(arg, sprintf("%s with at least %d ax%s (batch first)", what, min_rank,
@@ -279,6 +281,9 @@ check_position_mask <- function(mask, dims, arg = "mask") {
 
 #' @noRd
 check_grad_output <- function(grad_output, dims) {
+  if (is_native_tensor(grad_output) && identical(as.integer(dim(grad_output)), as.integer(dims))) {
+    return(grad_output)  # a float32 layer's result (the runner's)
+  }
   gd <- if (is.null(dim(grad_output))) length(grad_output) else dim(grad_output)
   if (!is.numeric(grad_output) || is.object(grad_output) || !identical(as.integer(gd), as.integer(dims))) {
     abort_arg("grad_output", sprintf("a numeric array of the output's shape %s", fmt_shape(dims)),

@@ -113,6 +113,10 @@
 #   backward_skips_inputs
 #                    TRUE: backward() takes `need_inputs` (see the protocol
 #                    above) and may leave unwanted input gradients NULL.
+#   native_tensors   TRUE: in a float32 layer, forward() and backward() take
+#                    native tensors (native-tensor.R) for float inputs and
+#                    output gradients besides R arrays, and return native
+#                    tensors for native inputs.
 #' @noRd
 register_layer_class <- function(class_name, properties, methods, describe, get_config, from_config,
                                  build = NULL, compute_output_shape = NULL, forward = NULL,
@@ -120,7 +124,7 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                                  activity_terms = NULL, h5_children = NULL, backprop = NULL,
                                  keras_object = NULL, keras_config = NULL, save_assets = NULL,
                                  load_assets = NULL, keras_class_name = NULL,
-                                 backward_skips_inputs = FALSE) {
+                                 backward_skips_inputs = FALSE, native_tensors = FALSE) {
   if (!is.null(input_args) && !(is.character(input_args) && length(input_args) && !anyNA(input_args) &&
                                 all(nzchar(input_args)) && !anyDuplicated(input_args))) {
     abort_msg(sprintf("`input_args` of layer class \"%s\" must be NULL or distinct argument names.", class_name))
@@ -141,7 +145,8 @@ register_layer_class <- function(class_name, properties, methods, describe, get_
                           keras_object = keras_object, keras_config = keras_config,
                           save_assets = save_assets, load_assets = load_assets,
                           keras_class_name = keras_class_name,
-                          backward_skips_inputs = isTRUE(backward_skips_inputs)),
+                          backward_skips_inputs = isTRUE(backward_skips_inputs),
+                          native_tensors = isTRUE(native_tensors)),
          envir = .layer_classes)
 }
 

@@ -186,9 +186,10 @@ evaluate_source <- function(self, compiled, metrics, src, what, progress = FALSE
       batch <- generator_batch_data(self, raw, src$arg)
     }
     b <- b + 1L
-    run <- run_graph_forward(self$graph, batch$x, NULL, training = FALSE, keep = TRUE)
+    run <- run_graph_forward(self$graph, batch$x, NULL, training = FALSE, keep = TRUE, native = TRUE)
     step <- batch_loss(compiled, batch, run$outputs, grad = FALSE)
     step$loss <- step$loss + regularization_loss(self$graph, run, slots)
+    release_natives()
     tracker_update(tracker, step, batch$n)
     update_metrics(metrics, batch, run$outputs)
     if (!is.null(bar)) cli::cli_progress_update(id = bar)

@@ -341,11 +341,13 @@ fit_epoch <- function(self, compiled, metrics, src, callbacks, context, state, e
 #' @noRd
 train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALSE) {
   graph <- self$graph
-  run <- run_graph_forward(graph, batch$x, NULL, training = TRUE, keep = TRUE)
+  run <- run_graph_forward(graph, batch$x, NULL, training = TRUE, keep = TRUE, native = TRUE)
+  on.exit(release_natives(), add = TRUE)  # (also when the step fails)
   step <- batch_loss(compiled, batch, run$outputs, grad = TRUE)
   step$loss <- step$loss + regularization_loss(graph, run, slots)
   step$outputs <- run$outputs
   back <- run_graph_backward(graph, run, step$grads, activity = TRUE, input_grads = FALSE)
+  release_natives()
   if (!length(slots)) return(step)
   wgrads <- model_weight_grads(self, back$weights)
   weights <- list()

@@ -52,22 +52,31 @@ node_has_several_outputs <- function(node) {
 # graph$inputs (NULL entries allowed). `keep`: keep each node's cache for
 # run_graph_backward(). Returns list(values, masks, caches) (environments
 # keyed by tensor or node id) and `outputs` / `output_masks` (lists aligned
-# with graph$outputs).
+# with graph$outputs, R arrays). `native`: float32 layers that take native
+# tensors (native-tensor.R) exchange them; with `keep` the caller ends the
+# run with release_natives() after its backward pass.
 #' @noRd
-run_graph_forward <- function(graph, input_values, input_masks = NULL, training = FALSE, keep = FALSE) {
+run_graph_forward <- function(graph, input_values, input_masks = NULL, training = FALSE, keep = FALSE,
+                              native = FALSE) {
   values <- new.env(hash = TRUE, parent = emptyenv())
   masks <- new.env(hash = TRUE, parent = emptyenv())
   caches <- new.env(hash = TRUE, parent = emptyenv())
+  native <- isTRUE(native) && native_tensors_enabled()
+  conv <- new.env(hash = TRUE, parent = emptyenv())  # values converted to the other form, by id
   for (i in seq_along(graph$inputs)) {
     id <- graph$inputs[[i]]$id
     assign(id, input_values[[i]], envir = values)
     if (!is.null(input_masks) && !is.null(input_masks[[i]])) assign(id, input_masks[[i]], envir = masks)
   }
   for (node in graph$nodes) {
-    in_vals <- lapply(node$inputs, function(t) values[[t$id]])
+    takes <- native && node_takes_native(node)
+    in_vals <- lapply(node$inputs, function(t) value_in_form(values[[t$id]], t$id, takes, conv))
     in_masks <- lapply(node$inputs, function(t) masks[[t$id]])
     args <- node$args
-    for (nm in names(node$arg_tensors)) args[nm] <- list(values[[node$arg_tensors[[nm]]$id]])
+    for (nm in names(node$arg_tensors)) {
+      t <- node$arg_tensors[[nm]]
+      args[nm] <- list(value_in_form(values[[t$id]], t$id, FALSE, conv))
+    }
     tr <- if (is.null(node$training)) training else node$training
     res <- if (identical(node$kind, "variable")) list(output = variable_value(node$callee))
       else node_forward(node, in_vals, args, tr, in_masks)
@@ -81,9 +90,11 @@ run_graph_forward <- function(graph, input_values, input_masks = NULL, training 
     }
     if (keep) assign(node$id, res$cache, envir = caches)
   }
-  list(values = values, masks = masks, caches = caches,
-       outputs = lapply(graph$outputs, function(t) values[[t$id]]),
-       output_masks = lapply(graph$outputs, function(t) masks[[t$id]]))
+  outputs <- lapply(graph$outputs, function(t) value_in_form(values[[t$id]], t$id, FALSE, conv))
+  run <- list(values = values, masks = masks, caches = caches, outputs = outputs,
+              output_masks = lapply(graph$outputs, function(t) masks[[t$id]]))
+  if (native && !keep) release_natives()
+  run
 }
 
 #' @noRd
@@ -151,7 +162,9 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
   add_grad <- function(id, g) {
     if (is.null(g)) return(invisible())
     old <- grads[[id]]
-    assign(id, if (is.null(old)) g else old + g, envir = grads)
+    assign(id, if (is.null(old)) g
+               else if (is_native_tensor(old) || is_native_tensor(g)) cpp_native_add(old, g, mh_threads())
+               else old + g, envir = grads)
   }
   for (i in seq_along(graph$outputs)) add_grad(graph$outputs[[i]]$id, grad_outputs[[i]])
   wgrads <- new.env(hash = TRUE, parent = emptyenv())
@@ -169,7 +182,7 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
         v <- run$values[[ids[i]]]
         gs[[i]] <- array(0, if (is.null(dim(v))) length(v) else dim(v))
       }
-      if (!is.null(extra$outputs[[i]])) gs[[i]] <- gs[[i]] + extra$outputs[[i]]
+      if (!is.null(extra$outputs[[i]])) gs[[i]] <- native_as_array(gs[[i]]) + extra$outputs[[i]]
     }
     if (identical(node$kind, "variable")) {
       v <- node$callee
@@ -177,6 +190,7 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
       next
     }
     several <- node_has_several_outputs(node)
+    if (!node_takes_native(node)) gs <- lapply(gs, native_as_array)
     g <- if (several) stats::setNames(gs, node$output_names) else gs[[1L]]
     cache <- run$caches[[node$id]]
     if (activity && (inherits(node$callee, "multihead_model") || inherits(node$callee, "multihead_custom_layer"))) {
@@ -208,7 +222,7 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
       }
     }
   }
-  list(inputs = lapply(graph$inputs, function(t) grads[[t$id]]), weights = wgrads)
+  list(inputs = lapply(graph$inputs, function(t) native_as_array(grads[[t$id]])), weights = wgrads)
 }
 
 # Output shapes of the graph for new input shapes (a list aligned with

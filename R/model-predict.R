@@ -73,7 +73,7 @@ predict.multihead_model <- function(object, x, ..., batch_size = NULL, verbose =
   for (b in seq_along(starts)) {
     idx <- starts[b]:min(n, starts[b] + batch_size - 1L)
     batch <- lapply(vals, function(v) if (is.null(v)) NULL else slice_first_axis(v, idx))
-    run <- run_graph_forward(self$graph, batch, NULL, FALSE, keep = FALSE)
+    run <- run_graph_forward(self$graph, batch, NULL, FALSE, keep = FALSE, native = TRUE)
     pieces[[b]] <- run$outputs
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
   }
@@ -106,7 +106,7 @@ predict_generator <- function(self, fn, steps, show_bar) {
     }
     data <- generator_batch_data(self, list(x = raw), "x", need_y = FALSE)
     b <- b + 1L
-    pieces[[b]] <- run_graph_forward(self$graph, data$x, NULL, FALSE, keep = FALSE)$outputs
+    pieces[[b]] <- run_graph_forward(self$graph, data$x, NULL, FALSE, keep = FALSE, native = TRUE)$outputs
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
   }
   if (!is.null(bar)) cli::cli_progress_done(id = bar)

@@ -35,12 +35,12 @@ node_activity_terms <- function(node, run) {
   self <- layer_self(node$callee)
   reg <- layer_activity_regularizer(self)
   if (is.null(reg)) return(NULL)
-  out <- run$values[[node_output_ids(node)[1L]]]
+  out <- native_as_array(run$values[[node_output_ids(node)[1L]]])
   batch <- max(1, dim(out)[1L])
   terms <- list(list(value = out, kind = "output"))
   extra <- layer_class_def(self)$activity_terms
   if (!is.null(extra)) {
-    ins <- lapply(node$inputs, function(t) run$values[[t$id]])
+    ins <- lapply(node$inputs, function(t) native_as_array(run$values[[t$id]]))
     terms <- c(terms, extra(self, ins, names(node$inputs)))
   }
   list(self = self, reg = reg, batch = batch, terms = terms)

@@ -142,7 +142,7 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_layer_norm_forward
-Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP gamma, SEXP beta, double epsilon, bool float64, int threads);
+SEXP cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm, SEXP gamma, SEXP beta, double epsilon, bool float64, int threads);
 RcppExport SEXP _multihead_cpp_layer_norm_forward(SEXP xSEXP, SEXP orderSEXP, SEXP n_normSEXP, SEXP gammaSEXP, SEXP betaSEXP, SEXP epsilonSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
@@ -242,8 +242,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_average_steps_backward
-Rcpp::NumericVector cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims, Rcpp::IntegerVector order, SEXP mask, bool float64, int threads);
-RcppExport SEXP _multihead_cpp_average_steps_backward(SEXP grad_outputSEXP, SEXP x_dimsSEXP, SEXP orderSEXP, SEXP maskSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
+SEXP cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims, Rcpp::IntegerVector order, SEXP mask, bool float64, int threads, bool native);
+RcppExport SEXP _multihead_cpp_average_steps_backward(SEXP grad_outputSEXP, SEXP x_dimsSEXP, SEXP orderSEXP, SEXP maskSEXP, SEXP float64SEXP, SEXP threadsSEXP, SEXP nativeSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -253,12 +253,13 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< SEXP >::type mask(maskSEXP);
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_average_steps_backward(grad_output, x_dims, order, mask, float64, threads));
+    Rcpp::traits::input_parameter< bool >::type native(nativeSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_average_steps_backward(grad_output, x_dims, order, mask, float64, threads, native));
     return rcpp_result_gen;
 END_RCPP
 }
 // cpp_add_forward
-Rcpp::NumericVector cpp_add_forward(Rcpp::List inputs, bool float64, int threads);
+SEXP cpp_add_forward(Rcpp::List inputs, bool float64, int threads);
 RcppExport SEXP _multihead_cpp_add_forward(SEXP inputsSEXP, SEXP float64SEXP, SEXP threadsSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
@@ -577,6 +578,53 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< bool >::type float64(float64SEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
     rcpp_result_gen = Rcpp::wrap(cpp_dense_call(x, n_contract, kernel, bias, float64, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_native_from_array
+SEXP cpp_native_from_array(SEXP x, int threads);
+RcppExport SEXP _multihead_cpp_native_from_array(SEXP xSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_native_from_array(x, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_native_to_array
+Rcpp::NumericVector cpp_native_to_array(SEXP x, int threads);
+RcppExport SEXP _multihead_cpp_native_to_array(SEXP xSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_native_to_array(x, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_native_add
+SEXP cpp_native_add(SEXP a, SEXP b, int threads);
+RcppExport SEXP _multihead_cpp_native_add(SEXP aSEXP, SEXP bSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type a(aSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type b(bSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_native_add(a, b, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_native_release_all
+int cpp_native_release_all();
+RcppExport SEXP _multihead_cpp_native_release_all() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_native_release_all());
     return rcpp_result_gen;
 END_RCPP
 }
@@ -949,7 +997,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_embedding_backward", (DL_FUNC) &_multihead_cpp_embedding_backward, 5},
     {"_multihead_cpp_dropout", (DL_FUNC) &_multihead_cpp_dropout, 7},
     {"_multihead_cpp_average_steps_forward", (DL_FUNC) &_multihead_cpp_average_steps_forward, 5},
-    {"_multihead_cpp_average_steps_backward", (DL_FUNC) &_multihead_cpp_average_steps_backward, 6},
+    {"_multihead_cpp_average_steps_backward", (DL_FUNC) &_multihead_cpp_average_steps_backward, 7},
     {"_multihead_cpp_add_forward", (DL_FUNC) &_multihead_cpp_add_forward, 3},
     {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
     {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
@@ -969,6 +1017,10 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_mha_core_weights", (DL_FUNC) &_multihead_cpp_mha_core_weights, 2},
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
+    {"_multihead_cpp_native_from_array", (DL_FUNC) &_multihead_cpp_native_from_array, 2},
+    {"_multihead_cpp_native_to_array", (DL_FUNC) &_multihead_cpp_native_to_array, 2},
+    {"_multihead_cpp_native_add", (DL_FUNC) &_multihead_cpp_native_add, 3},
+    {"_multihead_cpp_native_release_all", (DL_FUNC) &_multihead_cpp_native_release_all, 0},
     {"_multihead_cpp_contract_forward", (DL_FUNC) &_multihead_cpp_contract_forward, 5},
     {"_multihead_cpp_contract_backward", (DL_FUNC) &_multihead_cpp_contract_backward, 8},
     {"_multihead_cpp_gather_forward", (DL_FUNC) &_multihead_cpp_gather_forward, 4},

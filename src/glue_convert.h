@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/large_buffers.h"
@@ -60,7 +61,35 @@ auto out_of_memory_as_error(F f) -> decltype(f()) {
   }
 }
 
+// ---- native tensors ------------------------------------------------------------
+// A float32 tensor kept in C++ between the layers of a training step or a
+// predict() batch (R/native-tensor.R): row-major over its Keras dims (batch
+// first). R holds it by an external pointer of class
+// "multihead_native_tensor" (attribute "shape": the dims); the finalizer
+// frees it, release_all_natives() frees the buffers of all at the end of a
+// run (glue_native.cpp).
+struct NativeTensor {
+  std::vector<idx> dims;
+  mh::Buffer<float> data;
+  bool released = false;
+};
+
+// The tensor behind x, or nullptr when x is not a native tensor; an error for
+// a released one.
+NativeTensor* native_tensor(SEXP x);
+
+// A new R handle owning `data` (row-major over `dims`).
+SEXP wrap_native(std::vector<idx> dims, mh::Buffer<float>&& data);
+
+// Frees every live native tensor's buffer (glue_native.cpp); the count.
+int release_all_natives();
+
+// Keras dims of an R array (its dim attribute, or its length) or of a native
+// tensor.
 inline std::vector<idx> r_dims(SEXP x) {
+  if (TYPEOF(x) == EXTPTRSXP) {
+    if (NativeTensor* t = native_tensor(x)) return t->dims;
+  }
   SEXP d = Rf_getAttrib(x, R_DimSymbol);
   std::vector<idx> out;
   if (Rf_isNull(d)) {
@@ -84,7 +113,17 @@ mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order, int threads = 1)
   for (int k = 0; k < r; ++k) perm[k] = order[r - 1 - k];
   const idx n = checked_count(dims, "an input array");
   mh::Buffer<T> out(static_cast<size_t>(n));
-  if (TYPEOF(x) == REALSXP) {
+  if (TYPEOF(x) == EXTPTRSXP) {
+    // Row-major over the Keras dims == column-major with the dims reversed
+    // (source axis k is Keras axis r-1-k); the destination's column-major
+    // axis k is Keras axis order[r-1-k].
+    const NativeTensor* t = native_tensor(x);
+    if (!t) Rcpp::stop("internal: expected a numeric array or a native tensor");
+    std::vector<idx> sdim(dims.rbegin(), dims.rend());
+    std::vector<int> from(r);
+    for (int k = 0; k < r; ++k) from[k] = r - 1 - order[r - 1 - k];
+    mh::permute_copy(t->data.data(), sdim, from, out.data(), threads);
+  } else if (TYPEOF(x) == REALSXP) {
     mh::permute_copy(REAL(x), dims, perm, out.data(), threads);
   } else if (TYPEOF(x) == INTSXP || TYPEOF(x) == LGLSXP) {
     mh::permute_copy(INTEGER(x), dims, perm, out.data(), threads);
@@ -122,6 +161,76 @@ Rcpp::NumericVector from_core(const T* buf, const Rcpp::IntegerVector& dims,
   if (n > 0) mh::permute_copy(buf, sdim, where, REAL(out), threads);
   out.attr("dim") = dims;
   return out;
+}
+
+// An input of a glue call in the core's layout (row-major in `order`): a
+// native float32 tensor in its natural order is read where it is (no copy);
+// anything else is converted by to_core().
+template <class T>
+struct CoreInput {
+  const T* ptr = nullptr;
+  size_t count = 0;
+  mh::Buffer<T> owned;
+  const T* data() const { return ptr; }
+  size_t size() const { return count; }
+  bool empty() const { return count == 0; }
+};
+
+inline bool is_natural_order(const Rcpp::IntegerVector& order) {
+  for (int k = 0; k < order.size(); ++k)
+    if (order[k] != k) return false;
+  return true;
+}
+
+template <class T>
+CoreInput<T> core_input(SEXP x, const Rcpp::IntegerVector& order, int threads) {
+  CoreInput<T> in;
+  if constexpr (std::is_same<T, float>::value) {
+    if (TYPEOF(x) == EXTPTRSXP && is_natural_order(order)) {
+      if (const NativeTensor* t = native_tensor(x)) {
+        in.ptr = t->data.data();
+        in.count = t->data.size();
+        return in;
+      }
+    }
+  }
+  in.owned = to_core<T>(x, order, threads);
+  in.ptr = in.owned.data();
+  in.count = in.owned.size();
+  return in;
+}
+
+// A glue call's result `buf` (row-major over the Keras dims `dims` taken in
+// `order`): a native tensor when `native` (float32 results only; moved, or
+// permuted to the natural order), else the R array (from_core()).
+template <class T>
+SEXP core_output(mh::Buffer<T>&& buf, const Rcpp::IntegerVector& dims, const Rcpp::IntegerVector& order,
+                 bool native, int threads) {
+  if constexpr (!std::is_same<T, float>::value) {
+    return from_core(buf.data(), dims, order, threads);
+  } else {
+  if (!native) return from_core(buf.data(), dims, order, threads);
+  const int r = dims.size();
+  std::vector<idx> d(dims.begin(), dims.end());
+  mh::Buffer<float> data;
+  if (is_natural_order(order)) {
+    data.swap(buf);
+  } else {
+    // buf is column-major with dims sdim[k] = dims[order[r-1-k]]; the
+    // natural layout is column-major with the dims reversed.
+    std::vector<idx> sdim(r);
+    std::vector<int> where(r);
+    for (int k = 0; k < r; ++k) {
+      sdim[k] = dims[order[r - 1 - k]];
+      where[order[r - 1 - k]] = k;
+    }
+    std::vector<int> perm(r);
+    for (int k = 0; k < r; ++k) perm[k] = where[r - 1 - k];
+    data.resize(buf.size());
+    mh::permute_copy(buf.data(), sdim, perm, data.data(), threads);
+  }
+  return wrap_native(std::move(d), std::move(data));
+  }
 }
 
 // An R array with dims `dims` seen as a column-major matrix: its first

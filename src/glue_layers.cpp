@@ -81,6 +81,35 @@ Rcpp::NumericVector flat_from(const mh::Buffer<T>& buf, SEXP like) {
   return out;
 }
 
+// Whether x is a native tensor (glue_convert.h): the layer then returns
+// native tensors too (float32 layers only).
+bool is_native(SEXP x) { return mhglue::native_tensor(x) != nullptr; }
+
+// A flat saved buffer (what a backward pass reads as it is): a native tensor
+// of dims (n) when `native`, else a double vector.
+template <class T>
+SEXP saved_output(mh::Buffer<T>&& buf, bool native) {
+  if (buf.empty()) return R_NilValue;
+  Rcpp::IntegerVector n = Rcpp::IntegerVector::create(static_cast<int>(buf.size())), zero(1);
+  if (native) return mhglue::core_output(std::move(buf), n, zero, true, 1);
+  return flat_from(buf, R_NilValue);
+}
+
+// A flat saved buffer back (a native tensor read where it is).
+template <class T>
+mhglue::CoreInput<T> saved_input(SEXP saved) {
+  mhglue::CoreInput<T> in;
+  if (Rf_isNull(saved)) return in;
+  if (is_native(saved)) {
+    Rcpp::IntegerVector zero(1);
+    return mhglue::core_input<T>(saved, zero, 1);
+  }
+  in.owned = flat_to<T>(saved);
+  in.ptr = in.owned.data();
+  in.count = in.owned.size();
+  return in;
+}
+
 // The row-major dims of an R (column-major) array: its dims reversed.
 std::vector<idx> reversed(const std::vector<idx>& d) { return std::vector<idx>(d.rbegin(), d.rend()); }
 
@@ -127,7 +156,9 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
   const idx rows = p.rows, in = p.in, out = p.out;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order, threads), bc;
+    const bool native = is_native(x);
+    const mhglue::CoreInput<T> xc = mhglue::core_input<T>(x, x_order, threads);
+    mh::Buffer<T> bc;
     const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
     idx period = 0;
     if (!Rf_isNull(bias)) {
@@ -139,8 +170,8 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
     mh::projection_forward(xc.data(), rows, in, kc->data(), out, bc.empty() ? nullptr : bc.data(),
                            period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
     return Rcpp::List::create(
-        Rcpp::Named("output") = from_core(y.data(), out_dims, out_order, threads),
-        Rcpp::Named("saved") = saved.empty() ? R_NilValue : Rcpp::wrap(flat_from(saved, R_NilValue)));
+        Rcpp::Named("output") = mhglue::core_output(std::move(y), out_dims, out_order, native, threads),
+        Rcpp::Named("saved") = saved_output(std::move(saved), native));
   });
 }
 
@@ -160,17 +191,18 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
   const std::vector<idx>& kd = p.kd;
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, x_order, threads);
+    const bool native = is_native(x);
+    const mhglue::CoreInput<T> xc = mhglue::core_input<T>(x, x_order, threads);
     const auto kc = mhglue::cached_to_core<T>(owner, "kernel", kernel, k_order);
-    mh::Buffer<T> dy = to_core<T>(grad_output, out_order, threads), sv;
+    const mhglue::CoreInput<T> dy = mhglue::core_input<T>(grad_output, out_order, threads),
+                               sv = saved_input<T>(saved);
     if (static_cast<idx>(dy.size()) != rows * out) Rcpp::stop("internal: grad_output size");
-    if (!Rf_isNull(saved)) sv = flat_to<T>(saved);
     mh::Buffer<T> dx(need_input ? xc.size() : 0), dw(kc->size()), db(static_cast<size_t>(period));
     mh::projection_backward(xc.data(), rows, in, kc->data(), out, period, act,
                             sv.empty() ? nullptr : sv.data(), dy.data(), need_input ? dx.data() : nullptr,
                             dw.data(), period > 0 ? db.data() : nullptr, threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = need_input ? Rcpp::wrap(from_core(dx.data(), int_dims(xd), x_order, threads))
+        Rcpp::Named("inputs") = need_input ? mhglue::core_output(std::move(dx), int_dims(xd), x_order, native, threads)
                                            : R_NilValue,
         Rcpp::Named("kernel") = from_core(dw.data(), int_dims(kd), k_order, threads),
         Rcpp::Named("bias") = period > 0 ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
@@ -224,7 +256,7 @@ Rcpp::NumericVector cpp_activation_backward(SEXP saved, SEXP grad_output, int ac
 // ones (in increasing axis order, matching gamma/beta's dims, which are
 // converted to row-major like x). gamma, beta: arrays or NULL.
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm,
+SEXP cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, int n_norm,
                                            SEXP gamma, SEXP beta, double epsilon, bool float64,
                                            int threads) {
   const std::vector<idx> d = r_dims(x);
@@ -232,12 +264,13 @@ Rcpp::NumericVector cpp_layer_norm_forward(SEXP x, Rcpp::IntegerVector order, in
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(xc.size()), g, b;
+    const mhglue::CoreInput<T> xc = mhglue::core_input<T>(x, order, threads);
+    mh::Buffer<T> y(xc.size()), g, b;
     if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
     if (!Rf_isNull(beta)) b = mhglue::weight_to_core<T>(beta);
     mh::layer_norm_forward(xc.data(), rows, n, g.empty() ? nullptr : g.data(),
                            b.empty() ? nullptr : b.data(), epsilon, y.data(), threads);
-    return from_core(y.data(), int_dims(d), order, threads);
+    return mhglue::core_output(std::move(y), int_dims(d), order, is_native(x), threads);
   });
 }
 
@@ -252,7 +285,9 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
   const idx rows = prod_in_order(d, order, 0, r - n_norm), n = prod_in_order(d, order, r - n_norm, r);
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order, threads), dy = to_core<T>(grad_output, order, threads), g;
+    const mhglue::CoreInput<T> xc = mhglue::core_input<T>(x, order, threads),
+                               dy = mhglue::core_input<T>(grad_output, order, threads);
+    mh::Buffer<T> g;
     if (!Rf_isNull(gamma)) g = mhglue::weight_to_core<T>(gamma);
     mh::Buffer<T> dx(xc.size()), dg(g.empty() ? 0 : static_cast<size_t>(n)),
         dbeta(has_beta ? static_cast<size_t>(n) : 0);
@@ -260,7 +295,7 @@ Rcpp::List cpp_layer_norm_backward(SEXP x, Rcpp::IntegerVector order, int n_norm
                             dy.data(), dx.data(), dg.empty() ? nullptr : dg.data(),
                             dbeta.empty() ? nullptr : dbeta.data(), threads);
     return Rcpp::List::create(
-        Rcpp::Named("inputs") = from_core(dx.data(), int_dims(d), order, threads),
+        Rcpp::Named("inputs") = mhglue::core_output(std::move(dx), int_dims(d), order, is_native(x), threads),
         Rcpp::Named("gamma") = dg.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dg.data(), param_like)),
         Rcpp::Named("beta") = dbeta.empty() ? R_NilValue : Rcpp::wrap(mhglue::weight_from_core(dbeta.data(), param_like)));
   });
@@ -337,7 +372,8 @@ Rcpp::NumericVector cpp_average_steps_forward(SEXP x, Rcpp::IntegerVector order,
   if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> xc = to_core<T>(x, order, threads), y(static_cast<size_t>(B * C));
+    const mhglue::CoreInput<T> xc = mhglue::core_input<T>(x, order, threads);
+    mh::Buffer<T> y(static_cast<size_t>(B * C));
     mh::average_steps_forward(xc.data(), B, S, C, mc.empty() ? nullptr : mc.data(), y.data(),
                               threads);
     return from_core(y.data(), int_dims({B, C}), natural_order(2), threads);
@@ -346,38 +382,55 @@ Rcpp::NumericVector cpp_average_steps_forward(SEXP x, Rcpp::IntegerVector order,
 
 // dL/dx (dims x_dims, axes in `order` as forward) from dL/dy (B, C).
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims,
-                                               Rcpp::IntegerVector order, SEXP mask,
-                                               bool float64, int threads) {
+SEXP cpp_average_steps_backward(SEXP grad_output, Rcpp::IntegerVector x_dims,
+                                Rcpp::IntegerVector order, SEXP mask, bool float64, int threads,
+                                bool native = false) {
   const idx B = x_dims[order[0]], S = x_dims[order[1]], C = x_dims[order[2]];
   mh::Buffer<int32_t> mc;
   if (!Rf_isNull(mask)) mc = to_core<int32_t>(mask, natural_order(2));
   return with_dtype(float64, [&](auto zero) {
     using T = decltype(zero);
-    mh::Buffer<T> dy = to_core<T>(grad_output, natural_order(2), threads),
-                  dx(static_cast<size_t>(B * S * C));
+    const mhglue::CoreInput<T> dy = mhglue::core_input<T>(grad_output, natural_order(2), threads);
+    mh::Buffer<T> dx(static_cast<size_t>(B * S * C));
     mh::average_steps_backward(dy.data(), B, S, C, mc.empty() ? nullptr : mc.data(), dx.data(),
                                threads);
-    return from_core(dx.data(), x_dims, order, threads);
+    return mhglue::core_output(std::move(dx), x_dims, order, native, threads);
   });
 }
 
 // ---- Add --------------------------------------------------------------------------------
 
-// Elementwise sum of a list of arrays of one shape (checked in R).
+// Elementwise sum of a list of arrays or native tensors of one shape
+// (checked in R); a native tensor when an input is one.
 // [[Rcpp::export]]
-Rcpp::NumericVector cpp_add_forward(Rcpp::List inputs, bool float64, int threads) {
-  return with_dtype(float64, [&](auto zero) {
+SEXP cpp_add_forward(Rcpp::List inputs, bool float64, int threads) {
+  return with_dtype(float64, [&](auto zero) -> SEXP {
     using T = decltype(zero);
-    std::vector<mh::Buffer<T>> bufs;
+    std::vector<mhglue::CoreInput<T>> bufs;
     std::vector<const T*> ptrs;
     bufs.reserve(inputs.size());
+    bool native = false;
     for (R_xlen_t k = 0; k < inputs.size(); ++k) {
-      bufs.push_back(flat_to<T>(inputs[k]));
+      SEXP xk = inputs[k];
+      if (is_native(xk)) {
+        native = true;
+        bufs.push_back(mhglue::core_input<T>(xk, natural_order(static_cast<int>(r_dims(xk).size())), threads));
+      } else {
+        mhglue::CoreInput<T> in;
+        in.owned = flat_to<T>(xk);
+        in.ptr = in.owned.data();
+        in.count = in.owned.size();
+        bufs.push_back(std::move(in));
+      }
       ptrs.push_back(bufs.back().data());
     }
     mh::Buffer<T> y(bufs[0].size());
     mh::add_forward(ptrs, static_cast<idx>(y.size()), y.data(), threads);
+    if (native) {
+      const std::vector<idx> d = r_dims(inputs[0]);
+      return mhglue::core_output(std::move(y), int_dims(d), natural_order(static_cast<int>(d.size())), true,
+                                 threads);
+    }
     return flat_from(y, inputs[0]);
   });
 }

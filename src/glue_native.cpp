@@ -1,0 +1,135 @@
+// Native tensors (glue_convert.h): float32 buffers that stay in C++ between
+// the layers of a training step or a predict() batch, held by R external
+// pointers; the R side is R/native-tensor.R. The buffers are mh::Buffer, so
+// large ones come from the core's reuse cache (core/large_buffers.h) and
+// go back to it when a tensor is released.
+#include <Rcpp.h>
+
+#include <algorithm>
+#include <unordered_set>
+#include <vector>
+
+#include "core/add.h"
+#include "core/parallel.h"
+#include "glue_convert.h"
+
+namespace mhglue {
+
+namespace {
+
+// Every tensor not yet finalized (the glue's one piece of state besides the
+// weight cache): cpp_native_release_all() frees their buffers when a run is
+// over, so a run's memory does not wait for R's garbage collector (which
+// does not see it). Touched from R's thread only.
+std::unordered_set<NativeTensor*>& live_tensors() {
+  static std::unordered_set<NativeTensor*> live;
+  return live;
+}
+
+SEXP native_class() {
+  static SEXP cls = R_NilValue;
+  if (cls == R_NilValue) {
+    cls = Rf_mkString("multihead_native_tensor");
+    R_PreserveObject(cls);
+  }
+  return cls;
+}
+
+void finalize_native(SEXP x) {
+  NativeTensor* t = static_cast<NativeTensor*>(R_ExternalPtrAddr(x));
+  if (!t) return;
+  R_ClearExternalPtr(x);
+  live_tensors().erase(t);
+  delete t;
+}
+
+}  // namespace
+
+NativeTensor* native_tensor(SEXP x) {
+  if (TYPEOF(x) != EXTPTRSXP || !Rf_inherits(x, "multihead_native_tensor")) return nullptr;
+  NativeTensor* t = static_cast<NativeTensor*>(R_ExternalPtrAddr(x));
+  if (!t || t->released) Rcpp::stop("multihead: internal: a native tensor was used after its step ended");
+  return t;
+}
+
+SEXP wrap_native(std::vector<idx> dims, mh::Buffer<float>&& data) {
+  Rcpp::IntegerVector shape(dims.size());
+  for (size_t k = 0; k < dims.size(); ++k) shape[k] = static_cast<int>(dims[k]);
+  NativeTensor* t = new NativeTensor{std::move(dims), std::move(data), false};
+  SEXP x = PROTECT(R_MakeExternalPtr(t, R_NilValue, R_NilValue));
+  live_tensors().insert(t);
+  R_RegisterCFinalizerEx(x, finalize_native, TRUE);
+  Rf_setAttrib(x, Rf_install("shape"), shape);
+  Rf_setAttrib(x, R_ClassSymbol, native_class());
+  UNPROTECT(1);
+  return x;
+}
+
+int release_all_natives() {
+  std::unordered_set<NativeTensor*>& live = live_tensors();
+  const int n = static_cast<int>(live.size());
+  for (NativeTensor* t : live) {
+    mh::Buffer<float>().swap(t->data);
+    t->released = true;
+  }
+  live.clear();
+  return n;
+}
+
+}  // namespace mhglue
+
+using mhglue::idx;
+
+// A float32 native tensor with the values (rounded to float32) and dims of
+// the R array x.
+// [[Rcpp::export]]
+SEXP cpp_native_from_array(SEXP x, int threads) {
+  if (TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP && TYPEOF(x) != LGLSXP) {
+    Rcpp::stop("cpp_native_from_array: expected a numeric array");
+  }
+  std::vector<idx> d = mhglue::r_dims(x);
+  Rcpp::IntegerVector natural(d.size());
+  for (int k = 0; k < natural.size(); ++k) natural[k] = k;
+  return mhglue::out_of_memory_as_error([&]() {
+    mh::Buffer<float> data = mhglue::to_core<float>(x, natural, threads);
+    return mhglue::wrap_native(std::move(d), std::move(data));
+  });
+}
+
+// The R array (doubles, the tensor's dims) of a native tensor.
+// [[Rcpp::export]]
+Rcpp::NumericVector cpp_native_to_array(SEXP x, int threads) {
+  const mhglue::NativeTensor* t = mhglue::native_tensor(x);
+  if (!t) Rcpp::stop("cpp_native_to_array: expected a native tensor");
+  Rcpp::IntegerVector dims(t->dims.size()), natural(t->dims.size());
+  for (int k = 0; k < dims.size(); ++k) {
+    dims[k] = static_cast<int>(t->dims[k]);
+    natural[k] = k;
+  }
+  return mhglue::from_core(t->data.data(), dims, natural, threads);
+}
+
+// a + b (each a native tensor or an R array, one shape) as a native tensor:
+// the sum of two gradients of one tensor.
+// [[Rcpp::export]]
+SEXP cpp_native_add(SEXP a, SEXP b, int threads) {
+  const std::vector<idx> da = mhglue::r_dims(a), db = mhglue::r_dims(b);
+  if (da != db) Rcpp::stop("cpp_native_add: the tensors' shapes differ");
+  Rcpp::IntegerVector natural(da.size());
+  for (int k = 0; k < natural.size(); ++k) natural[k] = k;
+  return mhglue::out_of_memory_as_error([&]() {
+    const mhglue::CoreInput<float> x = mhglue::core_input<float>(a, natural, threads),
+                                   y = mhglue::core_input<float>(b, natural, threads);
+    mh::Buffer<float> sum(x.size());
+    mh::add_forward(std::vector<const float*>{x.data(), y.data()}, static_cast<idx>(sum.size()), sum.data(),
+                    threads);
+    return mhglue::wrap_native(std::vector<idx>(da), std::move(sum));
+  });
+}
+
+// Frees the buffers of every native tensor (a run is over: nothing holds
+// one any longer; a later use is an error). Returns how many were live.
+// [[Rcpp::export]]
+int cpp_native_release_all() {
+  return mhglue::release_all_natives();
+}

@@ -1,0 +1,128 @@
+# Native tensors (R/native-tensor.R, src/glue_native.cpp): float32 layers of
+# a training step, an evaluation or predict() exchange C++ buffers. The
+# results must be those of the same run on R arrays
+# (options(multihead.native_tensors = FALSE)), every tensor must be released
+# when the run is over, and nothing else may ever see one.
+
+native_off <- function(code) {
+  old <- options(multihead.native_tensors = FALSE)
+  on.exit(options(old))
+  code
+}
+
+encoder_model <- function(seed = 1, ff_activation = "relu") {
+  set.seed(seed)
+  inp <- keras_input(shape = c(6, 8))
+  a <- layer_multi_head_attention(num_heads = 2, key_dim = 4)(inp, inp)
+  x <- layer_layer_normalization(layer_add(list(inp, a)))
+  f <- x |> layer_dense(16, activation = ff_activation) |> layer_dense(8)
+  x <- layer_layer_normalization(layer_add(list(x, f)))
+  m <- keras_model(inp, x |> layer_global_average_pooling_1d() |> layer_dense(1))
+  compile(m, optimizer = "adam", loss = "mse")
+  m
+}
+
+test_that("a native tensor converts both ways and reports its shape", {
+  x <- array(rnorm(2 * 3 * 4), c(2, 3, 4))
+  t <- multihead:::cpp_native_from_array(x, 1L)
+  expect_true(multihead:::is_native_tensor(t))
+  expect_identical(dim(t), c(2L, 3L, 4L))
+  expect_equal(length(t), 24)
+  expect_output(print(t), "native float32 tensor of shape \\(2, 3, 4\\)")
+  expect_identical(multihead:::cpp_native_to_array(t, 2L), multihead:::round_float32(x))
+  s <- multihead:::cpp_native_add(t, x, 1L)
+  expect_identical(multihead:::native_as_array(s),
+                   array(as.double(as.vector(multihead:::round_float32(x)) * 2), dim(x)))
+  expect_error(multihead:::cpp_native_add(t, array(0, c(2, 4, 3)), 1L), "shapes differ")
+  expect_true(multihead:::cpp_native_release_all() >= 2L)
+  expect_error(multihead:::cpp_native_to_array(t, 1L), "used after its step ended")
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
+
+test_that("fit() on native tensors trains to the weights of the R-array run", {
+  x <- array(rnorm(16 * 6 * 8), c(16, 6, 8))
+  y <- array(rnorm(16), c(16, 1))
+  for (act in c("relu", "gelu", "linear")) {
+    m1 <- encoder_model(ff_activation = act)
+    h1 <- fit(m1, x, y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0)
+    m2 <- encoder_model(ff_activation = act)
+    h2 <- native_off(fit(m2, x, y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0))
+    w1 <- get_weights(m1)
+    w2 <- get_weights(m2)
+    for (i in seq_along(w1)) expect_equal(w1[[i]], w2[[i]], tolerance = 1e-5, info = paste(act, i))
+    expect_equal(h1$metrics$loss, h2$metrics$loss, tolerance = 1e-5)
+    expect_false(isTRUE(all.equal(w1, get_weights(encoder_model(ff_activation = act)))))  # it trained
+  }
+  expect_identical(multihead:::cpp_native_release_all(), 0L)  # nothing left alive
+})
+
+test_that("the gradients of one native step equal the R-array step's", {
+  m <- encoder_model(seed = 3)
+  x <- array(rnorm(4 * 6 * 8), c(4, 6, 8))
+  self <- multihead:::layer_self(m)
+  grads <- function(native) {
+    run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = native)
+    on.exit(multihead:::release_natives())
+    g <- array(seq(-1, 1, length.out = 4), c(4, 1))
+    back <- multihead:::run_graph_backward(self$graph, run, list(g), input_grads = TRUE)
+    n_native <- sum(vapply(ls(run$values), function(id) multihead:::is_native_tensor(run$values[[id]]), logical(1)))
+    list(out = run$outputs[[1]], w = multihead:::model_weight_grads(self, back$weights), x = back$inputs[[1]],
+         n_native = n_native)
+  }
+  a <- grads(TRUE)
+  b <- grads(FALSE)
+  expect_gte(a$n_native, 6L)  # add, layer norm, dense, dense, add, layer norm
+  expect_identical(b$n_native, 0L)
+  expect_false(multihead:::is_native_tensor(a$out))
+  expect_equal(a$out, b$out, tolerance = 1e-6)
+  expect_false(multihead:::is_native_tensor(a$x))
+  expect_equal(a$x, b$x, tolerance = 1e-5)
+  for (i in seq_along(a$w)) expect_equal(a$w[[i]], b$w[[i]], tolerance = 1e-5, info = names(a$w)[i])
+  # a float64 copy of the model runs on R arrays only: its layers never see a native tensor
+  expect_false(multihead:::node_takes_native(list(kind = "layer", callee = layer_dense(units = 2, dtype = "float64"))))
+  expect_true(multihead:::node_takes_native(list(kind = "layer", callee = layer_dense(units = 2))))
+  expect_false(multihead:::node_takes_native(list(kind = "layer", callee = layer_multi_head_attention(num_heads = 1, key_dim = 2))))
+})
+
+test_that("predict() and evaluate() give the R-array results; masks and broadcasting still work", {
+  m <- encoder_model(seed = 5)
+  x <- array(rnorm(10 * 6 * 8), c(10, 6, 8))
+  y <- array(rnorm(10), c(10, 1))
+  expect_equal(predict(m, x, batch_size = 4, verbose = 0), native_off(predict(m, x, batch_size = 4, verbose = 0)),
+               tolerance = 1e-6)
+  expect_equal(evaluate(m, x, y, batch_size = 4, verbose = 0), native_off(evaluate(m, x, y, batch_size = 4, verbose = 0)),
+               tolerance = 1e-6)
+  # masks from an embedding through dense, add and pooling; an add that broadcasts
+  set.seed(6)
+  ids <- keras_input(shape = 5, dtype = "int32")
+  e <- layer_embedding(input_dim = 7, output_dim = 4, mask_zero = TRUE)(ids)
+  d <- layer_dense(e, 4, activation = "tanh")
+  inp2 <- keras_input(shape = c(1, 4))
+  b <- layer_dense(inp2, 4)
+  s <- layer_add(list(d, b))
+  out <- s |> layer_layer_normalization() |> layer_global_average_pooling_1d() |> layer_dense(1)
+  m2 <- keras_model(list(ids, inp2), out)
+  compile(m2, optimizer = optimizer_sgd(0.1), loss = "mse")
+  xi <- array(c(1, 2, 0, 0, 3, 4, 5, 6, 0, 0), c(2, 5))
+  xb <- array(rnorm(2 * 4), c(2, 1, 4))
+  yy <- array(c(0.5, -0.5), c(2, 1))
+  expect_equal(predict(m2, list(xi, xb), verbose = 0), native_off(predict(m2, list(xi, xb), verbose = 0)),
+               tolerance = 1e-6)
+  w0 <- get_weights(m2)
+  fit(m2, list(xi, xb), yy, epochs = 2, verbose = 0)
+  w1 <- get_weights(m2)
+  set_weights(m2, w0)
+  native_off(fit(m2, list(xi, xb), yy, epochs = 2, verbose = 0))
+  expect_equal(get_weights(m2), w1, tolerance = 1e-5)
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
+
+test_that("a layer never returns a native tensor to a user", {
+  m <- encoder_model(seed = 7)
+  x <- array(rnorm(2 * 6 * 8), c(2, 6, 8))
+  expect_false(multihead:::is_native_tensor(m(x)))
+  l <- layer_dense(units = 3)
+  expect_false(multihead:::is_native_tensor(l(x)))
+  g <- backprop(m, x, grad_output = array(1, c(2, 1)))
+  expect_false(any(vapply(g$grads$weights, multihead:::is_native_tensor, logical(1))))
+})
