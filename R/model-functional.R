@@ -242,7 +242,7 @@ model_check_input <- function(self, value, tensor, arg) {
   if (dtype %in% c("float32", "float64")) {
     if (!is.numeric(value)) abort_arg(arg, sprintf("numeric (input \"%s\" has dtype %s)", tensor$name, dtype),
                                       describe_value(value))
-    if (!cpp_all_finite(as.double(value))) abort_arg(arg, "finite: it contains NA, NaN or Inf")
+    if (!cpp_all_finite(value, mh_threads())) abort_arg(arg, "finite: it contains NA, NaN or Inf")
     storage.mode(value) <- "double"
   } else if (dtype %in% c("int32", "int64")) {
     if (!is.numeric(value) || anyNA(value) || any(value != round(value))) {

@@ -218,7 +218,7 @@ model_grad_output_list <- function(self, grad_output, outs) {
     if (!is.numeric(gk) || length(gd) != length(d) || any(gd != d)) {
       abort_arg(args[k], sprintf("a numeric array of the output's shape %s", fmt_shape(d)), describe_value(gk))
     }
-    if (!cpp_all_finite(as.double(gk))) abort_arg(args[k], "finite: it contains NA, NaN or Inf")
+    if (!cpp_all_finite(gk, mh_threads())) abort_arg(args[k], "finite: it contains NA, NaN or Inf")
     array(as.double(gk), d)
   })
 }
