@@ -263,6 +263,7 @@ register_group_query_attention <- function() {
     forward = def$forward,
     backward = def$backward,
     backward_skips_inputs = def$backward_skips_inputs,
+    native_tensors = def$native_tensors,
     input_args = def$input_args,
     sequential_call = def$sequential_call,
     activity_terms = def$activity_terms,

@@ -479,6 +479,7 @@ mha_compute_output_shape <- function(self, query_shape, value_shape, key_shape =
 
 #' @noRd
 check_numeric_array <- function(x, arg, min_rank = 3L, check_finite = TRUE) {
+  if (is_native_tensor(x) && length(dim(x)) >= min_rank && all(dim(x) > 0L)) return(invisible(x))  # the runner's
   if (!(is.numeric(x) && !is.null(dim(x)) && length(dim(x)) >= min_rank) || is.object(x)) {
     abort_arg(arg, sprintf("a numeric array with %d or more axes (batch first, features last)", min_rank),
               describe_value(x))
@@ -576,6 +577,11 @@ mha_run <- function(self, query, value, key, attention_mask, return_attention_sc
   check_numeric_array(query, "query", check_finite = FALSE)
   check_numeric_array(value, "value", check_finite = FALSE)
   key_given <- !is.null(key)
+  if (!is.null(self$config$activity_regularizer)) {  # regularized in R: R arrays
+    query <- native_as_array(query)
+    value <- native_as_array(value)
+    key <- native_as_array(key)
+  }
   if (key_given) {
     check_numeric_array(key, "key", min_rank = 1L, check_finite = FALSE)
   } else {
@@ -701,6 +707,7 @@ mha_build_for_inputs <- function(self, query, value, key, key_given) {
 #' @noRd
 mha_abort_nonfinite <- function(self, k, x) {
   arg <- c("query", "value", "key", "grad_output")[k]
+  x <- native_as_array(x)
   if (identical(self$dtype, "float32") && cpp_all_finite(x, mh_threads())) {
     abort_arg(arg, sprintf(paste0("values within float32's range (|x| <= 3.4e38) for layer \"%s\" of dtype ",
                                   "\"float32\"; create the layer with dtype = \"float64\" for larger values"),
@@ -732,7 +739,9 @@ mha_input_weight_grads <- function(self, g, key_given) {
                 weights = mha_named_weight_grads(self, g$weights))
   if (!key_given) {  # the key was the value: its gradient is the sum (either may be NULL: not wanted)
     grads["value"] <- list(if (is.null(grads$key)) grads$value
-                           else if (is.null(grads$value)) grads$key else grads$value + grads$key)
+                           else if (is.null(grads$value)) grads$key
+                           else if (is_native_tensor(grads$value)) cpp_native_add(grads$value, grads$key, mh_threads())
+                           else grads$value + grads$key)
     grads["key"] <- list(NULL)
   }
   grads
@@ -744,7 +753,7 @@ mha_input_weight_grads <- function(self, g, key_given) {
 # c(query, key, value) (the others are NULL and not computed).
 #' @noRd
 mha_record_backward <- function(self, record, grad_output, need = c(TRUE, TRUE, TRUE)) {
-  if (!(is.numeric(grad_output) && !is.null(dim(grad_output)))) {
+  if (!is_native_tensor(grad_output) && !(is.numeric(grad_output) && !is.null(dim(grad_output)))) {
     abort_arg("grad_output", "a numeric array of the output's shape", describe_value(grad_output))
   }
   g <- cpp_mha_backward(record$ptr, grad_output, need)
@@ -963,6 +972,7 @@ register_multi_head_attention <- function() {
     forward = mha_graph_forward,
     backward = mha_graph_backward,
     backward_skips_inputs = TRUE,
+    native_tensors = TRUE,                    # float32: native tensors in a fit()/predict() run
     input_args = c("query", "value", "key"),  # a call's tensor inputs, by name
     sequential_call = attention_self_call,    # self-attention in a sequential model
     activity_terms = mha_activity_terms,      # the projections' outputs are regularized too

@@ -82,13 +82,23 @@ const CoreWeights* usable_core_weights(SEXP core_weights, const Rcpp::List& weig
   return cw;
 }
 
+Rcpp::IntegerVector int_dims(const std::vector<idx>& d) {
+  Rcpp::IntegerVector out(d.size());
+  for (size_t k = 0; k < d.size(); ++k) out[k] = static_cast<int>(d[k]);
+  return out;
+}
+
 // Whether every value of a converted buffer is finite (y - y is 0 exactly
 // for finite y): a double beyond float's range converts to +-Inf.
 template <class T>
-bool all_finite(const mh::Buffer<T>& b) {
+bool all_finite(const T* p, size_t n) {
   T acc = T(0);
-  for (const T y : b) acc += y - y;
+  for (size_t i = 0; i < n; ++i) acc += p[i] - p[i];
   return acc == T(0);
+}
+template <class B>
+bool all_finite(const B& b) {
+  return all_finite(b.data(), b.size());
 }
 
 // The R arguments of one call (cpp_mha_call's, see there).
@@ -126,6 +136,7 @@ class CallState : public RecordBase {
   explicit CallState(const CallArgs& a)
       : a_(a), query_(a.query), key_(a.key), value_(a.value), mask_(a.mask), qmask_(a.qmask),
         kmask_(a.kmask), weights_(a.weights), core_weights_(a.core_weights) {
+    native_ = mhglue::native_tensor(a.query) != nullptr;
     mh::MhaCall<T>& c = call_;
     mh::MhaDims& d = c.d;
     const Rcpp::IntegerVector& dims = a.dims;
@@ -211,8 +222,7 @@ class CallState : public RecordBase {
     call_.out = nullptr;
     call_.scores = nullptr;
     if (!keep) release_inputs();
-    result["output"] = from_core(out.data(), a_.out_dims, a_.out_order, a_.threads);
-    mh::Buffer<T>().swap(out);
+    result["output"] = mhglue::core_output(std::move(out), a_.out_dims, a_.out_order, native_, a_.threads);
     if (a_.return_scores) {
       Rcpp::IntegerVector natural(a_.scores_dims.size());
       for (int k = 0; k < natural.size(); ++k) natural[k] = k;
@@ -235,29 +245,37 @@ class CallState : public RecordBase {
     mh::MhaGrads<T>& g = io.g;
     g.dwq = ptr(WQ); g.dbq = ptr(BQ); g.dwk = ptr(WK); g.dbk = ptr(BK); g.dwg = ptr(WG);
     g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
-    Rcpp::IntegerVector qd(Rf_getAttrib(a_.query, R_DimSymbol));
-    Rcpp::IntegerVector kd(Rf_getAttrib(a_.key, R_DimSymbol));
-    Rcpp::IntegerVector vd(Rf_getAttrib(a_.value, R_DimSymbol));
-    Rcpp::NumericVector gq, gk, gv;
+    const Rcpp::IntegerVector qd = int_dims(mhglue::r_dims(a_.query)), kd = int_dims(mhglue::r_dims(a_.key)),
+                              vd = int_dims(mhglue::r_dims(a_.value));
+    SEXP gq = R_NilValue, gk = R_NilValue, gv = R_NilValue;
+    Rcpp::NumericVector rq, rk, rv;  // the in-place path's results
     if (path_ == mh::MhaPath::kFlashInPlace) {
       if (TYPEOF(grad_output) != REALSXP) {
         Rcpp::stop("multihead: the in-place attention backward needs a double grad_output");
       }
       // dL/dquery, dL/dkey, dL/dvalue written straight into R arrays (three
       // of them even when the inputs are one array; R sums them).
-      if (need[0]) gq = mhglue::fresh_numeric(Rf_xlength(a_.query));
-      if (need[1]) gk = mhglue::fresh_numeric(Rf_xlength(a_.key));
-      if (need[2]) gv = mhglue::fresh_numeric(Rf_xlength(a_.value));
+      if (need[0]) rq = mhglue::fresh_numeric(Rf_xlength(a_.query));
+      if (need[1]) rk = mhglue::fresh_numeric(Rf_xlength(a_.key));
+      if (need[2]) rv = mhglue::fresh_numeric(Rf_xlength(a_.value));
       io.cg.dout = REAL(grad_output);
-      io.cg.dxq = need[0] ? REAL(gq) : nullptr;
-      io.cg.dxk = need[1] ? REAL(gk) : nullptr;
-      io.cg.dxv = need[2] ? REAL(gv) : nullptr;
+      io.cg.dxq = need[0] ? REAL(rq) : nullptr;
+      io.cg.dxk = need[1] ? REAL(rk) : nullptr;
+      io.cg.dxv = need[2] ? REAL(rv) : nullptr;
       mh::mha_backward_path(call_, cache_, io);
+      auto shaped = [](Rcpp::NumericVector& gx, bool wanted, const Rcpp::IntegerVector& dims) -> SEXP {
+        if (!wanted) return R_NilValue;
+        gx.attr("dim") = dims;
+        return gx;
+      };
+      gq = shaped(rq, need[0], qd);
+      gk = shaped(rk, need[1], kd);
+      gv = shaped(rv, need[2], vd);
     } else {
-      if (!cpp_all_finite(grad_output, threads)) {
+      if (!mhglue::native_tensor(grad_output) && !cpp_all_finite(grad_output, threads)) {
         throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
       }
-      mh::Buffer<T> dout = to_core<T>(grad_output, a_.out_order, threads);
+      mhglue::CoreInput<T> dout = mhglue::core_input<T>(grad_output, a_.out_order, threads);
       if (std::is_same<T, float>::value && !all_finite(dout)) throw mh::NonFiniteInput(mh::NonFiniteInput::kOutputGradient);
       mh::Buffer<T> dxq(need[0] ? xq_.size() : 0),
           dxk(need[1] ? static_cast<size_t>(mhglue::checked_count({d.B, d.S, d.Dk}, "dL/dkey")) : 0),
@@ -267,29 +285,23 @@ class CallState : public RecordBase {
       g.dxk = need[1] ? dxk.data() : nullptr;
       g.dxv = need[2] ? dxv.data() : nullptr;
       mh::mha_backward_path(call_, cache_, io);
-      // Free each core buffer before the next R array is allocated.
-      mh::Buffer<T>().swap(dout);
+      // Free each core buffer before the next result is made.
+      dout = mhglue::CoreInput<T>();
       release_inputs();
-      if (need[0]) gq = from_core(dxq.data(), qd, a_.q_order, threads);
+      if (need[0]) gq = PROTECT(mhglue::core_output(std::move(dxq), qd, a_.q_order, native_, threads));
       mh::Buffer<T>().swap(dxq);
-      if (need[1]) gk = from_core(dxk.data(), kd, a_.kv_order, threads);
+      if (need[1]) gk = PROTECT(mhglue::core_output(std::move(dxk), kd, a_.kv_order, native_, threads));
       mh::Buffer<T>().swap(dxk);
-      if (need[2]) gv = from_core(dxv.data(), vd, a_.kv_order, threads);
+      if (need[2]) gv = PROTECT(mhglue::core_output(std::move(dxv), vd, a_.kv_order, native_, threads));
       mh::Buffer<T>().swap(dxv);
+      UNPROTECT(need[0] + need[1] + need[2]);
     }
     Rcpp::List wgrads(N_SLOTS);
     for (int i = 0; i < N_SLOTS; ++i) {
       if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), a_.weights[i]);
     }
-    auto shaped = [](Rcpp::NumericVector& gx, bool wanted, const Rcpp::IntegerVector& dims) -> SEXP {
-      if (!wanted) return R_NilValue;
-      gx.attr("dim") = dims;
-      return gx;
-    };
-    return Rcpp::List::create(Rcpp::Named("query") = shaped(gq, need[0], qd),
-                              Rcpp::Named("key") = shaped(gk, need[1], kd),
-                              Rcpp::Named("value") = shaped(gv, need[2], vd),
-                              Rcpp::Named("weights") = wgrads);
+    return Rcpp::List::create(Rcpp::Named("query") = gq, Rcpp::Named("key") = gk,
+                              Rcpp::Named("value") = gv, Rcpp::Named("weights") = wgrads);
   }
 
  private:
@@ -335,19 +347,19 @@ class CallState : public RecordBase {
   // converting), each array once, in the order of NonFiniteInput.
   void convert_inputs() {
     const CallArgs& a = a_;
-    auto scan = [&](SEXP x, mh::NonFiniteInput::Input which) {
-      if (!cpp_all_finite(x, a.threads)) throw mh::NonFiniteInput(which);
+    auto scan = [&](SEXP x, mh::NonFiniteInput::Input which) {  // (a native tensor: checked below)
+      if (!mhglue::native_tensor(x) && !cpp_all_finite(x, a.threads)) throw mh::NonFiniteInput(which);
     };
     scan(a.query, mh::NonFiniteInput::kQuery);
     if (a.value != a.query) scan(a.value, mh::NonFiniteInput::kValue);
     if (a.key != a.value && a.key != a.query) scan(a.key, mh::NonFiniteInput::kKey);
-    xq_ = to_core<T>(a.query, a.q_order, a.threads);
+    xq_ = mhglue::core_input<T>(a.query, a.q_order, a.threads);
     const T* xv;
     const T* xk;
     if (a.value == a.query && same_order(a.kv_order, a.q_order)) {
       xv = xq_.data();
     } else {
-      xv_ = to_core<T>(a.value, a.kv_order, a.threads);
+      xv_ = mhglue::core_input<T>(a.value, a.kv_order, a.threads);
       xv = xv_.data();
     }
     if (a.key == a.value) {
@@ -355,7 +367,7 @@ class CallState : public RecordBase {
     } else if (a.key == a.query && same_order(a.kv_order, a.q_order)) {
       xk = xq_.data();
     } else {
-      xk_ = to_core<T>(a.key, a.kv_order, a.threads);
+      xk_ = mhglue::core_input<T>(a.key, a.kv_order, a.threads);
       xk = xk_.data();
     }
     // beyond float's range: finite in R, infinite once converted
@@ -370,9 +382,9 @@ class CallState : public RecordBase {
   }
 
   void release_inputs() {
-    mh::Buffer<T>().swap(xq_);
-    mh::Buffer<T>().swap(xk_);
-    mh::Buffer<T>().swap(xv_);
+    xq_ = mhglue::CoreInput<T>();
+    xk_ = mhglue::CoreInput<T>();
+    xv_ = mhglue::CoreInput<T>();
     call_.xq = call_.xk = call_.xv = nullptr;
   }
 
@@ -384,7 +396,8 @@ class CallState : public RecordBase {
   mh::MhaCache<T> cache_;
   std::vector<mh::Buffer<T>> wbuf_;
   size_t wsize_[N_SLOTS] = {0};
-  mh::Buffer<T> xq_, xk_, xv_;
+  mhglue::CoreInput<T> xq_, xk_, xv_;  // converted inputs, or native tensors read in place
+  bool native_ = false;                 // a native query: native results
   std::vector<idx> q_row_, kv_row_, out_col_;
   bool done_ = false;
 };

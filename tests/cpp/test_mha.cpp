@@ -331,6 +331,42 @@ void check_backward_colmajor(const mh::MhaDims& d, double tol) {
       runs.push_back(all);
     }
     EXPECT_TRUE(mhtest::bitwise_equal(runs[0], runs[1]));  // thread count never matters
+
+    // Input gradients not wanted (null pointers, a model's inputs in a
+    // training step): nothing written there, the same output and weight
+    // gradients bitwise, on both paths.
+    {
+      std::vector<double> out(dout.size(), 99.0);
+      mh::MhaColumnMajorIO io;
+      io.xq = xq.data(); io.xk = xk.data(); io.xv = xv.data();
+      io.q_row = q_row.data(); io.kv_row = kv_row.data();
+      io.out = out.data(); io.out_col = out_col.data();
+      mh::MhaColumnMajorGrads cg;
+      cg.dout = dout_r.data();
+      std::vector<std::vector<T>> gs;
+      const mh::MhaGrads<T> gr = grad_set(gs);
+      mh::mha_forward_backward_colmajor<T>(d, io, x.weights(), ms.view(), drop, cg, gr, 2);
+      std::vector<double> got = out, want(runs[1].begin(), runs[1].begin() + static_cast<long>(out.size()));
+      const size_t dx_end = out.size() + xq.size() + xk.size() + xv.size();
+      want.insert(want.end(), runs[1].begin() + static_cast<long>(dx_end), runs[1].end());
+      for (size_t i = 3; i < gs.size(); ++i) got.insert(got.end(), gs[i].begin(), gs[i].end());
+      EXPECT_TRUE(mhtest::bitwise_equal(got, want)) << "column-major path without input gradients";
+    }
+    {
+      mh::MhaCache<double> cache2;
+      std::vector<double> out2(dout.size());
+      mhtest::run_mha_forward(d, xd.xq.data(), xd.xk.data(), xd.xv.data(), xd.weights(), ms.view(),
+                              drop, true, 2, out2.data(), static_cast<double*>(nullptr), &cache2);
+      std::vector<std::vector<double>> ref2;
+      mh::MhaGrads<double> gr = grad_set(ref2);
+      gr.dxq = gr.dxk = gr.dxv = nullptr;
+      mhtest::run_mha_backward(d, xd.xq.data(), xd.xk.data(), xd.xv.data(), xd.weights(), ms.view(),
+                               drop, cache2, dout.data(), gr, 2);
+      for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ref2[i][0], 1e30) << "input gradient " << i << " written";
+      for (size_t i = 3; i < ref.size(); ++i) {
+        EXPECT_TRUE(mhtest::bitwise_equal(ref2[i], ref[i])) << "row-major path, weight " << i;
+      }
+    }
   }
 }
 

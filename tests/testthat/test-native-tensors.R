@@ -10,7 +10,7 @@ native_off <- function(code) {
   code
 }
 
-encoder_model <- function(seed = 1, ff_activation = "relu") {
+encoder_model <- function(seed = 1, ff_activation = "relu", optimizer = "adam") {
   set.seed(seed)
   inp <- keras_input(shape = c(6, 8))
   a <- layer_multi_head_attention(num_heads = 2, key_dim = 4)(inp, inp)
@@ -18,7 +18,7 @@ encoder_model <- function(seed = 1, ff_activation = "relu") {
   f <- x |> layer_dense(16, activation = ff_activation) |> layer_dense(8)
   x <- layer_layer_normalization(layer_add(list(x, f)))
   m <- keras_model(inp, x |> layer_global_average_pooling_1d() |> layer_dense(1))
-  compile(m, optimizer = "adam", loss = "mse")
+  compile(m, optimizer = optimizer, loss = "mse")
   m
 }
 
@@ -40,18 +40,21 @@ test_that("a native tensor converts both ways and reports its shape", {
 })
 
 test_that("fit() on native tensors trains to the weights of the R-array run", {
+  # (SGD: Adam's normalised steps would turn float rounding of near-zero gradients into steps of lr;
+  # the attention's projections group their float sums differently on R arrays and on native tensors)
+  set.seed(21)
   x <- array(rnorm(16 * 6 * 8), c(16, 6, 8))
   y <- array(rnorm(16), c(16, 1))
   for (act in c("relu", "gelu", "linear")) {
-    m1 <- encoder_model(ff_activation = act)
+    m1 <- encoder_model(ff_activation = act, optimizer = optimizer_sgd(0.05))
     h1 <- fit(m1, x, y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0)
-    m2 <- encoder_model(ff_activation = act)
+    m2 <- encoder_model(ff_activation = act, optimizer = optimizer_sgd(0.05))
     h2 <- native_off(fit(m2, x, y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0))
     w1 <- get_weights(m1)
     w2 <- get_weights(m2)
-    for (i in seq_along(w1)) expect_equal(w1[[i]], w2[[i]], tolerance = 1e-5, info = paste(act, i))
+    for (i in seq_along(w1)) expect_equal(w1[[i]], w2[[i]], tolerance = 1e-4, info = paste(act, i))
     expect_equal(h1$metrics$loss, h2$metrics$loss, tolerance = 1e-5)
-    expect_false(isTRUE(all.equal(w1, get_weights(encoder_model(ff_activation = act)))))  # it trained
+    expect_false(isTRUE(all.equal(w1, get_weights(encoder_model(ff_activation = act)), tolerance = 1e-4)))  # it trained
   }
   expect_identical(multihead:::cpp_native_release_all(), 0L)  # nothing left alive
 })
@@ -71,7 +74,7 @@ test_that("the gradients of one native step equal the R-array step's", {
   }
   a <- grads(TRUE)
   b <- grads(FALSE)
-  expect_gte(a$n_native, 6L)  # add, layer norm, dense, dense, add, layer norm
+  expect_gte(a$n_native, 7L)  # attention, add, layer norm, dense, dense, add, layer norm
   expect_identical(b$n_native, 0L)
   expect_false(multihead:::is_native_tensor(a$out))
   expect_equal(a$out, b$out, tolerance = 1e-6)
@@ -81,7 +84,9 @@ test_that("the gradients of one native step equal the R-array step's", {
   # a float64 copy of the model runs on R arrays only: its layers never see a native tensor
   expect_false(multihead:::node_takes_native(list(kind = "layer", callee = layer_dense(units = 2, dtype = "float64"))))
   expect_true(multihead:::node_takes_native(list(kind = "layer", callee = layer_dense(units = 2))))
-  expect_false(multihead:::node_takes_native(list(kind = "layer", callee = layer_multi_head_attention(num_heads = 1, key_dim = 2))))
+  expect_true(multihead:::node_takes_native(list(kind = "layer", callee = layer_multi_head_attention(num_heads = 1, key_dim = 2))))
+  expect_false(multihead:::node_takes_native(list(kind = "layer", callee = layer_conv_1d(filters = 2, kernel_size = 1))))
+  expect_false(multihead:::node_takes_native(list(kind = "op", callee = NULL)))
 })
 
 test_that("predict() and evaluate() give the R-array results; masks and broadcasting still work", {
@@ -125,4 +130,39 @@ test_that("a layer never returns a native tensor to a user", {
   expect_false(multihead:::is_native_tensor(l(x)))
   g <- backprop(m, x, grad_output = array(1, c(2, 1)))
   expect_false(any(vapply(g$grads$weights, multihead:::is_native_tensor, logical(1))))
+})
+
+test_that("attention in the middle of a model takes and returns native tensors, gradients included", {
+  set.seed(8)
+  inp <- keras_input(shape = c(5, 8))
+  mem <- keras_input(shape = c(7, 8))
+  h <- layer_dense(inp, 8)
+  m1 <- layer_dense(mem, 8, activation = "tanh")
+  a <- layer_multi_head_attention(num_heads = 2, key_dim = 4)(h, h)                 # self-attention, native q = v = k
+  h <- layer_layer_normalization(layer_add(list(h, a)))
+  c1 <- layer_multi_head_attention(num_heads = 2, key_dim = 3)(h, m1, layer_dense(mem, 6))  # cross, separate key
+  g <- layer_group_query_attention(head_dim = 4, num_query_heads = 4, num_key_value_heads = 2)(c1, c1)
+  out <- layer_global_average_pooling_1d(layer_add(list(c1, g))) |> layer_dense(2)
+  m <- keras_model(list(inp, mem), out)
+  self <- multihead:::layer_self(m)
+  xs <- list(array(rnorm(3 * 5 * 8), c(3, 5, 8)), array(rnorm(3 * 7 * 8), c(3, 7, 8)))
+  grads <- function(native) {
+    run <- multihead:::run_graph_forward(self$graph, xs, training = TRUE, keep = TRUE, native = native)
+    on.exit(multihead:::release_natives())
+    n_native <- sum(vapply(ls(run$values), function(id) multihead:::is_native_tensor(run$values[[id]]), logical(1)))
+    back <- multihead:::run_graph_backward(self$graph, run, list(array(c(1, -2, 0.5, 1, 0, -1), c(3, 2))))
+    list(out = run$outputs[[1]], w = multihead:::model_weight_grads(self, back$weights), x = back$inputs,
+         n_native = n_native)
+  }
+  a <- grads(TRUE)
+  b <- grads(FALSE)
+  expect_gte(a$n_native, 8L)
+  expect_equal(a$out, b$out, tolerance = 1e-6)
+  for (k in 1:2) {
+    expect_false(multihead:::is_native_tensor(a$x[[k]]))
+    expect_equal(a$x[[k]], b$x[[k]], tolerance = 1e-5)
+  }
+  expect_identical(names(a$w), names(b$w))
+  for (i in seq_along(a$w)) expect_equal(a$w[[i]], b$w[[i]], tolerance = 1e-5, info = names(a$w)[i])
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
 })
