@@ -203,9 +203,11 @@ CoreInput<T> core_input(SEXP x, const Rcpp::IntegerVector& order, int threads) {
 // A glue call's result `buf` (row-major over the Keras dims `dims` taken in
 // `order`): a native tensor when `native` (float32 results only; moved, or
 // permuted to the natural order), else the R array (from_core()).
+// (An Rcpp::RObject, so the result stays protected while the caller makes
+// further R objects, e.g. the other elements of an Rcpp::List::create().)
 template <class T>
-SEXP core_output(mh::Buffer<T>&& buf, const Rcpp::IntegerVector& dims, const Rcpp::IntegerVector& order,
-                 bool native, int threads) {
+Rcpp::RObject core_output(mh::Buffer<T>&& buf, const Rcpp::IntegerVector& dims,
+                          const Rcpp::IntegerVector& order, bool native, int threads) {
   if constexpr (!std::is_same<T, float>::value) {
     return from_core(buf.data(), dims, order, threads);
   } else {
@@ -229,7 +231,7 @@ SEXP core_output(mh::Buffer<T>&& buf, const Rcpp::IntegerVector& dims, const Rcp
     data.resize(buf.size());
     mh::permute_copy(buf.data(), sdim, perm, data.data(), threads);
   }
-  return wrap_native(std::move(d), std::move(data));
+  return Rcpp::RObject(wrap_native(std::move(d), std::move(data)));
   }
 }
 

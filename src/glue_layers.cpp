@@ -88,8 +88,8 @@ bool is_native(SEXP x) { return mhglue::native_tensor(x) != nullptr; }
 // A flat saved buffer (what a backward pass reads as it is): a native tensor
 // of dims (n) when `native`, else a double vector.
 template <class T>
-SEXP saved_output(mh::Buffer<T>&& buf, bool native) {
-  if (buf.empty()) return R_NilValue;
+Rcpp::RObject saved_output(mh::Buffer<T>&& buf, bool native) {
+  if (buf.empty()) return Rcpp::RObject(R_NilValue);
   Rcpp::IntegerVector n = Rcpp::IntegerVector::create(static_cast<int>(buf.size())), zero(1);
   if (native) return mhglue::core_output(std::move(buf), n, zero, true, 1);
   return flat_from(buf, R_NilValue);
@@ -203,7 +203,7 @@ Rcpp::List cpp_projection_backward(SEXP x, Rcpp::IntegerVector x_order, int n_co
                             dw.data(), period > 0 ? db.data() : nullptr, threads);
     return Rcpp::List::create(
         Rcpp::Named("inputs") = need_input ? mhglue::core_output(std::move(dx), int_dims(xd), x_order, native, threads)
-                                           : R_NilValue,
+                                           : Rcpp::RObject(R_NilValue),
         Rcpp::Named("kernel") = from_core(dw.data(), int_dims(kd), k_order, threads),
         Rcpp::Named("bias") = period > 0 ? Rcpp::wrap(flat_from(db, R_NilValue)) : R_NilValue);
   });

@@ -247,7 +247,7 @@ class CallState : public RecordBase {
     g.dbg = ptr(BG); g.dwv = ptr(WV); g.dbv = ptr(BV); g.dwo = ptr(WO); g.dbo = ptr(BO);
     const Rcpp::IntegerVector qd = int_dims(mhglue::r_dims(a_.query)), kd = int_dims(mhglue::r_dims(a_.key)),
                               vd = int_dims(mhglue::r_dims(a_.value));
-    SEXP gq = R_NilValue, gk = R_NilValue, gv = R_NilValue;
+    Rcpp::RObject gq, gk, gv;  // (protected while the others are made)
     Rcpp::NumericVector rq, rk, rv;  // the in-place path's results
     if (path_ == mh::MhaPath::kFlashInPlace) {
       if (TYPEOF(grad_output) != REALSXP) {
@@ -288,13 +288,12 @@ class CallState : public RecordBase {
       // Free each core buffer before the next result is made.
       dout = mhglue::CoreInput<T>();
       release_inputs();
-      if (need[0]) gq = PROTECT(mhglue::core_output(std::move(dxq), qd, a_.q_order, native_, threads));
+      if (need[0]) gq = mhglue::core_output(std::move(dxq), qd, a_.q_order, native_, threads);
       mh::Buffer<T>().swap(dxq);
-      if (need[1]) gk = PROTECT(mhglue::core_output(std::move(dxk), kd, a_.kv_order, native_, threads));
+      if (need[1]) gk = mhglue::core_output(std::move(dxk), kd, a_.kv_order, native_, threads);
       mh::Buffer<T>().swap(dxk);
-      if (need[2]) gv = PROTECT(mhglue::core_output(std::move(dxv), vd, a_.kv_order, native_, threads));
+      if (need[2]) gv = mhglue::core_output(std::move(dxv), vd, a_.kv_order, native_, threads);
       mh::Buffer<T>().swap(dxv);
-      UNPROTECT(need[0] + need[1] + need[2]);
     }
     Rcpp::List wgrads(N_SLOTS);
     for (int i = 0; i < N_SLOTS; ++i) {
