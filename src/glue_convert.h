@@ -124,9 +124,9 @@ mh::Buffer<T> to_core(SEXP x, const Rcpp::IntegerVector& order, int threads = 1)
     for (int k = 0; k < r; ++k) from[k] = r - 1 - order[r - 1 - k];
     mh::permute_copy(t->data.data(), sdim, from, out.data(), threads);
   } else if (TYPEOF(x) == REALSXP) {
-    mh::permute_copy(REAL(x), dims, perm, out.data(), threads);
+    mh::permute_copy(REAL_RO(x), dims, perm, out.data(), threads);
   } else if (TYPEOF(x) == INTSXP || TYPEOF(x) == LGLSXP) {
-    mh::permute_copy(INTEGER(x), dims, perm, out.data(), threads);
+    mh::permute_copy(INTEGER_RO(x), dims, perm, out.data(), threads);
   } else {
     Rcpp::stop("internal: expected a numeric array");
   }

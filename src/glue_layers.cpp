@@ -62,10 +62,10 @@ mh::Buffer<T> flat_to(SEXP x) {
   const R_xlen_t n = Rf_xlength(x);
   mh::Buffer<T> out(static_cast<size_t>(n));
   if (TYPEOF(x) == REALSXP) {
-    const double* p = REAL(x);
+    const double* p = REAL_RO(x);
     for (R_xlen_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
   } else {
-    const int* p = INTEGER(x);
+    const int* p = INTEGER_RO(x);
     for (R_xlen_t i = 0; i < n; ++i) out[i] = static_cast<T>(p[i]);
   }
   return out;

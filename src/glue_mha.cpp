@@ -196,9 +196,9 @@ class CallState : public RecordBase {
       Rcpp::NumericVector out = mhglue::fresh_numeric(
           static_cast<R_xlen_t>(mhglue::checked_count({d.B, d.T, d.O}, "the attention output")));
       call_.io.check_finite = true;  // NA/NaN/Inf found while converting (NonFiniteInput)
-      call_.io.xq = REAL(a_.query);
-      call_.io.xk = REAL(a_.key);
-      call_.io.xv = REAL(a_.value);
+      call_.io.xq = REAL_RO(a_.query);
+      call_.io.xk = REAL_RO(a_.key);
+      call_.io.xv = REAL_RO(a_.value);
       call_.io.q_row = q_row_.data();
       call_.io.kv_row = kv_row_.data();
       call_.io.out = REAL(out);
@@ -258,7 +258,7 @@ class CallState : public RecordBase {
       if (need[0]) rq = mhglue::fresh_numeric(Rf_xlength(a_.query));
       if (need[1]) rk = mhglue::fresh_numeric(Rf_xlength(a_.key));
       if (need[2]) rv = mhglue::fresh_numeric(Rf_xlength(a_.value));
-      io.cg.dout = REAL(grad_output);
+      io.cg.dout = REAL_RO(grad_output);
       io.cg.dxq = need[0] ? REAL(rq) : nullptr;
       io.cg.dxk = need[1] ? REAL(rk) : nullptr;
       io.cg.dxv = need[2] ? REAL(rv) : nullptr;

@@ -53,7 +53,7 @@ bool cpp_all_finite(SEXP x, int threads = 1) {
   const R_xlen_t n = Rf_xlength(x);
   switch (TYPEOF(x)) {
     case REALSXP: {
-      const double* p = REAL(x);
+      const double* p = REAL_RO(x);
       constexpr R_xlen_t kBlock = R_xlen_t(1) << 18;
       const long blocks = static_cast<long>((n + kBlock - 1) / kBlock);
       std::vector<char> ok(static_cast<size_t>(blocks), 1);
@@ -68,7 +68,7 @@ bool cpp_all_finite(SEXP x, int threads = 1) {
     }
     case INTSXP:
     case LGLSXP: {
-      const int* p = INTEGER(x);
+      const int* p = INTEGER_RO(x);
       for (R_xlen_t i = 0; i < n; ++i)
         if (p[i] == NA_INTEGER) return false;
       return true;
@@ -115,7 +115,7 @@ Rcpp::List cpp_build_info() {
 // [[Rcpp::export]]
 SEXP cpp_round_float32(SEXP x) {
   if (TYPEOF(x) != REALSXP) Rcpp::stop("cpp_round_float32: expected a double vector");
-  const double* p = REAL(x);
+  const double* p = REAL_RO(x);
   const R_xlen_t n = Rf_xlength(x);
   // Values already float32 (what the kernels return) need no new vector.
   R_xlen_t first = 0;
@@ -156,9 +156,9 @@ SEXP cpp_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads) {
   SEXP out = PROTECT(type == REALSXP ? static_cast<SEXP>(mhglue::fresh_numeric(k * cols))
                                       : Rf_allocVector(type, k * cols));
   if (type == REALSXP) {
-    mh::take_rows_colmajor(REAL(x), n, cols, at.data(), k, REAL(out), threads);
+    mh::take_rows_colmajor(REAL_RO(x), n, cols, at.data(), k, REAL(out), threads);
   } else {
-    mh::take_rows_colmajor(INTEGER(x), n, cols, at.data(), k, INTEGER(out), threads);
+    mh::take_rows_colmajor(INTEGER_RO(x), n, cols, at.data(), k, INTEGER(out), threads);
   }
   SEXP od = PROTECT(Rf_duplicate(dim));
   INTEGER(od)[0] = static_cast<int>(k);

@@ -168,23 +168,36 @@ test_that("attention in the middle of a model takes and returns native tensors, 
 })
 
 test_that("native results stay protected while the glue makes further R objects (gctorture)", {
-  set.seed(9)
-  inp <- keras_input(shape = c(3, 4))
-  h <- layer_dense(inp, 4, activation = "relu")
-  a <- layer_multi_head_attention(num_heads = 1, key_dim = 2)(h, h)
-  h <- layer_layer_normalization(layer_add(list(h, a)))
-  m <- keras_model(inp, layer_global_average_pooling_1d(h) |> layer_dense(1))
-  self <- multihead:::layer_self(m)
-  x <- array(rnorm(2 * 3 * 4), c(2, 3, 4))
-  step <- function(native) {
-    run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = native)
-    back <- multihead:::run_graph_backward(self$graph, run, list(array(1, c(2, 1))), input_grads = TRUE)
-    out <- list(run$outputs[[1]], back$inputs[[1]], multihead:::model_weight_grads(self, back$weights))
-    multihead:::release_natives()
-    out
-  }
-  want <- step(FALSE)
-  gctorture(TRUE)
-  got <- tryCatch(step(TRUE), finally = gctorture(FALSE))
-  expect_equal(got, want, tolerance = 1e-5)
+  # In a fresh R process: gctorture() collects at every allocation, so an
+  # unprotected native result in the glue is freed and its later use fails.
+  # (Its time grows with the heap: a long test session's would take minutes.)
+  script <- tempfile(fileext = ".R")
+  on.exit(unlink(script))
+  writeLines(c(
+    sprintf(".libPaths(%s)", paste(deparse(.libPaths()), collapse = "")),
+    "suppressMessages(library(multihead))",
+    "set.seed(9)",
+    "inp <- keras_input(shape = c(3, 4))",
+    "h <- layer_dense(inp, 4, activation = 'relu')",
+    "a <- layer_multi_head_attention(num_heads = 1, key_dim = 2)(h, h)",
+    "h <- layer_layer_normalization(layer_add(list(h, a)))",
+    "m <- keras_model(inp, layer_global_average_pooling_1d(h) |> layer_dense(1))",
+    "self <- multihead:::layer_self(m)",
+    "x <- array(rnorm(2 * 3 * 4), c(2, 3, 4))",
+    "step <- function(native) {",
+    "  run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = native)",
+    "  back <- multihead:::run_graph_backward(self$graph, run, list(array(1, c(2, 1))), input_grads = TRUE)",
+    "  out <- list(run$outputs[[1]], back$inputs[[1]], multihead:::model_weight_grads(self, back$weights))",
+    "  multihead:::release_natives()",
+    "  out",
+    "}",
+    "want <- step(FALSE)",
+    "gctorture(TRUE)",
+    "got <- step(TRUE)",
+    "gctorture(FALSE)",
+    "cat(if (isTRUE(all.equal(got, want, tolerance = 1e-5))) 'SAME' else 'DIFFERENT', '\\n')"
+  ), script)
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", script),
+                                  stdout = TRUE, stderr = TRUE))
+  expect_true(any(grepl("^SAME", out)), info = paste(out, collapse = "\n"))
 })
