@@ -186,7 +186,7 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
     }
     if (identical(node$kind, "variable")) {
       v <- node$callee
-      add_wgrad(var_key(variable_state(v), variable_name(v)), gs[[1L]])
+      add_wgrad(var_key(variable_state(v), variable_name(v)), native_as_array(gs[[1L]]))  # weights: R arrays
       next
     }
     several <- node_has_several_outputs(node)
