@@ -193,8 +193,8 @@ cpp_cumulative_backward <- function(x, y, g, dims, axis, prod, threads) {
     .Call(`_multihead_cpp_cumulative_backward`, x, y, g, dims, axis, prod, threads)
 }
 
-cpp_optimizer_update <- function(rule, weights, grads, slots, params, threads) {
-    .Call(`_multihead_cpp_optimizer_update`, rule, weights, grads, slots, params, threads)
+cpp_optimizer_update <- function(rule, weights, grads, slots, params, threads, round32 = NULL) {
+    .Call(`_multihead_cpp_optimizer_update`, rule, weights, grads, slots, params, threads, round32)
 }
 
 cpp_optimizer_update_in_place <- function(rule, weights, grads, slots, params, threads) {

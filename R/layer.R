@@ -441,7 +441,9 @@ layer_set_weights <- function(self, weights) {
 # exactly what the computation uses.
 #' @noRd
 store_weight <- function(w, dims, dtype) {
-  w <- array(as.double(w), dim = dims)
+  # (w itself when it is a double array of these dims with no other
+  # attribute: an optimizer's fresh result is not copied again)
+  if (!is.double(w) || !identical(attributes(w), list(dim = as.integer(dims)))) w <- array(as.double(w), dim = dims)
   if (identical(dtype, "float32")) w <- round_float32(w)
   w
 }

@@ -359,7 +359,7 @@ train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALS
     weights[[s$path]] <- w
     grads[[s$path]] <- g
   }
-  if (!is.finite(step$loss) || !all(vapply(grads, function(g) all(is.finite(g)), logical(1)))) {
+  if (!is.finite(step$loss) || !all(vapply(grads, cpp_all_finite, logical(1), threads = mh_threads()))) {
     if (nan_ok) {
       if (is.finite(step$loss)) step$loss <- NaN
       return(step)
@@ -371,7 +371,8 @@ train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALS
               class = "multihead_error_training")
   }
   suspendInterrupts({
-    updated <- optimizer_apply(compiled$optimizer, weights, grads)
+    updated <- optimizer_apply(compiled$optimizer, weights, grads,
+                               float32 = vapply(slots, function(s) identical(s$self$dtype, "float32"), logical(1)))
     for (s in slots) {
       old <- s$self$variables[[s$name]]
       dims <- if (is.null(dim(old))) length(old) else dim(old)

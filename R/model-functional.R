@@ -381,7 +381,9 @@ model_weight_grads <- function(self, wgrads) {
     v <- vars[[i]]
     d <- if (is.null(dim(v))) length(v) else dim(v)
     g <- wgrads[[var_key(s$self, s$name)]]
-    out[[i]] <- if (is.null(g)) array(0, d) else array(as.double(g), d)
+    out[[i]] <- if (is.null(g)) array(0, d)
+      else if (is.double(g) && identical(attributes(g), list(dim = as.integer(d)))) g
+      else array(as.double(g), d)
   }
   names(out) <- names(vars)
   out

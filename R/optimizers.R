@@ -355,9 +355,12 @@ optimizer_current_learning_rate <- function(opt) {
 # (any order) and each gradient the shape of its weight, or NULL for a weight
 # without gradient (left unchanged, with a warning, as in Keras). Returns
 # `weights` updated (same names, order and shapes, double storage); `opt` is
-# updated in place (slots, iterations).
+# updated in place (slots, iterations). `float32`: NULL, or a logical per
+# weight (aligned with `weights`): the updated weights flagged TRUE may come
+# back rounded to float32 already (the fused rules do it in C++; the caller
+# still stores them through store_weight(), which then has nothing to copy).
 #' @noRd
-optimizer_apply <- function(opt, weights, grads) {
+optimizer_apply <- function(opt, weights, grads, float32 = NULL) {
   check_optimizer_object(opt)
   check_weight_list(weights, "weights")
   grads <- check_grads(grads, weights)
@@ -371,7 +374,8 @@ optimizer_apply <- function(opt, weights, grads) {
   g <- clip_gradients(opt, grads[paths])
   lr <- optimizer_current_learning_rate(opt)
   if (optimizer_fused_enabled(opt)) {
-    weights[paths] <- optimizer_fused_apply(opt, weights[paths], g, lr)
+    round32 <- if (is.null(float32)) logical(length(paths)) else unname(float32[has_grad])
+    weights[paths] <- optimizer_fused_apply(opt, weights[paths], g, lr, round32)
     opt$iterations <- opt$iterations + 1L
     return(weights)
   }
@@ -781,9 +785,10 @@ optimizer_fused_rule <- function(opt, lr) {
 # gradients clipped, double), `lr` the step's learning rate. Returns the
 # updated weights (double); the slots are replaced in opt$slots by new arrays
 # (kinds and paths added in the order the R rules add them). Nothing changes
-# when a slot has the wrong shape (checked first).
+# when a slot has the wrong shape (checked first). `round32`: a logical per
+# weight: return that weight's update rounded to float32.
 #' @noRd
-optimizer_fused_apply <- function(opt, weights, grads, lr) {
+optimizer_fused_apply <- function(opt, weights, grads, lr, round32 = logical(length(weights))) {
   paths <- names(weights)
   rule <- optimizer_fused_rule(opt, lr)
   ws <- lapply(weights, as_double_array)
@@ -798,7 +803,7 @@ optimizer_fused_apply <- function(opt, weights, grads, lr) {
     })
   })
   res <- cpp_optimizer_update(rule$rule, unname(ws), unname(grads[paths]), slots_in, rule$params,
-                              mh_threads())
+                              mh_threads(), as.logical(round32))
   slots <- opt$slots
   for (i in seq_along(rule$kinds)) {
     kind <- rule$kinds[[i]]

@@ -830,8 +830,8 @@ BEGIN_RCPP
 END_RCPP
 }
 // cpp_optimizer_update
-Rcpp::List cpp_optimizer_update(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots, Rcpp::List params, int threads);
-RcppExport SEXP _multihead_cpp_optimizer_update(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP slotsSEXP, SEXP paramsSEXP, SEXP threadsSEXP) {
+Rcpp::List cpp_optimizer_update(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots, Rcpp::List params, int threads, SEXP round32);
+RcppExport SEXP _multihead_cpp_optimizer_update(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP slotsSEXP, SEXP paramsSEXP, SEXP threadsSEXP, SEXP round32SEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::RNGScope rcpp_rngScope_gen;
@@ -841,7 +841,8 @@ BEGIN_RCPP
     Rcpp::traits::input_parameter< Rcpp::List >::type slots(slotsSEXP);
     Rcpp::traits::input_parameter< Rcpp::List >::type params(paramsSEXP);
     Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    rcpp_result_gen = Rcpp::wrap(cpp_optimizer_update(rule, weights, grads, slots, params, threads));
+    Rcpp::traits::input_parameter< SEXP >::type round32(round32SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_optimizer_update(rule, weights, grads, slots, params, threads, round32));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -1033,7 +1034,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_softmax_backward", (DL_FUNC) &_multihead_cpp_softmax_backward, 6},
     {"_multihead_cpp_cumulative", (DL_FUNC) &_multihead_cpp_cumulative, 5},
     {"_multihead_cpp_cumulative_backward", (DL_FUNC) &_multihead_cpp_cumulative_backward, 7},
-    {"_multihead_cpp_optimizer_update", (DL_FUNC) &_multihead_cpp_optimizer_update, 6},
+    {"_multihead_cpp_optimizer_update", (DL_FUNC) &_multihead_cpp_optimizer_update, 7},
     {"_multihead_cpp_optimizer_update_in_place", (DL_FUNC) &_multihead_cpp_optimizer_update_in_place, 6},
     {"_multihead_cpp_text_count", (DL_FUNC) &_multihead_cpp_text_count, 5},
     {"_multihead_cpp_text_index", (DL_FUNC) &_multihead_cpp_text_index, 10},

@@ -160,14 +160,20 @@ void run_rule(const Rule& rule, const std::vector<mh::OptimizerVariable>& vars, 
 //                   and the rule's own (sgd: momentum, nesterov; adam: alpha,
 //                   beta_1, beta_2, epsilon, amsgrad; rmsprop: rho, momentum,
 //                   epsilon, centered)
+//   round32         NULL (none), or a logical per variable: TRUE rounds that
+//                   variable's updated weight to float32 (a float32 layer's
+//                   weight as store_weight() keeps it; the slots stay double)
 // Returns list(weights = list of fresh arrays, slots = list of 3, NULL or
 // a list of fresh arrays, for the positions used).
 // [[Rcpp::export]]
 Rcpp::List cpp_optimizer_update(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots,
-                                Rcpp::List params, int threads) {
+                                Rcpp::List params, int threads, SEXP round32 = R_NilValue) {
   const Rule r = parse_rule(rule, params);
   std::vector<mh::OptimizerVariable> vars = input_variables(r, weights, grads, slots);
   const R_xlen_t nv = weights.size();
+  if (!Rf_isNull(round32) && (TYPEOF(round32) != LGLSXP || Rf_xlength(round32) != nv)) {
+    throw multihead_error("internal: `round32` needs one flag per variable");
+  }
   Rcpp::List w_out(nv);
   Rcpp::List s_out(3);
   for (int s = 0; s < 3; ++s)
@@ -179,6 +185,7 @@ Rcpp::List cpp_optimizer_update(std::string rule, Rcpp::List weights, Rcpp::List
     SEXP wo = fresh_like(w, n);
     SET_VECTOR_ELT(w_out, k, wo);  // protected from here on
     v.weight_out = REAL(wo);
+    v.round_float32 = !Rf_isNull(round32) && LOGICAL_RO(round32)[k] == TRUE;
     for (int s = 0; s < 3; ++s) {
       if (!r.use.used[s]) continue;
       SEXP sv = VECTOR_ELT(slots[s], k);

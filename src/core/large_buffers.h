@@ -33,9 +33,12 @@ namespace mh {
 constexpr std::size_t kHugeBufferBytes = std::size_t(4) << 20;
 constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
 // At most this many bytes (by default; set_large_buffer_cache_limit()), and
-// this many mappings, are kept for reuse.
+// this many mappings, are kept for reuse. A training step on native tensors
+// releases all its activations and gradients at once (dozens of buffers of
+// a few MiB at B = 32, T = 128, E = 256): the mapping count must not be the
+// limit that evicts them before the next step asks for the same sizes.
 constexpr std::size_t kLargeBufferCacheBytes = std::size_t(128) << 20;
-constexpr std::size_t kLargeBufferCacheBlocks = 16;
+constexpr std::size_t kLargeBufferCacheBlocks = 64;
 
 // The bytes actually mapped for a request of `bytes` (whole huge pages).
 inline std::size_t large_buffer_mapped_bytes(std::size_t bytes) {

@@ -20,17 +20,30 @@ long n_blocks(idx n, idx block) { return static_cast<long>((n + block - 1) / blo
 
 int threads_for(idx work, int threads) { return threads_for_elements(static_cast<double>(work), threads); }
 
-// mean and 1 / sqrt(var + eps) of one row.
+// Sum over j in [0, n) of f(j) in double, in a fixed order: eight partial
+// sums (j mod 8) combined pairwise. Independent partial sums let the adds
+// overlap (one running sum is a chain of n dependent additions); the order
+// depends on n only, never on the thread count.
+template <class F>
+double lane_sum(idx n, F f) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  idx j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int k = 0; k < 8; ++k) a[k] += f(j + k);
+  }
+  for (int k = 0; j < n; ++j, ++k) a[k] += f(j);
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// mean and 1 / sqrt(var + eps) of one row (two passes: the variance of the
+// centred values).
 template <class T>
 void row_stats(const T* xr, idx n, double epsilon, double* mean, double* rstd) {
-  double s = 0;
-  for (idx j = 0; j < n; ++j) s += xr[j];
-  const double m = s / static_cast<double>(n);
-  double v = 0;
-  for (idx j = 0; j < n; ++j) {
+  const double m = lane_sum(n, [&](idx j) { return static_cast<double>(xr[j]); }) / static_cast<double>(n);
+  const double v = lane_sum(n, [&](idx j) {
     const double d = xr[j] - m;
-    v += d * d;
-  }
+    return d * d;
+  });
   *mean = m;
   *rstd = 1.0 / std::sqrt(v / static_cast<double>(n) + epsilon);
 }
@@ -48,11 +61,14 @@ void layer_norm_forward(const T* x, idx rows, idx n, const T* gamma, const T* be
       double m, s;
       row_stats(xr, n, epsilon, &m, &s);
       const T mean = static_cast<T>(m), rstd = static_cast<T>(s);
-      for (idx j = 0; j < n; ++j) {
-        T v = (xr[j] - mean) * rstd;
-        if (gamma) v *= gamma[j];
-        if (beta) v += beta[j];
-        yr[j] = v;
+      if (gamma && beta) {
+        for (idx j = 0; j < n; ++j) yr[j] = (xr[j] - mean) * rstd * gamma[j] + beta[j];
+      } else if (gamma) {
+        for (idx j = 0; j < n; ++j) yr[j] = (xr[j] - mean) * rstd * gamma[j];
+      } else if (beta) {
+        for (idx j = 0; j < n; ++j) yr[j] = (xr[j] - mean) * rstd + beta[j];
+      } else {
+        for (idx j = 0; j < n; ++j) yr[j] = (xr[j] - mean) * rstd;
       }
     }
   });
@@ -73,18 +89,17 @@ void layer_norm_backward(const T* x, idx rows, idx n, const T* gamma, double eps
       row_stats(xr, n, epsilon, &m, &s);
       mean[r] = static_cast<T>(m);
       rstd[r] = static_cast<T>(s);
-      double sum_g = 0, sum_gx = 0;
-      for (idx j = 0; j < n; ++j) {
-        const double g = gamma ? gr[j] * gamma[j] : gr[j];
-        const double xhat = (xr[j] - mean[r]) * rstd[r];
-        sum_g += g;
-        sum_gx += g * xhat;
-      }
+      const T mr = mean[r], sr = rstd[r];
+      const double sum_g = gamma ? lane_sum(n, [&](idx j) { return static_cast<double>(gr[j] * gamma[j]); })
+                                 : lane_sum(n, [&](idx j) { return static_cast<double>(gr[j]); });
+      const double sum_gx = gamma ? lane_sum(n, [&](idx j) {
+        return static_cast<double>(gr[j] * gamma[j]) * static_cast<double>((xr[j] - mr) * sr);
+      }) : lane_sum(n, [&](idx j) { return static_cast<double>(gr[j]) * static_cast<double>((xr[j] - mr) * sr); });
       const T mg = static_cast<T>(sum_g / n), mgx = static_cast<T>(sum_gx / n);
-      for (idx j = 0; j < n; ++j) {
-        const T g = gamma ? gr[j] * gamma[j] : gr[j];
-        const T xhat = (xr[j] - mean[r]) * rstd[r];
-        dr[j] = rstd[r] * (g - mg - xhat * mgx);
+      if (gamma) {
+        for (idx j = 0; j < n; ++j) dr[j] = sr * (gr[j] * gamma[j] - mg - ((xr[j] - mr) * sr) * mgx);
+      } else {
+        for (idx j = 0; j < n; ++j) dr[j] = sr * (gr[j] - mg - ((xr[j] - mr) * sr) * mgx);
       }
     }
   });
@@ -96,9 +111,12 @@ void layer_norm_backward(const T* x, idx rows, idx n, const T* gamma, double eps
     for (idx r = 0; r < rows; ++r) {
       const T* xr = x + r * n;
       const T* gr = dy + r * n;
-      for (idx j = j0; j < j1; ++j) {
-        if (dgamma) dgamma[j] += gr[j] * ((xr[j] - mean[r]) * rstd[r]);
-        if (dbeta) dbeta[j] += gr[j];
+      const T mr = mean[r], sr = rstd[r];
+      if (dgamma) {
+        for (idx j = j0; j < j1; ++j) dgamma[j] += gr[j] * ((xr[j] - mr) * sr);
+      }
+      if (dbeta) {
+        for (idx j = j0; j < j1; ++j) dbeta[j] += gr[j];
       }
     }
   });

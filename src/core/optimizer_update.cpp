@@ -58,8 +58,18 @@ void check_vars(const char* rule, const std::vector<OptimizerVariable>& vars, co
   }
 }
 
+// A float32 variable's updated weight, rounded to float32 (to nearest, as
+// R's float32 layers store their weights) while the run is in cache.
+inline void round_run(const OptimizerVariable& v, idx i0, idx len) {
+  if (!v.round_float32) return;
+  double* wo = v.weight_out + i0;
+#pragma omp simd
+  for (idx j = 0; j < len; ++j) wo[j] = static_cast<double>(static_cast<float>(wo[j]));
+}
+
 // Runs run(variable, first element, length) over every variable in runs of
-// at most kRun elements, tasks of at most kChunk elements in parallel.
+// at most kRun elements, tasks of at most kChunk elements in parallel; then
+// rounds the run's weights of float32 variables.
 template <class Run>
 void for_each_run(const std::vector<OptimizerVariable>& vars, int threads, Run run) {
   std::vector<Chunk> chunks;
@@ -72,7 +82,11 @@ void for_each_run(const std::vector<OptimizerVariable>& vars, int threads, Run r
   parallel_for(static_cast<long>(chunks.size()), threads_for_elements(total, threads), [&](long c) {
     const Chunk& ch = chunks[static_cast<size_t>(c)];
     const OptimizerVariable& v = vars[static_cast<size_t>(ch.var)];
-    for (idx i0 = ch.begin; i0 < ch.end; i0 += kRun) run(v, i0, std::min(kRun, ch.end - i0));
+    for (idx i0 = ch.begin; i0 < ch.end; i0 += kRun) {
+      const idx len = std::min(kRun, ch.end - i0);
+      run(v, i0, len);
+      round_run(v, i0, len);
+    }
   });
 }
 

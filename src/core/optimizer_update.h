@@ -33,6 +33,7 @@ struct OptimizerVariable {
   const double* weight = nullptr;   // the weight before the step (n)
   const double* grad = nullptr;     // its (clipped) gradient (n)
   double* weight_out = nullptr;     // the weight after the step (n)
+  bool round_float32 = false;       // weight_out rounded to float32 (a float32 variable)
   // The rule's slots by position (see each rule), before and after the step;
   // positions the rule does not use are ignored.
   const double* slot[3] = {nullptr, nullptr, nullptr};

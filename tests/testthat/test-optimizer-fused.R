@@ -227,3 +227,48 @@ test_that("fit() trains to bitwise the same weights with the fused and the R rul
   w <- train(TRUE, makers[[1]](), "float32")$weights
   for (v in w) expect_identical(v, multihead:::round_float32(v))
 })
+
+test_that("float32 flags give the R rules' weights rounded to float32, slots unchanged", {
+  round32 <- multihead:::round_float32
+  flags <- c(TRUE, FALSE, TRUE, TRUE, TRUE)  # dense/bias stays double
+  for (make_opt in list(function() optimizer_adam(learning_rate = 0.01),
+                        function() optimizer_sgd(learning_rate = 0.1, momentum = 0.9),
+                        function() optimizer_rmsprop(learning_rate = 0.01, centered = TRUE),
+                        function() optimizer_adamw(learning_rate = 0.01, weight_decay = 0.1))) {
+    for (threads in c(1L, 2L)) {
+      old <- multihead::set_num_threads(threads)
+      w <- random_vars(3, big = TRUE)
+      set.seed(4)
+      g <- lapply(w, function(x) x * 0 + rnorm(length(x)))
+      ref_opt <- make_opt()
+      ref <- with_fused(FALSE, opt_apply(ref_opt, w, g))
+      opt <- make_opt()
+      got <- with_fused(TRUE, opt_apply(opt, w, g, float32 = flags))
+      multihead::set_num_threads(old)
+      expected <- ref
+      for (k in which(flags)) expected[[k]] <- round32(ref[[k]])
+      expect_bitwise(got, expected, sprintf("%s weights (%d threads)", opt$class_name, threads))
+      expect_bitwise(opt$slots, ref_opt$slots, sprintf("%s slots (%d threads)", opt$class_name, threads))
+      # rounded really means float32 values (and the double one really is not rounded)
+      expect_identical(round32(got[[1]]), got[[1]])
+      expect_false(identical(round32(got[[2]]), got[[2]]))
+    }
+  }
+  expect_error(multihead:::cpp_optimizer_update("sgd", list(1, 2), list(1, 1), list(NULL, NULL, NULL),
+                                                list(learning_rate = 0.1, weight_decay = NULL, momentum = 0,
+                                                     nesterov = FALSE), 1L, TRUE),
+               "one flag per variable")
+})
+
+test_that("store_weight() keeps a fresh double array of the right dims as it is", {
+  sw <- multihead:::store_weight
+  w <- array(c(0.5, 0.25, 1, 2), c(2, 2))
+  expect_identical(sw(w, c(2L, 2L), "float32"), w)
+  # other attributes are dropped; values rounded; dims set
+  v <- structure(c(0.1, 0.2, 0.3, 0.4), dim = c(2L, 2L), dimnames = list(c("a", "b"), NULL))
+  got <- sw(v, c(2L, 2L), "float32")
+  expect_identical(attributes(got), list(dim = c(2L, 2L)))
+  expect_identical(as.vector(got), multihead:::round_float32(c(0.1, 0.2, 0.3, 0.4)))
+  expect_identical(sw(c(1, 2, 3, 4), c(4L, 1L), "float64"), array(c(1, 2, 3, 4), c(4, 1)))
+  expect_identical(sw(1:4, c(2L, 2L), "float64"), array(as.double(1:4), c(2, 2)))
+})
