@@ -141,6 +141,10 @@ cpp_native_add <- function(a, b, threads) {
     .Call(`_multihead_cpp_native_add`, a, b, threads)
 }
 
+cpp_native_release_unshared <- function(release, keep) {
+    .Call(`_multihead_cpp_native_release_unshared`, release, keep)
+}
+
 cpp_native_release_all <- function() {
     .Call(`_multihead_cpp_native_release_all`)
 }

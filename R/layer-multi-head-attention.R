@@ -740,7 +740,7 @@ mha_input_weight_grads <- function(self, g, key_given) {
   if (!key_given) {  # the key was the value: its gradient is the sum (either may be NULL: not wanted)
     grads["value"] <- list(if (is.null(grads$key)) grads$value
                            else if (is.null(grads$value)) grads$key
-                           else if (is_native_tensor(grads$value)) cpp_native_add(grads$value, grads$key, mh_threads())
+                           else if (is_native_tensor(grads$value)) native_sum_of_fresh(grads$value, grads$key)
                            else grads$value + grads$key)
     grads["key"] <- list(NULL)
   }

@@ -92,7 +92,7 @@ run_graph_forward <- function(graph, input_values, input_masks = NULL, training 
   }
   outputs <- lapply(graph$outputs, function(t) value_in_form(values[[t$id]], t$id, FALSE, conv))
   run <- list(values = values, masks = masks, caches = caches, outputs = outputs,
-              output_masks = lapply(graph$outputs, function(t) masks[[t$id]]))
+              output_masks = lapply(graph$outputs, function(t) masks[[t$id]]), native = native, conv = conv)
   if (native && !keep) release_natives()
   run
 }
@@ -159,12 +159,16 @@ graph_grads_needed <- function(graph, input_grads = TRUE) {
 run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input_grads = TRUE) {
   needed <- graph_grads_needed(graph, input_grads)
   grads <- new.env(hash = TRUE, parent = emptyenv())
+  summed <- list()  # native gradients replaced by their sum (freed after the node, release_spent_natives())
   add_grad <- function(id, g) {
     if (is.null(g)) return(invisible())
     old <- grads[[id]]
-    assign(id, if (is.null(old)) g
-               else if (is_native_tensor(old) || is_native_tensor(g)) cpp_native_add(old, g, mh_threads())
-               else old + g, envir = grads)
+    if (!is.null(old) && (is_native_tensor(old) || is_native_tensor(g))) {
+      summed[[length(summed) + 1L]] <<- list(old, g)
+      assign(id, cpp_native_add(old, g, mh_threads()), envir = grads)
+    } else {
+      assign(id, if (is.null(old)) g else old + g, envir = grads)
+    }
   }
   for (i in seq_along(graph$outputs)) add_grad(graph$outputs[[i]]$id, grad_outputs[[i]])
   wgrads <- new.env(hash = TRUE, parent = emptyenv())
@@ -172,7 +176,9 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
     old <- wgrads[[key]]
     assign(key, if (is.null(old)) g else old + g, envir = wgrads)
   }
-  for (node in rev(graph$nodes)) {
+  release <- if (isTRUE(run$native)) native_release_plan(graph) else NULL
+  for (k in rev(seq_along(graph$nodes))) {
+    node <- graph$nodes[[k]]
     ids <- node_output_ids(node)
     gs <- lapply(ids, function(id) grads[[id]])
     extra <- if (activity) node_activity_gradients(node, run) else NULL
@@ -217,9 +223,13 @@ run_graph_backward <- function(graph, run, grad_outputs, activity = FALSE, input
         abort_msg(sprintf("Layer \"%s\" returned %d weight gradients for %d weights.",
                           layer_self(node$callee)$name, length(w), length(slots)))
       }
-      for (k in seq_along(slots)) {
-        if (!is.null(w[[k]])) add_wgrad(var_key(slots[[k]]$self, slots[[k]]$name), w[[k]])
+      for (i in seq_along(slots)) {
+        if (!is.null(w[[i]])) add_wgrad(var_key(slots[[i]]$self, slots[[i]]$name), w[[i]])
       }
+    }
+    if (!is.null(release)) {
+      release_node_natives(release, k, ids, run, grads)
+      summed <- release_spent_natives(list(summed, in_grads), run, grads)
     }
   }
   list(inputs = lapply(graph$inputs, function(t) native_as_array(grads[[t$id]])), weights = wgrads)

@@ -62,6 +62,67 @@ value_in_form <- function(v, id, native, conv) {
   out
 }
 
+# ---- release during a backward pass ----------------------------------------------
+# A backward pass runs the nodes in reverse order; once node k's backward has
+# run, nothing later needs its cache or its outputs' values and gradients,
+# so their native tensors are freed at once (the peak memory of a step is
+# then that of the forward's activations, not activations plus every
+# gradient). What nodes 1..k-1 still hold (their caches, the values, converted
+# forms and gradients of their outputs and of the graph's inputs) is kept: a
+# tensor can be in both (a layer that passes its input through, a gradient
+# passed on to several inputs). Lists are searched, environments are not:
+# tensors only an environment holds (a nested model's run) wait for
+# release_natives().
+
+# The ids release_node_natives() looks up: `ids` all tensor ids (the graph's
+# inputs, then each node's outputs in node order), `upto[k]` how many of
+# them exist before node k, `node_ids` the node ids in order.
+#' @noRd
+native_release_plan <- function(graph) {
+  in_ids <- vapply(graph$inputs, function(t) t$id, character(1))
+  out_ids <- lapply(graph$nodes, node_output_ids)
+  list(ids = c(in_ids, unlist(out_ids)),
+       upto = length(in_ids) + c(0L, cumsum(lengths(out_ids)))[seq_along(graph$nodes)],
+       node_ids = vapply(graph$nodes, function(n) n$id, character(1)))
+}
+
+# After node k's backward (`own`: its output ids; `grads` the pass's
+# gradients by tensor id): frees what only node k and later nodes held.
+#' @noRd
+release_node_natives <- function(plan, k, own, run, grads) {
+  get_all <- function(ids, env) mget(ids, envir = env, ifnotfound = list(NULL))
+  before <- plan$ids[seq_len(plan$upto[k])]
+  keep <- list(get_all(plan$node_ids[seq_len(k - 1L)], run$caches), get_all(before, run$values),
+               get_all(before, run$conv), get_all(before, grads))
+  gone <- list(run$caches[[plan$node_ids[k]]], get_all(own, run$values), get_all(own, run$conv),
+               get_all(own, grads))
+  # the outputs' gradients are spent: dropped, so that a tensor they share
+  # with a later gradient (a pass-through) is not kept alive by them
+  rm(list = intersect(own, ls(grads, all.names = TRUE, sorted = FALSE)), envir = grads)
+  invisible(cpp_native_release_unshared(gone, keep))
+}
+
+# After a node's backward: the native gradients in `spent` (a list: those
+# summed into a new one, and the node's input gradients, some of which the
+# runner does not keep) are freed unless a gradient, value or cache of the
+# run still holds them (a layer may pass one gradient to several inputs);
+# returns the empty list.
+#' @noRd
+release_spent_natives <- function(spent, run, grads) {
+  cpp_native_release_unshared(spent, list(as.list(grads), as.list(run$values), as.list(run$conv),
+                                          as.list(run$caches)))
+  list()
+}
+
+# a + b for two native tensors only the caller holds (fresh results of one
+# kernel call), freeing both: the sum as a native tensor.
+#' @noRd
+native_sum_of_fresh <- function(a, b) {
+  s <- cpp_native_add(a, b, mh_threads())
+  cpp_native_release_unshared(list(a, b), list())
+  s
+}
+
 # Frees the buffers of every native tensor (a run and its backward pass are
 # over; native tensors never outlive one).
 #' @noRd

@@ -618,6 +618,18 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_native_release_unshared
+int cpp_native_release_unshared(SEXP release, SEXP keep);
+RcppExport SEXP _multihead_cpp_native_release_unshared(SEXP releaseSEXP, SEXP keepSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type release(releaseSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type keep(keepSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_native_release_unshared(release, keep));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_native_release_all
 int cpp_native_release_all();
 RcppExport SEXP _multihead_cpp_native_release_all() {
@@ -1021,6 +1033,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_native_from_array", (DL_FUNC) &_multihead_cpp_native_from_array, 2},
     {"_multihead_cpp_native_to_array", (DL_FUNC) &_multihead_cpp_native_to_array, 2},
     {"_multihead_cpp_native_add", (DL_FUNC) &_multihead_cpp_native_add, 3},
+    {"_multihead_cpp_native_release_unshared", (DL_FUNC) &_multihead_cpp_native_release_unshared, 2},
     {"_multihead_cpp_native_release_all", (DL_FUNC) &_multihead_cpp_native_release_all, 0},
     {"_multihead_cpp_contract_forward", (DL_FUNC) &_multihead_cpp_contract_forward, 5},
     {"_multihead_cpp_contract_backward", (DL_FUNC) &_multihead_cpp_contract_backward, 8},

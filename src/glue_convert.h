@@ -81,6 +81,9 @@ NativeTensor* native_tensor(SEXP x);
 // A new R handle owning `data` (row-major over `dims`).
 SEXP wrap_native(std::vector<idx> dims, mh::Buffer<float>&& data);
 
+// Frees one live tensor's buffer (later uses are errors).
+void release_native(NativeTensor* t);
+
 // Frees every live native tensor's buffer (glue_native.cpp); the count.
 int release_all_natives();
 

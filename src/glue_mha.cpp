@@ -295,6 +295,7 @@ class CallState : public RecordBase {
       if (need[2]) gv = mhglue::core_output(std::move(dxv), vd, a_.kv_order, native_, threads);
       mh::Buffer<T>().swap(dxv);
     }
+    cache_ = mh::MhaCache<T>();  // a record is differentiated once: its forward state goes now
     Rcpp::List wgrads(N_SLOTS);
     for (int i = 0; i < N_SLOTS; ++i) {
       if (wp[i]) wgrads[i] = weight_from_core(dw[i].data(), a_.weights[i]);

@@ -65,6 +65,12 @@ SEXP wrap_native(std::vector<idx> dims, mh::Buffer<float>&& data) {
   return x;
 }
 
+void release_native(NativeTensor* t) {
+  mh::Buffer<float>().swap(t->data);
+  t->released = true;
+  live_tensors().erase(t);
+}
+
 int release_all_natives() {
   std::unordered_set<NativeTensor*>& live = live_tensors();
   const int n = static_cast<int>(live.size());
@@ -125,6 +131,43 @@ SEXP cpp_native_add(SEXP a, SEXP b, int threads) {
                     threads);
     return mhglue::wrap_native(std::vector<idx>(da), std::move(sum));
   });
+}
+
+namespace {
+
+// Calls f(t) for every live native tensor in x: x itself, or inside lists
+// (recursively; environments and other objects are not entered).
+template <class F>
+void for_each_native(SEXP x, F&& f, int depth = 0) {
+  if (depth > 64) Rcpp::stop("multihead: internal: lists nested too deeply");
+  if (TYPEOF(x) == EXTPTRSXP) {
+    if (!Rf_inherits(x, "multihead_native_tensor")) return;
+    mhglue::NativeTensor* t = static_cast<mhglue::NativeTensor*>(R_ExternalPtrAddr(x));
+    if (t && !t->released) f(t);
+  } else if (TYPEOF(x) == VECSXP) {
+    const R_xlen_t n = Rf_xlength(x);
+    for (R_xlen_t i = 0; i < n; ++i) for_each_native(VECTOR_ELT(x, i), f, depth + 1);
+  }
+}
+
+}  // namespace
+
+// Frees the buffers of the native tensors found in `release` (a list, see
+// for_each_native) that are not also found in `keep`: the runner's release
+// of a node's tensors once its backward pass has run (its cache, its
+// outputs' values and gradients), keeping what the nodes still to run hold
+// (the same tensor can be both: a pass-through layer's output is its input).
+// A released tensor is an error to use. Returns how many were freed.
+// [[Rcpp::export]]
+int cpp_native_release_unshared(SEXP release, SEXP keep) {
+  std::unordered_set<mhglue::NativeTensor*> kept, freed;
+  for_each_native(keep, [&](mhglue::NativeTensor* t) { kept.insert(t); });
+  for_each_native(release, [&](mhglue::NativeTensor* t) {
+    if (kept.count(t) || freed.count(t)) return;
+    freed.insert(t);
+  });
+  for (mhglue::NativeTensor* t : freed) mhglue::release_native(t);
+  return static_cast<int>(freed.size());
 }
 
 // Frees the buffers of every native tensor (a run is over: nothing holds

@@ -201,3 +201,44 @@ test_that("native results stay protected while the glue makes further R objects 
                                   stdout = TRUE, stderr = TRUE))
   expect_true(any(grepl("^SAME", out)), info = paste(out, collapse = "\n"))
 })
+
+test_that("a backward pass frees each node's native tensors once the nodes before it no longer need them", {
+  # one tensor read by three nodes (two dense layers and a residual add), an
+  # add whose backward passes one gradient to both inputs, attention reading
+  # its input twice, a non-native layer (conv) in between
+  set.seed(5)
+  inp <- keras_input(shape = c(6, 8))
+  h <- layer_dense(inp, 8, activation = "relu")
+  s <- layer_add(list(h, layer_dense(h, 8), layer_dense(h, 8, activation = "gelu")))
+  s <- layer_layer_normalization(s)
+  a <- layer_multi_head_attention(num_heads = 2, key_dim = 4)(s, s)
+  cv <- layer_conv_1d(layer_add(list(a, s)), filters = 8, kernel_size = 1)
+  out <- layer_dense(layer_global_average_pooling_1d(layer_add(list(cv, h))), 1)
+  m <- keras_model(inp, out)
+  self <- multihead:::layer_self(m)
+  x <- array(rnorm(3 * 6 * 8), c(3, 6, 8))
+  g <- array(c(0.5, -1, 2), c(3, 1))
+  grads <- function(native) {
+    multihead:::cpp_native_release_all()
+    run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = native)
+    live_after_forward <- length(Filter(multihead:::is_native_tensor, as.list(run$values)))
+    back <- multihead:::run_graph_backward(self$graph, run, list(g), input_grads = TRUE)
+    list(w = multihead:::model_weight_grads(self, back$weights), x = back$inputs[[1]],
+         live_after_forward = live_after_forward, live_after_backward = multihead:::cpp_native_release_all())
+  }
+  a <- grads(TRUE)
+  b <- grads(FALSE)
+  expect_gte(a$live_after_forward, 9L)
+  # left for the end of the run: the graph input's native copy and its gradient
+  expect_lte(a$live_after_backward, 2L)
+  expect_equal(a$x, b$x, tolerance = 1e-5)
+  for (i in seq_along(a$w)) expect_equal(a$w[[i]], b$w[[i]], tolerance = 1e-5, info = names(a$w)[i])
+  # the glue frees only what `keep` does not hold, each tensor once
+  t1 <- multihead:::cpp_native_from_array(array(1, c(2, 2)), 1L)
+  t2 <- multihead:::cpp_native_from_array(array(2, c(2, 2)), 1L)
+  expect_identical(multihead:::cpp_native_release_unshared(list(t1, list(t2, t1)), list(list(t2))), 1L)
+  expect_error(multihead:::cpp_native_to_array(t1, 1L), "used after its step ended")
+  expect_identical(multihead:::cpp_native_to_array(t2, 1L), array(2, c(2, 2)))
+  expect_identical(multihead:::cpp_native_release_unshared(list(t1, t2, 3), list()), 1L)  # t1 already gone
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
