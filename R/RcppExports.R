@@ -133,6 +133,10 @@ cpp_native_from_array <- function(x, threads) {
     .Call(`_multihead_cpp_native_from_array`, x, threads)
 }
 
+cpp_native_take_rows <- function(x, rows, threads) {
+    .Call(`_multihead_cpp_native_take_rows`, x, rows, threads)
+}
+
 cpp_native_to_array <- function(x, threads) {
     .Call(`_multihead_cpp_native_to_array`, x, threads)
 }

@@ -86,11 +86,13 @@ model_target_list <- function(self, y, arg) {
   per_output(y, labels, arg)
 }
 
-# The samples `idx` of a data set.
+# The samples `idx` of a data set. `native_x`: NULL, or a logical per input
+# (graph_native_inputs()): those inputs are taken as native tensors.
 #' @noRd
-data_subset <- function(data, idx) {
-  take <- function(v) if (is.null(v)) NULL else slice_first_axis(v, idx)
-  list(x = lapply(data$x, take), y = lapply(data$y, take), sw = take(data$sw), n = length(idx))
+data_subset <- function(data, idx, native_x = NULL) {
+  take <- function(v, native = FALSE) if (is.null(v)) NULL else slice_first_axis(v, idx, native)
+  x <- if (is.null(native_x)) lapply(data$x, take) else Map(take, data$x, native_x)
+  list(x = x, y = lapply(data$y, take), sw = take(data$sw), n = length(idx))
 }
 
 # The batches of `order` (sample indices), `batch_size` at a time.

@@ -163,6 +163,7 @@ evaluate_source <- function(self, compiled, metrics, src, what, progress = FALSE
       batches <- batches[seq_len(min(src$steps, length(batches)))]
     }
     total <- length(batches)
+    native_x <- graph_native_inputs(self$graph)
   } else total <- if (is.null(src$steps)) NA_integer_ else src$steps
   bar <- NULL
   if (progress && (is.na(total) || total > 1L)) {
@@ -173,7 +174,7 @@ evaluate_source <- function(self, compiled, metrics, src, what, progress = FALSE
   repeat {
     if (!is.na(total) && b >= total) break
     if (arrays) {
-      batch <- data_subset(src$data, batches[[b + 1L]])
+      batch <- data_subset(src$data, batches[[b + 1L]], native_x)
     } else {
       raw <- generator_draw(src)
       if (is.null(raw)) {

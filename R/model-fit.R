@@ -293,6 +293,7 @@ fit_epoch <- function(self, compiled, metrics, src, callbacks, context, state, e
   if (arrays) {
     batches <- array_epoch_batches(src)
     n_steps <- length(batches)
+    native_x <- graph_native_inputs(self$graph)
   } else n_steps <- if (is.null(src$steps)) NA_integer_ else src$steps
   state$progress <- progress_start(context$params$verbose, state$epoch, epochs, n_steps)
   logs <- current_logs(tracker, compiled, metrics)
@@ -300,7 +301,7 @@ fit_epoch <- function(self, compiled, metrics, src, callbacks, context, state, e
   repeat {
     if (!is.na(n_steps) && b >= n_steps) break
     if (arrays) {
-      batch <- data_subset(src$data, batches[[b + 1L]])
+      batch <- data_subset(src$data, batches[[b + 1L]], native_x)
     } else {
       raw <- generator_draw(src)
       if (is.null(raw)) {

@@ -70,9 +70,10 @@ predict.multihead_model <- function(object, x, ..., batch_size = NULL, verbose =
     bar <- cli::cli_progress_bar("Predicting", total = length(starts), .auto_close = FALSE)
   }
   pieces <- vector("list", length(starts))
+  native_in <- graph_native_inputs(self$graph)
   for (b in seq_along(starts)) {
     idx <- starts[b]:min(n, starts[b] + batch_size - 1L)
-    batch <- lapply(vals, function(v) if (is.null(v)) NULL else slice_first_axis(v, idx))
+    batch <- Map(function(v, native) if (is.null(v)) NULL else slice_first_axis(v, idx, native), vals, native_in)
     run <- run_graph_forward(self$graph, batch, NULL, FALSE, keep = FALSE, native = TRUE)
     pieces[[b]] <- run$outputs
     if (!is.null(bar)) cli::cli_progress_update(id = bar)
@@ -118,10 +119,11 @@ predict_generator <- function(self, fn, steps, show_bar) {
 # (Plain double/integer/logical arrays are gathered in C++, cpp_take_rows();
 # others, e.g. with dimnames or of strings, through `[`.)
 #' @noRd
-slice_first_axis <- function(x, idx) {
+slice_first_axis <- function(x, idx, native = FALSE) {
   d <- dim(x)
   if (length(d) >= 2L && is.null(dimnames(x)) && typeof(x) %in% c("double", "integer", "logical") &&
       !is.object(x) && length(idx) && all(idx >= 1 & idx <= d[1L])) {
+    if (native && is.double(x)) return(cpp_native_take_rows(x, as.integer(idx), mh_threads()))
     return(cpp_take_rows(x, as.integer(idx), mh_threads()))
   }
   args <- c(list(x, idx), rep(list(TRUE), length(d) - 1L), list(drop = FALSE))

@@ -62,6 +62,31 @@ value_in_form <- function(v, id, native, conv) {
   out
 }
 
+# Which graph inputs a run can take as native tensors straight from the data
+# (fit(), evaluate() and predict() batches, slice_first_axis(native =)):
+# those read only as the float inputs of nodes that take native tensors (not
+# as a node's argument, not as a graph output, which the caller must get
+# back as given). A logical per graph input.
+#' @noRd
+graph_native_inputs <- function(graph) {
+  ids <- vapply(graph$inputs, function(t) t$id, character(1))
+  ok <- rep(native_tensors_enabled(), length(ids))
+  for (t in graph$outputs) ok[ids == t$id] <- FALSE
+  used <- rep(FALSE, length(ids))
+  for (node in graph$nodes) {
+    takes <- NULL
+    for (t in node$inputs) {
+      hit <- ids == t$id
+      if (!any(hit)) next
+      if (is.null(takes)) takes <- node_takes_native(node) && is_float_dtype(t$dtype)
+      used[hit] <- TRUE
+      if (!takes) ok[hit] <- FALSE
+    }
+    for (t in node$arg_tensors) ok[ids == t$id] <- FALSE
+  }
+  ok & used
+}
+
 # ---- release during a backward pass ----------------------------------------------
 # A backward pass runs the nodes in reverse order; once node k's backward has
 # run, nothing later needs its cache or its outputs' values and gradients,

@@ -593,6 +593,19 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_native_take_rows
+SEXP cpp_native_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads);
+RcppExport SEXP _multihead_cpp_native_take_rows(SEXP xSEXP, SEXP rowsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< Rcpp::IntegerVector >::type rows(rowsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_native_take_rows(x, rows, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_native_to_array
 Rcpp::NumericVector cpp_native_to_array(SEXP x, int threads);
 RcppExport SEXP _multihead_cpp_native_to_array(SEXP xSEXP, SEXP threadsSEXP) {
@@ -1031,6 +1044,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_core_weights_alive", (DL_FUNC) &_multihead_cpp_core_weights_alive, 1},
     {"_multihead_cpp_dense_call", (DL_FUNC) &_multihead_cpp_dense_call, 6},
     {"_multihead_cpp_native_from_array", (DL_FUNC) &_multihead_cpp_native_from_array, 2},
+    {"_multihead_cpp_native_take_rows", (DL_FUNC) &_multihead_cpp_native_take_rows, 3},
     {"_multihead_cpp_native_to_array", (DL_FUNC) &_multihead_cpp_native_to_array, 2},
     {"_multihead_cpp_native_add", (DL_FUNC) &_multihead_cpp_native_add, 3},
     {"_multihead_cpp_native_release_unshared", (DL_FUNC) &_multihead_cpp_native_release_unshared, 2},

@@ -11,6 +11,8 @@
 
 #include "core/add.h"
 #include "core/parallel.h"
+#include "core/permute.h"
+#include "core/take_rows.h"
 #include "glue_convert.h"
 
 namespace mhglue {
@@ -98,6 +100,36 @@ SEXP cpp_native_from_array(SEXP x, int threads) {
   for (int k = 0; k < natural.size(); ++k) natural[k] = k;
   return mhglue::out_of_memory_as_error([&]() {
     mh::Buffer<float> data = mhglue::to_core<float>(x, natural, threads);
+    return mhglue::wrap_native(std::move(d), std::move(data));
+  });
+}
+
+// The samples `rows` (1-based) of the double array x (at least 2 axes)
+// along its first axis, as a native float32 tensor of dims
+// (length(rows), dim(x)[-1]): a batch taken straight into C++ (no R array
+// is made for it). Gathered column-major first (x's samples are its fastest
+// axis), then laid out row-major.
+// [[Rcpp::export]]
+SEXP cpp_native_take_rows(SEXP x, Rcpp::IntegerVector rows, int threads) {
+  if (TYPEOF(x) != REALSXP || Rf_length(Rf_getAttrib(x, R_DimSymbol)) < 2) {
+    Rcpp::stop("cpp_native_take_rows: expected a double array of two or more axes");
+  }
+  std::vector<idx> d = mhglue::r_dims(x);
+  const idx n = d[0], cols = n > 0 ? static_cast<idx>(Rf_xlength(x)) / n : 0, k = rows.size();
+  std::vector<int32_t> at(static_cast<size_t>(k));
+  for (idx j = 0; j < k; ++j) {
+    if (rows[j] == NA_INTEGER || rows[j] < 1 || rows[j] > n) Rcpp::stop("cpp_native_take_rows: row out of range");
+    at[static_cast<size_t>(j)] = rows[j] - 1;
+  }
+  d[0] = k;
+  const int r = static_cast<int>(d.size());
+  std::vector<int> reversed(r);
+  for (int a = 0; a < r; ++a) reversed[a] = r - 1 - a;
+  return mhglue::out_of_memory_as_error([&]() {
+    mh::Buffer<double> batch(static_cast<size_t>(k * cols));
+    mh::take_rows_colmajor(REAL_RO(x), n, cols, at.data(), k, batch.data(), threads);
+    mh::Buffer<float> data(batch.size());
+    mh::permute_copy(batch.data(), d, reversed, data.data(), threads);
     return mhglue::wrap_native(std::move(d), std::move(data));
   });
 }

@@ -242,3 +242,55 @@ test_that("a backward pass frees each node's native tensors once the nodes befor
   expect_identical(multihead:::cpp_native_release_unshared(list(t1, t2, 3), list()), 1L)  # t1 already gone
   expect_identical(multihead:::cpp_native_release_all(), 0L)
 })
+
+test_that("batches are taken straight into native tensors for inputs only native layers read", {
+  take <- multihead:::cpp_native_take_rows
+  for (d in list(c(7, 5), c(7, 3, 4), c(9, 2, 3, 5))) {
+    x <- array(rnorm(prod(d)), d)
+    idx <- c(3L, 1L, 7L, 3L)
+    for (threads in c(1L, 2L)) {
+      t <- take(x, idx, threads)
+      expect_identical(dim(t), c(4L, as.integer(d[-1])))
+      ref <- do.call(`[`, c(list(x, idx), rep(list(TRUE), length(d) - 1L), list(drop = FALSE)))
+      expect_identical(multihead:::cpp_native_to_array(t, 1L), multihead:::round_float32(ref))
+    }
+  }
+  expect_error(take(array(1, c(3, 2)), c(1L, 4L), 1L), "row out of range")
+  expect_error(take(array(1L, c(3, 2)), 1L, 1L), "double array")
+  multihead:::cpp_native_release_all()
+
+  gni <- function(m) multihead:::graph_native_inputs(multihead:::layer_self(m)$graph)
+  inp <- keras_input(shape = c(6, 8))
+  a <- layer_multi_head_attention(num_heads = 2, key_dim = 4)(inp, inp)
+  expect_identical(gni(keras_model(inp, layer_add(list(inp, a)))), TRUE)
+  # read by a layer without native tensors (conv) as well: no
+  expect_identical(gni(keras_model(inp, layer_add(list(a, layer_conv_1d(inp, filters = 8, kernel_size = 1))))), FALSE)
+  # returned as an output too: no
+  expect_identical(gni(keras_model(inp, list(a, inp))), FALSE)
+  # a float64 layer: no; two inputs, one of each kind
+  inp2 <- keras_input(shape = c(6, 8))
+  m <- keras_model(list(inp, inp2), layer_add(list(layer_dense(inp, 3), layer_dense(inp2, 3, dtype = "float64"))))
+  expect_identical(gni(m), c(TRUE, FALSE))
+  native_off(expect_identical(gni(m), c(FALSE, FALSE)))
+  # and the runs agree with R-array batches (fit, evaluate, predict)
+  set.seed(8)
+  x1 <- array(rnorm(10 * 6 * 8), c(10, 6, 8))
+  x2 <- array(rnorm(10 * 6 * 8), c(10, 6, 8))
+  y <- array(rnorm(10 * 6 * 3), c(10, 6, 3))
+  run <- function(native) {
+    old <- options(multihead.native_tensors = native)
+    on.exit(options(old))
+    set.seed(9)
+    i1 <- keras_input(shape = c(6, 8))
+    i2 <- keras_input(shape = c(6, 8))
+    mm <- keras_model(list(i1, i2), layer_add(list(layer_dense(i1, 3), layer_dense(i2, 3, dtype = "float64"))))
+    compile(mm, optimizer = optimizer_sgd(0.1), loss = "mse")
+    h <- fit(mm, list(x1, x2), y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0)
+    list(loss = h$metrics$loss, w = get_weights(mm), p = predict(mm, list(x1, x2), batch_size = 3, verbose = 0),
+         e = evaluate(mm, list(x1, x2), y, batch_size = 3, verbose = 0))
+  }
+  r1 <- run(TRUE)
+  r2 <- run(FALSE)
+  expect_equal(r1, r2, tolerance = 1e-6)
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
