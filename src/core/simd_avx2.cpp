@@ -270,6 +270,70 @@ void tile_gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs,
 
 sidx gemm_scratch_floats() { return kGemmK * kGemmN + kGemmM * kGemmK; }
 
+namespace {
+
+// gemm_f32 for a few rows of C with B read in place (unit column stride):
+// the rows of C are updated from B's rows in order, c(i, j) <- fma(a(i, p),
+// b(p, j), c(i, j)) for p = 0 .. K-1, over column blocks of C that stay in
+// the L1 cache; each B row is read once, contiguously, for all rows of C.
+// (The register kernel reads B in strips of 16 columns, rows b_rs apart,
+// which for a row length of a multiple of 4 KiB, a 256 x 1024 kernel, is
+// several times slower; for a few rows there is no reuse of B to win back.)
+// (With 3 or 4 rows the register kernel is faster again for most widths.)
+constexpr sidx kSmallRows = 2;
+constexpr sidx kSmallBlock = 1024;  // columns of C per block (2 rows: 8 KiB)
+
+template <int R>
+void small_rows_block(sidx nj, sidx K, const float* const* ar, sidx a_cs, const float* b, sidx b_rs,
+                      float* const* cr, __m256i mask) {
+  const sidx full = nj / 8 * 8;
+  for (sidx p = 0; p < K; ++p) {
+    __m256 av[R];
+    MH_UNROLL
+    for (int r = 0; r < R; ++r) av[r] = _mm256_set1_ps(ar[r][p * a_cs]);
+    const float* bp = b + p * b_rs;
+    for (sidx j = 0; j < full; j += 8) {
+      const __m256 vb = _mm256_loadu_ps(bp + j);
+      MH_UNROLL
+      for (int r = 0; r < R; ++r) _mm256_storeu_ps(cr[r] + j, _mm256_fmadd_ps(av[r], vb, _mm256_loadu_ps(cr[r] + j)));
+    }
+    if (full < nj) {  // (the last block only: blocks are multiples of 8)
+      const __m256 vb = _mm256_maskload_ps(bp + full, mask);
+      MH_UNROLL
+      for (int r = 0; r < R; ++r) {
+        _mm256_maskstore_ps(cr[r] + full, mask,
+                            _mm256_fmadd_ps(av[r], vb, _mm256_maskload_ps(cr[r] + full, mask)));
+      }
+    }
+  }
+}
+
+void gemm_small_rows(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
+                     sidx b_rs, float* c, sidx ldc, bool accumulate) {
+  alignas(32) int lanes[8];
+  for (int q = 0; q < 8; ++q) lanes[q] = q < N % 8 ? -1 : 0;
+  const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+  if (!accumulate)
+    for (sidx i = 0; i < M; ++i)
+      for (sidx j = 0; j < N; ++j) c[i * ldc + j] = 0.0f;
+  const float* ar[kSmallRows];
+  float* cr[kSmallRows];
+  for (sidx j0 = 0; j0 < N; j0 += kSmallBlock) {
+    const sidx nj = min_idx(kSmallBlock, N - j0);
+    for (sidx i = 0; i < M; ++i) {
+      ar[i] = a + i * a_rs;
+      cr[i] = c + i * ldc + j0;
+    }
+    if (M == 1) {
+      small_rows_block<1>(nj, K, ar, a_cs, b + j0, b_rs, cr, mask);
+    } else {
+      small_rows_block<2>(nj, K, ar, a_cs, b + j0, b_rs, cr, mask);
+    }
+  }
+}
+
+}  // namespace
+
 void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
               sidx b_rs, sidx b_cs, float* c, sidx ldc, bool accumulate, float* scratch) {
   if (M <= 0 || N <= 0) return;
@@ -277,6 +341,10 @@ void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, cons
     if (!accumulate)
       for (sidx i = 0; i < M; ++i)
         for (sidx j = 0; j < N; ++j) c[i * ldc + j] = 0.0f;
+    return;
+  }
+  if (M <= kSmallRows && b_cs == 1) {
+    gemm_small_rows(M, N, K, a, a_rs, a_cs, b, b_rs, c, ldc, accumulate);
     return;
   }
   float* bp = scratch;

@@ -36,7 +36,9 @@ void tile_gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs,
 
 // The same for any shapes and strides of B (B(p, j) = b[p * b_rs + j *
 // b_cs]), packing A and B in blocks: `scratch` holds gemm_scratch_floats()
-// floats. Sums over p in order (in chunks of 256 added to C in turn).
+// floats. Sums over p in order (in chunks of 256 added to C in turn; with
+// at most 2 rows and b_cs == 1, one fused multiply-add per p into C, B read
+// in place row by row).
 sidx gemm_scratch_floats();
 void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, const float* b,
               sidx b_rs, sidx b_cs, float* c, sidx ldc, bool accumulate, float* scratch);

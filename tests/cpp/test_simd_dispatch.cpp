@@ -69,8 +69,8 @@ double rel_error(const std::vector<double>& want, const std::vector<float>& got,
 // column-major A and B, every remainder of 6 rows and 16 columns, K across
 // the 256-deep blocks, with and without accumulation.
 TEST(SimdDispatch, GemmMatchesReferenceForEveryLayout) {
-  const idx Ms[] = {1, 5, 6, 7, 13, 97};
-  const idx Ns[] = {1, 8, 16, 17, 33, 257};
+  const idx Ms[] = {1, 2, 3, 4, 5, 6, 7, 13, 97};
+  const idx Ns[] = {1, 8, 16, 17, 33, 257, 1030};
   const idx Ks[] = {0, 1, 9, 256, 300};
   int cases = 0;
   for (idx M : Ms)
@@ -101,6 +101,31 @@ TEST(SimdDispatch, GemmMatchesReferenceForEveryLayout) {
         }
       }
   EXPECT_GT(cases, 500);
+}
+
+// One or two rows with B's columns adjacent: every C element is the chain
+// c <- fma(a(i, p), b(p, j), c) over p in order (bitwise), across the
+// column blocks and the masked tail.
+TEST(SimdDispatch, GemmOfFewRowsIsAnFmaChain) {
+  if (!mh::use_avx2()) return;
+  for (idx M : {1, 2})
+    for (idx N : {5, 8, 1024, 1030, 2053})
+      for (idx K : {1, 37, 300}) {
+        const auto A = mhtest::random_values<float>(M * K, 3 + M + K);
+        const auto B = mhtest::random_values<float>(K * N, 7 + N + K);
+        for (int accumulate = 0; accumulate < 2; ++accumulate) {
+          const idx ldc = N + 5;
+          std::vector<float> C(static_cast<size_t>(M * ldc), 0.25f), want = C;
+          mh::gemm<float>(M, N, K, A.data(), K, 1, B.data(), N, 1, C.data(), ldc, accumulate != 0);
+          for (idx i = 0; i < M; ++i)
+            for (idx j = 0; j < N; ++j) {
+              float c = accumulate ? want[static_cast<size_t>(i * ldc + j)] : 0.0f;
+              for (idx p = 0; p < K; ++p) c = std::fma(A[static_cast<size_t>(i * K + p)], B[static_cast<size_t>(p * N + j)], c);
+              want[static_cast<size_t>(i * ldc + j)] = c;
+            }
+          EXPECT_EQ(C, want) << M << "x" << N << "x" << K << " acc " << accumulate;
+        }
+      }
 }
 
 // The unpacked tile kernel (flash attention's), when the kernels run.
