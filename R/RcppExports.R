@@ -101,6 +101,14 @@ cpp_unit_norm_backward <- function(x, order, n_norm, epsilon, grad_output, float
     .Call(`_multihead_cpp_unit_norm_backward`, x, order, n_norm, epsilon, grad_output, float64, threads)
 }
 
+cpp_tune_malloc <- function() {
+    .Call(`_multihead_cpp_tune_malloc`)
+}
+
+cpp_malloc_tuned <- function() {
+    .Call(`_multihead_cpp_malloc_tuned`)
+}
+
 cpp_mha_weight_slots <- function() {
     .Call(`_multihead_cpp_mha_weight_slots`)
 }

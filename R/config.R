@@ -89,6 +89,14 @@ default_threads <- function() {
 #'   * `openmp`: whether OpenMP is available.
 #'   * `threads`: the number of threads used ([get_num_threads()]).
 #'   * `eigen_version`: the Eigen version.
+#'   * `malloc_tuned`: whether the package set the C library allocator's
+#'     thresholds when it loaded (glibc only): arrays up to 32 MB then come
+#'     from the allocator's heap and are reused instead of being mapped
+#'     afresh each time (each fresh page costs a page fault), and up to
+#'     128 MB of freed memory is kept for reuse rather than returned to the
+#'     system at once. Setting the environment variable
+#'     `MULTIHEAD_MALLOC_TUNING=off` before the package loads keeps the
+#'     allocator's defaults.
 #' @export
 #' @examples
 #' multihead_build_info()
@@ -96,7 +104,7 @@ multihead_build_info <- function() {
   info <- cpp_build_info()
   list(simd = info$simd, simd_compiled = info$simd_compiled, simd_cpu = info$simd_cpu,
        simd_forced = info$simd_forced, eigen_simd = info$eigen_simd, openmp = info$openmp,
-       threads = mh_threads(), eigen_version = info$eigen_version)
+       threads = mh_threads(), eigen_version = info$eigen_version, malloc_tuned = cpp_malloc_tuned())
 }
 
 #' Threads used by the C++ core

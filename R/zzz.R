@@ -29,4 +29,6 @@ utils::globalVariables("self")
   register_lookup_layers()
   register_models()
   register_all_ops()
+  # the C library allocator's thresholds (src/glue_malloc.cpp)
+  if (!identical(tolower(Sys.getenv("MULTIHEAD_MALLOC_TUNING")), "off")) cpp_tune_malloc()
 }

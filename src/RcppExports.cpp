@@ -456,6 +456,26 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_tune_malloc
+bool cpp_tune_malloc();
+RcppExport SEXP _multihead_cpp_tune_malloc() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_tune_malloc());
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_malloc_tuned
+bool cpp_malloc_tuned();
+RcppExport SEXP _multihead_cpp_malloc_tuned() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_malloc_tuned());
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_mha_weight_slots
 Rcpp::CharacterVector cpp_mha_weight_slots();
 RcppExport SEXP _multihead_cpp_mha_weight_slots() {
@@ -1036,6 +1056,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_rms_norm_backward", (DL_FUNC) &_multihead_cpp_rms_norm_backward, 8},
     {"_multihead_cpp_unit_norm_forward", (DL_FUNC) &_multihead_cpp_unit_norm_forward, 6},
     {"_multihead_cpp_unit_norm_backward", (DL_FUNC) &_multihead_cpp_unit_norm_backward, 7},
+    {"_multihead_cpp_tune_malloc", (DL_FUNC) &_multihead_cpp_tune_malloc, 0},
+    {"_multihead_cpp_malloc_tuned", (DL_FUNC) &_multihead_cpp_malloc_tuned, 0},
     {"_multihead_cpp_mha_weight_slots", (DL_FUNC) &_multihead_cpp_mha_weight_slots, 0},
     {"_multihead_cpp_mha_call", (DL_FUNC) &_multihead_cpp_mha_call, 26},
     {"_multihead_cpp_mha_backward", (DL_FUNC) &_multihead_cpp_mha_backward, 3},

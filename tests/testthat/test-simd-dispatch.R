@@ -83,7 +83,7 @@ run_child <- function(simd_env) {
 test_that("multihead_build_info() reports the SIMD path and why it was chosen", {
   info <- multihead_build_info()
   expect_named(info, c("simd", "simd_compiled", "simd_cpu", "simd_forced", "eigen_simd", "openmp",
-                       "threads", "eigen_version"))
+                       "threads", "eigen_version", "malloc_tuned"))
   expect_true(info$simd %in% c("avx2+fma", "portable"))
   for (f in c("simd_compiled", "simd_cpu", "simd_forced", "openmp")) {
     expect_true(is.logical(info[[f]]) && length(info[[f]]) == 1L && !is.na(info[[f]]), info = f)
@@ -123,4 +123,32 @@ test_that("MULTIHEAD_SIMD=portable forces the portable path; both paths agree to
     err <- max(abs(a - b)) / max(1, max(abs(b)))
     expect_lt(err, tol, label = case)
   }
+})
+
+test_that("the allocator thresholds are set on glibc unless MULTIHEAD_MALLOC_TUNING=off", {
+  glibc <- grepl("linux-gnu", R.version$os, fixed = TRUE)
+  child <- function(env) {
+    script <- tempfile(fileext = ".R")
+    res <- tempfile(fileext = ".rds")
+    on.exit(unlink(c(script, res)))
+    writeLines(c(sprintf(".libPaths(%s)", paste(deparse(.libPaths()), collapse = "")),
+                 "suppressPackageStartupMessages(library(multihead))",
+                 # a loop of fresh arrays of one size computes what it should either way
+                 "x <- array(seq_len(3e5) / 7, c(300, 1000)); s <- 0",
+                 "for (i in 1:20) s <- s + sum(multihead:::cpp_take_rows(x, 300:1, 1L))",
+                 sprintf("saveRDS(list(tuned = multihead_build_info()$malloc_tuned, s = s), %s)", deparse(res))),
+               script)
+    status <- system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", script), stdout = FALSE, stderr = FALSE,
+                      env = env)
+    expect_identical(status, 0L)
+    readRDS(res)
+  }
+  on <- child("MULTIHEAD_MALLOC_TUNING=")
+  off <- child("MULTIHEAD_MALLOC_TUNING=off")
+  expect_identical(on$tuned, glibc)
+  expect_false(off$tuned)
+  expect_equal(on$s, 20 * sum(seq_len(3e5) / 7))
+  expect_identical(on$s, off$s)
+  expect_identical(multihead_build_info()$malloc_tuned,
+                   glibc && !identical(tolower(Sys.getenv("MULTIHEAD_MALLOC_TUNING")), "off"))
 })
