@@ -1021,7 +1021,7 @@ format_py_value <- function(v, spec, fail) {
     as.character(a)
   } else {
     a <- as.double(a)
-    switch(type,
+    switch(EXPR = type,
            f = , F = sprintf("%.*f", if (is.na(p)) 6L else p, a),
            e = , E = sprintf(if (upper) "%.*E" else "%.*e", if (is.na(p)) 6L else p, a),
            g = , G = py_general(a, if (is.na(p)) 6L else p, s$alt, upper),

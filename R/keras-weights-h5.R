@@ -277,7 +277,9 @@ keras_layer_order <- function(self, layers_only = TRUE) {
 # later release crashes R. Every handle is closed once (close_all() after
 # the image is taken, or on error). hdf5r has no R-level API for the core
 # driver or file images, so its registered wrappers of H5Pset_fapl_core()
-# and H5Fget_file_image() are called (h5_native()).
+# and H5Fget_file_image() are called by name with PACKAGE = "hdf5r" (R CMD
+# check reports these as foreign function calls to a different package: a
+# known NOTE, the price of the in-memory file).
 #' @noRd
 # `extra`: NULL, or function(file) adding further groups (a .keras archive's
 # optimizer variables).
@@ -298,7 +300,7 @@ write_keras_weights_h5 <- function(self, filepath, extra = NULL) {
 h5_file_image <- function(entries, extra = NULL) {
   fapl <- hdf5r::H5P_FILE_ACCESS$new()
   on.exit(fapl$close(), add = TRUE)
-  h5_native("R_H5Pset_fapl_core", fapl$id, 1048576, FALSE)
+  .Call("R_H5Pset_fapl_core", fapl$id, 1048576, FALSE, PACKAGE = "hdf5r")
   file <- hdf5r::H5File$new(tempfile(fileext = ".h5"), mode = "w", file_access_pl = fapl)
   closed <- FALSE
   on.exit(if (!closed) {
@@ -324,18 +326,14 @@ h5_file_image <- function(entries, extra = NULL) {
   }
   if (!is.null(extra)) extra(file)
   file$flush()
-  n <- as.double(h5_native("R_H5Fget_file_image", file$id, raw(0), 0, FALSE)$return_val)
+  n <- as.double(.Call("R_H5Fget_file_image", file$id, raw(0), 0, FALSE, PACKAGE = "hdf5r")$return_val)
   if (!(is.finite(n) && n > 0)) stop("no file image", call. = FALSE)
-  image <- h5_native("R_H5Fget_file_image", file$id, raw(n), n, TRUE)
+  image <- .Call("R_H5Fget_file_image", file$id, raw(n), n, TRUE, PACKAGE = "hdf5r")
   if (as.double(image$return_val) != n) stop("incomplete file image", call. = FALSE)
   closed <- TRUE
   file$close_all()
   image$buf_ptr
 }
-
-# A registered routine of hdf5r (its generated wrappers of the HDF5 C API).
-#' @noRd
-h5_native <- function(name, ...) .Call(getNativeSymbolInfo(name, "hdf5r"), ...)
 
 # Writes `bytes` to `path`; a short write or a failed close is an error.
 #' @noRd

@@ -275,7 +275,7 @@ print.multihead_tensor <- function(x, ...) {
   invisible(x)
 }
 
-#' @rawNamespace S3method(utils::str, multihead_tensor)
+#' @exportS3Method utils::str
 str.multihead_tensor <- function(object, ...) cat(" ", format(object), "\n", sep = "")
 
 #' Shapes

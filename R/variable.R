@@ -189,7 +189,7 @@ print.multihead_variable <- function(x, ...) {
   invisible(x)
 }
 
-#' @rawNamespace S3method(utils::str, multihead_variable)
+#' @exportS3Method utils::str
 str.multihead_variable <- function(object, ...) cat(" ", format(object), "\n", sep = "")
 
 # ---- variables in graphs ---------------------------------------------------

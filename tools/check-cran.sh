@@ -11,8 +11,9 @@
 #                                    to find Rd problems)
 #   _R_CHECK_CRAN_INCOMING_REMOTE_=false  no CRAN network queries
 #   _R_CHECK_SYSTEM_CLOCK_=0         no time-server query
-# Set MULTIHEAD_PORTABLE=1 to check the portable build (no -mavx2 -mfma, so no
-# "non-portable flags" NOTE).
+# The build passes no instruction-set flag (see configure), so there is no
+# "non-portable flags" NOTE; MULTIHEAD_PORTABLE=1 checks the build without the
+# AVX2 kernels.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$(mktemp -d "${TMPDIR:-/tmp}/multihead-check.XXXXXX")}"
