@@ -166,12 +166,17 @@ Rcpp::List cpp_projection_forward(SEXP x, Rcpp::IntegerVector x_order, int n_con
       period = static_cast<idx>(bc.size());
     }
     mh::Buffer<T> y(static_cast<size_t>(mhglue::checked_count({rows, out}, "the projection's output"))), saved;
-    if (act != mh::Activation::Linear) saved.resize(y.size());
+    // An activation whose backward reads its output, on a native run with
+    // the output in the core's layout: the output tensor itself is what the
+    // backward reads (no copy of it is kept).
+    const bool share_output = native && std::is_same<T, float>::value && act != mh::Activation::Linear &&
+                              mh::activation_backward_uses_output(act) && mhglue::is_natural_order(out_order);
+    if (act != mh::Activation::Linear && !share_output) saved.resize(y.size());
     mh::projection_forward(xc.data(), rows, in, kc->data(), out, bc.empty() ? nullptr : bc.data(),
                            period, act, y.data(), saved.empty() ? nullptr : saved.data(), threads);
-    return Rcpp::List::create(
-        Rcpp::Named("output") = mhglue::core_output(std::move(y), out_dims, out_order, native, threads),
-        Rcpp::Named("saved") = saved_output(std::move(saved), native));
+    const Rcpp::RObject output = mhglue::core_output(std::move(y), out_dims, out_order, native, threads);
+    return Rcpp::List::create(Rcpp::Named("output") = output,
+                              Rcpp::Named("saved") = share_output ? output : saved_output(std::move(saved), native));
   });
 }
 

@@ -45,7 +45,7 @@ test_that("fit() on native tensors trains to the weights of the R-array run", {
   set.seed(21)
   x <- array(rnorm(16 * 6 * 8), c(16, 6, 8))
   y <- array(rnorm(16), c(16, 1))
-  for (act in c("relu", "gelu", "linear")) {
+  for (act in c("relu", "gelu", "linear", "sigmoid", "tanh")) {
     m1 <- encoder_model(ff_activation = act, optimizer = optimizer_sgd(0.05))
     h1 <- fit(m1, x, y, batch_size = 4, epochs = 2, shuffle = FALSE, verbose = 0)
     m2 <- encoder_model(ff_activation = act, optimizer = optimizer_sgd(0.05))
@@ -293,4 +293,26 @@ test_that("batches are taken straight into native tensors for inputs only native
   r2 <- run(FALSE)
   expect_equal(r1, r2, tolerance = 1e-6)
   expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
+
+test_that("a native dense layer whose activation's backward reads its output keeps no copy of it", {
+  m <- encoder_model(seed = 4, ff_activation = "relu")
+  self <- multihead:::layer_self(m)
+  x <- array(rnorm(2 * 6 * 8), c(2, 6, 8))
+  run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = TRUE)
+  on.exit(multihead:::release_natives())
+  dense_nodes <- Filter(function(n) identical(n$kind, "layer") &&
+                          identical(multihead:::layer_self(n$callee)$class_name, "Dense") &&
+                          identical(multihead:::layer_self(n$callee)$config$activation, "relu"), self$graph$nodes)
+  expect_length(dense_nodes, 1L)
+  node <- dense_nodes[[1]]
+  cache <- run$caches[[node$id]]
+  out <- run$values[[multihead:::node_output_ids(node)[1]]]
+  expect_true(multihead:::is_native_tensor(cache$saved))
+  expect_true(identical(cache$saved, out))  # the same external pointer
+  # on R arrays the saved values are a copy (the output is an R array)
+  run2 <- native_off(multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = FALSE))
+  expect_false(multihead:::is_native_tensor(run2$caches[[node$id]]$saved))
+  expect_equal(as.vector(run2$caches[[node$id]]$saved), as.vector(aperm(multihead:::native_as_array(out), 3:1)),
+               tolerance = 1e-6)
 })
