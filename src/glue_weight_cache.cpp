@@ -46,8 +46,13 @@ uint64_t fingerprint_of(SEXP w) {
   return h;
 }
 
+// R keeps a weak reference (and so its value, the old weight array) on its
+// list of weak references for as long as the key lives, released or not:
+// clearing it (R_RunWeakRefFinalizer with no finalizer sets key and value to
+// NULL) lets R collect the array now rather than with the layer.
 void drop(std::list<Entry>::iterator it) {
   total_bytes -= it->bytes;
+  R_RunWeakRefFinalizer(it->weak);
   R_ReleaseObject(it->weak);
   entries().erase(it);
 }

@@ -48,3 +48,22 @@ test_that("the cache lets go of layers R has collected", {
   invisible(layer_dense(units = 4)(x))  # an insertion drops the collected layers' entries
   expect_lte(multihead:::cpp_weight_cache_stats()[["entries"]], before + 2)
 })
+
+test_that("the cache lets go of a layer's old weight arrays while the layer lives", {
+  # a training step gives a layer new weight arrays; a replaced entry must not
+  # keep the old one alive (R's weak reference holds its value while its key,
+  # the layer, lives): 40 steps of a 256 x 256 kernel would keep 20 MB
+  set.seed(4)
+  m <- keras_model_sequential(input_shape = 256) |> layer_dense(256) |> layer_dense(1)
+  compile(m, optimizer = optimizer_sgd(learning_rate = 1e-4), loss = "mse")
+  x <- matrix(rnorm(4 * 256), 4)
+  y <- matrix(rnorm(4), 4)
+  vcells_mb <- function() { invisible(gc()); gc()[2, 2] }
+  fit(m, x, y, batch_size = 4, epochs = 2, verbose = 0)
+  before <- vcells_mb()
+  fit(m, x, y, batch_size = 4, epochs = 40, verbose = 0)
+  expect_lt(vcells_mb() - before, 4)
+  expect_equal(predict(m, x, verbose = 0),
+               ref_dense(ref_dense(x, get_weights(m)[[1]], get_weights(m)[[2]]),
+                         get_weights(m)[[3]], get_weights(m)[[4]]), tolerance = 1e-5)
+})
