@@ -213,6 +213,14 @@ cpp_optimizer_update <- function(rule, weights, grads, slots, params, threads, r
     .Call(`_multihead_cpp_optimizer_update`, rule, weights, grads, slots, params, threads, round32)
 }
 
+cpp_optimizer_step <- function(rule, weights, grads, opt, kinds, paths, params, threads, round32 = NULL) {
+    .Call(`_multihead_cpp_optimizer_step`, rule, weights, grads, opt, kinds, paths, params, threads, round32)
+}
+
+cpp_optimizer_step_stats <- function() {
+    .Call(`_multihead_cpp_optimizer_step_stats`)
+}
+
 cpp_optimizer_update_in_place <- function(rule, weights, grads, slots, params, threads) {
     invisible(.Call(`_multihead_cpp_optimizer_update_in_place`, rule, weights, grads, slots, params, threads))
 }

@@ -783,35 +783,24 @@ optimizer_fused_rule <- function(opt, lr) {
 # the classes with a fused rule, in one C++ call: `weights` and `grads` are
 # named lists (the variables with a gradient, same names and order; the
 # gradients clipped, double), `lr` the step's learning rate. Returns the
-# updated weights (double); the slots are replaced in opt$slots by new arrays
-# (kinds and paths added in the order the R rules add them). Nothing changes
-# when a slot has the wrong shape (checked first). `round32`: a logical per
-# weight: return that weight's update rounded to float32.
+# updated weights (double). The slots (opt$slots[[kind]][[path]], kinds and
+# paths added in the order the R rules add them) are updated by
+# cpp_optimizer_step() itself: in place where nothing else holds them, else
+# replaced by fresh arrays. R code must not bind them here (a binding is a
+# reference, and the step would then copy them). Nothing changes when a slot
+# has the wrong shape (checked first). `round32`: a logical per weight:
+# return that weight's update rounded to float32.
 #' @noRd
 optimizer_fused_apply <- function(opt, weights, grads, lr, round32 = logical(length(weights))) {
   paths <- names(weights)
   rule <- optimizer_fused_rule(opt, lr)
   ws <- lapply(weights, as_double_array)
-  slots_in <- lapply(rule$kinds, function(kind) {
-    if (is.na(kind)) return(NULL)
-    kept <- opt$slots[[kind]]
-    lapply(paths, function(path) {
-      s <- kept[[path]]
-      if (is.null(s)) return(NULL)
-      check_slot_shape(s, ws[[path]], path)
-      as_double_array(s)
-    })
-  })
-  res <- cpp_optimizer_update(rule$rule, unname(ws), unname(grads[paths]), slots_in, rule$params,
-                              mh_threads(), as.logical(round32))
-  slots <- opt$slots
-  for (i in seq_along(rule$kinds)) {
-    kind <- rule$kinds[[i]]
-    if (is.na(kind)) next
-    if (is.null(slots[[kind]])) slots[[kind]] <- list()
-    slots[[kind]][paths] <- res$slots[[i]]
+  res <- cpp_optimizer_step(rule$rule, unname(ws), unname(grads[paths]), opt, rule$kinds, paths, rule$params,
+                            mh_threads(), as.logical(round32))
+  if (!is.null(res$mismatch)) {
+    path <- paths[[res$mismatch[[2L]]]]
+    check_slot_shape(opt$slots[[rule$kinds[[res$mismatch[[1L]]]]]][[path]], ws[[path]], path)
   }
-  opt$slots <- slots
   names(res$weights) <- paths
   res$weights
 }

@@ -891,6 +891,35 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_optimizer_step
+Rcpp::List cpp_optimizer_step(std::string rule, Rcpp::List weights, Rcpp::List grads, SEXP opt, Rcpp::CharacterVector kinds, Rcpp::CharacterVector paths, Rcpp::List params, int threads, SEXP round32);
+RcppExport SEXP _multihead_cpp_optimizer_step(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP optSEXP, SEXP kindsSEXP, SEXP pathsSEXP, SEXP paramsSEXP, SEXP threadsSEXP, SEXP round32SEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type rule(ruleSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type weights(weightsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type grads(gradsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type opt(optSEXP);
+    Rcpp::traits::input_parameter< Rcpp::CharacterVector >::type kinds(kindsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::CharacterVector >::type paths(pathsSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type params(paramsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type round32(round32SEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_optimizer_step(rule, weights, grads, opt, kinds, paths, params, threads, round32));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_optimizer_step_stats
+Rcpp::NumericVector cpp_optimizer_step_stats();
+RcppExport SEXP _multihead_cpp_optimizer_step_stats() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    rcpp_result_gen = Rcpp::wrap(cpp_optimizer_step_stats());
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_optimizer_update_in_place
 void cpp_optimizer_update_in_place(std::string rule, Rcpp::List weights, Rcpp::List grads, Rcpp::List slots, Rcpp::List params, int threads);
 RcppExport SEXP _multihead_cpp_optimizer_update_in_place(SEXP ruleSEXP, SEXP weightsSEXP, SEXP gradsSEXP, SEXP slotsSEXP, SEXP paramsSEXP, SEXP threadsSEXP) {
@@ -1084,6 +1113,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_cumulative", (DL_FUNC) &_multihead_cpp_cumulative, 5},
     {"_multihead_cpp_cumulative_backward", (DL_FUNC) &_multihead_cpp_cumulative_backward, 7},
     {"_multihead_cpp_optimizer_update", (DL_FUNC) &_multihead_cpp_optimizer_update, 7},
+    {"_multihead_cpp_optimizer_step", (DL_FUNC) &_multihead_cpp_optimizer_step, 9},
+    {"_multihead_cpp_optimizer_step_stats", (DL_FUNC) &_multihead_cpp_optimizer_step_stats, 0},
     {"_multihead_cpp_optimizer_update_in_place", (DL_FUNC) &_multihead_cpp_optimizer_update_in_place, 6},
     {"_multihead_cpp_text_count", (DL_FUNC) &_multihead_cpp_text_count, 5},
     {"_multihead_cpp_text_index", (DL_FUNC) &_multihead_cpp_text_index, 10},

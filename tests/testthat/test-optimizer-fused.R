@@ -272,3 +272,74 @@ test_that("store_weight() keeps a fresh double array of the right dims as it is"
   expect_identical(sw(c(1, 2, 3, 4), c(4L, 1L), "float64"), array(c(1, 2, 3, 4), c(4, 1)))
   expect_identical(sw(1:4, c(2L, 2L), "float64"), array(as.double(1:4), c(2, 2)))
 })
+
+test_that("the fused step writes slots in place only when nothing else holds them", {
+  stats <- multihead:::cpp_optimizer_step_stats
+  set.seed(21)
+  m <- keras_model_sequential(input_shape = 5) |> layer_dense(3, activation = "relu") |> layer_dense(1)
+  compile(m, optimizer = optimizer_adam(learning_rate = 0.01), loss = "mse")
+  x <- matrix(rnorm(40 * 5), 40)
+  y <- matrix(rnorm(40), 40)
+  fit(m, x, y, batch_size = 10, epochs = 1, verbose = 0)
+  s0 <- stats()
+  fit(m, x, y, batch_size = 10, epochs = 2, verbose = 0)
+  # 8 steps of 4 variables x 2 slots, all in place once the slots exist
+  expect_equal(stats() - s0, c(in_place = 64, fresh = 0))
+
+  # a user's copies (an array, a kind's list, the whole slots list) keep their values
+  opt <- m$optimizer
+  one <- opt$slots$momentum[[1]]
+  one_values <- one + 0
+  kind <- opt$slots$velocity
+  kind_values <- lapply(kind, function(v) v + 0)
+  everything <- opt$slots
+  everything_values <- rapply(everything, function(v) v + 0, how = "list")
+  fit(m, x, y, batch_size = 10, epochs = 1, verbose = 0)
+  expect_identical(one, one_values)
+  expect_identical(kind, kind_values)
+  expect_identical(everything, everything_values)
+  expect_false(identical(opt$slots$momentum[[1]], one))
+  expect_false(identical(opt$slots$velocity, kind))
+
+  # and the updates match the R rules bitwise, with slots shared along the way
+  train <- function(fused, share) {
+    old <- options(multihead.optimizer_fused = fused)
+    on.exit(options(old))
+    set.seed(22)
+    m <- keras_model_sequential(input_shape = 5) |> layer_dense(3, activation = "relu", name = "h") |>
+      layer_dense(1, name = "o")
+    compile(m, optimizer = optimizer_rmsprop(learning_rate = 0.01, momentum = 0.5, centered = TRUE), loss = "mse")
+    kept <- list()
+    for (e in 1:3) {
+      fit(m, x, y, batch_size = 10, epochs = 1, verbose = 0, shuffle = FALSE)
+      if (share) kept[[e]] <- m$optimizer$slots
+    }
+    list(weights = get_weights(m), slots = m$optimizer$slots, kept = kept)
+  }
+  ref <- train(FALSE, TRUE)
+  for (share in c(FALSE, TRUE)) {
+    got <- train(TRUE, share)
+    expect_bitwise(got$weights, ref$weights, paste("weights, share =", share))
+    expect_bitwise(got$slots, ref$slots, paste("slots, share =", share))
+    if (share) expect_bitwise(got$kept, ref$kept, "slots kept after each epoch")
+  }
+})
+
+test_that("a model read back with readRDS() trains on, its slots updated in place again", {
+  set.seed(23)
+  m <- keras_model_sequential(input_shape = 4) |> layer_dense(2) |> layer_dense(1)
+  compile(m, optimizer = optimizer_sgd(learning_rate = 0.01, momentum = 0.9), loss = "mse")
+  x <- matrix(rnorm(32 * 4), 32)
+  y <- matrix(rnorm(32), 32)
+  fit(m, x, y, batch_size = 8, epochs = 1, verbose = 0)
+  f <- tempfile(fileext = ".rds")
+  on.exit(unlink(f))
+  saveRDS(m, f)
+  m2 <- readRDS(f)
+  fit(m, x, y, batch_size = 8, epochs = 2, verbose = 0, shuffle = FALSE)
+  s0 <- multihead:::cpp_optimizer_step_stats()
+  fit(m2, x, y, batch_size = 8, epochs = 2, verbose = 0, shuffle = FALSE)
+  expect_gt((multihead:::cpp_optimizer_step_stats() - s0)[["in_place"]], 0)
+  expect_bitwise(get_weights(m2), get_weights(m), "weights after readRDS()")
+  expect_bitwise(m2$optimizer$slots, m$optimizer$slots, "slots after readRDS()")
+})
