@@ -196,12 +196,14 @@ new_layer_object <- function(self, fun) {
 
 #' @noRd
 layer_self <- function(x) {
-  env <- if (is.function(x)) environment(unclass(x))
-  if (is.null(env) || !exists("self", envir = env, inherits = FALSE)) {
+  # (called for every node of every step: environment() of the classed
+  # closure itself, no copy; [[ on an environment does not inherit)
+  self <- if (is.function(x) && is.environment(env <- environment(x))) env[["self"]]
+  if (is.null(self)) {
     abort_msg(sprintf("This %s object is not a layer made by multihead (it has no layer state).",
                       class(x)[1L]), class = "multihead_error_argument")
   }
-  get("self", envir = env, inherits = FALSE)
+  self
 }
 
 #' @noRd

@@ -350,12 +350,11 @@ train_step <- function(self, compiled, batch, slots, state = NULL, nan_ok = FALS
   back <- run_graph_backward(graph, run, step$grads, activity = TRUE, input_grads = FALSE)
   release_natives()
   if (!length(slots)) return(step)
-  wgrads <- model_weight_grads(self, back$weights)
   weights <- list()
   grads <- list()
   for (s in slots) {
     w <- s$self$variables[[s$name]]
-    g <- wgrads[[s$path]]
+    g <- as_weight_grad(back$weights[[var_key(s$self, s$name)]], w)
     if (!is.null(s$regularizer)) g <- g + regularizer_gradient(s$regularizer, w)
     weights[[s$path]] <- w
     grads[[s$path]] <- g

@@ -378,15 +378,20 @@ model_weight_grads <- function(self, wgrads) {
   out <- vector("list", length(slots))
   for (i in seq_along(slots)) {
     s <- slots[[i]]
-    v <- vars[[i]]
-    d <- if (is.null(dim(v))) length(v) else dim(v)
-    g <- wgrads[[var_key(s$self, s$name)]]
-    out[[i]] <- if (is.null(g)) array(0, d)
-      else if (is.double(g) && identical(attributes(g), list(dim = as.integer(d)))) g
-      else array(as.double(g), d)
+    out[[i]] <- as_weight_grad(wgrads[[var_key(s$self, s$name)]], vars[[i]])
   }
   names(out) <- names(vars)
   out
+}
+
+# A weight's gradient `g` from the backward pass (NULL: none, zeros) as a
+# double array of the weight `v`'s dims.
+#' @noRd
+as_weight_grad <- function(g, v) {
+  d <- if (is.null(dim(v))) length(v) else dim(v)
+  if (is.null(g)) array(0, d)
+  else if (is.double(g) && identical(attributes(g), list(dim = as.integer(d)))) g
+  else array(as.double(g), d)
 }
 
 # get_weights() of a model: every layer's weights in order, filtered by each
