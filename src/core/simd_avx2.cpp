@@ -349,10 +349,15 @@ void gemm_f32(sidx M, sidx N, sidx K, const float* a, sidx a_rs, sidx a_cs, cons
   }
   float* bp = scratch;
   float* ap = scratch + kGemmK * kGemmN;
-  // B with unit column stride is read in place (rows b_rs apart): packing
-  // it would cost as much as the product when M is small (a band of a
-  // weight gradient: 64 rows against all of dY).
-  const bool b_direct = b_cs == 1;
+  // B with unit column stride is read in place (rows b_rs apart) when A is
+  // one block of at most kGemmM rows (a band of a weight gradient: 64 rows
+  // against all of dY), where packing B would cost about as much as the
+  // product. With more rows every A block passes over the B block again,
+  // and the packed strips stay in the caches while strided rows do not; a
+  // row stride of a multiple of 4 KiB maps a strip's rows onto a few L1
+  // sets, so such a B is packed for any M. The two ways give the same sums
+  // in the same order (bitwise the same C).
+  const bool b_direct = b_cs == 1 && M <= kGemmM && b_rs % 1024 != 0;
   for (sidx j0 = 0; j0 < N; j0 += kGemmN) {
     const sidx nb = min_idx(kGemmN, N - j0), strips = (nb + kCols - 1) / kCols;
     for (sidx k0 = 0; k0 < K; k0 += kGemmK) {

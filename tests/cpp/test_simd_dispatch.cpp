@@ -4,6 +4,7 @@
 // conversions with their finiteness check, the softmax steps and transposes.
 // On a path without the kernels, the decision itself and the portable
 // products are what is checked.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -126,6 +127,38 @@ TEST(SimdDispatch, GemmOfFewRowsIsAnFmaChain) {
           EXPECT_EQ(C, want) << M << "x" << N << "x" << K << " acc " << accumulate;
         }
       }
+}
+
+// B with unit column stride is read in place for at most 96 rows of A and a
+// row stride that is not a multiple of 1024 floats, and packed otherwise;
+// both give the same sums in the same order: bitwise the same C.
+TEST(SimdDispatch, GemmGivesTheSameBitsWithBInPlaceOrPacked) {
+  if (!mh::use_avx2()) return;
+  for (int accumulate = 0; accumulate < 2; ++accumulate) {
+    {  // 200 rows (B packed) against the same rows in calls of 96 (B in place)
+      const idx M = 200, N = 300, K = 300;
+      const auto A = mhtest::random_values<float>(M * K, 41);
+      const auto B = mhtest::random_values<float>(K * N, 43);
+      std::vector<float> whole(static_cast<size_t>(M * N), 0.75f), parts = whole;
+      mh::gemm<float>(M, N, K, A.data(), K, 1, B.data(), N, 1, whole.data(), N, accumulate != 0);
+      for (idx i0 = 0; i0 < M; i0 += 96)
+        mh::gemm<float>(std::min<idx>(96, M - i0), N, K, A.data() + i0 * K, K, 1, B.data(), N, 1,
+                        parts.data() + i0 * N, N, accumulate != 0);
+      EXPECT_EQ(whole, parts) << "acc " << accumulate;
+    }
+    {  // a row stride of 1024 floats (B packed) against B at stride 1040 (in place)
+      const idx M = 50, N = 1024, K = 300, ld = 1040;
+      const auto A = mhtest::random_values<float>(M * K, 47);
+      const auto B = mhtest::random_values<float>(K * N, 53);
+      std::vector<float> Bw(static_cast<size_t>(K * ld), 0.0f);
+      for (idx p = 0; p < K; ++p)
+        for (idx j = 0; j < N; ++j) Bw[static_cast<size_t>(p * ld + j)] = B[static_cast<size_t>(p * N + j)];
+      std::vector<float> packed(static_cast<size_t>(M * N), 0.75f), direct = packed;
+      mh::gemm<float>(M, N, K, A.data(), K, 1, B.data(), N, 1, packed.data(), N, accumulate != 0);
+      mh::gemm<float>(M, N, K, A.data(), K, 1, Bw.data(), ld, 1, direct.data(), N, accumulate != 0);
+      EXPECT_EQ(packed, direct) << "acc " << accumulate;
+    }
+  }
 }
 
 // The unpacked tile kernel (flash attention's), when the kernels run.
