@@ -57,6 +57,14 @@ cpp_add_forward <- function(inputs, float64, threads) {
     .Call(`_multihead_cpp_add_forward`, inputs, float64, threads)
 }
 
+cpp_merge_native_forward <- function(kind, inputs, threads) {
+    .Call(`_multihead_cpp_merge_native_forward`, kind, inputs, threads)
+}
+
+cpp_merge_native_backward <- function(kind, inputs, grad, threads) {
+    .Call(`_multihead_cpp_merge_native_backward`, kind, inputs, grad, threads)
+}
+
 cpp_as_dtype <- function(x, float64) {
     .Call(`_multihead_cpp_as_dtype`, x, float64)
 }

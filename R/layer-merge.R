@@ -464,7 +464,7 @@ merge_kind <- function(self) {
 #' @noRd
 merge_forward <- function(self, inputs, args = list(), training = FALSE, masks = NULL) {
   if (is.list(inputs) && !is.object(inputs) && any(vapply(inputs, is_native_tensor, logical(1)))) {
-    res <- add_native_forward(self, inputs, masks)
+    res <- merge_native_forward(self, inputs, masks)
     if (!is.null(res)) return(res)
     inputs <- lapply(inputs, native_as_array)  # broadcasting: on R arrays
   }
@@ -478,29 +478,45 @@ merge_forward <- function(self, inputs, args = list(), training = FALSE, masks =
   elementwise_merge_forward(self, xs, masks, kind$combine(self))
 }
 
-# Add on native tensors (native-tensor.R) of one shape: the C++ sum, a native
-# tensor (NULL when the inputs need broadcasting, or the layer is not a
-# float32 Add: the caller converts them).
+# Add, Subtract and Multiply on native tensors (native-tensor.R) of one
+# shape: the C++ result (core/add.h, core/merge_elementwise.h), a native
+# tensor. NULL (the caller converts them) when the inputs need broadcasting,
+# the layer is float64, or a Multiply input has a mask (masked positions
+# count as 1: multiply_combine()). A Multiply's cache keeps its inputs for
+# the backward products.
 #' @noRd
-add_native_forward <- function(self, inputs, masks) {
-  if (!identical(self$class_name, "Add") || is_float64(self)) return(NULL)
+merge_native_forward <- function(self, inputs, masks) {
+  cls <- self$class_name
+  if (!cls %in% c("Add", "Subtract", "Multiply") || is_float64(self)) return(NULL)
   xs <- merge_input_list(self, inputs)
   shapes <- lapply(xs, dim)
   if (length(unique(lapply(shapes, as.integer))) != 1L) return(NULL)
   masks <- merge_mask_list(masks, xs)
+  if (identical(cls, "Multiply") && !all(vapply(masks, is.null, logical(1)))) return(NULL)
   if (!isTRUE(self$built)) merge_build(self, lapply(shapes, batchless_shape))
   out <- shapes[[1L]]
-  y <- cpp_add_forward(xs, FALSE, mh_threads())
-  list(output = y, cache = list(shapes = shapes, padded = shapes, out_dims = out),
+  y <- if (identical(cls, "Add")) cpp_add_forward(xs, FALSE, mh_threads())
+       else cpp_merge_native_forward(cls, xs, mh_threads())
+  list(output = y,
+       cache = list(shapes = shapes, padded = shapes, out_dims = out,
+                    native_factors = if (identical(cls, "Multiply")) xs),
        mask = merge_or_mask(masks, shapes, out[-length(out)]))
 }
 
 #' @noRd
 merge_backward <- function(self, cache, grad_output) {
-  if (identical(self$class_name, "Add") && is_native_tensor(grad_output) &&
+  none <- named_weight_grads(self, list())
+  if (!is.null(cache$native_factors)) {  # a Multiply run on native tensors: the gradients in C++
+    g <- check_grad_output(grad_output, cache$out_dims)
+    return(list(inputs = cpp_merge_native_backward("Multiply", cache$native_factors, g, mh_threads()),
+                weights = none))
+  }
+  if (self$class_name %in% c("Add", "Subtract") && is_native_tensor(grad_output) &&
       all(vapply(cache$shapes, function(d) identical(as.integer(d), as.integer(cache$out_dims)), logical(1)))) {
-    g <- check_grad_output(grad_output, cache$out_dims)  # float32 already: each input's gradient as it is
-    return(list(inputs = rep(list(g), length(cache$shapes)), weights = named_weight_grads(self, list())))
+    g <- check_grad_output(grad_output, cache$out_dims)  # float32 already: the first input's gradient as it is
+    ins <- if (identical(self$class_name, "Add")) rep(list(g), length(cache$shapes))
+           else c(list(g), cpp_merge_native_backward("Subtract", list(), g, mh_threads()))
+    return(list(inputs = ins, weights = none))
   }
   grad_output <- native_as_array(grad_output)
   if (identical(self$class_name, "Concatenate")) concat_backward(self, cache, grad_output)
@@ -549,7 +565,8 @@ register_merge_layers <- function() {
           do.call(ctor, args, quote = TRUE)
         },
         build = merge_build, compute_output_shape = merge_output_shape,
-        forward = merge_forward, backward = merge_backward, native_tensors = identical(cls, "Add"))
+        forward = merge_forward, backward = merge_backward,
+        native_tensors = cls %in% c("Add", "Subtract", "Multiply"))
     })
   }
   register_protocol_layer(

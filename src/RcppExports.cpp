@@ -271,6 +271,33 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// cpp_merge_native_forward
+SEXP cpp_merge_native_forward(std::string kind, Rcpp::List inputs, int threads);
+RcppExport SEXP _multihead_cpp_merge_native_forward(SEXP kindSEXP, SEXP inputsSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type inputs(inputsSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_merge_native_forward(kind, inputs, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
+// cpp_merge_native_backward
+Rcpp::List cpp_merge_native_backward(std::string kind, Rcpp::List inputs, SEXP grad, int threads);
+RcppExport SEXP _multihead_cpp_merge_native_backward(SEXP kindSEXP, SEXP inputsSEXP, SEXP gradSEXP, SEXP threadsSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::RNGScope rcpp_rngScope_gen;
+    Rcpp::traits::input_parameter< std::string >::type kind(kindSEXP);
+    Rcpp::traits::input_parameter< Rcpp::List >::type inputs(inputsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type grad(gradSEXP);
+    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
+    rcpp_result_gen = Rcpp::wrap(cpp_merge_native_backward(kind, inputs, grad, threads));
+    return rcpp_result_gen;
+END_RCPP
+}
 // cpp_as_dtype
 Rcpp::NumericVector cpp_as_dtype(SEXP x, bool float64);
 RcppExport SEXP _multihead_cpp_as_dtype(SEXP xSEXP, SEXP float64SEXP) {
@@ -1074,6 +1101,8 @@ static const R_CallMethodDef CallEntries[] = {
     {"_multihead_cpp_average_steps_forward", (DL_FUNC) &_multihead_cpp_average_steps_forward, 5},
     {"_multihead_cpp_average_steps_backward", (DL_FUNC) &_multihead_cpp_average_steps_backward, 7},
     {"_multihead_cpp_add_forward", (DL_FUNC) &_multihead_cpp_add_forward, 3},
+    {"_multihead_cpp_merge_native_forward", (DL_FUNC) &_multihead_cpp_merge_native_forward, 3},
+    {"_multihead_cpp_merge_native_backward", (DL_FUNC) &_multihead_cpp_merge_native_backward, 4},
     {"_multihead_cpp_as_dtype", (DL_FUNC) &_multihead_cpp_as_dtype, 2},
     {"_multihead_cpp_flatten", (DL_FUNC) &_multihead_cpp_flatten, 3},
     {"_multihead_cpp_unflatten", (DL_FUNC) &_multihead_cpp_unflatten, 4},

@@ -11,6 +11,7 @@
 
 #include "core/activations.h"
 #include "core/add.h"
+#include "core/merge_elementwise.h"
 #include "core/conv1d.h"
 #include "core/dropout.h"
 #include "core/dropout_rng.h"
@@ -437,6 +438,86 @@ SEXP cpp_add_forward(Rcpp::List inputs, bool float64, int threads) {
                                  threads);
     }
     return flat_from(y, inputs[0]);
+  });
+}
+
+namespace {
+
+// float32 values of native tensors or R arrays of one shape (checked in R).
+std::vector<mhglue::CoreInput<float>> float_inputs(const Rcpp::List& inputs, int threads) {
+  std::vector<mhglue::CoreInput<float>> bufs;
+  bufs.reserve(inputs.size());
+  for (R_xlen_t k = 0; k < inputs.size(); ++k) {
+    SEXP xk = inputs[k];
+    bufs.push_back(mhglue::core_input<float>(xk, natural_order(static_cast<int>(r_dims(xk).size())), threads));
+  }
+  for (const auto& b : bufs) {
+    if (b.size() != bufs[0].size()) Rcpp::stop("multihead: internal: merge inputs of different sizes");
+  }
+  return bufs;
+}
+
+SEXP native_like(mh::Buffer<float>&& y, SEXP like, int threads) {
+  const std::vector<idx> d = r_dims(like);
+  return mhglue::core_output(std::move(y), int_dims(d), natural_order(static_cast<int>(d.size())), true, threads);
+}
+
+}  // namespace
+
+// Subtract (two inputs) or Multiply (`kind`) of native tensors or arrays of
+// one shape (checked in R), float32 (core/merge_elementwise.h): a native
+// tensor.
+// [[Rcpp::export]]
+SEXP cpp_merge_native_forward(std::string kind, Rcpp::List inputs, int threads) {
+  return mhglue::out_of_memory_as_error([&]() -> SEXP {
+    const std::vector<mhglue::CoreInput<float>> xs = float_inputs(inputs, threads);
+    if (xs.empty()) Rcpp::stop("multihead: internal: no merge inputs");
+    const idx n = static_cast<idx>(xs[0].size());
+    mh::Buffer<float> y(xs[0].size());
+    if (kind == "Subtract") {
+      if (xs.size() != 2) Rcpp::stop("multihead: internal: Subtract takes two inputs");
+      mh::subtract_forward(xs[0].data(), xs[1].data(), n, y.data(), threads);
+    } else if (kind == "Multiply") {
+      std::vector<const float*> ptrs;
+      for (const auto& x : xs) ptrs.push_back(x.data());
+      mh::multiply_forward(ptrs, n, y.data(), threads);
+    } else {
+      Rcpp::stop("multihead: internal: unknown merge \"%s\"", kind);
+    }
+    return native_like(std::move(y), inputs[0], threads);
+  });
+}
+
+// The inputs' gradients (a list of native tensors) of Subtract (the second
+// input's: -grad; the first input's is grad itself, not returned) or
+// Multiply (one per input), from the forward's inputs and the output's
+// gradient `grad`.
+// [[Rcpp::export]]
+Rcpp::List cpp_merge_native_backward(std::string kind, Rcpp::List inputs, SEXP grad, int threads) {
+  return mhglue::out_of_memory_as_error([&]() -> Rcpp::List {
+    const idx rank = static_cast<idx>(r_dims(grad).size());
+    const mhglue::CoreInput<float> g = mhglue::core_input<float>(grad, natural_order(static_cast<int>(rank)), threads);
+    const idx n = static_cast<idx>(g.size());
+    if (kind == "Subtract") {
+      mh::Buffer<float> d(g.size());
+      mh::negate(g.data(), n, d.data(), threads);
+      return Rcpp::List::create(native_like(std::move(d), grad, threads));
+    }
+    if (kind != "Multiply") Rcpp::stop("multihead: internal: unknown merge \"%s\"", kind);
+    const std::vector<mhglue::CoreInput<float>> xs = float_inputs(inputs, threads);
+    std::vector<const float*> ptrs;
+    std::vector<mh::Buffer<float>> ds;
+    std::vector<float*> dptrs;
+    for (const auto& x : xs) {
+      if (x.size() != g.size()) Rcpp::stop("multihead: internal: merge gradient of another size");
+      ptrs.push_back(x.data());
+      ds.emplace_back(g.size());
+    }
+    for (auto& d : ds) dptrs.push_back(d.data());
+    mh::multiply_backward(ptrs, g.data(), n, dptrs, threads);
+    Rcpp::List out(static_cast<R_xlen_t>(ds.size()));
+    for (size_t j = 0; j < ds.size(); ++j) out[static_cast<R_xlen_t>(j)] = native_like(std::move(ds[j]), grad, threads);
+    return out;
   });
 }
 

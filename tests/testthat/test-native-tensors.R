@@ -316,3 +316,78 @@ test_that("a native dense layer whose activation's backward reads its output kee
   expect_equal(as.vector(run2$caches[[node$id]]$saved), as.vector(aperm(multihead:::native_as_array(out), 3:1)),
                tolerance = 1e-6)
 })
+
+test_that("Subtract and Multiply run on native tensors: outputs and gradients of the R-array run", {
+  # a gated feed-forward block (GLU-style): dense(x) * sigmoid(dense(x)), a residual
+  # Subtract, a three-way Multiply, then a layer norm
+  gated_model <- function(seed = 5, dtype = "float32") {
+    set.seed(seed)
+    inp <- keras_input(shape = c(5, 8))
+    u <- layer_dense(inp, 8, name = "u", dtype = dtype)
+    v <- layer_dense(inp, 8, activation = "sigmoid", name = "v", dtype = dtype)
+    w <- layer_dense(inp, 8, activation = "tanh", name = "w", dtype = dtype)
+    gate <- layer_multiply(list(u, v), name = "gate", dtype = dtype)
+    three <- layer_multiply(list(u, v, w), name = "three", dtype = dtype)
+    d <- layer_subtract(list(inp, gate), name = "diff", dtype = dtype)
+    x <- layer_layer_normalization(layer_add(list(d, three), dtype = dtype), dtype = dtype)
+    m <- keras_model(inp, x |> layer_global_average_pooling_1d(dtype = dtype) |> layer_dense(1, dtype = dtype))
+    compile(m, optimizer = optimizer_sgd(0.05), loss = "mse")
+    m
+  }
+  m <- gated_model()
+  self <- multihead:::layer_self(m)
+  x <- array(rnorm(4 * 5 * 8), c(4, 5, 8))
+  grads <- function(native) {
+    run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = native)
+    on.exit(multihead:::release_natives())
+    back <- multihead:::run_graph_backward(self$graph, run, list(array(c(-1, 0.5, 2, 1), c(4, 1))),
+                                           input_grads = TRUE)
+    kinds <- vapply(self$graph$nodes, function(n) {
+      v <- run$values[[multihead:::node_output_ids(n)[1]]]
+      if (multihead:::is_native_tensor(v)) "native" else "array"
+    }, "")
+    names(kinds) <- vapply(self$graph$nodes, function(n) multihead:::layer_self(n$callee)$name, "")
+    list(out = run$outputs[[1]], w = multihead:::model_weight_grads(self, back$weights), x = back$inputs[[1]],
+         kinds = kinds)
+  }
+  a <- grads(TRUE)
+  b <- grads(FALSE)
+  expect_identical(unname(a$kinds[c("gate", "three", "diff")]), rep("native", 3))
+  expect_equal(a$out, b$out, tolerance = 1e-6)
+  expect_equal(a$x, b$x, tolerance = 1e-5)
+  for (i in seq_along(a$w)) expect_equal(a$w[[i]], b$w[[i]], tolerance = 1e-5, info = names(a$w)[i])
+  # the input gradient against central differences of the same model in float64
+  m64 <- gated_model(dtype = "float64")
+  set_weights(m64, get_weights(m))
+  f <- function(xx) sum(predict(m64, xx, verbose = 0) * c(-1, 0.5, 2, 1))
+  for (idx in list(c(1, 1, 1), c(2, 3, 5), c(4, 5, 8))) {
+    h <- 1e-5
+    xp <- x; xp[idx[1], idx[2], idx[3]] <- xp[idx[1], idx[2], idx[3]] + h
+    xm <- x; xm[idx[1], idx[2], idx[3]] <- xm[idx[1], idx[2], idx[3]] - h
+    expect_equal(a$x[idx[1], idx[2], idx[3]], (f(xp) - f(xm)) / (2 * h), tolerance = 1e-4,
+                 info = paste(idx, collapse = ","))
+  }
+  # training and the thread count: the same weights as the R-array run, bitwise across threads
+  y <- array(rnorm(4), c(4, 1))
+  train <- function(native, threads) {
+    old <- set_num_threads(threads)
+    on.exit(set_num_threads(old))
+    mm <- gated_model()
+    if (native) fit(mm, x, y, batch_size = 2, epochs = 2, shuffle = FALSE, verbose = 0)
+    else native_off(fit(mm, x, y, batch_size = 2, epochs = 2, shuffle = FALSE, verbose = 0))
+    get_weights(mm)
+  }
+  w1 <- train(TRUE, 1L)
+  expect_identical(train(TRUE, 2L), w1)
+  w_ref <- train(FALSE, 1L)
+  for (i in seq_along(w1)) expect_equal(w1[[i]], w_ref[[i]], tolerance = 1e-4, info = i)
+  # a Multiply with masked inputs, and broadcasting, still take the R-array path (and agree)
+  inp <- keras_input(shape = c(5, 8))
+  one <- keras_input(shape = c(1, 8))
+  mb <- keras_model(list(inp, one), layer_multiply(list(layer_dense(inp, 8), layer_dense(one, 8))) |>
+                      layer_global_average_pooling_1d())
+  xo <- array(rnorm(4 * 8), c(4, 1, 8))
+  expect_equal(predict(mb, list(x, xo), verbose = 0), native_off(predict(mb, list(x, xo), verbose = 0)),
+               tolerance = 1e-6)
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
