@@ -92,11 +92,14 @@ dropout_forward <- function(self, inputs, args = list(), training = FALSE, masks
 }
 
 # Applies the call's mask (or, when inactive, the identity in the layer's
-# dtype) to x or to a gradient.
+# dtype) to x or to a gradient. A native tensor (float32 already) passes an
+# inactive layer as it is (predict(), evaluate()); an active mask is drawn
+# over R's column-major order, so a native tensor is converted first and the
+# result is the R-array run's.
 #' @noRd
 dropout_apply <- function(self, x, cache) {
-  if (!cache$active) return(as_dtype_values(x, is_float64(self)))
-  cpp_dropout(x, cache$noise, self$config$rate, self$dropout_seed %% 4294967296, cache$counter,
+  if (!cache$active) return(if (is_native_tensor(x)) x else as_dtype_values(x, is_float64(self)))
+  cpp_dropout(native_as_array(x), cache$noise, self$config$rate, self$dropout_seed %% 4294967296, cache$counter,
               is_float64(self), mh_threads())
 }
 
@@ -125,6 +128,6 @@ register_dropout <- function() {
     from_config = function(config) layer_from_config(layer_dropout, config, c("rate", "noise_shape", "seed")),
     build = weightless_build(),
     compute_output_shape = function(self, input_shape, args = list()) as_input_shape(input_shape),
-    forward = dropout_forward, backward = dropout_backward,
+    forward = dropout_forward, backward = dropout_backward, native_tensors = TRUE,
     keras_object = keras_object_adjust(build_config = FALSE))
 }

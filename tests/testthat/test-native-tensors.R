@@ -391,3 +391,48 @@ test_that("Subtract and Multiply run on native tensors: outputs and gradients of
                tolerance = 1e-6)
   expect_identical(multihead:::cpp_native_release_all(), 0L)
 })
+
+test_that("an inactive Dropout passes native tensors through; an active one gives the R-array run's mask", {
+  dropout_model <- function() {
+    set.seed(7)
+    inp <- keras_input(shape = c(5, 8))
+    h <- inp |> layer_dense(16, activation = "relu") |> layer_dropout(0.3, seed = 11, name = "drop") |>
+      layer_dense(8)
+    x <- layer_layer_normalization(layer_add(list(inp, h)))
+    m <- keras_model(inp, x |> layer_global_average_pooling_1d() |> layer_dense(1))
+    compile(m, optimizer = optimizer_sgd(0.05), loss = "mse")
+    m
+  }
+  set.seed(8)
+  x <- array(rnorm(8 * 5 * 8), c(8, 5, 8))
+  y <- array(rnorm(8), c(8, 1))
+  m <- dropout_model()
+  self <- multihead:::layer_self(m)
+  drop_id <- multihead:::node_output_ids(Filter(function(n) identical(multihead:::layer_self(n$callee)$name, "drop"),
+                                                self$graph$nodes)[[1]])[1]
+  run <- multihead:::run_graph_forward(self$graph, list(x), training = FALSE, keep = FALSE, native = TRUE)
+  expect_true(multihead:::is_native_tensor(run$values[[drop_id]]))
+  multihead:::release_natives()
+  expect_equal(predict(m, x, verbose = 0), native_off(predict(m, x, verbose = 0)), tolerance = 1e-6)
+  expect_equal(evaluate(m, x, y, verbose = 0), native_off(evaluate(m, x, y, verbose = 0)), tolerance = 1e-6)
+  # training: the same masks (seeded, counted per call) on both runs, so the same weights
+  m1 <- dropout_model()
+  m2 <- dropout_model()
+  fit(m1, x, y, batch_size = 4, epochs = 3, shuffle = FALSE, verbose = 0)
+  native_off(fit(m2, x, y, batch_size = 4, epochs = 3, shuffle = FALSE, verbose = 0))
+  w1 <- get_weights(m1)
+  w2 <- get_weights(m2)
+  for (i in seq_along(w1)) expect_equal(w1[[i]], w2[[i]], tolerance = 1e-5, info = i)
+  expect_false(isTRUE(all.equal(w1, get_weights(dropout_model()), tolerance = 1e-4)))  # it trained
+  # a training-mode forward really drops: about 30% of the nonzero inputs of the dropout node
+  drop_node <- Filter(function(n) identical(multihead:::layer_self(n$callee)$name, "drop"), self$graph$nodes)[[1]]
+  run <- multihead:::run_graph_forward(self$graph, list(x), training = TRUE, keep = TRUE, native = TRUE)
+  before <- multihead:::native_as_array(run$values[[drop_node$inputs[[1]]$id]])
+  dropped <- multihead:::native_as_array(run$values[[drop_id]])
+  multihead:::release_natives()
+  kept <- before != 0
+  expect_gt(mean(dropped[kept] == 0), 0.15)
+  expect_lt(mean(dropped[kept] == 0), 0.45)
+  expect_equal(dropped[kept & dropped != 0], before[kept & dropped != 0] / 0.7, tolerance = 1e-6)
+  expect_identical(multihead:::cpp_native_release_all(), 0L)
+})
